@@ -1,0 +1,167 @@
+"""Backend events -> OpenAI wire format: SSE chunks, or one JSON body collected from them.
+
+Stream shape (matches the recorded api.openai.com streams in shared/reference):
+a first chunk per choice with `delta.role`, content deltas, exactly one chunk per choice
+with `finish_reason` and an empty delta, with include_usage a last chunk with
+`choices: []` and `usage`, then `data: [DONE]`. Only `data:` lines (and `: ping`
+comments); every chunk of a response shares one id.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any, TypedDict
+
+from chat.backends.base import Accepted, Event, Finish, TextDelta, Usage
+
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+class UsageDict(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def usage_dict(usage: Usage) -> UsageDict:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+class _Encoder:
+    """Shared state of one response: id, timestamps, per-choice text and finish reasons."""
+
+    chunk_object = ""
+    id_prefix = ""
+
+    def __init__(self, *, model: str, choice_count: int, include_usage: bool = False) -> None:
+        self.id = self.id_prefix + secrets.token_urlsafe(18)
+        self.created = int(time.time())
+        self.model = model
+        self.choice_count = choice_count
+        self.include_usage = include_usage
+        self.fingerprint: str | None = None
+        self.texts: list[list[str]] = [[] for _ in range(choice_count)]
+        self.finish: list[str | None] = [None] * choice_count
+        self.usage: Usage | None = None
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return sse(
+            {
+                "id": self.id,
+                "object": self.chunk_object,
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": self.fingerprint,
+                "choices": choices,
+                **extra,
+            }
+        )
+
+    def record(self, event: Event) -> None:
+        """Remember an event for the collected (non-stream) body."""
+        if isinstance(event, TextDelta):
+            self.texts[event.index].append(event.text)
+        elif isinstance(event, Finish):
+            self.finish[event.index] = event.reason
+        elif isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, Accepted):
+            self.fingerprint = event.system_fingerprint
+
+    def encode(self, event: Event) -> bytes:
+        """SSE bytes for one event (possibly empty)."""
+        self.record(event)
+        if isinstance(event, TextDelta):
+            return self._chunk([self._text_choice(event.index, event.text)])
+        if isinstance(event, Finish):
+            return self._chunk([self._finish_choice(event.index, event.reason)])
+        if isinstance(event, Usage):
+            return self._chunk([], usage=usage_dict(event)) if self.include_usage else b""
+        return self._start()
+
+    def _start(self) -> bytes:
+        return b""
+
+    def _text_choice(self, index: int, text: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _usage_or_zero(self) -> UsageDict:
+        return usage_dict(self.usage) if self.usage else {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+class ChatEncoder(_Encoder):
+    chunk_object = "chat.completion.chunk"
+    id_prefix = "chatcmpl-"
+
+    def _start(self) -> bytes:
+        role = {"role": "assistant", "content": "", "refusal": None}
+        return b"".join(
+            self._chunk([{"index": i, "delta": role, "logprobs": None, "finish_reason": None}])
+            for i in range(self.choice_count)
+        )
+
+    def _text_choice(self, index: int, text: str) -> dict[str, Any]:
+        return {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+
+    def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
+        return {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
+
+    def body(self) -> dict[str, Any]:
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": "".join(parts), "refusal": None},
+                "logprobs": None,
+                "finish_reason": self.finish[i] or "stop",
+            }
+            for i, parts in enumerate(self.texts)
+        ]
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+            "choices": choices,
+            "usage": self._usage_or_zero(),
+        }
+
+
+class CompletionEncoder(_Encoder):
+    chunk_object = "text_completion"
+    id_prefix = "cmpl-"
+
+    def _text_choice(self, index: int, text: str) -> dict[str, Any]:
+        return {"index": index, "text": text, "logprobs": None, "finish_reason": None}
+
+    def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
+        return {"index": index, "text": "", "logprobs": None, "finish_reason": reason}
+
+    def body(self) -> dict[str, Any]:
+        choices = [
+            {"index": i, "text": "".join(parts), "logprobs": None, "finish_reason": self.finish[i] or "stop"}
+            for i, parts in enumerate(self.texts)
+        ]
+        return {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+            "choices": choices,
+            "usage": self._usage_or_zero(),
+        }

@@ -1,0 +1,67 @@
+"""OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}`, never HTML."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+
+from chat.backends.base import BackendError
+
+
+class ApiError(Exception):
+    """An error the client should see. Raise it anywhere below a /v1 view."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+
+    @classmethod
+    def from_backend(cls, exc: BackendError) -> ApiError:
+        return cls(
+            exc.status,
+            exc.message,
+            error_type=exc.error_type,
+            param=exc.param,
+            code=exc.code,
+            retry_after=exc.retry_after,
+        )
+
+    def payload(self) -> dict[str, dict[str, object]]:
+        return error_payload(self.message, self.error_type, param=self.param, code=self.code)
+
+    def response(self) -> JsonResponse:
+        response = JsonResponse(self.payload(), status=self.status)
+        if self.retry_after is not None:
+            response["Retry-After"] = str(self.retry_after)
+        return response
+
+
+def error_payload(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, dict[str, object]]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def internal_error() -> ApiError:
+    return ApiError(
+        500,
+        "The server had an error while processing your request. Retry, and report it if it persists.",
+        error_type="server_error",
+    )

@@ -1,0 +1,86 @@
+"""Serving a backend's event stream as SSE or as one collected JSON body."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chat.backends.base import Accepted, BackendError, Event
+
+from .encoders import DONE, PING, _Encoder, sse
+from .errors import ApiError, internal_error
+
+logger = logging.getLogger(__name__)
+
+
+async def with_pings(events: AsyncIterator[Event], interval: float) -> AsyncIterator[Event | bytes]:
+    """The events, plus PING whenever nothing arrived for `interval` seconds.
+
+    Pings matter only before the first token (queue wait, prefill); after it the
+    events are passed straight through, which costs nothing per token.
+    """
+    iterator = aiter(events)
+    if interval > 0:
+        pending: asyncio.Future[Event] | None = None
+        try:
+            while True:
+                pending = pending or asyncio.ensure_future(anext(iterator))
+                done, _ = await asyncio.wait({pending}, timeout=interval)
+                if not done:
+                    yield PING
+                    continue
+                finished, pending = pending, None
+                try:
+                    event = finished.result()
+                except StopAsyncIteration:
+                    return
+                yield event
+                if not isinstance(event, Accepted):
+                    break
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+    async for event in iterator:
+        yield event
+
+
+async def sse_body(
+    events: AsyncIterator[Event], encoder: _Encoder, first: Event, ping_seconds: float
+) -> AsyncIterator[bytes]:
+    """The SSE byte stream. A failure after the first byte becomes an error event + [DONE].
+
+    On client disconnect Django cancels this generator: the `finally` closes the backend
+    stream, which stops the generation, and the CancelledError propagates.
+    """
+    try:
+        yield encoder.encode(first)
+        async for item in with_pings(events, ping_seconds):
+            chunk = item if isinstance(item, bytes) else encoder.encode(item)
+            if chunk:
+                yield chunk
+        yield DONE
+    except BackendError as exc:
+        yield sse(ApiError.from_backend(exc).payload())
+        yield DONE
+    except Exception:
+        logger.exception("stream %s failed", encoder.id)
+        yield sse(internal_error().payload())
+        yield DONE
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def collect(events: AsyncIterator[Event], encoder: _Encoder, first: Event) -> dict[str, Any]:
+    """The non-stream body: the same stream, collected. Cancellation stops the backend."""
+    try:
+        encoder.record(first)
+        async for event in events:
+            encoder.record(event)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    return encoder.body()  # type: ignore[attr-defined, no-any-return]

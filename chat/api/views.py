@@ -1,0 +1,199 @@
+"""The OpenAI-compatible /v1 surface and /health. Thin: parse, call the backend, encode."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from chat.backends import registry
+from chat.backends.base import Backend, BackendError, ModelInfo, Usage
+
+from .auth import authenticate
+from .encoders import ChatEncoder, CompletionEncoder, _Encoder
+from .errors import ApiError, error_payload, internal_error
+from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
+from .streaming import collect, sse_body
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., Awaitable[HttpResponse]]
+API_PATHS = ["/v1/models", "/v1/chat/completions", "/v1/completions"]
+
+
+def openai_errors(*methods: str) -> Callable[[View], View]:
+    """Every failure becomes an OpenAI error object; nothing else ever leaves a /v1 view."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                if request.method not in methods:
+                    raise ApiError(
+                        405,
+                        f"Method {request.method} is not allowed here; use {' or '.join(methods)}.",
+                        code="method_not_allowed",
+                    )
+                return await view(request, *args, **kwargs)
+            except ApiError as exc:
+                return exc.response()
+            except BackendError as exc:
+                return ApiError.from_backend(exc).response()
+            except Exception:
+                logger.exception("unhandled error in %s", request.path)
+                return internal_error().response()
+
+        return csrf_exempt(wrapper)
+
+    return decorate
+
+
+# --- generation ------------------------------------------------------------------------
+
+
+@openai_errors("POST")
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    return await _generate(request, parse_chat, ChatEncoder)
+
+
+@openai_errors("POST")
+async def completions(request: HttpRequest) -> HttpResponse:
+    return await _generate(request, parse_completion, CompletionEncoder)
+
+
+async def _generate(
+    request: HttpRequest,
+    parse: Callable[[dict[str, Any], dict[str, Any]], ParsedRequest],
+    encoder_class: type[_Encoder],
+) -> HttpResponse:
+    await authenticate(request)
+    parsed = parse(parse_json_object(request.body), settings.GHOSTGPT)
+    backend = _backend_for(parsed.generation.model)
+    encoder = encoder_class(
+        model=parsed.generation.model, choice_count=parsed.generation.choice_count, include_usage=parsed.include_usage
+    )
+    events = backend.stream(parsed.generation)
+    waited = time.perf_counter()
+    try:
+        first = await anext(events)  # admission: errors here are still HTTP errors
+    except BaseException:
+        await events.aclose()  # type: ignore[attr-defined]
+        raise
+    waited = time.perf_counter() - waited
+    if parsed.stream:
+        response = StreamingHttpResponse(
+            sse_body(events, encoder, first, settings.GHOSTGPT["SSE_PING_SECONDS"]), content_type="text/event-stream"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        response["Server-Timing"] = _server_timing(request, model=waited)
+        return response
+    body = await collect(events, encoder, first)
+    response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
+    usage = encoder.usage or Usage(0, 0)
+    response["Server-Timing"] = _server_timing(request, model=waited + usage.model_seconds, queue=usage.queue_seconds)
+    return response
+
+
+def _backend_for(model: str) -> Backend:
+    backend = registry.resolve(model)
+    if backend is None:
+        raise ApiError(
+            404,
+            f"The model '{model}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    return backend
+
+
+def _server_timing(request: HttpRequest, *, model: float, queue: float = 0.0) -> str:
+    """Gateway time = everything this process did itself, apart from waiting for the model."""
+    total = time.perf_counter() - getattr(request, "started_at", time.perf_counter())
+    gateway = max(total - model - queue, 0.0)
+    return f"gateway;dur={gateway * 1000:.2f}, queue;dur={queue * 1000:.2f}, model;dur={model * 1000:.2f}"
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def _model_object(info: ModelInfo) -> dict[str, Any]:
+    return {"id": info.id, "object": "model", "created": info.created, "owned_by": info.owned_by}
+
+
+@openai_errors("GET")
+async def list_models(request: HttpRequest) -> HttpResponse:
+    await authenticate(request)
+    return JsonResponse({"object": "list", "data": [_model_object(info) for info, _ in registry.all_models()]})
+
+
+@openai_errors("GET")
+async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
+    await authenticate(request)
+    for info, _ in registry.all_models():
+        if info.id == model:
+            return JsonResponse(_model_object(info))
+    raise ApiError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+# --- discovery, health, wrong paths ----------------------------------------------------------
+
+
+@openai_errors("GET")
+async def api_root(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(
+        {
+            "object": "api_root",
+            "message": "This is the base URL for OpenAI-compatible clients, not a web page. "
+            "Point your SDK here (base_url=.../v1) and send your API key as a Bearer token.",
+            "endpoints": API_PATHS,
+        }
+    )
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    models = {}
+    problems = []
+    for info, backend in registry.all_models():
+        state, message = backend.readiness()
+        models[info.id] = {"state": state, **backend.stats()}
+        if state != "ready":
+            problems.append((state, message))
+    if not problems:
+        return JsonResponse({"status": "ok", "models": models})
+    state, message = problems[0]
+    body = error_payload(
+        message, "service_unavailable_error", code="model_loading" if state == "loading" else "model_unavailable"
+    )
+    response = JsonResponse({**body, "status": state, "models": models}, status=503)
+    response["Retry-After"] = "5"
+    return response
+
+
+def unknown_path(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for any path we do not serve, with a hint toward the /v1 routes."""
+    path = request.path
+    suggestion = "/v1" + path if not path.startswith("/v1") and "/v1" + path.rstrip("/") in API_PATHS else None
+    hint = (
+        f"Did you mean {suggestion}?"
+        if suggestion
+        else f"OpenAI-compatible routes live under /v1: {', '.join(API_PATHS)}."
+    )
+    return JsonResponse(
+        error_payload(f"Unknown path {path}. {hint}", "invalid_request_error", code="unknown_url"), status=404
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return internal_error().response()

@@ -1,0 +1,167 @@
+"""The one Backend protocol every model source implements.
+
+A backend turns a `GenerationRequest` into an async stream of events. Non-streaming
+responses are the same stream collected, so every backend is streaming-first.
+
+Event order for one request:
+    Accepted            exactly once, first: the request was admitted (queue slot
+                        reserved, prompt measured). Errors raised before it map to an
+                        HTTP status; after it the response has started.
+    TextDelta*          text for one choice, as produced
+    Finish              exactly once per choice
+    Usage               exactly once, last
+
+Closing the async iterator early (client disconnect) must stop the work promptly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What to generate. Exactly one of `messages` (chat) or `prompts` (legacy) is set."""
+
+    model: str
+    sampling: SamplingParams
+    messages: tuple[ChatMessage, ...] = ()
+    prompts: tuple[str | tuple[int, ...], ...] = ()
+    n: int = 1
+    user: str | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return bool(self.messages)
+
+    @property
+    def choice_count(self) -> int:
+        return self.n * (1 if self.is_chat else len(self.prompts))
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    prompt_tokens: int
+    # Identifies the backend configuration, as OpenAI's `system_fingerprint` does.
+    system_fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    index: int
+    reason: FinishReason
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    # Seconds spent waiting for a free model instance and decoding (for Server-Timing).
+    queue_seconds: float = 0.0
+    model_seconds: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+Event = Accepted | TextDelta | Finish | Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    owned_by: str
+    created: int
+    context_length: int
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+Readiness = Literal["ready", "loading", "failed"]
+
+
+class Backend(Protocol):
+    """A source of completions for one or more public model ids."""
+
+    def models(self) -> list[ModelInfo]: ...
+
+    def readiness(self) -> tuple[Readiness, str]:
+        """("ready", "") or ("loading"|"failed", a message fit for users)."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Event]: ...
+
+    def stats(self) -> dict[str, object]:
+        """Counters for /health (queue depth, tokens generated, cancellations)."""
+        ...
+
+
+class BackendError(Exception):
+    """A failure a client should see, with the HTTP status and OpenAI error fields."""
+
+    status = 500
+    error_type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class ModelLoading(BackendError):
+    status = 503
+    error_type = "service_unavailable_error"
+    code = "model_loading"
+
+
+class ModelUnavailable(BackendError):
+    status = 503
+    error_type = "service_unavailable_error"
+    code = "model_unavailable"
+
+
+class Overloaded(BackendError):
+    status = 503
+    error_type = "service_unavailable_error"
+    code = "server_overloaded"
+
+
+class InvalidPrompt(BackendError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(BackendError):
+    status = 400
+    error_type = "invalid_request_error"
+    code = "context_length_exceeded"

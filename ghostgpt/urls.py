@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from chat.api import views as api_views
+
+urlpatterns = [
+    path("health", api_views.health),
+    path("admin/", admin.site.urls),
+    path("", include("chat.api.urls")),
+]
+
+handler404 = "chat.api.views.unknown_path"
+handler500 = "chat.api.views.server_error"
