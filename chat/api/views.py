@@ -33,25 +33,33 @@ def openai_errors(*methods: str) -> Callable[[View], View]:
     def decorate(view: View) -> View:
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            try:
-                if request.method not in methods:
-                    raise ApiError(
-                        405,
-                        f"Method {request.method} is not allowed here; use {' or '.join(methods)}.",
-                        code="method_not_allowed",
-                    )
-                return await view(request, *args, **kwargs)
-            except ApiError as exc:
-                return exc.response()
-            except BackendError as exc:
-                return ApiError.from_backend(exc).response()
-            except Exception:
-                logger.exception("unhandled error in %s", request.path)
-                return internal_error().response()
+            response = await _respond(view, methods, request, *args, **kwargs)
+            if "Server-Timing" not in response:
+                response["Server-Timing"] = _server_timing(request, model=0.0)
+            return response
 
         return csrf_exempt(wrapper)
 
     return decorate
+
+
+async def _respond(
+    view: View, methods: tuple[str, ...], request: HttpRequest, *args: Any, **kwargs: Any
+) -> HttpResponse:
+    try:
+        if request.method not in methods:
+            allowed = " or ".join(methods)
+            raise ApiError(
+                405, f"Method {request.method} is not allowed here; use {allowed}.", code="method_not_allowed"
+            )
+        return await view(request, *args, **kwargs)
+    except ApiError as exc:
+        return exc.response()
+    except BackendError as exc:
+        return ApiError.from_backend(exc).response()
+    except Exception:
+        logger.exception("unhandled error in %s", request.path)
+        return internal_error().response()
 
 
 # --- generation ------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from .live import LiveServer
+
+POSTGRES_URL = os.environ.get("GHOSTGPT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("GHOSTGPT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_service(name: str, reason: str) -> None:
+    """A missing service fails the test under CI=true and is a visible skip elsewhere."""
+    message = f"{name} is not reachable: {reason}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true requires it)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        require_service("PostgreSQL", str(exc))
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", str(exc))
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def live() -> Iterator[LiveServer]:
+    """One real server (embedded model, defaults) shared by the API tests."""
+    server = LiveServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def client(live: LiveServer) -> OpenAI:
+    """The official SDK, in strict mode: every response is validated against its models."""
+    return OpenAI(base_url=live.base_url + "/v1", api_key=live.api_key, max_retries=0, _strict_response_validation=True)
+
+
+@pytest.fixture(scope="session")
+def lenient_client(live: LiveServer) -> OpenAI:
+    """The SDK as users run it (strict mode rejects OpenAI's own streamed legacy completions)."""
+    return OpenAI(base_url=live.base_url + "/v1", api_key=live.api_key, max_retries=0)
+
+
+@pytest.fixture
+def http(live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=live.base_url, headers={"Authorization": f"Bearer {live.api_key}"}, timeout=60
+    ) as session:
+        yield session

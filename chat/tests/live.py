@@ -1,0 +1,134 @@
+"""A real GhostGPT server for tests: its own data dir and database, Daphne on a free port.
+
+It is started the way an operator starts one (`migrate`, `create_api_key`, `daphne`), so
+tests talk to exactly what `make run` serves. With DATABASE_URL pointing at PostgreSQL,
+each server gets a fresh database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, *, env: dict[str, str] | None = None, wait_ready: bool = True) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._tmp = tempfile.TemporaryDirectory(prefix="ghostgpt-live-")
+        self._database = _Database.create(os.environ.get("DATABASE_URL", ""))
+        inherited = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # opt in per server
+        self.env = {
+            **inherited,
+            "GHOSTGPT_DATA_DIR": self._tmp.name,
+            "GHOSTGPT_ENV": "development",
+            "GHOSTGPT_LOG_LEVEL": "WARNING",
+            **({"DATABASE_URL": self._database.url} if self._database else {}),
+            **(env or {}),
+        }
+        self.log_path = Path(self._tmp.name) / "server.log"
+        self._manage("migrate", "--noinput")
+        self.api_key = self._manage("create_api_key", "--name", "live-tests").strip().splitlines()[-1]
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "ghostgpt.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_listening()
+        if wait_ready:
+            self.wait_ready()
+
+    def _manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def _wait_listening(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                httpx.get(self.base_url + "/health", timeout=2)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start listening:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if httpx.get(self.base_url + "/health", timeout=5).status_code == 200:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"model did not become ready:\n{self.log()}")
+
+    def stats(self, model: str = "ghostgpt") -> dict[str, int]:
+        return httpx.get(self.base_url + "/health", timeout=5).json()["models"][model]  # type: ignore[no-any-return]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+        if self._database:
+            self._database.drop()
+        self._tmp.cleanup()
+
+
+class _Database:
+    """A fresh PostgreSQL database for one live server (SQLite needs nothing: the data dir)."""
+
+    def __init__(self, admin_url: str, name: str) -> None:
+        self.admin_url = admin_url
+        self.name = name
+        parts = urlsplit(admin_url)
+        self.url = urlunsplit(parts._replace(path="/" + name))
+
+    @classmethod
+    def create(cls, url: str) -> _Database | None:
+        if not url.startswith(("postgres://", "postgresql://")):
+            return None
+        database = cls(url, f"ghostgpt_live_{secrets.token_hex(4)}")
+        database._execute(f'CREATE DATABASE "{database.name}"')
+        return database
+
+    def drop(self) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def _execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
