@@ -70,7 +70,9 @@ def small_queue() -> Iterator[LiveServer]:
 
 def _open_stream(server: LiveServer, body: dict[str, object]) -> tuple[httpx.Client, httpx.Response]:
     session = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {server.api_key}"}, timeout=60)
-    response = session.send(session.build_request("POST", "/v1/completions", json={**body, "stream": True}), stream=True)
+    response = session.send(
+        session.build_request("POST", "/v1/completions", json={**body, "stream": True}), stream=True
+    )
     return session, response
 
 
@@ -83,8 +85,9 @@ def test_queue_is_fifo_pings_while_waiting_and_refuses_when_full(small_queue: Li
     finished: list[str] = []
 
     def short(name: str) -> None:
-        with httpx.Client(base_url=small_queue.base_url, headers={"Authorization": f"Bearer {small_queue.api_key}"},
-                          timeout=60) as session:
+        with httpx.Client(
+            base_url=small_queue.base_url, headers={"Authorization": f"Bearer {small_queue.api_key}"}, timeout=60
+        ) as session:
             reply = session.post("/v1/completions", json={"model": "ghostgpt", "prompt": name, "max_tokens": 32})
             assert reply.status_code == 200
             finished.append(name)
@@ -103,8 +106,12 @@ def test_queue_is_fifo_pings_while_waiting_and_refuses_when_full(small_queue: Li
         worker.start()
         time.sleep(0.3)
     assert small_queue.stats()["waiting"] == 3
-    full = httpx.post(small_queue.base_url + "/v1/completions", json={**LONG, "max_tokens": 32},
-                      headers={"Authorization": f"Bearer {small_queue.api_key}"}, timeout=30)
+    full = httpx.post(
+        small_queue.base_url + "/v1/completions",
+        json={**LONG, "max_tokens": 32},
+        headers={"Authorization": f"Bearer {small_queue.api_key}"},
+        timeout=30,
+    )
     assert full.status_code == 503
     assert full.json()["error"]["code"] == "server_overloaded" and int(full.headers["Retry-After"]) > 0
     hog.close()
@@ -138,8 +145,9 @@ def test_model_loading_is_503_on_health_and_api(tmp_path: object) -> None:
 
 
 def test_configured_model_id_and_unloadable_model(tmp_path: object) -> None:
-    server = LiveServer(env={"GHOSTGPT_MODEL_ID": "house-model", "GHOSTGPT_MODEL_PATH": "/nonexistent/model.gguf"},
-                        wait_ready=False)
+    server = LiveServer(
+        env={"GHOSTGPT_MODEL_ID": "house-model", "GHOSTGPT_MODEL_PATH": "/nonexistent/model.gguf"}, wait_ready=False
+    )
     try:
         deadline = time.monotonic() + 10
         while httpx.get(server.base_url + "/health").json().get("status") != "failed" and time.monotonic() < deadline:

@@ -42,7 +42,9 @@ print(json.dumps({
 
 def run_manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **env}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_production_services_come_from_the_environment(postgres_url: str, redis_url: str, tmp_path: Path) -> None:

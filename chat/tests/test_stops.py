@@ -28,7 +28,9 @@ def run(stops: tuple[str, ...], pieces: list[str]) -> tuple[str, bool]:
         (("",), ["text"], ("text", False)),
     ],
 )
-def test_stop_sequences_across_token_boundaries(stops: tuple[str, ...], pieces: list[str], expected: tuple[str, bool]) -> None:
+def test_stop_sequences_across_token_boundaries(
+    stops: tuple[str, ...], pieces: list[str], expected: tuple[str, bool]
+) -> None:
     assert run(stops, pieces) == expected
 
 

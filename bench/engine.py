@@ -1,0 +1,154 @@
+"""Decode speed of the embedded model through the gateway vs llama-cpp-python directly.
+
+Same model file, prompt, context size, thread count and sampling (greedy) on both
+sides; runs alternate so both see the same machine state, and the server is idle
+while the direct runs decode. Decode tokens/s = (tokens - 1) / (last token time -
+first token time), so prompt evaluation and HTTP setup do not count; time to first
+token is reported apart.
+
+    .venv/bin/python bench/engine.py [--runs 5] [--max-tokens 256] [--output bench/results/engine.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
+
+MESSAGES = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+
+
+@dataclass
+class Run:
+    tokens: int
+    ttft: float
+    decode_seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return (self.tokens - 1) / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+def gateway_run(base_url: str, key: str, max_tokens: int) -> Run:
+    body = {
+        "model": "ghostgpt",
+        "messages": MESSAGES,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    with httpx.stream(
+        "POST", base_url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=300
+    ) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                last = time.perf_counter()
+                first = first or last
+    return Run(tokens=tokens, ttft=first - started, decode_seconds=last - first)
+
+
+def direct_run(llama: object, max_tokens: int) -> Run:
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    stream = llama.create_chat_completion(  # type: ignore[attr-defined]
+        messages=MESSAGES, max_tokens=max_tokens, temperature=0, stream=True, seed=1
+    )
+    for chunk in stream:
+        if chunk["choices"] and chunk["choices"][0]["delta"].get("content") is not None:
+            tokens += 1
+            last = time.perf_counter()
+            first = first or last
+    return Run(tokens=tokens, ttft=first - started, decode_seconds=last - first)
+
+
+def summarize(name: str, runs: list[Run]) -> tuple[str, float]:
+    rate = statistics.median(r.tokens_per_second for r in runs)
+    ttft = statistics.median(r.ttft for r in runs) * 1000
+    tokens = statistics.median(r.tokens for r in runs)
+    return f"| {name} | {len(runs)} | {tokens:.0f} | {rate:.1f} | {ttft:.1f} |", rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from llama_cpp import Llama
+
+    from chat.backends.registry import bundled_model_path
+    from chat.tests.live import LiveServer
+
+    config = settings.GHOSTGPT
+    model_path = config["MODEL_PATH"] or bundled_model_path()
+    server = LiveServer(env={"GHOSTGPT_SYSTEM_PROMPT": "", "DATABASE_URL": ""})
+    try:
+        llama = Llama(
+            model_path=model_path,
+            n_ctx=config["N_CTX"],
+            n_threads=config["N_THREADS"],
+            n_threads_batch=config["N_THREADS"],
+            verbose=False,
+        )
+        gateway_run(server.base_url, server.api_key, 32)  # warm both paths
+        direct_run(llama, 32)
+        gateway: list[Run] = []
+        direct: list[Run] = []
+        for _ in range(args.runs):
+            gateway.append(gateway_run(server.base_url, server.api_key, args.max_tokens))
+            direct.append(direct_run(llama, args.max_tokens))
+    finally:
+        server.stop()
+
+    direct_row, direct_rate = summarize("llama-cpp-python create_chat_completion(stream=True), in-process", direct)
+    gateway_row, gateway_rate = summarize("GhostGPT POST /v1/chat/completions stream, over HTTP (Daphne)", gateway)
+    ratio = gateway_rate / direct_rate if direct_rate else 0.0
+    table = "\n".join(
+        [
+            f"Model: {Path(model_path).name}, n_ctx={config['N_CTX']}, threads={config['N_THREADS']}, "
+            f"greedy, max_tokens={args.max_tokens}, medians of {args.runs} alternating runs, {os.cpu_count()} CPUs",
+            "",
+            "| path | runs | tokens | decode tokens/s | time to first token (ms) |",
+            "|---|---|---|---|---|",
+            direct_row,
+            gateway_row,
+            "",
+            f"Ratio gateway / direct decode speed: {ratio:.3f}x (target >= 0.9x)",
+        ]
+    )
+    print(table)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
