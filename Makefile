@@ -60,7 +60,7 @@ test-postgres: install
 	fi
 
 bench: install
-	$(PY) bench/engine.py
+	$(PY) bench/engine.py --output bench/results/engine.md
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

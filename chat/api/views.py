@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -81,7 +82,7 @@ async def _generate(
     encoder_class: type[_Encoder],
 ) -> HttpResponse:
     await authenticate(request)
-    parsed = parse(parse_json_object(request.body), settings.GHOSTGPT)
+    parsed = parse(parse_json_object(_body(request)), settings.GHOSTGPT)
     backend = _backend_for(parsed.generation.model)
     encoder = encoder_class(
         model=parsed.generation.model, choice_count=parsed.generation.choice_count, include_usage=parsed.include_usage
@@ -107,6 +108,16 @@ async def _generate(
     usage = encoder.usage or Usage(0, 0)
     response["Server-Timing"] = _server_timing(request, model=waited + usage.model_seconds, queue=usage.queue_seconds)
     return response
+
+
+def _body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise ApiError(
+            413, f"The request body is larger than this server accepts ({limit} bytes).", code="request_too_large"
+        ) from None
 
 
 def _backend_for(model: str) -> Backend:

@@ -111,6 +111,13 @@ def test_bad_json_is_400(http: httpx.Client, body: bytes) -> None:
     assert "JSON" in error["message"]
 
 
+def test_oversized_body_is_413_and_the_server_keeps_serving(http: httpx.Client) -> None:
+    huge = {**CHAT, "messages": [{"role": "user", "content": "x" * (11 * 1024 * 1024)}]}
+    error = _error(http.post("/v1/chat/completions", json=huge), 413)
+    assert error["code"] == "request_too_large"
+    assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+
 def test_prompt_beyond_the_context_is_400(http: httpx.Client) -> None:
     huge = "word " * 20000
     error = _error(
