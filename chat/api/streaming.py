@@ -57,9 +57,10 @@ async def sse_body(
     On client disconnect Django cancels this generator: the `finally` closes the backend
     stream, which stops the generation, and the CancelledError propagates.
     """
+    items = with_pings(events, ping_seconds)
     try:
         yield encoder.encode(first)
-        async for item in with_pings(events, ping_seconds):
+        async for item in items:
             chunk = item if isinstance(item, bytes) else encoder.encode(item)
             if chunk:
                 yield chunk
@@ -72,6 +73,9 @@ async def sse_body(
         yield sse(internal_error().payload())
         yield DONE
     finally:
+        # The ping wrapper first: it may hold a pending read of the backend stream,
+        # and cancelling that read is what lets the backend stream close.
+        await items.aclose()  # type: ignore[attr-defined]
         await events.aclose()  # type: ignore[attr-defined]
 
 

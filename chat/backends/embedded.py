@@ -83,6 +83,7 @@ class EmbeddedLlamaBackend:
         self._state: Readiness = "loading"
         self._error = ""
         self._fingerprint: str | None = None
+        self._created = _created(model_path)
         self._counters = {"waiting": 0, "running": 0, "tokens_generated": 0, "cancelled": 0}
 
     # --- lifecycle ---------------------------------------------------------------
@@ -115,11 +116,7 @@ class EmbeddedLlamaBackend:
     # --- Backend protocol ----------------------------------------------------------
 
     def models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                id=self.model_id, owned_by=self.owned_by, created=_created(self._model_path), context_length=self._n_ctx
-            )
-        ]
+        return [ModelInfo(id=self.model_id, owned_by=self.owned_by, created=self._created, context_length=self._n_ctx)]
 
     def readiness(self) -> tuple[Readiness, str]:
         if self._state == "loading":
@@ -196,7 +193,9 @@ class EmbeddedLlamaBackend:
             job = self._jobs.get()
             self._count(waiting=-1, running=+1)
             try:
-                if not job.cancelled.is_set():
+                if job.cancelled.is_set():  # the client left while waiting in the queue
+                    self._count(cancelled=+1)
+                else:
                     self._run(runtime, job)
             except Exception:
                 logger.exception("generation failed on model %s", self.model_id)

@@ -124,6 +124,27 @@ def test_queue_is_fifo_pings_while_waiting_and_refuses_when_full(small_queue: Li
     assert finished == ["first", "second"]
 
 
+def test_disconnect_while_queued_cancels_before_decoding(small_queue: LiveServer) -> None:
+    before = small_queue.stats()
+    hog_session, hog = _open_stream(small_queue, LONG)
+    hog_lines = hog.iter_lines()  # keep a reference: a collected iterator closes the connection
+    next(line for line in hog_lines if line.startswith("data: {"))
+    waiter_session, waiter = _open_stream(small_queue, LONG)
+    waiter_lines = waiter.iter_lines()
+    next(line for line in waiter_lines if line == ": ping")
+    waiter.close()
+    waiter_session.close()
+    time.sleep(0.5)
+    assert small_queue.stats()["running"] == 1, "the hog still decodes"
+    hog.close()
+    hog_session.close()
+    stats = _wait_idle(small_queue, within=1.5)
+    assert stats["cancelled"] == before["cancelled"] + 2
+    time.sleep(0.5)
+    assert small_queue.stats()["tokens_generated"] == stats["tokens_generated"], "the queued request never decoded"
+    assert "Traceback" not in small_queue.log()
+
+
 def test_model_loading_is_503_on_health_and_api(tmp_path: object) -> None:
     fifo = os.path.join(str(tmp_path), "model.gguf")
     os.mkfifo(fifo)  # opening it blocks until a writer appears: a model that is still loading
