@@ -38,9 +38,10 @@ def usage_dict(usage: Usage) -> UsageDict:
     }
 
 
-class _Encoder:
+class Encoder:
     """Shared state of one response: id, timestamps, per-choice text and finish reasons."""
 
+    body_object = ""
     chunk_object = ""
     id_prefix = ""
 
@@ -99,11 +100,26 @@ class _Encoder:
     def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _usage_or_zero(self) -> UsageDict:
-        return usage_dict(self.usage) if self.usage else {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    def _body_choice(self, index: int, text: str, reason: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def body(self) -> dict[str, Any]:
+        """The non-stream response body, from everything recorded."""
+        choices = [self._body_choice(i, "".join(parts), self.finish[i] or "stop") for i, parts in enumerate(self.texts)]
+        usage = usage_dict(self.usage) if self.usage else usage_dict(Usage(0, 0))
+        return {
+            "id": self.id,
+            "object": self.body_object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+            "choices": choices,
+            "usage": usage,
+        }
 
 
-class ChatEncoder(_Encoder):
+class ChatEncoder(Encoder):
+    body_object = "chat.completion"
     chunk_object = "chat.completion.chunk"
     id_prefix = "chatcmpl-"
 
@@ -120,29 +136,13 @@ class ChatEncoder(_Encoder):
     def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
         return {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
 
-    def body(self) -> dict[str, Any]:
-        choices = [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": "".join(parts), "refusal": None},
-                "logprobs": None,
-                "finish_reason": self.finish[i] or "stop",
-            }
-            for i, parts in enumerate(self.texts)
-        ]
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": choices,
-            "usage": self._usage_or_zero(),
-        }
+    def _body_choice(self, index: int, text: str, reason: str) -> dict[str, Any]:
+        message = {"role": "assistant", "content": text, "refusal": None}
+        return {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
 
 
-class CompletionEncoder(_Encoder):
-    chunk_object = "text_completion"
+class CompletionEncoder(Encoder):
+    body_object = chunk_object = "text_completion"
     id_prefix = "cmpl-"
 
     def _text_choice(self, index: int, text: str) -> dict[str, Any]:
@@ -151,17 +151,5 @@ class CompletionEncoder(_Encoder):
     def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
         return {"index": index, "text": "", "logprobs": None, "finish_reason": reason}
 
-    def body(self) -> dict[str, Any]:
-        choices = [
-            {"index": i, "text": "".join(parts), "logprobs": None, "finish_reason": self.finish[i] or "stop"}
-            for i, parts in enumerate(self.texts)
-        ]
-        return {
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": choices,
-            "usage": self._usage_or_zero(),
-        }
+    def _body_choice(self, index: int, text: str, reason: str) -> dict[str, Any]:
+        return {"index": index, "text": text, "logprobs": None, "finish_reason": reason}

@@ -10,7 +10,7 @@ from typing import Any
 
 from chat.backends.base import Accepted, BackendError, Event
 
-from .encoders import DONE, PING, _Encoder, sse
+from .encoders import DONE, PING, Encoder, sse
 from .errors import ApiError, internal_error
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ async def with_pings(events: AsyncIterator[Event], interval: float) -> AsyncIter
 
 
 async def sse_body(
-    events: AsyncIterator[Event], encoder: _Encoder, first: Event, ping_seconds: float
+    events: AsyncIterator[Event], encoder: Encoder, first: Event, ping_seconds: float
 ) -> AsyncIterator[bytes]:
     """The SSE byte stream. A failure after the first byte becomes an error event + [DONE].
 
@@ -79,7 +79,7 @@ async def sse_body(
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def collect(events: AsyncIterator[Event], encoder: _Encoder, first: Event) -> dict[str, Any]:
+async def collect(events: AsyncIterator[Event], encoder: Encoder, first: Event) -> dict[str, Any]:
     """The non-stream body: the same stream, collected. Cancellation stops the backend."""
     try:
         encoder.record(first)
@@ -87,4 +87,4 @@ async def collect(events: AsyncIterator[Event], encoder: _Encoder, first: Event)
             encoder.record(event)
     finally:
         await events.aclose()  # type: ignore[attr-defined]
-    return encoder.body()  # type: ignore[attr-defined, no-any-return]
+    return encoder.body()

@@ -17,7 +17,7 @@ from chat.backends import registry
 from chat.backends.base import Backend, BackendError, ModelInfo, Usage
 
 from .auth import authenticate
-from .encoders import ChatEncoder, CompletionEncoder, _Encoder
+from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
 from .streaming import collect, sse_body
@@ -79,7 +79,7 @@ async def completions(request: HttpRequest) -> HttpResponse:
 async def _generate(
     request: HttpRequest,
     parse: Callable[[dict[str, Any], dict[str, Any]], ParsedRequest],
-    encoder_class: type[_Encoder],
+    encoder_class: type[Encoder],
 ) -> HttpResponse:
     await authenticate(request)
     parsed = parse(parse_json_object(_body(request)), settings.GHOSTGPT)
