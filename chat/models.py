@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 24, "decimal_places": 10}
 
 
 def hash_api_key(secret: str) -> str:
@@ -11,15 +16,50 @@ def hash_api_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+class Tier(models.Model):
+    """A rate-limit tier. Null limits mean unlimited."""
+
+    name = models.SlugField(max_length=32, unique=True)
+    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty = unlimited.")
+    tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty = unlimited.")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Account(models.Model):
+    """Who pays: owns keys, a wallet balance and a membership tier."""
+
+    name = models.CharField(max_length=150)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    balance = models.DecimalField(default=Decimal(0), **MONEY)
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT)
+    membership_expires_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+
 class ApiKey(models.Model):
     """An API key. The secret itself is never stored, only its hash and a display prefix."""
 
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="keys")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The first characters of the key, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True, help_text="Allowed model ids; empty = all.")
+    tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, help_text="Empty = the account's.")
+    rpm_override = models.PositiveIntegerField(null=True, blank=True)
+    tpm_override = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -27,3 +67,58 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ModelPrice(models.Model):
+    """USD (or settings.GHOSTGPT_CURRENCY) per million tokens. No row = free."""
+
+    model = models.CharField(max_length=200, unique=True)
+    prompt_per_million = models.DecimalField(default=Decimal(0), **MONEY)
+    completion_per_million = models.DecimalField(default=Decimal(0), **MONEY)
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class LedgerEntry(models.Model):
+    """Append-only record of every balance change; the entries sum to the balance."""
+
+    class Kind(models.TextChoices):
+        RESERVE = "reserve"
+        SETTLE = "settle"
+        REFUND = "refund"
+        TOPUP = "topup"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ledger")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = models.DecimalField(help_text="Signed: negative takes money from the balance.", **MONEY)
+    balance_after = models.DecimalField(**MONEY)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_id = models.CharField(max_length=140, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "kind", "idempotency_key"], name="ledger_idempotency")
+        ]
+
+
+class UsageRecord(models.Model):
+    """One row per finished request: tokens and cost, for /api/v1/usage."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage")
+    key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL)
+    model = models.CharField(max_length=200)
+    request_id = models.CharField(max_length=140, blank=True)
+    prompt_tokens = models.PositiveIntegerField()
+    completion_tokens = models.PositiveIntegerField()
+    prompt_cost = models.DecimalField(**MONEY)
+    completion_cost = models.DecimalField(**MONEY)
+    estimated = models.BooleanField(default=False, help_text="Usage counted by us, not reported by the model.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    @property
+    def total_cost(self) -> Decimal:
+        return self.prompt_cost + self.completion_cost

@@ -222,6 +222,13 @@ GHOSTGPT = {
     # What happens to the client's own system/developer messages: "append" them to the
     # persona prompt, or "drop" them.
     "CLIENT_SYSTEM": env_str("GHOSTGPT_CLIENT_SYSTEM", "append"),
+    # Money and limits.
+    "CURRENCY": env_str("GHOSTGPT_CURRENCY", "USD"),
+    "DEFAULT_TIER": env_str("GHOSTGPT_DEFAULT_TIER", "regular"),
+    "RATE_WINDOW_SECONDS": env_int("GHOSTGPT_RATE_WINDOW_SECONDS", 60, minimum=1),
+    "PRICE_CACHE_SECONDS": env_int("GHOSTGPT_PRICE_CACHE_SECONDS", 5, minimum=0),
+    # Operator API (/admin/users…); unset = that API is off.
+    "ADMIN_KEY": env_str("GHOSTGPT_ADMIN_KEY"),
 }
 if GHOSTGPT["CLIENT_SYSTEM"] not in {"append", "drop"}:
     raise ImproperlyConfigured("GHOSTGPT_CLIENT_SYSTEM must be 'append' or 'drop'")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from django.http import HttpRequest
+from django.utils import timezone
 
+from chat.billing.ratelimit import Limits
 from chat.models import ApiKey
-from chat.selectors import api_key_get_active
+from chat.selectors import api_key_get_for_auth
 from chat.services import api_key_mark_used
 
 from .errors import ApiError
@@ -33,7 +36,45 @@ def presented_key(request: HttpRequest) -> str | None:
     return None
 
 
-async def authenticate(request: HttpRequest) -> ApiKey:
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request: which key, which account pays, what it may do."""
+
+    key_id: int
+    account_id: int
+    allowed_models: tuple[str, ...]
+    limits: Limits
+
+    def may_use(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Principal:
+        tier = key.tier or key.account.tier
+        rpm = key.rpm_override if key.rpm_override is not None else tier.rpm
+        tpm = key.tpm_override if key.tpm_override is not None else tier.tpm
+        return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), Limits(f"key:{key.pk}", rpm, tpm))
+
+
+def _unauthorized(message: str, code: str) -> ApiError:
+    return ApiError(401, message, error_type="authentication_error", code=code)
+
+
+def _check_usable(key: ApiKey) -> None:
+    now = timezone.now()
+    if not key.is_active or not key.account.is_active:
+        raise _unauthorized("This API key has been disabled.", "api_key_disabled")
+    if key.expires_at and key.expires_at <= now:
+        raise _unauthorized(f"This API key expired at {key.expires_at.isoformat()}.", "api_key_expired")
+    expiry = key.account.membership_expires_at
+    if expiry and expiry <= now:
+        raise _unauthorized(
+            f"Your membership expired at {expiry.isoformat()}; renew it to use the API.", "membership_expired"
+        )
+
+
+async def authenticate(request: HttpRequest) -> Principal:
+    """The caller's Principal, or 401. One database query."""
     secret = presented_key(request)
     if secret is None:
         raise ApiError(
@@ -42,11 +83,12 @@ async def authenticate(request: HttpRequest) -> ApiKey:
             error_type="authentication_error",
             code="missing_api_key",
         )
-    key = await api_key_get_active(secret=secret)
+    key = await api_key_get_for_auth(secret=secret)
     if key is None:
-        raise ApiError(401, "Incorrect API key provided.", error_type="authentication_error", code="invalid_api_key")
+        raise _unauthorized("Incorrect API key provided.", "invalid_api_key")
+    _check_usable(key)
     _mark_used_later(key.pk)
-    return key
+    return Principal.of(key)
 
 
 def _mark_used_later(key_id: int) -> None:

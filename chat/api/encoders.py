@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 from chat.backends.base import Accepted, Event, Finish, TextDelta, Usage
@@ -45,7 +46,14 @@ class Encoder:
     chunk_object = ""
     id_prefix = ""
 
-    def __init__(self, *, model: str, choice_count: int, include_usage: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        choice_count: int,
+        include_usage: bool = False,
+        costs: Callable[[Usage], dict[str, Any]] | None = None,
+    ) -> None:
         self.id = self.id_prefix + secrets.token_urlsafe(18)
         self.created = int(time.time())
         self.model = model
@@ -55,6 +63,8 @@ class Encoder:
         self.texts: list[list[str]] = [[] for _ in range(choice_count)]
         self.finish: list[str | None] = [None] * choice_count
         self.usage: Usage | None = None
+        self.delivered_tokens = 0
+        self._costs = costs
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         return sse(
@@ -73,6 +83,7 @@ class Encoder:
         """Remember an event for the collected (non-stream) body."""
         if isinstance(event, TextDelta):
             self.texts[event.index].append(event.text)
+            self.delivered_tokens += event.tokens
         elif isinstance(event, Finish):
             self.finish[event.index] = event.reason
         elif isinstance(event, Usage):
@@ -88,11 +99,15 @@ class Encoder:
         if isinstance(event, Finish):
             return self._chunk([self._finish_choice(event.index, event.reason)])
         if isinstance(event, Usage):
-            return self._chunk([], usage=usage_dict(event)) if self.include_usage else b""
+            return self._chunk([], usage=self.usage_payload(event)) if self.include_usage else b""
         return self._start()
 
     def _start(self) -> bytes:
         return b""
+
+    def usage_payload(self, usage: Usage) -> dict[str, Any]:
+        """OpenAI's usage object plus, when the request is metered, its cost fields."""
+        return {**usage_dict(usage), **(self._costs(usage) if self._costs else {})}
 
     def _text_choice(self, index: int, text: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -106,7 +121,7 @@ class Encoder:
     def body(self) -> dict[str, Any]:
         """The non-stream response body, from everything recorded."""
         choices = [self._body_choice(i, "".join(parts), self.finish[i] or "stop") for i, parts in enumerate(self.texts)]
-        usage = usage_dict(self.usage) if self.usage else usage_dict(Usage(0, 0))
+        usage = self.usage_payload(self.usage or Usage(0, 0))
         return {
             "id": self.id,
             "object": self.body_object,

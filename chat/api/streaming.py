@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from chat.backends.base import Accepted, BackendError, Event
@@ -49,15 +49,20 @@ async def with_pings(events: AsyncIterator[Event], interval: float) -> AsyncIter
         yield event
 
 
+Settle = Callable[[bool], Awaitable[None]]
+
+
 async def sse_body(
-    events: AsyncIterator[Event], encoder: Encoder, first: Event, ping_seconds: float
+    events: AsyncIterator[Event], encoder: Encoder, first: Event, ping_seconds: float, settle: Settle
 ) -> AsyncIterator[bytes]:
     """The SSE byte stream. A failure after the first byte becomes an error event + [DONE].
 
     On client disconnect Django cancels this generator: the `finally` closes the backend
-    stream, which stops the generation, and the CancelledError propagates.
+    stream, which stops the generation, bills what was delivered, and the CancelledError
+    propagates.
     """
     items = with_pings(events, ping_seconds)
+    failed = False
     try:
         yield encoder.encode(first)
         async for item in items:
@@ -66,9 +71,11 @@ async def sse_body(
                 yield chunk
         yield DONE
     except BackendError as exc:
+        failed = True
         yield sse(ApiError.from_backend(exc).payload())
         yield DONE
     except Exception:
+        failed = True
         logger.exception("stream %s failed", encoder.id)
         yield sse(internal_error().payload())
         yield DONE
@@ -77,14 +84,18 @@ async def sse_body(
         # and cancelling that read is what lets the backend stream close.
         await items.aclose()  # type: ignore[attr-defined]
         await events.aclose()  # type: ignore[attr-defined]
+        await asyncio.shield(settle(failed))
 
 
-async def collect(events: AsyncIterator[Event], encoder: Encoder, first: Event) -> dict[str, Any]:
+async def collect(events: AsyncIterator[Event], encoder: Encoder, first: Event, settle: Settle) -> dict[str, Any]:
     """The non-stream body: the same stream, collected. Cancellation stops the backend."""
+    failed = True
     try:
         encoder.record(first)
         async for event in events:
             encoder.record(event)
+        failed = False
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+        await asyncio.shield(settle(failed))
     return encoder.body()

@@ -14,11 +14,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
-from chat.backends.base import Backend, BackendError, ModelInfo, Usage
+from chat.backends.base import Backend, BackendError, Usage
+from chat.billing.pricing import price_for
+from chat.billing.ratelimit import limiter
 
-from .auth import authenticate
+from .auth import Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error
+from .metering import Meter
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
 from .streaming import collect, sse_body
 
@@ -37,6 +40,8 @@ def openai_errors(*methods: str) -> Callable[[View], View]:
             response = await _respond(view, methods, request, *args, **kwargs)
             if "Server-Timing" not in response:
                 response["Server-Timing"] = _server_timing(request, model=0.0)
+            for header, value in getattr(request, "ratelimit_headers", {}).items():
+                response[header] = value
             return response
 
         return csrf_exempt(wrapper)
@@ -81,33 +86,78 @@ async def _generate(
     parse: Callable[[dict[str, Any], dict[str, Any]], ParsedRequest],
     encoder_class: type[Encoder],
 ) -> HttpResponse:
-    await authenticate(request)
-    parsed = parse(parse_json_object(_body(request)), settings.GHOSTGPT)
-    backend = _backend_for(parsed.generation.model)
-    encoder = encoder_class(
-        model=parsed.generation.model, choice_count=parsed.generation.choice_count, include_usage=parsed.include_usage
+    principal = await authenticate(request)
+    body = parse_json_object(_body(request))
+    parsed = parse(body, settings.GHOSTGPT)
+    _check_wallet_flag(body)
+    generation = parsed.generation
+    backend = _backend_for(generation.model, principal)
+    await _count_request(request, principal)
+    meter = Meter(
+        principal=principal,
+        model=generation.model,
+        price=await price_for(generation.model),
+        request_id=request.request_id,  # type: ignore[attr-defined]
+        max_completion_tokens=generation.sampling.max_tokens * generation.choice_count,
     )
-    events = backend.stream(parsed.generation)
+    encoder = encoder_class(
+        model=generation.model,
+        choice_count=generation.choice_count,
+        include_usage=parsed.include_usage,
+        costs=meter.cost_fields,
+    )
+
+    async def settle(failed: bool) -> None:
+        await meter.settle(reported=encoder.usage, delivered_tokens=encoder.delivered_tokens, failed=failed)
+
+    events = backend.stream(generation)
     waited = time.perf_counter()
     try:
-        first = await anext(events)  # admission: errors here are still HTTP errors
+        first = await anext(events)  # admission: errors up to here are still HTTP errors
+        await meter.reserve(first.prompt_tokens)  # type: ignore[union-attr]
     except BaseException:
         await events.aclose()  # type: ignore[attr-defined]
         raise
     waited = time.perf_counter() - waited
     if parsed.stream:
+        ping = settings.GHOSTGPT["SSE_PING_SECONDS"]
         response = StreamingHttpResponse(
-            sse_body(events, encoder, first, settings.GHOSTGPT["SSE_PING_SECONDS"]), content_type="text/event-stream"
+            sse_body(events, encoder, first, ping, settle), content_type="text/event-stream"
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         response["Server-Timing"] = _server_timing(request, model=waited)
         return response
-    body = await collect(events, encoder, first)
-    response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
+    result = await collect(events, encoder, first, settle)
+    response = JsonResponse(result, json_dumps_params={"ensure_ascii": False})
     usage = encoder.usage or Usage(0, 0)
     response["Server-Timing"] = _server_timing(request, model=waited + usage.model_seconds, queue=usage.queue_seconds)
     return response
+
+
+def _check_wallet_flag(body: dict[str, Any]) -> None:
+    """GPTunnel's `useWalletBalance`: every account here has one wallet, which always pays;
+    the flag is accepted for compatibility and must be a boolean."""
+    flag = body.get("useWalletBalance")
+    if flag is not None and not isinstance(flag, bool):
+        raise ApiError(400, "Invalid type for 'useWalletBalance': expected a boolean.", param="useWalletBalance")
+
+
+async def _count_request(request: HttpRequest, principal: Principal, *, count: bool = True) -> None:
+    """Count the request against the key's limits (one Redis round trip); 429 when over."""
+    state = await limiter().hit(principal.limits, count=count)
+    request.ratelimit_headers = state.headers()  # type: ignore[attr-defined]
+    if count and (state.over_requests or state.over_tokens):
+        kind = "requests" if state.over_requests else "tokens"
+        limit = state.limits.rpm if state.over_requests else state.limits.tpm
+        raise ApiError(
+            429,
+            f"Rate limit reached for {kind}: {limit} per {settings.GHOSTGPT['RATE_WINDOW_SECONDS']}s on this key. "
+            f"Retry after {state.reset_seconds}s.",
+            error_type=kind,
+            code="rate_limit_exceeded",
+            retry_after=state.reset_seconds,
+        )
 
 
 def _body(request: HttpRequest) -> bytes:
@@ -120,9 +170,9 @@ def _body(request: HttpRequest) -> bytes:
         ) from None
 
 
-def _backend_for(model: str) -> Backend:
+def _backend_for(model: str, principal: Principal) -> Backend:
     backend = registry.resolve(model)
-    if backend is None:
+    if backend is None or not principal.may_use(model):
         raise ApiError(
             404,
             f"The model '{model}' does not exist or you do not have access to it.",
@@ -142,22 +192,43 @@ def _server_timing(request: HttpRequest, *, model: float, queue: float = 0.0) ->
 # --- models -----------------------------------------------------------------------------
 
 
-def _model_object(info: ModelInfo) -> dict[str, Any]:
-    return {"id": info.id, "object": "model", "created": info.created, "owned_by": info.owned_by}
+async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
+    """The models this key may use, with their price and context length."""
+    visible = []
+    for info, _ in registry.all_models():
+        if principal.may_use(info.id):
+            price = await price_for(info.id)
+            visible.append(
+                {
+                    "id": info.id,
+                    "object": "model",
+                    "created": info.created,
+                    "owned_by": info.owned_by,
+                    "context_length": info.context_length,
+                    "pricing": {
+                        "currency": settings.GHOSTGPT["CURRENCY"],
+                        "prompt_per_million": float(price.prompt_per_million),
+                        "completion_per_million": float(price.completion_per_million),
+                    },
+                }
+            )
+    return visible
 
 
 @openai_errors("GET")
 async def list_models(request: HttpRequest) -> HttpResponse:
-    await authenticate(request)
-    return JsonResponse({"object": "list", "data": [_model_object(info) for info, _ in registry.all_models()]})
+    principal = await authenticate(request)
+    await _count_request(request, principal, count=False)
+    return JsonResponse({"object": "list", "data": await _visible_models(principal)})
 
 
 @openai_errors("GET")
 async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
-    await authenticate(request)
-    for info, _ in registry.all_models():
-        if info.id == model:
-            return JsonResponse(_model_object(info))
+    principal = await authenticate(request)
+    await _count_request(request, principal, count=False)
+    for item in await _visible_models(principal):
+        if item["id"] == model:
+            return JsonResponse(item)
     raise ApiError(
         404,
         f"The model '{model}' does not exist or you do not have access to it.",

@@ -72,6 +72,9 @@ class Accepted:
 class TextDelta:
     index: int
     text: str
+    # Tokens this text came from (text held back for stop strings arrives later, with its
+    # tokens), so a consumer that stops early knows exactly how many it delivered.
+    tokens: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,7 +245,7 @@ class EmbeddedLlamaBackend:
         )
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopScanner(sampling.stop)
-        produced, reason = 0, "length"
+        produced, unsent, reason = 0, 0, "length"
         for token in steps if budget > 0 else ():
             if job.cancelled.is_set():
                 return produced, None
@@ -253,10 +253,12 @@ class EmbeddedLlamaBackend:
                 reason = "stop"
                 break
             produced += 1
+            unsent += 1
             self._count(tokens_generated=+1)
             text, hit = stops.feed(utf8.decode(runtime.piece(token)))
             if text:
-                job.emit(TextDelta(index=index, text=text))
+                job.emit(TextDelta(index=index, text=text, tokens=unsent))
+                unsent = 0
             if hit:
                 return produced, "stop"
             if produced >= budget:
@@ -264,7 +266,7 @@ class EmbeddedLlamaBackend:
         text, hit = stops.feed(utf8.decode(b"", final=True))
         text += "" if hit else stops.flush()
         if text:
-            job.emit(TextDelta(index=index, text=text))
+            job.emit(TextDelta(index=index, text=text, tokens=unsent))
         return produced, "stop" if hit else reason
 
     def _count(self, **deltas: int) -> None:

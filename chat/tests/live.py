@@ -45,7 +45,9 @@ class LiveServer:
         }
         self.log_path = Path(self._tmp.name) / "server.log"
         self._manage("migrate", "--noinput")
-        self.api_key = self._manage("create_api_key", "--name", "live-tests").strip().splitlines()[-1]
+        self.api_key = (
+            self._manage("create_api_key", "--name", "live-tests", "--tier", "unlimited").strip().splitlines()[-1]
+        )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "ghostgpt.asgi:application"],

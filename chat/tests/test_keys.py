@@ -11,13 +11,13 @@ from django.test import RequestFactory
 from chat.api.auth import presented_key
 from chat.models import ApiKey, hash_api_key
 from chat.selectors import api_key_is_active
-from chat.services import api_key_create
+from chat.services import account_create_with_key
 
 pytestmark = pytest.mark.django_db
 
 
 def test_keys_are_stored_hashed_with_a_display_prefix() -> None:
-    key, secret = api_key_create(name="ci")
+    key, secret = account_create_with_key(name="ci")
     row = ApiKey.objects.get(pk=key.pk)
     assert secret.startswith("gg-") and len(secret) > 40
     assert row.key_hash == hash_api_key(secret) and secret not in row.key_hash

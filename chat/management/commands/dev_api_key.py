@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chat.selectors import api_key_is_active
-from chat.services import api_key_create
+from chat.services import account_create_with_key
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         path = settings.DATA_DIR / "dev_api_key"
         secret = path.read_text().strip() if path.exists() else ""
         if not secret or not api_key_is_active(secret=secret):
-            _, secret = api_key_create(name="dev")
+            _, secret = account_create_with_key(name="dev", tier="unlimited")
             path.write_text(secret + "\n")
             path.chmod(0o600)
         self.stdout.write(secret)

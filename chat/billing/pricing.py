@@ -1,0 +1,63 @@
+"""Model prices and the cost of a request. Prices are cached for a few seconds per process."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from chat.models import ModelPrice
+
+MILLION = Decimal(1_000_000)
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    prompt_per_million: Decimal = ZERO
+    completion_per_million: Decimal = ZERO
+
+    @property
+    def is_free(self) -> bool:
+        return not self.prompt_per_million and not self.completion_per_million
+
+    def prompt_cost(self, tokens: int) -> Decimal:
+        return self.prompt_per_million * tokens / MILLION
+
+    def completion_cost(self, tokens: int) -> Decimal:
+        return self.completion_per_million * tokens / MILLION
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        return self.prompt_cost(prompt_tokens) + self.completion_cost(completion_tokens)
+
+
+FREE = Price()
+_cache: tuple[float, dict[str, Price]] = (0.0, {})
+
+
+def _load() -> dict[str, Price]:
+    return {row.model: Price(row.prompt_per_million, row.completion_per_million) for row in ModelPrice.objects.all()}
+
+
+def price_table() -> dict[str, Price]:
+    global _cache
+    loaded_at, table = _cache
+    if time.monotonic() - loaded_at >= settings.GHOSTGPT["PRICE_CACHE_SECONDS"]:
+        table = _load()
+        _cache = (time.monotonic(), table)
+    return table
+
+
+async def price_for(model: str) -> Price:
+    loaded_at, table = _cache
+    if time.monotonic() - loaded_at >= settings.GHOSTGPT["PRICE_CACHE_SECONDS"]:
+        table = await sync_to_async(price_table)()
+    return table.get(model, FREE)
+
+
+def forget_prices() -> None:
+    global _cache
+    _cache = (0.0, {})

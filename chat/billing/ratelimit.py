@@ -1,0 +1,128 @@
+"""Fixed-window request and token limits per key: in Redis when REDIS_URL is set (one
+atomic script, shared by every server process), in process memory otherwise.
+
+A window is `RATE_WINDOW_SECONDS` long (a minute). A request is counted when it starts;
+its tokens are added when it ends, and a key whose tokens in this window reached its TPM
+gets 429 until the window turns. Counting is atomic, so N allowed means exactly N.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+HIT_SCRIPT = """
+local requests
+if ARGV[2] == '1' then
+  requests = redis.call('INCR', KEYS[1])
+  if requests == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+else
+  requests = tonumber(redis.call('GET', KEYS[1]) or '0')
+end
+return {requests, tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+ADD_TOKENS_SCRIPT = """
+local tokens = redis.call('INCRBY', KEYS[1], ARGV[2])
+if tokens == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return tokens
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    subject: str
+    rpm: int | None
+    tpm: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    limits: Limits
+    requests: int
+    tokens: int
+    reset_seconds: int
+
+    @property
+    def over_requests(self) -> bool:
+        return self.limits.rpm is not None and self.requests > self.limits.rpm
+
+    @property
+    def over_tokens(self) -> bool:
+        return self.limits.tpm is not None and self.tokens >= self.limits.tpm
+
+    def headers(self) -> dict[str, str]:
+        reset = f"{self.reset_seconds}s"
+        values: dict[str, str] = {}
+        for kind, limit, used in (
+            ("requests", self.limits.rpm, self.requests),
+            ("tokens", self.limits.tpm, self.tokens),
+        ):
+            if limit is not None:
+                values[f"x-ratelimit-limit-{kind}"] = str(limit)
+                values[f"x-ratelimit-remaining-{kind}"] = str(max(limit - used, 0))
+                values[f"x-ratelimit-reset-{kind}"] = reset
+        return values
+
+
+def _window() -> tuple[int, int]:
+    size = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
+    now = time.time()
+    return int(now // size), max(int(size - now % size), 1)
+
+
+class MemoryLimiter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, int], list[int]] = {}
+
+    async def hit(self, limits: Limits, *, count: bool = True) -> RateState:
+        window, reset = _window()
+        with self._lock:
+            self._forget_before(window)
+            counts = self._counts.setdefault((limits.subject, window), [0, 0])
+            counts[0] += int(count)
+            return RateState(limits, counts[0], counts[1], reset)
+
+    async def add_tokens(self, limits: Limits, tokens: int) -> None:
+        window, _ = _window()
+        with self._lock:
+            self._counts.setdefault((limits.subject, window), [0, 0])[1] += tokens
+
+    def _forget_before(self, window: int) -> None:
+        for key in [key for key in self._counts if key[1] < window]:
+            del self._counts[key]
+
+
+class RedisLimiter:
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self._client = redis.Redis.from_url(url)
+        self._hit = self._client.register_script(HIT_SCRIPT)
+        self._add = self._client.register_script(ADD_TOKENS_SCRIPT)
+
+    @staticmethod
+    def _keys(subject: str, window: int) -> list[str]:
+        return [f"ghostgpt:rl:{subject}:{window}:requests", f"ghostgpt:rl:{subject}:{window}:tokens"]
+
+    async def hit(self, limits: Limits, *, count: bool = True) -> RateState:
+        window, reset = _window()
+        requests, tokens = await self._hit(keys=self._keys(limits.subject, window), args=[reset + 1, int(count)])
+        return RateState(limits, int(requests), int(tokens), reset)
+
+    async def add_tokens(self, limits: Limits, tokens: int) -> None:
+        window, reset = _window()
+        await self._add(keys=self._keys(limits.subject, window)[1:], args=[reset + 1, tokens])
+
+
+_limiter: MemoryLimiter | RedisLimiter | None = None
+
+
+def limiter() -> MemoryLimiter | RedisLimiter:
+    global _limiter
+    if _limiter is None:
+        _limiter = RedisLimiter(settings.REDIS_URL) if settings.REDIS_URL else MemoryLimiter()
+    return _limiter
