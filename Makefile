@@ -34,7 +34,7 @@ run: migrate
 	  echo "  OpenAI base URL: http://$(HOST):$(PORT)/v1" && \
 	  echo "  Dev API key:     $$key" && \
 	  echo ""
-	exec $(VENV)/bin/daphne -b $(HOST) -p $(PORT) ghostgpt.asgi:application
+	exec $(VENV)/bin/daphne --access-log /dev/null -b $(HOST) -p $(PORT) ghostgpt.asgi:application
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,17 +1,23 @@
-"""Request id on every response, and the start time that Server-Timing measures from."""
+"""Request id on every response, the start time Server-Timing measures from, and the
+access log. Daphne's own access log is off (it prints query strings verbatim); this one
+redacts secrets that clients put in URLs (`?key=`, `?admin_key=`)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SECRET_PARAMS = {"key", "api_key", "apikey", "admin_key", "token", "access_token"}
+access_log = logging.getLogger("ghostgpt.access")
 
 
 def _begin(request: HttpRequest) -> str:
@@ -22,6 +28,24 @@ def _begin(request: HttpRequest) -> str:
     return request_id
 
 
+def redacted_path(request: HttpRequest) -> str:
+    query = request.META.get("QUERY_STRING", "")
+    if not query:
+        return request.path
+    pairs = [
+        (k, "[redacted]" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
+    return f"{request.path}?{urlencode(pairs, safe='[]')}"
+
+
+def _finish(request: HttpRequest, response: HttpResponseBase, request_id: str) -> None:
+    response["x-request-id"] = request_id
+    elapsed = (time.perf_counter() - request.started_at) * 1000  # type: ignore[attr-defined]
+    access_log.info(
+        '%s "%s %s" %s %.1fms', request_id, request.method, redacted_path(request), response.status_code, elapsed
+    )
+
+
 @sync_and_async_middleware
 def RequestIdMiddleware(get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]):  # noqa: N802
     if iscoroutinefunction(get_response):
@@ -29,7 +53,7 @@ def RequestIdMiddleware(get_response: Callable[[HttpRequest], HttpResponseBase |
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
             request_id = _begin(request)
             response = await get_response(request)  # type: ignore[misc]
-            response["x-request-id"] = request_id
+            _finish(request, response, request_id)
             return response
 
         return async_middleware
@@ -37,7 +61,7 @@ def RequestIdMiddleware(get_response: Callable[[HttpRequest], HttpResponseBase |
     def middleware(request: HttpRequest) -> HttpResponseBase:
         request_id = _begin(request)
         response = get_response(request)
-        response["x-request-id"] = request_id  # type: ignore[index]
+        _finish(request, response, request_id)  # type: ignore[arg-type]
         return response  # type: ignore[return-value]
 
     return middleware

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .models import ApiKey, hash_api_key
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, F, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
+from rest_framework.exceptions import NotFound
+
+from .models import Account, ApiKey, UsageRecord, hash_api_key
 
 
 async def api_key_get_for_auth(*, secret: str) -> ApiKey | None:
@@ -12,3 +19,44 @@ async def api_key_get_for_auth(*, secret: str) -> ApiKey | None:
 
 def api_key_is_active(*, secret: str) -> bool:
     return ApiKey.objects.filter(key_hash=hash_api_key(secret), is_active=True).exists()
+
+
+def api_key_get_for_account(*, account: Account, key_id: int) -> ApiKey:
+    """The account's key, or 404 — whether it does not exist or belongs to someone else."""
+    key = ApiKey.objects.filter(pk=key_id, account=account).first()
+    if key is None:
+        raise NotFound("No such API key on your account.")
+    return key
+
+
+def usage_summary(*, account: Account, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]:
+    """Requests, tokens and cost per day, model or key, oldest or largest first."""
+    rows = UsageRecord.objects.filter(account=account, created_at__gte=since, created_at__lt=until)
+    if group_by == "day":
+        rows = rows.annotate(group=TruncDate("created_at"))
+    elif group_by == "model":
+        rows = rows.annotate(group=F("model"))
+    else:
+        rows = rows.annotate(group=Coalesce(F("key__prefix"), Value("(deleted key)")))
+    summary = (
+        rows.values("group")
+        .annotate(
+            requests=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            prompt_cost=Sum("prompt_cost"),
+            completion_cost=Sum("completion_cost"),
+        )
+        .order_by("group")
+    )
+    return [
+        {
+            group_by: str(row["group"]),
+            "requests": row["requests"],
+            "prompt_tokens": row["prompt_tokens"],
+            "completion_tokens": row["completion_tokens"],
+            "total_tokens": row["prompt_tokens"] + row["completion_tokens"],
+            "cost": float(row["prompt_cost"] + row["completion_cost"]),
+        }
+        for row in summary
+    ]

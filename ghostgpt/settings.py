@@ -182,6 +182,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_AUTHENTICATION_CLASSES": ["chat.accounts.drf.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["chat.accounts.drf.HasApiKey"],
+    "EXCEPTION_HANDLER": "chat.accounts.errors.product_exception_handler",
 }
 
 if PRODUCTION:

@@ -7,6 +7,8 @@ from chat.api import views as api_views
 
 urlpatterns = [
     path("health", api_views.health),
+    # The operator API lives under /admin/… too: its exact paths come before Django's admin.
+    path("", include("chat.accounts.urls")),
     path("admin/", admin.site.urls),
     path("", include("chat.api.urls")),
 ]

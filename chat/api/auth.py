@@ -60,7 +60,8 @@ def _unauthorized(message: str, code: str) -> ApiError:
     return ApiError(401, message, error_type="authentication_error", code=code)
 
 
-def _check_usable(key: ApiKey) -> None:
+def check_usable(key: ApiKey) -> None:
+    """401 for a disabled or expired key, or an expired membership."""
     now = timezone.now()
     if not key.is_active or not key.account.is_active:
         raise _unauthorized("This API key has been disabled.", "api_key_disabled")
@@ -86,7 +87,7 @@ async def authenticate(request: HttpRequest) -> Principal:
     key = await api_key_get_for_auth(secret=secret)
     if key is None:
         raise _unauthorized("Incorrect API key provided.", "invalid_api_key")
-    _check_usable(key)
+    check_usable(key)
     _mark_used_later(key.pk)
     return Principal.of(key)
 

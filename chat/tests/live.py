@@ -50,7 +50,18 @@ class LiveServer:
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "ghostgpt.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "--access-log",
+                os.devnull,
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "ghostgpt.asgi:application",
+            ],
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

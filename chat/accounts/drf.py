@@ -1,0 +1,41 @@
+"""DRF plumbing for the JSON management APIs: key auth, and errors in the product format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from chat.api.auth import check_usable, presented_key
+from chat.api.errors import ApiError
+from chat.models import Account, ApiKey, hash_api_key
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """request.user is the key's Account, request.auth the ApiKey."""
+
+    def authenticate(self, request: Request) -> tuple[Account, ApiKey] | None:
+        secret = presented_key(request._request)
+        if secret is None:
+            return None
+        key = ApiKey.objects.select_related("account__tier", "tier").filter(key_hash=hash_api_key(secret)).first()
+        if key is None:
+            raise exceptions.AuthenticationFailed("Incorrect API key provided.", code="invalid_api_key")
+        try:
+            check_usable(key)
+        except ApiError as exc:
+            raise exceptions.AuthenticationFailed(exc.message, code=exc.code) from None
+        return key.account, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="ghostgpt"'
+
+
+class HasApiKey(BasePermission):
+    message = "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.auth, ApiKey)
