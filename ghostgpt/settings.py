@@ -123,13 +123,16 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'ghostgpt.sqlite3'}"),
-        conn_max_age=env_int("GHOSTGPT_DB_CONN_MAX_AGE", 60, minimum=0),
-        conn_health_checks=True,
-    )
-}
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'ghostgpt.sqlite3'}"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Async views run their database work on many threads; a pool bounds the connections
+    # (excess requests wait for one) instead of opening one per thread until PostgreSQL
+    # refuses ("too many clients").
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("GHOSTGPT_DB_POOL_SIZE", 20, minimum=1),
+        "timeout": env_int("GHOSTGPT_DB_POOL_TIMEOUT", 30, minimum=1),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

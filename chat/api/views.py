@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -63,6 +64,15 @@ async def _respond(
         return exc.response()
     except BackendError as exc:
         return ApiError.from_backend(exc).response()
+    except DatabaseOperationalError:
+        logger.exception("database unavailable in %s", request.path)
+        return ApiError(
+            503,
+            "The service is temporarily unavailable; retry shortly.",
+            error_type="service_unavailable_error",
+            code="service_unavailable",
+            retry_after=5,
+        ).response()
     except Exception:
         logger.exception("unhandled error in %s", request.path)
         return internal_error().response()

@@ -1,0 +1,191 @@
+"""Money under concurrency, on a live server over real PostgreSQL.
+
+Completion tokens are priced at 0 in the exactness tests, so every request costs exactly
+its (identical) prompt and the balance pays for an exact number of requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from .live import ROOT, LiveServer
+
+ADMIN_KEY = "adm-billing-" + "k" * 30
+QUICK = {
+    "model": "ghostgpt",
+    "messages": [{"role": "user", "content": "Say something."}],
+    "max_tokens": 32,
+    "temperature": 0,
+    "stop": [" ", "\n", "e", "a"],
+}
+
+
+@pytest.fixture(scope="module")
+def billing_server(postgres_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(
+        env={
+            "DATABASE_URL": postgres_url,
+            "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
+            "GHOSTGPT_QUEUE_MAX": "400",
+            "GHOSTGPT_PRICE_CACHE_SECONDS": "0",
+        }
+    )
+    yield server
+    server.stop()
+
+
+def manage(server: LiveServer, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def operator(server: LiveServer, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(server.base_url + path, json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert response.status_code in (200, 201), response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def new_funded_user(server: LiveServer, amount: Decimal, name: str) -> tuple[int, str]:
+    user = operator(server, "/admin/users/add", {"name": name, "tier": "unlimited"})
+    operator(server, "/admin/topup", {"user_id": user["user_id"], "amount": str(amount), "idempotency_key": name})
+    return user["user_id"], user["token"]
+
+
+def prompt_tokens(server: LiveServer) -> int:
+    manage(server, "set_price", "ghostgpt", "--prompt", "0", "--completion", "0")
+    reply = httpx.post(
+        server.base_url + "/v1/chat/completions",
+        json=QUICK,
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=60,
+    )
+    return int(reply.json()["usage"]["prompt_tokens"])
+
+
+def books(postgres_url: str, server: LiveServer, user_id: int) -> tuple[Decimal, Decimal, Counter[str]]:
+    """(balance, sum of ledger amounts, entries per kind) straight from the database."""
+    with psycopg.connect(server.env["DATABASE_URL"]) as conn:
+        balance = conn.execute("select balance from chat_account where id = %s", (user_id,)).fetchone()[0]
+        total = conn.execute(
+            "select coalesce(sum(amount), 0) from chat_ledgerentry where account_id = %s", (user_id,)
+        ).fetchone()[0]
+        kinds = Counter(
+            dict(
+                conn.execute(
+                    "select kind, count(*) from chat_ledgerentry where account_id = %s group by kind", (user_id,)
+                ).fetchall()
+            )
+        )
+    return balance, total, kinds
+
+
+async def _fire(server: LiveServer, token: str, bodies: list[dict[str, Any]]) -> list[int]:
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=300, limits=limits
+    ) as session:
+
+        async def one(body: dict[str, Any]) -> int:
+            if not body.get("stream"):
+                return (await session.post("/v1/chat/completions", json=body)).status_code
+            async with session.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code == 200:
+                    chunks = 0
+                    async for line in response.aiter_lines():
+                        chunks += line.startswith("data: {")
+                        if chunks >= 3:  # abort mid-stream
+                            break
+                return response.status_code
+
+        return await asyncio.gather(*(one(body) for body in bodies))
+
+
+def test_200_concurrent_requests_against_a_balance_for_100(billing_server: LiveServer, postgres_url: str) -> None:
+    per_request = prompt_tokens(billing_server)
+    manage(billing_server, "set_price", "ghostgpt", "--prompt", "1000000", "--completion", "0")  # 1 per token
+    user_id, token = new_funded_user(billing_server, Decimal(per_request * 100), "exact-100")
+
+    statuses = Counter(asyncio.run(_fire(billing_server, token, [QUICK] * 200)))
+
+    assert statuses == Counter({200: 100, 402: 100})
+    balance, ledger_total, kinds = books(postgres_url, billing_server, user_id)
+    assert balance == 0
+    assert ledger_total == balance, "ledger entries sum to the balance"
+    assert kinds == Counter({"topup": 1, "reserve": 100, "settle": 100})
+
+
+def test_aborted_stream_mix_never_overspends(billing_server: LiveServer, postgres_url: str) -> None:
+    per_request = prompt_tokens(billing_server)
+    manage(billing_server, "set_price", "ghostgpt", "--prompt", "1000000", "--completion", "0")
+    user_id, token = new_funded_user(billing_server, Decimal(per_request * 50), "abort-mix")
+    long_stream = {
+        **QUICK,
+        "stop": None,
+        "max_tokens": 4096,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Say something."}],
+    }
+    bodies = [long_stream if i % 2 else QUICK for i in range(100)]
+
+    statuses = Counter(asyncio.run(_fire(billing_server, token, bodies)))
+
+    assert statuses == Counter({200: 50, 402: 50})
+    balance, ledger_total, kinds = books(postgres_url, billing_server, user_id)
+    assert balance == 0 and ledger_total == 0
+    assert kinds["reserve"] == kinds["settle"] == 50
+    assert billing_server.stats()["running"] == 0
+
+
+def test_disconnect_bills_the_tokens_delivered(billing_server: LiveServer, postgres_url: str) -> None:
+    manage(
+        billing_server, "set_price", "ghostgpt", "--prompt", "0", "--completion", "1000000"
+    )  # 1 per completion token
+    user_id, token = new_funded_user(billing_server, Decimal(100_000), "disconnect")
+    body = {"model": "ghostgpt", "prompt": "1, 2, 3, 4, 5,", "max_tokens": 4096, "temperature": 0, "stream": True}
+    delivered = 0
+    with httpx.stream(
+        "POST",
+        billing_server.base_url + "/v1/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                delivered += 1
+            if delivered == 10:
+                break
+    row = None
+    deadline = time.monotonic() + 5
+    while row is None and time.monotonic() < deadline:  # settlement runs as the stream closes
+        with psycopg.connect(billing_server.env["DATABASE_URL"]) as conn:
+            row = conn.execute(
+                "select completion_tokens, estimated from chat_usagerecord where account_id = %s", (user_id,)
+            ).fetchone()
+        time.sleep(0.05)
+    assert row is not None, "the aborted request was never settled"
+    completion, estimated = row
+    balance, ledger_total, _ = books(postgres_url, billing_server, user_id)
+    assert completion == delivered, "billed exactly the tokens that reached the client"
+    assert estimated is True
+    assert balance == Decimal(100_000) - completion and ledger_total == balance
