@@ -29,18 +29,28 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, *, env: dict[str, str] | None = None, wait_ready: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        postgres_url: str | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        """`postgres_url`: make a fresh database on that server (default: on DATABASE_URL's,
+        if it is PostgreSQL, else SQLite). `database_url`: share an existing database."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="ghostgpt-live-")
-        self._database = _Database.create(os.environ.get("DATABASE_URL", ""))
+        self._database = None if database_url else _Database.create(postgres_url or os.environ.get("DATABASE_URL", ""))
+        database_url = database_url or (self._database.url if self._database else None)
         inherited = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # opt in per server
         self.env = {
             **inherited,
             "GHOSTGPT_DATA_DIR": self._tmp.name,
             "GHOSTGPT_ENV": "development",
             "GHOSTGPT_LOG_LEVEL": "WARNING",
-            **({"DATABASE_URL": self._database.url} if self._database else {}),
+            **({"DATABASE_URL": database_url} if database_url else {}),
             **(env or {}),
         }
         self.log_path = Path(self._tmp.name) / "server.log"

@@ -73,3 +73,23 @@ def test_legacy_stream_shapes(lenient_client: OpenAI, http: httpx.Client) -> Non
         )
     )
     assert text.strip()
+
+
+def test_models_show_price_and_context_and_follow_the_key_allow_list(http: httpx.Client, live: object) -> None:
+    listed = http.get("/v1/models").json()["data"][0]
+    assert listed["context_length"] > 0 and listed["pricing"]["prompt_per_million"] == 0.0
+    created = http.post("/api/v1/keys", json={"name": "only-other", "models": ["some-other-model"]}).json()
+    restricted = httpx.Client(base_url=http.base_url, headers={"Authorization": f"Bearer {created['key']}"}, timeout=60)
+    assert restricted.get("/v1/models").json()["data"] == []
+    denied = restricted.post(
+        "/v1/chat/completions", json={"model": "ghostgpt", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert denied.status_code == 404 and denied.json()["error"]["code"] == "model_not_found"
+
+
+def test_free_model_usage_carries_zero_costs(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="ghostgpt", messages=[{"role": "user", "content": "Hi"}], max_tokens=32
+    )
+    extra = reply.usage.model_extra if reply.usage else {}
+    assert extra == {"prompt_cost": 0.0, "completion_cost": 0.0, "total_cost": 0.0}

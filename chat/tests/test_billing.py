@@ -1,0 +1,108 @@
+"""Wallet services, prices and the in-process limiter, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from decimal import Decimal
+
+import pytest
+
+from chat.billing.pricing import Price
+from chat.billing.ratelimit import Limits, MemoryLimiter
+from chat.billing.wallet import InsufficientBalance, wallet_reserve, wallet_settle, wallet_top_up
+from chat.models import Account, LedgerEntry, UsageRecord
+from chat.services import account_create
+
+
+def test_price_arithmetic_is_exact() -> None:
+    price = Price(Decimal("2.5"), Decimal(10))
+    assert price.cost(1234, 10) == Decimal("0.003185")
+    assert Price().is_free and not price.is_free
+
+
+@pytest.mark.django_db
+class TestWallet:
+    def account(self, balance: str) -> Account:
+        account = account_create(name="w")
+        wallet_top_up(account_id=account.pk, amount=Decimal(balance), idempotency_key="seed")
+        return account
+
+    def ledger_total(self, account: Account) -> Decimal:
+        return sum((e.amount for e in LedgerEntry.objects.filter(account=account)), Decimal(0))
+
+    def usage(self, account: Account) -> UsageRecord:
+        return UsageRecord(
+            account=account,
+            model="m",
+            prompt_tokens=1,
+            completion_tokens=1,
+            prompt_cost=Decimal(0),
+            completion_cost=Decimal(0),
+        )
+
+    def test_reserve_beyond_the_balance_changes_nothing(self) -> None:
+        account = self.account("1.00")
+        with pytest.raises(InsufficientBalance):
+            wallet_reserve(account_id=account.pk, amount=Decimal("1.01"), request_id="r1")
+        account.refresh_from_db()
+        assert account.balance == Decimal("1.00") and LedgerEntry.objects.filter(account=account).count() == 1
+
+    def test_settle_returns_the_unused_reservation(self) -> None:
+        account = self.account("1.00")
+        reservation = wallet_reserve(account_id=account.pk, amount=Decimal("0.60"), request_id="r1")
+        wallet_settle(reservation=reservation, cost=Decimal("0.25"), usage=self.usage(account))
+        account.refresh_from_db()
+        assert account.balance == Decimal("0.75") == self.ledger_total(account)
+        assert list(LedgerEntry.objects.filter(account=account).values_list("kind", flat=True)) == [
+            "topup",
+            "reserve",
+            "settle",
+        ]
+
+    def test_settle_never_bills_beyond_the_reservation_and_failures_are_refunds(self) -> None:
+        account = self.account("1.00")
+        reservation = wallet_reserve(account_id=account.pk, amount=Decimal("0.10"), request_id="r1")
+        wallet_settle(reservation=reservation, cost=Decimal("5"), usage=self.usage(account))
+        failed = wallet_reserve(account_id=account.pk, amount=Decimal("0.10"), request_id="r2")
+        wallet_settle(reservation=failed, cost=Decimal(0), usage=self.usage(account), failed=True)
+        account.refresh_from_db()
+        assert account.balance == Decimal("0.90") == self.ledger_total(account)
+        assert LedgerEntry.objects.filter(account=account, kind="refund").count() == 1
+
+    def test_top_up_is_idempotent(self) -> None:
+        account = self.account("0")
+        first, created = wallet_top_up(account_id=account.pk, amount=Decimal(3), idempotency_key="inv-7")
+        again, created_again = wallet_top_up(account_id=account.pk, amount=Decimal(3), idempotency_key="inv-7")
+        account.refresh_from_db()
+        assert (created, created_again) == (True, False) and first.pk == again.pk
+        assert account.balance == Decimal(3)
+
+
+def test_memory_limiter_is_exact_under_threads(settings: object) -> None:
+    limiter = MemoryLimiter()
+    limits = Limits(subject="threads", rpm=10, tpm=None)
+    outcomes: list[bool] = []
+    barrier = threading.Barrier(50)
+
+    def client() -> None:
+        barrier.wait()
+        outcomes.append(asyncio.run(limiter.hit(limits)).over_requests)
+
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(False) == 10 and outcomes.count(True) == 40
+
+
+def test_memory_limiter_tokens_and_headers() -> None:
+    limiter = MemoryLimiter()
+    limits = Limits(subject="tokens", rpm=5, tpm=100)
+    asyncio.run(limiter.add_tokens(limits, 100))
+    state = asyncio.run(limiter.hit(limits))
+    assert state.over_tokens and not state.over_requests
+    headers = state.headers()
+    assert headers["x-ratelimit-remaining-requests"] == "4" and headers["x-ratelimit-remaining-tokens"] == "0"
+    assert headers["x-ratelimit-reset-requests"].endswith("s")
