@@ -97,12 +97,12 @@ async def _generate(
     encoder_class: type[Encoder],
 ) -> HttpResponse:
     principal = await authenticate(request)
+    await _count_request(request, principal)  # every request counts, malformed ones too
     body = parse_json_object(_body(request))
     parsed = parse(body, settings.GHOSTGPT)
     _check_wallet_flag(body)
     generation = parsed.generation
     backend = _backend_for(generation.model, principal)
-    await _count_request(request, principal)
     meter = Meter(
         principal=principal,
         model=generation.model,
