@@ -163,6 +163,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
+# A task whose worker died is redelivered (acks_late); Redis waits this long first.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -201,7 +204,30 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("GHOSTGPT_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # httpx logs every request URL at INFO; URLs can carry secrets (upstream `?key=`).
+    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+# --- Tools (fetch-url, web-research, PDF, transcription) ---------------------------------
+
+TOOLS = {
+    # How long a tool endpoint waits for its job before answering 202 + Location.
+    "SYNC_WAIT_SECONDS": env_int("GHOSTGPT_TOOLS_SYNC_WAIT_SECONDS", 30, minimum=0),
+    "UPLOAD_DIR": DATA_DIR / "uploads",
+    "PDF_MAX_BYTES": env_int("GHOSTGPT_PDF_MAX_BYTES", 25 * 1024 * 1024, minimum=1024),
+    "PDF_MAX_PAGES": env_int("GHOSTGPT_PDF_MAX_PAGES", 2000, minimum=1),
+    "PDF_MAX_SECONDS": env_int("GHOSTGPT_PDF_MAX_SECONDS", 120, minimum=1),
+    # The SSRF-safe fetcher.
+    "FETCH_MAX_BYTES": env_int("GHOSTGPT_FETCH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024),
+    "FETCH_DEADLINE_SECONDS": env_int("GHOSTGPT_FETCH_DEADLINE_SECONDS", 20, minimum=1),
+    "FETCH_MAX_REDIRECTS": env_int("GHOSTGPT_FETCH_MAX_REDIRECTS", 5, minimum=0),
+    "FETCH_ALLOWED_PORTS": [int(p) for p in env_list("GHOSTGPT_FETCH_ALLOWED_PORTS", "80,443")],
+    # Exact "ip:port" targets that may be fetched although not global (tests' fixture
+    # servers on loopback). Empty in production.
+    "FETCH_ALLOW": env_list("GHOSTGPT_FETCH_ALLOW"),
+    # Requests per window for anonymous callers (per IP) and for key holders (per key).
+    "RATE_ANONYMOUS": env_int("GHOSTGPT_TOOLS_RATE_ANONYMOUS", 10, minimum=1),
+    "RATE_KEY": env_int("GHOSTGPT_TOOLS_RATE_KEY", 60, minimum=1),
 }
 
 # --- The gateway -------------------------------------------------------------------

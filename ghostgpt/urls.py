@@ -9,6 +9,7 @@ urlpatterns = [
     path("health", api_views.health),
     # The operator API lives under /admin/… too: its exact paths come before Django's admin.
     path("", include("chat.accounts.urls")),
+    path("", include("tools.urls")),
     path("admin/", admin.site.urls),
     path("", include("chat.api.urls")),
 ]

@@ -1,0 +1,205 @@
+"""SafeFetcher: the one way anything in GhostGPT fetches a URL a user gave it.
+
+Rules, checked on the first URL and again on every redirect:
+- http/https only, no credentials in the URL, ports from FETCH_ALLOWED_PORTS (80, 443);
+- the host is resolved once and every address must be global: loopback, private,
+  link-local (169.254.169.254), CGNAT (100.64/10), unspecified, multicast, reserved, and
+  IPv6 forms that embed such an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo) are refused;
+- the connection goes to the checked address (Host header and TLS SNI keep the name), so
+  a second DNS answer cannot rebind it;
+- at most FETCH_MAX_REDIRECTS redirects, FETCH_MAX_BYTES of body (identity encoding: no
+  decompression bombs), FETCH_DEADLINE_SECONDS in total, and only allowed content types.
+Tests may allow exact "ip:port" loopback targets through FETCH_ALLOW (empty by default).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from django.conf import settings
+
+from .base import ToolError
+
+ALLOWED_TYPES = ("text/html", "text/plain", "application/xhtml+xml", "application/pdf")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+USER_AGENT = "GhostGPT-fetcher/1.0 (+https://github.com/ghostgpt)"
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def refused(message: str, code: str = "url_not_allowed") -> ToolError:
+    return ToolError(message, status=400, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedPage:
+    url: str
+    final_url: str
+    status: int
+    content_type: str
+    charset: str | None
+    body: bytes
+    fetched_at: str
+
+
+def embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address hidden in an IPv6 one (mapped, NAT64, 6to4, Teredo), if any."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour:
+        return address.sixtofour
+    if address.teredo:
+        return address.teredo[1]
+    return None
+
+
+def is_public(address: Address) -> bool:
+    inner = embedded_ipv4(address)
+    if inner is not None and not is_public(inner):
+        return False
+    return address.is_global and not address.is_multicast
+
+
+class SafeFetcher:
+    def __init__(self) -> None:
+        config = settings.TOOLS
+        self.max_bytes: int = config["FETCH_MAX_BYTES"]
+        self.deadline: float = config["FETCH_DEADLINE_SECONDS"]
+        self.max_redirects: int = config["FETCH_MAX_REDIRECTS"]
+        self.ports: set[int] = set(config["FETCH_ALLOWED_PORTS"])
+        self.allow: set[str] = set(config["FETCH_ALLOW"])
+
+    def fetch(self, url: str, *, accept: tuple[str, ...] = ALLOWED_TYPES) -> FetchedPage:
+        started = time.monotonic()
+        current = url
+        with httpx.Client(timeout=self.deadline, follow_redirects=False, trust_env=False) as client:
+            for _ in range(self.max_redirects + 1):
+                response = self._request(client, current, started)
+                if response.is_redirect:
+                    location = response.headers.get("location", "")
+                    response.close()
+                    if not location:
+                        raise ToolError("The page redirected without a location.", status=502, code="bad_redirect")
+                    current = urljoin(current, location)
+                    continue
+                return self._read(response, url, current, accept, started)
+        raise refused(f"Too many redirects (more than {self.max_redirects}).", code="too_many_redirects")
+
+    # --- one hop ---------------------------------------------------------------------------
+
+    def _request(self, client: httpx.Client, url: str, started: float) -> httpx.Response:
+        host, port = self._check_url(url)
+        address = self._resolve(host, port)
+        target = httpx.URL(url).copy_with(host=str(address))
+        headers = {
+            "Host": httpx.URL(url).netloc.decode("ascii"),
+            "Accept-Encoding": "identity",
+            "User-Agent": USER_AGENT,
+            "Accept": ", ".join(ALLOWED_TYPES) + ";q=0.9, */*;q=0.1",
+        }
+        remaining = self.deadline - (time.monotonic() - started)
+        if remaining <= 0:
+            raise ToolError("Fetching the page took too long.", status=504, code="fetch_timeout", retryable=True)
+        extensions = {"sni_hostname": host, "timeout": {k: remaining for k in ("connect", "read", "write", "pool")}}
+        request = client.build_request("GET", target, headers=headers, extensions=extensions)
+        try:
+            return client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise ToolError(
+                "The site did not answer in time.", status=504, code="fetch_timeout", retryable=True
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ToolError(
+                f"Could not connect to the site ({type(exc).__name__}).",
+                status=502,
+                code="fetch_failed",
+                retryable=True,
+            ) from None
+
+    def _check_url(self, url: str) -> tuple[str, int]:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise refused("That is not a valid URL.", code="invalid_url") from None
+        if parts.scheme not in ("http", "https"):
+            raise refused("Only http and https URLs can be fetched.")
+        if parts.username is not None or parts.password is not None:
+            raise refused("URLs with credentials in them are not fetched.")
+        if not parts.hostname:
+            raise refused("The URL has no host.", code="invalid_url")
+        port = port or (443 if parts.scheme == "https" else 80)
+        return parts.hostname, port
+
+    def _resolve(self, host: str, port: int) -> Address:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            raise ToolError(f"The host {host!r} could not be found.", status=502, code="dns_failed") from None
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        if not addresses:
+            raise ToolError(f"The host {host!r} could not be found.", status=502, code="dns_failed")
+        for address in addresses:
+            allowed = f"{address}:{port}" in self.allow or f"[{address}]:{port}" in self.allow
+            if not allowed and not is_public(address):
+                raise refused("That address is not on the public internet.")
+            if not allowed and port not in self.ports:
+                raise refused(f"Port {port} is not allowed; use 80 or 443.")
+        return addresses[0]
+
+    # --- the body --------------------------------------------------------------------------
+
+    def _read(
+        self, response: httpx.Response, url: str, final_url: str, accept: tuple[str, ...], started: float
+    ) -> FetchedPage:
+        try:
+            content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if response.status_code >= 400:
+                raise ToolError(
+                    f"The site answered HTTP {response.status_code}.",
+                    status=502,
+                    code="upstream_status",
+                    retryable=response.status_code >= 500,
+                )
+            if content_type not in accept:
+                raise ToolError(
+                    f"Content type {content_type or 'unknown'!r} is not supported.",
+                    status=415,
+                    code="unsupported_content_type",
+                )
+            body = bytearray()
+            try:
+                for chunk in response.iter_raw():
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        raise ToolError(
+                            f"The page is larger than {self.max_bytes} bytes.", status=413, code="too_large"
+                        )
+                    if time.monotonic() - started > self.deadline:
+                        raise ToolError(
+                            "Fetching the page took too long.", status=504, code="fetch_timeout", retryable=True
+                        )
+            except httpx.HTTPError:
+                raise ToolError(
+                    "The site closed the connection.", status=502, code="fetch_failed", retryable=True
+                ) from None
+            return FetchedPage(
+                url=url,
+                final_url=final_url,
+                status=response.status_code,
+                content_type=content_type,
+                charset=response.charset_encoding,
+                body=bytes(body),
+                fetched_at=datetime.now(UTC).isoformat(),
+            )
+        finally:
+            response.close()

@@ -1,0 +1,93 @@
+"""Jobs: create (validate, store, enqueue after commit), execute (in a worker), read."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.http import Http404
+from django.utils import timezone
+
+from .base import ToolError, get_tool
+from .models import Job
+
+logger = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+def job_create(*, tool: str, params: dict[str, Any]) -> Job:
+    """Validate in the web process, store the job, and enqueue it once the row is committed."""
+    from .tasks import run_job
+
+    clean = get_tool(tool).validate(params)
+    job = Job.objects.create(tool=tool, params=clean)
+    transaction.on_commit(lambda: run_job.delay(str(job.pk)))
+    return job
+
+
+def _fail(job_id: uuid.UUID | str, error: dict[str, Any]) -> None:
+    Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, error=error, finished_at=timezone.now())
+
+
+def _progress_writer(job_id: str) -> Callable[[int], None]:
+    last = [0.0]
+
+    def write(percent: int) -> None:
+        now = time.monotonic()
+        if percent >= 100 or now - last[0] >= PROGRESS_INTERVAL_SECONDS:
+            last[0] = now
+            Job.objects.filter(pk=job_id).update(progress=max(0, min(percent, 99)))
+
+    return write
+
+
+def job_execute(*, job_id: str) -> None:
+    """Run a job. Safe to call again for the same job (redelivery after a worker died)."""
+    claimed = Job.objects.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
+        status=Job.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return
+    job = Job.objects.get(pk=job_id)
+    if job.attempts > MAX_ATTEMPTS:
+        _fail(
+            job_id,
+            ToolError(
+                f"The job was interrupted {MAX_ATTEMPTS} times; giving up.", status=500, code="job_abandoned"
+            ).as_dict(),
+        )
+        return
+    try:
+        result = get_tool(job.tool).run(job.params, _progress_writer(job_id))
+    except ToolError as exc:
+        _fail(job_id, exc.as_dict())
+    except SoftTimeLimitExceeded:
+        _fail(job_id, ToolError("The job took too long.", status=504, code="job_timeout").as_dict())
+    except Exception:
+        logger.exception("tool job %s (%s) failed", job_id, job.tool)
+        _fail(job_id, ToolError("The tool failed unexpectedly.", status=500, code="tool_error").as_dict())
+    else:
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.SUCCEEDED, result=result, progress=100, finished_at=timezone.now()
+        )
+
+
+def job_get(*, job_id: uuid.UUID) -> Job:
+    """The job, after marking it failed if its worker vanished (never stuck 'running')."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        raise Http404
+    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    if job.status == Job.Status.RUNNING and job.started_at and job.started_at < stale:
+        _fail(job.pk, ToolError("The worker running this job stopped.", status=500, code="worker_lost").as_dict())
+        job.refresh_from_db()
+    return job

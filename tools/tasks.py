@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from .services import job_execute
+
+
+@shared_task(name="tools.run_job", acks_late=True)
+def run_job(job_id: str) -> None:
+    """Tools are idempotent, so a job whose worker died is simply run again (acks_late)."""
+    job_execute(job_id=job_id)

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("api/fetch-url", views.FetchUrlApi.as_view()),
+    path("api/pdf/extract", views.PdfExtractApi.as_view()),
+    path("api/jobs/<uuid:job_id>", views.JobApi.as_view()),
+]

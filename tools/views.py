@@ -1,0 +1,132 @@
+"""Tool endpoints. Thin: validate, create a job, wait for it (or answer 202), render."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.accounts.drf import ApiKeyAuthentication
+from chat.api.errors import ApiError, error_payload
+from chat.billing.ratelimit import Limits, limiter
+
+from .base import ToolError
+from .models import Job
+from .services import job_create, job_get
+
+POLL_SECONDS = 0.1
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    return {
+        "id": str(job.pk),
+        "object": "tool.job",
+        "tool": job.tool,
+        "status": job.status,
+        "progress": job.progress,
+        "result": job.result,
+        "error": job.error,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def _finished(job: Job) -> Response:
+    if job.status == Job.Status.SUCCEEDED:
+        return Response(job.result)
+    error = job.error or {}
+    body = error_payload(
+        error.get("message", "The tool failed."), error.get("type", "server_error"), code=error.get("code")
+    )
+    return Response(body, status=error.get("status", 500))
+
+
+class ToolApi(APIView):
+    """Open to anyone (rate limited per IP); an API key gets a higher limit."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [AllowAny]
+    tool = ""
+
+    def _limit(self, request: Request) -> None:
+        config = settings.TOOLS
+        if request.auth is not None:
+            limits = Limits(f"tools:key:{request.auth.pk}", config["RATE_KEY"], None)
+        else:
+            limits = Limits(f"tools:ip:{request.META.get('REMOTE_ADDR', '?')}", config["RATE_ANONYMOUS"], None)
+        state = async_to_sync(limiter().hit)(limits)
+        if state.over_requests:
+            raise ApiError(
+                429,
+                f"Too many tool requests; retry after {state.reset_seconds}s.",
+                error_type="requests",
+                code="rate_limit_exceeded",
+                retry_after=state.reset_seconds,
+            )
+
+    def start(self, request: Request, params: dict[str, Any]) -> Response:
+        self._limit(request)
+        try:
+            job = job_create(tool=self.tool, params=params)
+        except ToolError as exc:
+            raise ApiError(exc.status, exc.message, code=exc.code) from None
+        wants_async = (
+            request.headers.get("Prefer", "").lower() == "respond-async" or request.query_params.get("async") == "1"
+        )
+        deadline = time.monotonic() + (0 if wants_async else settings.TOOLS["SYNC_WAIT_SECONDS"])
+        while True:
+            job.refresh_from_db()
+            if job.done:
+                return _finished(job)
+            if time.monotonic() >= deadline:
+                return Response(job_body(job), status=202, headers={"Location": f"/api/jobs/{job.pk}"})
+            time.sleep(POLL_SECONDS)
+
+
+class FetchUrlApi(ToolApi):
+    tool = "fetch-url"
+    parser_classes = [JSONParser]
+
+    def post(self, request: Request) -> Response:
+        return self.start(request, {"url": request.data.get("url") if isinstance(request.data, dict) else None})
+
+
+class PdfExtractApi(ToolApi):
+    tool = "pdf-extract"
+    parser_classes = [MultiPartParser]
+
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ApiError(400, "Send the PDF as multipart form field 'file'.", param="file", code="missing_file")
+        limit = settings.TOOLS["PDF_MAX_BYTES"]
+        if upload.size > limit:
+            raise ApiError(413, f"The PDF is larger than {limit} bytes.", param="file", code="too_large")
+        folder = settings.TOOLS["UPLOAD_DIR"]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.pdf"
+        with path.open("wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+        try:
+            return self.start(request, {"path": str(path), "filename": upload.name, "size": upload.size})
+        except ApiError:
+            path.unlink(missing_ok=True)
+            raise
+
+
+class JobApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, job_id: uuid.UUID) -> Response:
+        return Response(job_body(job_get(job_id=job_id)))
