@@ -138,6 +138,8 @@ class SafeFetcher:
         if not parts.hostname:
             raise refused("The URL has no host.", code="invalid_url")
         port = port or (443 if parts.scheme == "https" else 80)
+        if port not in self.ports and not any(entry.endswith(f":{port}") for entry in self.allow):
+            raise refused(f"Port {port} is not allowed; use 80 or 443.")
         return parts.hostname, port
 
     def _resolve(self, host: str, port: int) -> Address:

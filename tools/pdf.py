@@ -77,7 +77,12 @@ def extract(reader: PdfReader, progress: Progress = lambda _: None) -> dict[str,
         if time.monotonic() - started > limits["PDF_MAX_SECONDS"]:
             raise ToolError("Reading the PDF took too long.", status=422, code="pdf_timeout")
         try:
-            pages_text.append(page.extract_text() or "")
+            text = page.extract_text() or ""
+            if not text:  # extract_text() hides a stream cut off at pypdf's limits: look again
+                contents = page.get_contents()
+                if contents is not None:
+                    contents.get_data()
+            pages_text.append(text)
         except UNREADABLE:
             raise ToolError(
                 f"Page {number} of the PDF cannot be read (damaged, or beyond the decompression limits).",

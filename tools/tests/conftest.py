@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from chat.billing import ratelimit
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    """Each test starts with empty in-process rate-limit counters."""
+    ratelimit._limiter = None
+    yield
+    ratelimit._limiter = None

@@ -1,0 +1,147 @@
+"""fetch-url and PDF extract through their HTTP endpoints (Celery eager, as `make run` runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from tools.models import Job
+
+from .fixtures import LoopbackServer, bomb_pdf, html, redirect_route, text_pdf
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ARTICLE = """<html><head><title>Ghost ships</title></head><body><nav>Home | Shop | Login</nav>
+<article><h1>Ghost ships</h1><p>Sailors have told stories about ghost ships for centuries; the Flying Dutchman
+is the most famous of them, a ship doomed never to make port.</p><p>Most modern sightings are explained by the
+Fata Morgana, a mirage that lifts distant ships above the horizon.</p></article><footer>Cookie banner</footer>
+</body></html>"""
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[LoopbackServer]:
+    server = LoopbackServer(
+        {
+            "/article": html(ARTICLE),
+            "/plain": lambda _: (200, {"Content-Type": "text/plain; charset=utf-8"}, "Just text, ünïcode.".encode()),
+            "/doc.pdf": lambda _: (200, {"Content-Type": "application/pdf"}, text_pdf(["Page one text"])),
+            "/data.json": lambda _: (200, {"Content-Type": "application/json"}, b"{}"),
+            "/huge": lambda _: (200, {"Content-Type": "text/plain"}, b"x" * 300_000),
+            "/gone": lambda _: (404, {"Content-Type": "text/html"}, b"missing"),
+            "/redirect": redirect_route,
+        }
+    )
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def allow_site(settings: Any, site: LoopbackServer, tmp_path: Any) -> LoopbackServer:
+    settings.TOOLS = {
+        **settings.TOOLS,
+        "FETCH_ALLOW": [f"127.0.0.1:{site.port}"],
+        "FETCH_MAX_BYTES": 200_000,
+        "UPLOAD_DIR": tmp_path,
+        "RATE_ANONYMOUS": 1000,
+    }
+    return site
+
+
+def fetch(url: str, **extra: Any) -> Any:
+    return Client().post("/api/fetch-url", {"url": url}, content_type="application/json", **extra)
+
+
+def test_fetch_url_extracts_the_main_text(allow_site: LoopbackServer) -> None:
+    body = fetch(f"{allow_site.url}/redirect?to=/article").json()
+    assert body["title"] == "Ghost ships"
+    assert "Flying Dutchman" in body["text"] and "Fata Morgana" in body["text"]
+    assert "Cookie banner" not in body["text"] and "Login" not in body["text"]
+    assert body["final_url"] == f"{allow_site.url}/article" and body["status"] == 200
+    assert set(body) == {"url", "final_url", "status", "content_type", "title", "text", "fetched_at"}
+
+
+def test_fetch_url_plain_text_and_pdf(allow_site: LoopbackServer) -> None:
+    assert fetch(f"{allow_site.url}/plain").json()["text"] == "Just text, ünïcode."
+    pdf = fetch(f"{allow_site.url}/doc.pdf").json()
+    assert "Page one text" in pdf["text"] and pdf["content_type"] == "application/pdf"
+
+
+@pytest.mark.parametrize(
+    "path, status, code",
+    [("/data.json", 415, "unsupported_content_type"), ("/huge", 413, "too_large"), ("/gone", 502, "upstream_status")],
+)
+def test_fetch_url_errors(allow_site: LoopbackServer, path: str, status: int, code: str) -> None:
+    response = fetch(allow_site.url + path)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("body", [{}, {"url": ""}, {"url": 5}, {"url": "javascript:alert(1)"}, {"url": "x" * 3000}])
+def test_fetch_url_bad_input(body: dict[str, Any]) -> None:
+    response = Client().post("/api/fetch-url", body, content_type="application/json")
+    assert response.status_code == 400
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_anonymous_callers_are_rate_limited(settings: Any) -> None:
+    settings.TOOLS = {**settings.TOOLS, "RATE_ANONYMOUS": 2}
+    codes = [fetch("http://10.0.0.1/").status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+
+
+def upload(data: bytes, name: str = "doc.pdf", **extra: Any) -> Any:
+    return Client().post("/api/pdf/extract", {"file": SimpleUploadedFile(name, data, "application/pdf")}, **extra)
+
+
+def test_pdf_pages_text_and_metadata(allow_site: LoopbackServer, tmp_path: Any) -> None:
+    body = upload(text_pdf(["First page says hello", "", "Third page says goodbye"], title="Report")).json()
+    assert body["pages"] == 3
+    assert body["pages_text"][0].strip() == "First page says hello" and body["pages_text"][1] == ""
+    assert "--- Page 3 ---\nThird page says goodbye" in body["text"]
+    assert body["metadata"]["title"] == "Report"
+    assert list(tmp_path.iterdir()) == [], "uploads are removed after the job"
+
+
+def test_pdf_with_an_empty_user_password_opens(allow_site: LoopbackServer) -> None:
+    assert "hello" in upload(text_pdf(["hello"], password="")).json()["text"]
+
+
+@pytest.mark.parametrize(
+    "data, status, code",
+    [
+        (text_pdf(["secret"], password="hunter2"), 422, "pdf_encrypted"),
+        (text_pdf(["cut short"])[:300], 422, "pdf_unreadable"),
+        (b"%PDF-1.7\n" + b"garbage " * 100, 422, "pdf_unreadable"),
+        (b"GIF89a not a pdf at all", 415, "not_a_pdf"),
+        (bomb_pdf(), 422, "pdf_unreadable"),
+    ],
+    ids=["encrypted", "truncated", "corrupt", "not-a-pdf", "decompression-bomb"],
+)
+def test_pdf_errors(allow_site: LoopbackServer, data: bytes, status: int, code: str) -> None:
+    response = upload(data)
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["code"] == code
+
+
+def test_pdf_limits(allow_site: LoopbackServer, settings: Any) -> None:
+    assert Client().post("/api/pdf/extract", {}).json()["error"]["code"] == "missing_file"
+    settings.TOOLS = {**settings.TOOLS, "PDF_MAX_PAGES": 2}
+    assert upload(text_pdf(["a", "b", "c"])).status_code == 413
+    settings.TOOLS = {**settings.TOOLS, "PDF_MAX_BYTES": 1024}
+    assert upload(text_pdf(["x" * 10] * 50)).json()["error"]["code"] == "too_large"
+
+
+def test_async_jobs_answer_202_with_a_location(allow_site: LoopbackServer, settings: Any) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    response = upload(text_pdf(["async please"]), HTTP_PREFER="respond-async")
+    # Eager execution finishes before the view looks, so the result comes at once; a job row exists either way.
+    assert response.status_code in (200, 202)
+    job = Job.objects.get()
+    status = Client().get(f"/api/jobs/{job.pk}").json()
+    assert status["status"] == "succeeded" and status["progress"] == 100
+    assert "async please" in status["result"]["text"]
+    assert Client().get("/api/jobs/00000000-0000-0000-0000-000000000000").status_code == 404
