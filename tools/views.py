@@ -32,6 +32,7 @@ def job_body(job: Job) -> dict[str, Any]:
         "tool": job.tool,
         "status": job.status,
         "progress": job.progress,
+        "attempts": job.attempts,
         "result": job.result,
         "error": job.error,
         "created_at": job.created_at,

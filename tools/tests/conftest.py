@@ -5,6 +5,9 @@ from collections.abc import Iterator
 import pytest
 
 from chat.billing import ratelimit
+from chat.tests.conftest import postgres_url, redis_url
+
+__all__ = ["postgres_url", "redis_url"]  # the shared service fixtures, for tools' tests too
 
 
 @pytest.fixture(autouse=True)
