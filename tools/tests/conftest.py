@@ -5,9 +5,10 @@ from collections.abc import Iterator
 import pytest
 
 from chat.billing import ratelimit
-from chat.tests.conftest import postgres_url, redis_url
+from chat.tests.conftest import client, live, postgres_url, redis_url
 
-__all__ = ["postgres_url", "redis_url"]  # the shared service fixtures, for tools' tests too
+# The shared fixtures (services, the live server, the SDK client), for tools' tests too.
+__all__ = ["client", "live", "postgres_url", "redis_url"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,143 @@
+"""Transcription: a real speech recording (espeak-ng, checked in) in several containers,
+the error classes, and OpenAI's /v1/audio/transcriptions through the official SDK."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import openai
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from openai import OpenAI
+
+from chat.tests.live import LiveServer
+
+SPEECH = Path(__file__).parent / "data" / "speech.wav"
+SAID = "The quick brown fox jumps over the lazy dog. Ghost ships sail the northern sea at midnight."
+MAX_WER = 0.35
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, start=1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+    return row[-1] / len(ref)
+
+
+def convert(container: str, codec: str, rate: int = 48000) -> bytes:
+    """The checked-in WAV re-encoded by PyAV (FFmpeg), as browsers and phones send it."""
+    out = io.BytesIO()
+    with av.open(str(SPEECH)) as source, av.open(out, "w", format=container) as target:
+        stream = target.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
+        for frame in source.decode(audio=0):
+            for converted in resampler.resample(frame):
+                for packet in stream.encode(converted):
+                    target.mux(packet)
+        for converted in resampler.resample(None):
+            for packet in stream.encode(converted):
+                target.mux(packet)
+        for packet in stream.encode(None):
+            target.mux(packet)
+    return out.getvalue()
+
+
+def post(data: bytes, name: str, **fields: Any) -> Any:
+    return Client().post("/api/transcribe", {"file": SimpleUploadedFile(name, data), **fields})
+
+
+@pytest.fixture
+def uploads(settings: Any, tmp_path: Path) -> Path:
+    settings.TOOLS = {**settings.TOOLS, "UPLOAD_DIR": tmp_path, "RATE_ANONYMOUS": 1000}
+    return tmp_path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_speech_is_transcribed_within_the_word_error_budget(uploads: Path) -> None:
+    body = post(SPEECH.read_bytes(), "speech.wav").json()
+    assert word_error_rate(SAID, body["text"]) <= MAX_WER, body["text"]
+    assert body["language"] == "en" and 6 < body["duration"] < 7
+    assert body["segments"] and body["segments"][-1]["end"] <= body["duration"] + 0.5
+    assert list(uploads.iterdir()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "container, codec, name",
+    [
+        ("ogg", "libopus", "voice.ogg"),
+        ("webm", "libopus", "voice.webm"),
+        ("mp3", "libmp3lame", "voice.mp3"),
+        ("mp4", "aac", "voice.m4a"),
+    ],
+)
+def test_browser_and_phone_formats(uploads: Path, container: str, codec: str, name: str) -> None:
+    body = post(convert(container, codec), name).json()
+    assert word_error_rate(SAID, body["text"]) <= MAX_WER, body["text"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transcription_errors(uploads: Path, settings: Any) -> None:
+    assert post(b"just some text, not audio", "notes.txt").json()["error"]["code"] == "unsupported_audio"
+    assert post(SPEECH.read_bytes(), "speech.wav", language="english").status_code == 400
+    assert Client().post("/api/transcribe", {}).json()["error"]["code"] == "missing_file"
+    settings.TOOLS = {**settings.TOOLS, "TRANSCRIBE_MAX_SECONDS": 2}
+    too_long = post(SPEECH.read_bytes(), "speech.wav")
+    assert too_long.status_code == 413 and too_long.json()["error"]["code"] == "audio_too_long"
+    settings.TOOLS = {**settings.TOOLS, "TRANSCRIBE_MAX_BYTES": 2048}
+    assert post(SPEECH.read_bytes(), "speech.wav").status_code == 413
+    assert list(uploads.iterdir()) == []
+
+
+def test_openai_sdk_transcriptions(client: OpenAI, live: LiveServer) -> None:
+    with SPEECH.open("rb") as audio:
+        plain = client.audio.transcriptions.create(model="whisper-1", file=audio)
+    assert word_error_rate(SAID, plain.text) <= MAX_WER
+    with SPEECH.open("rb") as audio:
+        verbose = client.audio.transcriptions.create(
+            model="whisper-1",
+            file=audio,
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+            language="en",
+            temperature=0,
+        )
+    assert verbose.language == "english" and verbose.duration > 6
+    assert verbose.words and verbose.words[0].start <= verbose.words[-1].end
+    assert verbose.segments and verbose.segments[0].text
+    with SPEECH.open("rb") as audio:
+        srt = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt")
+    assert str(srt).startswith("1\n00:00:00,000 --> ")
+    with SPEECH.open("rb") as audio:
+        vtt = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="vtt")
+    assert str(vtt).startswith("WEBVTT")
+
+
+def test_openai_route_errors(client: OpenAI, live: LiveServer) -> None:
+    with pytest.raises(openai.BadRequestError) as caught, SPEECH.open("rb") as audio:
+        client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="docx")  # type: ignore[arg-type]
+    assert caught.value.param == "response_format"
+    anonymous = httpx.post(
+        live.base_url + "/v1/audio/transcriptions", files={"file": SPEECH.read_bytes()}, data={"model": "whisper-1"}
+    )
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
+    missing_model = httpx.post(
+        live.base_url + "/v1/audio/transcriptions",
+        files={"file": SPEECH.read_bytes()},
+        headers={"Authorization": f"Bearer {live.api_key}"},
+    )
+    assert missing_model.status_code == 400 and missing_model.json()["error"]["param"] == "model"

