@@ -225,6 +225,12 @@ TOOLS = {
     "WHISPER_MODEL_PATH": env_str("GHOSTGPT_WHISPER_MODEL_PATH"),
     "WHISPER_COMPUTE_TYPE": env_str("GHOSTGPT_WHISPER_COMPUTE_TYPE", "int8"),
     "WHISPER_THREADS": env_int("GHOSTGPT_WHISPER_THREADS", os.cpu_count() or 2, minimum=1),
+    # web-research providers (base URLs are settings so tests can replay them locally).
+    "CBR_URL": env_str("GHOSTGPT_CBR_URL", "https://www.cbr.ru/scripts/XML_daily.asp"),
+    "FRANKFURTER_URL": env_str("GHOSTGPT_FRANKFURTER_URL", "https://api.frankfurter.dev/v1"),
+    "OPEN_METEO_URL": env_str("GHOSTGPT_OPEN_METEO_URL", "https://api.open-meteo.com"),
+    "OPEN_METEO_GEOCODING_URL": env_str("GHOSTGPT_OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com"),
+    "RESEARCH_CACHE_SECONDS": env_int("GHOSTGPT_RESEARCH_CACHE_SECONDS", 600, minimum=0),
     # The SSRF-safe fetcher.
     "FETCH_MAX_BYTES": env_int("GHOSTGPT_FETCH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024),
     "FETCH_DEADLINE_SECONDS": env_int("GHOSTGPT_FETCH_DEADLINE_SECONDS", 20, minimum=1),

@@ -57,5 +57,6 @@ def register(tool: Tool) -> Tool:
 def get_tool(name: str) -> Tool:
     # Import the tool modules so they register themselves.
     from . import fetch_url, pdf, transcribe  # noqa: F401
+    from .research import tool  # noqa: F401
 
     return registry[name]

@@ -6,6 +6,7 @@ from . import openai_audio, views
 
 urlpatterns = [
     path("api/fetch-url", views.FetchUrlApi.as_view()),
+    path("api/web-research", views.WebResearchApi.as_view()),
     path("api/pdf/extract", views.PdfExtractApi.as_view()),
     path("api/transcribe", views.TranscribeApi.as_view()),
     path("api/jobs/<uuid:job_id>", views.JobApi.as_view()),

@@ -102,6 +102,14 @@ class FetchUrlApi(ToolApi):
         return self.start(request, {"url": request.data.get("url") if isinstance(request.data, dict) else None})
 
 
+class WebResearchApi(ToolApi):
+    tool = "web-research"
+    parser_classes = [JSONParser]
+
+    def post(self, request: Request) -> Response:
+        return self.start(request, {"query": request.data.get("query") if isinstance(request.data, dict) else None})
+
+
 def save_upload(request: Request, *, max_bytes: int, suffix: str) -> Path:
     """The multipart `file` field, stored where the workers can read it (the data dir)."""
     upload = request.FILES.get("file")
