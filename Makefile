@@ -14,7 +14,7 @@ POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # Xeons here (AMX) segfaulted in decode. pip caches the built wheel afterwards.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test install migrate lint format bench test-sqlite test-postgres clean
+.PHONY: run test install migrate lint format bench worker test-sqlite test-postgres clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ run: migrate
 	  echo "  Dev API key:     $$key" && \
 	  echo ""
 	exec $(VENV)/bin/daphne --access-log /dev/null -b $(HOST) -p $(PORT) ghostgpt.asgi:application
+
+# A Celery worker for the tools (needs REDIS_URL; without it tasks run in the web process).
+# Concurrency 1-2 per core for PDF/transcription; time limits and memory cap per child.
+worker: migrate
+	@test -n "$$REDIS_URL" || { echo "make worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)"; exit 2; }
+	exec $(VENV)/bin/celery -A ghostgpt worker --loglevel=INFO --concurrency=$${WORKER_CONCURRENCY:-2} \
+	  --max-memory-per-child=$${WORKER_MAX_MEMORY_KB:-1500000} --prefetch-multiplier=1
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -61,6 +68,7 @@ test-postgres: install
 
 bench: install
 	$(PY) bench/engine.py --output bench/results/engine.md
+	$(PY) bench/tools.py --output bench/results/tools.md
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

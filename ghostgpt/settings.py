@@ -124,6 +124,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'ghostgpt.sqlite3'}"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL: readers do not block the writer; NORMAL sync is durable across process crashes
+    # and skips an fsync per commit (the embedded default runs on one machine).
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = (
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Async views run their database work on many threads; a pool bounds the connections
     # (excess requests wait for one) instead of opening one per thread until PostgreSQL

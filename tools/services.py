@@ -39,13 +39,15 @@ def _fail(job_id: uuid.UUID | str, error: dict[str, Any]) -> None:
 
 
 def _progress_writer(job_id: str) -> Callable[[int], None]:
-    last = [0.0]
+    """Writes progress at most every PROGRESS_INTERVAL_SECONDS; a short job writes none
+    (its final update sets 100)."""
+    last = [time.monotonic()]
 
     def write(percent: int) -> None:
         now = time.monotonic()
-        if percent >= 100 or now - last[0] >= PROGRESS_INTERVAL_SECONDS:
+        if percent < 100 and now - last[0] >= PROGRESS_INTERVAL_SECONDS:
             last[0] = now
-            Job.objects.filter(pk=job_id).update(progress=max(0, min(percent, 99)))
+            Job.objects.filter(pk=job_id).update(progress=max(0, percent))
 
     return write
 

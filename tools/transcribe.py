@@ -89,13 +89,16 @@ class TranscribeTool:
     def run(self, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         path = Path(params["path"])
         try:
+            options: dict[str, Any] = {}
+            if params.get("temperature"):  # 0 (the default) keeps whisper's fallback to higher temperatures, as OpenAI
+                options["temperature"] = params["temperature"]
             segments, info = whisper_model().transcribe(
                 str(path),
                 language=params.get("language"),
                 initial_prompt=params.get("prompt") or None,
-                temperature=params.get("temperature", 0.0) or 0.0,
                 word_timestamps=bool(params.get("words")),
                 beam_size=1,
+                **options,
             )
             total = max(info.duration, 0.001)
             rows = []

@@ -3,6 +3,7 @@ are cached briefly (settings.TOOLS["RESEARCH_CACHE_SECONDS"])."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -28,7 +29,7 @@ class Fetched:
 
 
 def _get(url: str, accept: tuple[str, ...], headers_key: str = "") -> Fetched:
-    key = f"research:{headers_key}:{url}"
+    key = "research:" + hashlib.sha256(f"{headers_key}:{url}".encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return Fetched(*cached)
