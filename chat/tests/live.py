@@ -113,6 +113,16 @@ class LiveServer:
     def stats(self, model: str = "ghostgpt") -> dict[str, int]:
         return httpx.get(self.base_url + "/health", timeout=5).json()["models"][model]  # type: ignore[no-any-return]
 
+    def wait_idle(self, within: float) -> dict[str, int]:
+        """The model's counters once nothing runs or waits; fails after `within` seconds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            stats = self.stats()
+            if stats["running"] == 0 and stats["waiting"] == 0:
+                return stats
+            time.sleep(0.05)
+        raise AssertionError(f"generation still running after {within}s: {self.stats()}")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

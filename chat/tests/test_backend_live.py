@@ -19,16 +19,6 @@ from .live import LiveServer
 LONG = {"model": "ghostgpt", "prompt": "1, 2, 3, 4, 5, 6, 7,", "max_tokens": 4096, "temperature": 0}
 
 
-def _wait_idle(server: LiveServer, within: float) -> dict[str, int]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        stats = server.stats()
-        if stats["running"] == 0 and stats["waiting"] == 0:
-            return stats
-        time.sleep(0.05)
-    raise AssertionError(f"generation still running {within}s after the client left: {server.stats()}")
-
-
 def test_stream_disconnect_stops_generation_within_a_second(live: LiveServer, http: httpx.Client) -> None:
     before = live.stats()
     with http.stream("POST", "/v1/completions", json={**LONG, "stream": True}) as response:
@@ -37,7 +27,7 @@ def test_stream_disconnect_stops_generation_within_a_second(live: LiveServer, ht
             lines += line.startswith("data: {")
             if lines >= 20:
                 break
-    after_close = _wait_idle(live, within=1.0)
+    after_close = live.wait_idle(within=1.0)
     time.sleep(1.0)
     later = live.stats()
     assert after_close["cancelled"] == before["cancelled"] + 1
@@ -57,7 +47,7 @@ def test_non_stream_disconnect_stops_generation(live: LiveServer) -> None:
         deadline = time.monotonic() + 10
         while live.stats()["tokens_generated"] < before["tokens_generated"] + 10 and time.monotonic() < deadline:
             time.sleep(0.02)
-    stats = _wait_idle(live, within=1.5)
+    stats = live.wait_idle(within=1.5)
     assert stats["cancelled"] == before["cancelled"] + 1
 
 
@@ -138,7 +128,7 @@ def test_disconnect_while_queued_cancels_before_decoding(small_queue: LiveServer
     assert small_queue.stats()["running"] == 1, "the hog still decodes"
     hog.close()
     hog_session.close()
-    stats = _wait_idle(small_queue, within=1.5)
+    stats = small_queue.wait_idle(within=1.5)
     assert stats["cancelled"] == before["cancelled"] + 2
     time.sleep(0.5)
     assert small_queue.stats()["tokens_generated"] == stats["tokens_generated"], "the queued request never decoded"

@@ -20,7 +20,6 @@ import psycopg
 import pytest
 
 from .live import ROOT, LiveServer
-from .test_backend_live import _wait_idle
 
 ADMIN_KEY = "adm-billing-" + "k" * 30
 QUICK = {
@@ -153,7 +152,7 @@ def test_aborted_stream_mix_never_overspends(billing_server: LiveServer, postgre
     balance, ledger_total, kinds = books(postgres_url, billing_server, user_id)
     assert balance == 0 and ledger_total == 0
     assert kinds["reserve"] == kinds["settle"] == 50
-    _wait_idle(billing_server, within=2.0)  # the last aborted generations stop within a token
+    billing_server.wait_idle(within=2.0)  # the last aborted generations stop within a token
 
 
 def test_disconnect_bills_the_tokens_delivered(billing_server: LiveServer, postgres_url: str) -> None:
