@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import lxml.etree
+import lxml.html
 import trafilatura
+from readability import Document
+from readability.readability import Unparseable
 
 from .base import Progress, ToolError, register
 from .fetching import SafeFetcher, refused
@@ -20,9 +24,21 @@ def _decode(body: bytes, charset: str | None) -> str:
         return body.decode("utf-8", errors="replace")
 
 
+def readability_text(html: str) -> str:
+    """The main text according to readability-lxml (Mozilla Readability's algorithm)."""
+    try:
+        summary = Document(html).summary(html_partial=True)
+        return " ".join(lxml.html.fromstring(summary).text_content().split())
+    except (ValueError, lxml.etree.ParserError, Unparseable):
+        return ""
+
+
 def _html_text(html: str, url: str) -> tuple[str | None, str]:
+    """trafilatura first; readability-lxml when it finds nothing; trafilatura's baseline last."""
     text = trafilatura.extract(html, url=url, include_comments=False, favor_recall=True) or ""
-    if not text.strip():  # trafilatura's own simpler extractor when the main one finds nothing
+    if not text.strip():
+        text = readability_text(html)
+    if not text.strip():
         _, text, _ = trafilatura.baseline(html)
     metadata = trafilatura.extract_metadata(html, default_url=url)
     return (metadata.title if metadata else None), text.strip()

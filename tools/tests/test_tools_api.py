@@ -70,6 +70,14 @@ def test_fetch_url_plain_text_and_pdf(allow_site: LoopbackServer) -> None:
     assert "Page one text" in pdf["text"] and pdf["content_type"] == "application/pdf"
 
 
+def test_readability_fallback_finds_the_article() -> None:
+    from tools.fetch_url import readability_text
+
+    text = readability_text(ARTICLE)
+    assert "Flying Dutchman" in text and "Cookie banner" not in text
+    assert readability_text("") == ""
+
+
 @pytest.mark.parametrize(
     "path, status, code",
     [("/data.json", 415, "unsupported_content_type"), ("/huge", 413, "too_large"), ("/gone", 502, "upstream_status")],
