@@ -17,7 +17,7 @@ Closing the async iterator early (client disconnect) must stop the work promptly
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -105,7 +105,6 @@ class ModelInfo:
     owned_by: str
     created: int
     context_length: int
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 Readiness = Literal["ready", "loading", "failed"]
