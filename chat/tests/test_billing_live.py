@@ -149,10 +149,13 @@ def test_aborted_stream_mix_never_overspends(billing_server: LiveServer, postgre
     statuses = Counter(asyncio.run(_fire(billing_server, token, bodies)))
 
     assert statuses == Counter({200: 50, 402: 50})
+    billing_server.wait_idle(within=2.0)  # the last aborted generations stop within a token
+    deadline = time.monotonic() + 5  # and settle as the server notices each disconnect
+    while (kinds := books(postgres_url, billing_server, user_id)[2])["settle"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
     balance, ledger_total, kinds = books(postgres_url, billing_server, user_id)
     assert balance == 0 and ledger_total == 0
     assert kinds["reserve"] == kinds["settle"] == 50
-    billing_server.wait_idle(within=2.0)  # the last aborted generations stop within a token
 
 
 def test_disconnect_bills_the_tokens_delivered(billing_server: LiveServer, postgres_url: str) -> None:
