@@ -5,16 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, Sum, Value
+from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from rest_framework.exceptions import NotFound
 
 from .models import Account, ApiKey, UsageRecord, hash_api_key
 
 
-async def api_key_get_for_auth(*, secret: str) -> ApiKey | None:
+def _keys_for_auth(secret: str) -> QuerySet[ApiKey]:
     """The key with its account and tiers, in one query (the hot path)."""
-    return await ApiKey.objects.select_related("account__tier", "tier").filter(key_hash=hash_api_key(secret)).afirst()
+    return ApiKey.objects.select_related("account__tier", "tier").filter(key_hash=hash_api_key(secret))
+
+
+async def api_key_get_for_auth(*, secret: str) -> ApiKey | None:
+    return await _keys_for_auth(secret).afirst()
+
+
+def api_key_get_for_auth_sync(*, secret: str) -> ApiKey | None:
+    return _keys_for_auth(secret).first()
 
 
 def api_key_is_active(*, secret: str) -> bool:

@@ -1,5 +1,5 @@
-"""Tool endpoints (fetch-url, web-research, PDF extract, transcription) and their Celery tasks.
+"""Tool endpoints (fetch-url, web-research, PDF extract, transcription), their jobs and Celery task.
 
-The tools arrive with their own issue; this app is registered now so that the project
-layout, Celery autodiscovery and settings are in place for them.
+One Tool shape and registry (base.py) serve both the HTTP views and the Celery task; every
+URL is fetched through the SSRF-safe fetcher (fetching.py).
 """

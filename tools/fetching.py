@@ -99,9 +99,10 @@ class SafeFetcher:
     def _request(self, client: httpx.Client, url: str, started: float) -> httpx.Response:
         host, port = self._check_url(url)
         address = self._resolve(host, port)
-        target = httpx.URL(url).copy_with(host=str(address))
+        parsed = httpx.URL(url)
+        target = parsed.copy_with(host=str(address))
         headers = {
-            "Host": httpx.URL(url).netloc.decode("ascii"),
+            "Host": parsed.netloc.decode("ascii"),
             "Accept-Encoding": "identity",
             "User-Agent": USER_AGENT,
             "Accept": ", ".join(ALLOWED_TYPES) + ";q=0.9, */*;q=0.1",

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.accounts.drf import ApiKeyAuthentication
-from chat.api.errors import ApiError, error_payload
+from chat.api.errors import ApiError, error_payload, rate_limited
 from chat.billing.ratelimit import Limits, limiter
 
 from .base import ToolError
@@ -67,13 +67,8 @@ class ToolApi(APIView):
             limits = Limits(f"tools:ip:{request.META.get('REMOTE_ADDR', '?')}", config["RATE_ANONYMOUS"], None)
         state = async_to_sync(limiter().hit)(limits)
         if state.over_requests:
-            raise ApiError(
-                429,
-                f"Too many tool requests; retry after {state.reset_seconds}s.",
-                error_type="requests",
-                code="rate_limit_exceeded",
-                retry_after=state.reset_seconds,
-            )
+            message = f"Too many tool requests; retry after {state.reset_seconds}s."
+            raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)
 
     def start(self, request: Request, params: dict[str, Any]) -> Response:
         self._limit(request)

@@ -11,7 +11,8 @@ from rest_framework.request import Request
 
 from chat.api.auth import check_usable, presented_key
 from chat.api.errors import ApiError
-from chat.models import Account, ApiKey, hash_api_key
+from chat.models import Account, ApiKey
+from chat.selectors import api_key_get_for_auth_sync
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -21,7 +22,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         secret = presented_key(request._request)
         if secret is None:
             return None
-        key = ApiKey.objects.select_related("account__tier", "tier").filter(key_hash=hash_api_key(secret)).first()
+        key = api_key_get_for_auth_sync(secret=secret)
         if key is None:
             raise exceptions.AuthenticationFailed("Incorrect API key provided.", code="invalid_api_key")
         try:

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chat.api.auth import Principal
 from chat.backends import registry
 from chat.billing.pricing import price_table
 from chat.models import Account, ApiKey
@@ -80,7 +81,7 @@ class KeyDetailApi(APIView):
 
 class BalanceApi(APIView):
     def get(self, request: Request) -> Response:
-        account: Account = Account.objects.get(pk=request.user.pk)
+        account: Account = request.user  # loaded by the key lookup of this very request
         return Response({"balance": float(account.balance), "currency": settings.GHOSTGPT["CURRENCY"]})
 
 
@@ -88,13 +89,14 @@ class MembershipApi(APIView):
     def get(self, request: Request) -> Response:
         key: ApiKey = request.auth
         account: Account = request.user
+        limits = Principal.of(key).limits
         return Response(
             {
                 "tier": account.tier.name,
                 "expires_at": account.membership_expires_at,
                 "key_tier": key.tier.name if key.tier else None,
-                "rpm": key.rpm_override if key.rpm_override is not None else (key.tier or account.tier).rpm,
-                "tpm": key.tpm_override if key.tpm_override is not None else (key.tier or account.tier).tpm,
+                "rpm": limits.rpm,
+                "tpm": limits.tpm,
             }
         )
 

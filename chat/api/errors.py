@@ -59,6 +59,11 @@ def bad_request(message: str, *, param: str | None = None, code: str | None = No
     return ApiError(400, message, param=param, code=code)
 
 
+def rate_limited(message: str, *, kind: str, retry_after: int) -> ApiError:
+    """429 in OpenAI's shape (`type` is "requests" or "tokens", as OpenAI sends it)."""
+    return ApiError(429, message, error_type=kind, code="rate_limit_exceeded", retry_after=retry_after)
+
+
 def internal_error() -> ApiError:
     return ApiError(
         500,

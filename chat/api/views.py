@@ -21,7 +21,7 @@ from chat.billing.ratelimit import limiter
 
 from .auth import Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
-from .errors import ApiError, error_payload, internal_error
+from .errors import ApiError, error_payload, internal_error, rate_limited
 from .metering import Meter
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
 from .streaming import collect, sse_body
@@ -160,14 +160,11 @@ async def _count_request(request: HttpRequest, principal: Principal, *, count: b
     if count and (state.over_requests or state.over_tokens):
         kind = "requests" if state.over_requests else "tokens"
         limit = state.limits.rpm if state.over_requests else state.limits.tpm
-        raise ApiError(
-            429,
-            f"Rate limit reached for {kind}: {limit} per {settings.GHOSTGPT['RATE_WINDOW_SECONDS']}s on this key. "
-            f"Retry after {state.reset_seconds}s.",
-            error_type=kind,
-            code="rate_limit_exceeded",
-            retry_after=state.reset_seconds,
+        window = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
+        message = (
+            f"Rate limit reached for {kind}: {limit} per {window}s on this key. Retry after {state.reset_seconds}s."
         )
+        raise rate_limited(message, kind=kind, retry_after=state.reset_seconds)
 
 
 def _body(request: HttpRequest) -> bytes:

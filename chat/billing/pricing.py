@@ -42,19 +42,19 @@ def _load() -> dict[str, Price]:
     return {row.model: Price(row.prompt_per_million, row.completion_per_million) for row in ModelPrice.objects.all()}
 
 
+def _stale() -> bool:
+    return time.monotonic() - _cache[0] >= settings.GHOSTGPT["PRICE_CACHE_SECONDS"]
+
+
 def price_table() -> dict[str, Price]:
     global _cache
-    loaded_at, table = _cache
-    if time.monotonic() - loaded_at >= settings.GHOSTGPT["PRICE_CACHE_SECONDS"]:
-        table = _load()
-        _cache = (time.monotonic(), table)
-    return table
+    if _stale():
+        _cache = (time.monotonic(), _load())
+    return _cache[1]
 
 
 async def price_for(model: str) -> Price:
-    loaded_at, table = _cache
-    if time.monotonic() - loaded_at >= settings.GHOSTGPT["PRICE_CACHE_SECONDS"]:
-        table = await sync_to_async(price_table)()
+    table = await sync_to_async(price_table)() if _stale() else _cache[1]
     return table.get(model, FREE)
 
 

@@ -28,8 +28,8 @@ class Fetched:
     body: bytes
 
 
-def _get(url: str, accept: tuple[str, ...], headers_key: str = "") -> Fetched:
-    key = "research:" + hashlib.sha256(f"{headers_key}:{url}".encode()).hexdigest()
+def _get(url: str, accept: tuple[str, ...]) -> Fetched:
+    key = "research:" + hashlib.sha256(url.encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return Fetched(*cached)
