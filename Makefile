@@ -14,7 +14,9 @@ POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # Xeons here (AMX) segfaulted in decode. pip caches the built wheel afterwards.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test install migrate lint format bench worker test-sqlite test-postgres clean
+VENDOR_STAMP := static/vendor/.installed
+
+.PHONY: run test install vendor migrate lint format bench worker test-sqlite test-postgres browser-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +26,29 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-migrate: install
+# Browser libraries from npm (exact versions in package-lock.json), copied into
+# static/vendor/ and served as /vendor/*. Not committed.
+$(VENDOR_STAMP): package.json package-lock.json
+	# `npm ci` refuses this lock: pdfjs-dist's optional native canvas (unused in browsers) has
+	# platform packages the registry here does not list. `npm install` with the lock installs
+	# exactly the locked versions (checked: the lock is left unchanged).
+	npm install --ignore-scripts --no-audit --no-fund --omit=optional --loglevel=error
+	rm -rf static/vendor && mkdir -p static/vendor
+	cp node_modules/markdown-it/dist/browser/markdown-it.umd.min.js static/vendor/markdown-it.min.js
+	cp node_modules/markdown-it-texmath/texmath.js static/vendor/texmath.js
+	cp node_modules/markdown-it-texmath/css/texmath.css static/vendor/texmath.css
+	cp node_modules/dompurify/dist/purify.min.js static/vendor/purify.min.js
+	cp node_modules/@highlightjs/cdn-assets/highlight.min.js static/vendor/highlight.min.js
+	cp node_modules/@highlightjs/cdn-assets/styles/github.min.css static/vendor/hljs-light.min.css
+	cp node_modules/@highlightjs/cdn-assets/styles/github-dark.min.css static/vendor/hljs-dark.min.css
+	cp node_modules/katex/dist/katex.min.js node_modules/katex/dist/katex.min.css static/vendor/
+	cp -r node_modules/katex/dist/fonts static/vendor/fonts
+	cp node_modules/pdfjs-dist/build/pdf.min.mjs node_modules/pdfjs-dist/build/pdf.worker.min.mjs static/vendor/
+	@touch $@
+
+vendor: $(VENDOR_STAMP)
+
+migrate: install vendor
 	$(PY) manage.py migrate --noinput
 
 run: migrate
@@ -55,10 +79,10 @@ format: install
 # PostgreSQL or Redis is a failure; elsewhere it is reported and skipped.
 test: lint test-sqlite test-postgres
 
-test-sqlite: install
+test-sqlite: install vendor browser-deps
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
 
-test-postgres: install
+test-postgres: install vendor browser-deps
 	@if [ "$$CI" != "true" ] && ! $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "!! PostgreSQL is not reachable at $(POSTGRES_URL): the PostgreSQL run is skipped (CI=true makes this a failure)"; \
 	else \
@@ -70,5 +94,11 @@ bench: install
 	$(PY) bench/engine.py --output bench/results/engine.md
 	$(PY) bench/tools.py --output bench/results/tools.md
 
+# The browser tests drive Debian's Chromium (Playwright's Python package, no browser download).
+browser-deps:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "!! /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the browser tests need it)"; fi; }
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache node_modules static/vendor test-artifacts

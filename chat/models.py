@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -46,8 +47,15 @@ class Account(models.Model):
 
 
 class ApiKey(models.Model):
-    """An API key. The secret itself is never stored, only its hash and a display prefix."""
+    """An API key. The secret itself is never stored, only its hash and a display prefix.
+    A browser session (`gg_sess` cookie) is a key of kind "session": same auth, limits and
+    billing path, but only ever sent as an HttpOnly cookie and never listed as an API key."""
 
+    class Kind(models.TextChoices):
+        API = "api", "API key"
+        SESSION = "session", "Browser session"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.API)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="keys")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The first characters of the key, to recognise it.")
@@ -122,3 +130,71 @@ class UsageRecord(models.Model):
     @property
     def total_cost(self) -> Decimal:
         return self.prompt_cost + self.completion_cost
+
+
+# --- The browser product: conversations, messages, shares ---------------------------------
+
+
+class Conversation(models.Model):
+    """A chat in the web product. Messages form a tree (edits and regenerations branch);
+    `current_leaf` is the message whose path the page shows."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    system_prompt = models.TextField(blank=True)
+    current_leaf = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["account", "-updated_at"], name="conversation_recent")]
+
+    def __str__(self) -> str:
+        return self.title or str(self.pk)
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"
+        STREAMING = "streaming"  # a generation owns it and saves it as it streams
+        STOPPED = "stopped"  # stopped by the user: the text shown is the text kept
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    # What went with a user message: [{"kind": "pdf"|"image"|"audio"|"web"|"url", "name", "text"?, ...}]
+    attachments = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error = models.JSONField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    usage = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="message_order")]
+
+
+class Share(models.Model):
+    """A frozen snapshot of conversation blocks behind a public, unguessable id."""
+
+    id = models.CharField(primary_key=True, max_length=32, editable=False)  # >= 128 random bits
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="shares")
+    title = models.CharField(max_length=200, blank=True)
+    snapshot = models.JSONField()
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.title or self.pk

@@ -31,7 +31,7 @@ def api_key_is_active(*, secret: str) -> bool:
 
 def api_key_get_for_account(*, account: Account, key_id: int) -> ApiKey:
     """The account's key, or 404 — whether it does not exist or belongs to someone else."""
-    key = ApiKey.objects.filter(pk=key_id, account=account).first()
+    key = ApiKey.objects.filter(pk=key_id, account=account, kind=ApiKey.Kind.API).first()
     if key is None:
         raise NotFound("No such API key on your account.")
     return key

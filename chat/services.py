@@ -13,6 +13,7 @@ from django.utils import timezone
 from .models import Account, ApiKey, ModelPrice, Tier, hash_api_key
 
 KEY_PREFIX = "gg-"
+SESSION_PREFIX = "ggs-"
 DISPLAY_PREFIX_LENGTH = 10
 
 
@@ -50,6 +51,21 @@ def api_key_create(
         key_hash=hash_api_key(secret),
         allowed_models=list(allowed_models),
         expires_at=expires_at,
+    )
+    return key, secret
+
+
+@transaction.atomic
+def session_create() -> tuple[ApiKey, str]:
+    """An anonymous account with one browser-session key (the `gg_sess` cookie's secret)."""
+    account = account_create(name="anonymous", tier=settings.WEB["SESSION_TIER"])
+    secret = SESSION_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        account=account,
+        kind=ApiKey.Kind.SESSION,
+        name="browser session",
+        prefix=secret[:DISPLAY_PREFIX_LENGTH],
+        key_hash=hash_api_key(secret),
     )
     return key, secret
 

@@ -45,6 +45,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -97,6 +105,7 @@ MIDDLEWARE = [
     "chat.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -181,6 +190,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -236,6 +246,9 @@ TOOLS = {
     "FRANKFURTER_URL": env_str("GHOSTGPT_FRANKFURTER_URL", "https://api.frankfurter.dev/v1"),
     "OPEN_METEO_URL": env_str("GHOSTGPT_OPEN_METEO_URL", "https://api.open-meteo.com"),
     "OPEN_METEO_GEOCODING_URL": env_str("GHOSTGPT_OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com"),
+    # Yandex Weather is used for forecasts when a key is set; Open-Meteo otherwise.
+    "YANDEX_WEATHER_KEY": env_str("GHOSTGPT_YANDEX_WEATHER_KEY"),
+    "YANDEX_WEATHER_URL": env_str("GHOSTGPT_YANDEX_WEATHER_URL", "https://api.weather.yandex.ru"),
     "RESEARCH_CACHE_SECONDS": env_int("GHOSTGPT_RESEARCH_CACHE_SECONDS", 600, minimum=0),
     # The SSRF-safe fetcher.
     "FETCH_MAX_BYTES": env_int("GHOSTGPT_FETCH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024),
@@ -248,6 +261,28 @@ TOOLS = {
     # Requests per window for anonymous callers (per IP) and for key holders (per key).
     "RATE_ANONYMOUS": env_int("GHOSTGPT_TOOLS_RATE_ANONYMOUS", 10, minimum=1),
     "RATE_KEY": env_int("GHOSTGPT_TOOLS_RATE_KEY", 60, minimum=1),
+    "RATE_SESSION": env_int("GHOSTGPT_TOOLS_RATE_SESSION", 30, minimum=1),
+}
+
+# --- The browser product -----------------------------------------------------------
+
+WEB = {
+    # Anonymous browser sessions: the `gg_sess` cookie (HttpOnly, SameSite=Lax, Secure on HTTPS).
+    "SESSION_COOKIE": "gg_sess",
+    "SESSION_MAX_AGE_SECONDS": env_int("GHOSTGPT_SESSION_MAX_AGE_SECONDS", 365 * 24 * 3600, minimum=60),
+    "SESSION_TIER": env_str("GHOSTGPT_SESSION_TIER", "anonymous"),
+    # New sessions one IP may create per rate window.
+    "BOOTSTRAP_RATE": env_int("GHOSTGPT_BOOTSTRAP_RATE", 20, minimum=1),
+    "SHARE_MAX_BYTES": env_int("GHOSTGPT_SHARE_MAX_BYTES", 2 * 1024 * 1024, minimum=1024),
+    # May people set their own system prompt in the chat page?
+    "ALLOW_SYSTEM_PROMPT": env_bool("GHOSTGPT_ALLOW_SYSTEM_PROMPT", True),
+    # A streaming answer is written to the database at least this often.
+    "SAVE_EVERY_SECONDS": env_float("GHOSTGPT_SAVE_EVERY_SECONDS", 0.5),
+    # Which Host serves what. Empty = one site: chat at /, docs at /docs.
+    "API_HOSTS": env_list("GHOSTGPT_API_HOSTS"),
+    "WEB_HOSTS": env_list("GHOSTGPT_WEB_HOSTS"),
+    # The base URL the docs page shows; empty = the URL the page was requested on.
+    "PUBLIC_BASE_URL": env_str("GHOSTGPT_PUBLIC_BASE_URL").rstrip("/"),
 }
 
 # --- The gateway -------------------------------------------------------------------

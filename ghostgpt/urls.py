@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("tools.urls")),
     path("admin/", admin.site.urls),
     path("", include("chat.api.urls")),
+    path("", include("chat.web.urls")),
 ]
 
 handler404 = "chat.api.views.unknown_path"

@@ -69,6 +69,10 @@ def is_public(address: Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii')}"
+
+
 class SafeFetcher:
     def __init__(self) -> None:
         config = settings.TOOLS
@@ -78,12 +82,20 @@ class SafeFetcher:
         self.ports: set[int] = set(config["FETCH_ALLOWED_PORTS"])
         self.allow: set[str] = set(config["FETCH_ALLOW"])
 
-    def fetch(self, url: str, *, accept: tuple[str, ...] = ALLOWED_TYPES) -> FetchedPage:
+    def fetch(
+        self, url: str, *, accept: tuple[str, ...] = ALLOWED_TYPES, headers: dict[str, str] | None = None
+    ) -> FetchedPage:
+        """`headers` (e.g. a provider's API key) go to the URL's own origin only, never to
+        a host a redirect points at."""
         started = time.monotonic()
         current = url
+        try:
+            origin = _origin(httpx.URL(url))
+        except httpx.InvalidURL:
+            origin = ""  # _check_url refuses it with a clear message
         with httpx.Client(timeout=self.deadline, follow_redirects=False, trust_env=False) as client:
             for _ in range(self.max_redirects + 1):
-                response = self._request(client, current, started)
+                response = self._request(client, current, started, (origin, headers or {}))
                 if response.is_redirect:
                     location = response.headers.get("location", "")
                     response.close()
@@ -96,7 +108,9 @@ class SafeFetcher:
 
     # --- one hop ---------------------------------------------------------------------------
 
-    def _request(self, client: httpx.Client, url: str, started: float) -> httpx.Response:
+    def _request(
+        self, client: httpx.Client, url: str, started: float, credentials: tuple[str, dict[str, str]]
+    ) -> httpx.Response:
         host, port = self._check_url(url)
         address = self._resolve(host, port)
         parsed = httpx.URL(url)
@@ -106,6 +120,7 @@ class SafeFetcher:
             "Accept-Encoding": "identity",
             "User-Agent": USER_AGENT,
             "Accept": ", ".join(ALLOWED_TYPES) + ";q=0.9, */*;q=0.1",
+            **(credentials[1] if _origin(parsed) == credentials[0] else {}),
         }
         remaining = self.deadline - (time.monotonic() - started)
         if remaining <= 0:

@@ -16,6 +16,9 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tool = models.CharField(max_length=50)
+    # Who started it: an account's jobs are readable only with that account's key or
+    # session; anonymous jobs by whoever holds the (unguessable) id.
+    account = models.ForeignKey("chat.Account", null=True, blank=True, on_delete=models.CASCADE)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)
     params = models.JSONField(default=dict)

@@ -16,6 +16,8 @@ from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
 
+from chat.models import Account
+
 from .base import ToolError, get_tool
 from .models import Job
 
@@ -24,12 +26,12 @@ MAX_ATTEMPTS = 3
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
-def job_create(*, tool: str, params: dict[str, Any]) -> Job:
+def job_create(*, tool: str, params: dict[str, Any], account: Account | None = None) -> Job:
     """Validate in the web process, store the job, and enqueue it once the row is committed."""
     from .tasks import run_job
 
     clean = get_tool(tool).validate(params)
-    job = Job.objects.create(tool=tool, params=clean)
+    job = Job.objects.create(tool=tool, params=clean, account=account)
     transaction.on_commit(lambda: run_job.delay(str(job.pk)))
     return job
 
@@ -83,10 +85,11 @@ def job_execute(*, job_id: str) -> None:
         )
 
 
-def job_get(*, job_id: uuid.UUID) -> Job:
-    """The job, after marking it failed if its worker vanished (never stuck 'running')."""
+def job_get(*, job_id: uuid.UUID, account: Account | None) -> Job:
+    """The job, if `account` may read it (404 otherwise), after marking it failed if its
+    worker vanished (never stuck 'running')."""
     job = Job.objects.filter(pk=job_id).first()
-    if job is None:
+    if job is None or (job.account_id is not None and job.account_id != getattr(account, "pk", None)):
         raise Http404
     stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     if job.status == Job.Status.RUNNING and job.started_at and job.started_at < stale:

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from chat.accounts.drf import ApiKeyAuthentication
 from chat.api.errors import ApiError, error_payload, rate_limited
 from chat.billing.ratelimit import Limits, limiter
+from chat.models import ApiKey
 
 from .base import ToolError
 from .models import Job
@@ -53,7 +54,8 @@ def _finished(job: Job) -> Response:
 
 
 class ToolApi(APIView):
-    """Open to anyone (rate limited per IP); an API key gets a higher limit."""
+    """Open to anyone (rate limited per IP); a browser session or an API key gets its own,
+    higher limit."""
 
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [AllowAny]
@@ -61,7 +63,9 @@ class ToolApi(APIView):
 
     def _limit(self, request: Request) -> None:
         config = settings.TOOLS
-        if request.auth is not None:
+        if request.auth is not None and request.auth.kind == ApiKey.Kind.SESSION:
+            limits = Limits(f"tools:session:{request.auth.pk}", config["RATE_SESSION"], None)
+        elif request.auth is not None:
             limits = Limits(f"tools:key:{request.auth.pk}", config["RATE_KEY"], None)
         else:
             limits = Limits(f"tools:ip:{request.META.get('REMOTE_ADDR', '?')}", config["RATE_ANONYMOUS"], None)
@@ -73,7 +77,7 @@ class ToolApi(APIView):
     def start(self, request: Request, params: dict[str, Any]) -> Response:
         self._limit(request)
         try:
-            job = job_create(tool=self.tool, params=params)
+            job = job_create(tool=self.tool, params=params, account=request.user)
         except ToolError as exc:
             raise ApiError(exc.status, exc.message, code=exc.code) from None
         wants_async = (
@@ -165,8 +169,8 @@ class TranscribeApi(UploadToolApi):
 
 
 class JobApi(APIView):
-    authentication_classes: list[type] = []
+    authentication_classes = [ApiKeyAuthentication]
     permission_classes = [AllowAny]
 
     def get(self, request: Request, job_id: uuid.UUID) -> Response:
-        return Response(job_body(job_get(job_id=job_id)))
+        return Response(job_body(job_get(job_id=job_id, account=request.user)))

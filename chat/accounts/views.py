@@ -43,7 +43,7 @@ class KeyListCreateApi(APIView):
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
     def get(self, request: Request) -> Response:
-        keys = ApiKey.objects.filter(account=request.user).order_by("id")
+        keys = ApiKey.objects.filter(account=request.user, kind=ApiKey.Kind.API).order_by("id")
         return Response({"object": "list", "data": [_key_body(key) for key in keys]})
 
     def post(self, request: Request) -> Response:

@@ -6,7 +6,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
 from chat.billing.ratelimit import Limits
@@ -74,9 +76,52 @@ def check_usable(key: ApiKey) -> None:
         )
 
 
+def presented_session(request: HttpRequest) -> str | None:
+    """The browser session's secret from the `gg_sess` cookie."""
+    return request.COOKIES.get(settings.WEB["SESSION_COOKIE"]) or None
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def csrf_rejection(request: HttpRequest) -> str | None:
+    """Why a cookie-authenticated request fails Django's CSRF check, or None when it passes
+    (safe methods always pass). Key-authenticated requests are never checked: a browser
+    does not attach an Authorization header on its own."""
+    check = _CsrfCheck(lambda _: HttpResponse())
+    check.process_request(request)
+    return check.process_view(request, _needs_csrf, (), {})  # type: ignore[return-value]
+
+
+def _needs_csrf() -> None:  # the "view" Django's check inspects for csrf_exempt
+    return None
+
+
+def session_csrf_error(request: HttpRequest) -> ApiError | None:
+    reason = csrf_rejection(request)
+    if reason is None:
+        return None
+    return ApiError(
+        403,
+        f"CSRF check failed ({reason}). Browser requests authenticated by the gg_sess cookie must send "
+        "the X-CSRFToken header; API clients should send their key instead.",
+        error_type="permission_error",
+        code="csrf_failed",
+    )
+
+
 async def authenticate(request: HttpRequest) -> Principal:
-    """The caller's Principal, or 401. One database query."""
+    """The caller's Principal, or 401. One database query. An API key (header) wins over
+    the browser session cookie; the cookie needs a CSRF token on state-changing requests."""
     secret = presented_key(request)
+    if (
+        secret is None
+        and (secret := presented_session(request)) is not None
+        and (error := session_csrf_error(request)) is not None
+    ):
+        raise error
     if secret is None:
         raise ApiError(
             401,

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError as DatabaseOperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
@@ -62,6 +62,8 @@ async def _respond(
         return await view(request, *args, **kwargs)
     except ApiError as exc:
         return exc.response()
+    except Http404 as exc:
+        return ApiError(404, str(exc) or "Not found.", error_type="not_found_error", code="not_found").response()
     except BackendError as exc:
         return ApiError.from_backend(exc).response()
     except DatabaseOperationalError:
@@ -97,12 +99,12 @@ async def _generate(
     encoder_class: type[Encoder],
 ) -> HttpResponse:
     principal = await authenticate(request)
-    await _count_request(request, principal)  # every request counts, malformed ones too
-    body = parse_json_object(_body(request))
+    await count_request(request, principal)  # every request counts, malformed ones too
+    body = parse_json_object(request_body(request))
     parsed = parse(body, settings.GHOSTGPT)
     _check_wallet_flag(body)
     generation = parsed.generation
-    backend = _backend_for(generation.model, principal)
+    backend = backend_for(generation.model, principal)
     meter = Meter(
         principal=principal,
         model=generation.model,
@@ -153,7 +155,7 @@ def _check_wallet_flag(body: dict[str, Any]) -> None:
         raise ApiError(400, "Invalid type for 'useWalletBalance': expected a boolean.", param="useWalletBalance")
 
 
-async def _count_request(request: HttpRequest, principal: Principal, *, count: bool = True) -> None:
+async def count_request(request: HttpRequest, principal: Principal, *, count: bool = True) -> None:
     """Count the request against the key's limits (one Redis round trip); 429 when over."""
     state = await limiter().hit(principal.limits, count=count)
     request.ratelimit_headers = state.headers()  # type: ignore[attr-defined]
@@ -167,7 +169,7 @@ async def _count_request(request: HttpRequest, principal: Principal, *, count: b
         raise rate_limited(message, kind=kind, retry_after=state.reset_seconds)
 
 
-def _body(request: HttpRequest) -> bytes:
+def request_body(request: HttpRequest) -> bytes:
     try:
         return request.body
     except RequestDataTooBig:
@@ -177,7 +179,7 @@ def _body(request: HttpRequest) -> bytes:
         ) from None
 
 
-def _backend_for(model: str, principal: Principal) -> Backend:
+def backend_for(model: str, principal: Principal) -> Backend:
     backend = registry.resolve(model)
     if backend is None or not principal.may_use(model):
         raise ApiError(
@@ -225,14 +227,14 @@ async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
 @openai_errors("GET")
 async def list_models(request: HttpRequest) -> HttpResponse:
     principal = await authenticate(request)
-    await _count_request(request, principal, count=False)
+    await count_request(request, principal, count=False)
     return JsonResponse({"object": "list", "data": await _visible_models(principal)})
 
 
 @openai_errors("GET")
 async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
     principal = await authenticate(request)
-    await _count_request(request, principal, count=False)
+    await count_request(request, principal, count=False)
     for item in await _visible_models(principal):
         if item["id"] == model:
             return JsonResponse(item)

@@ -28,13 +28,13 @@ class Fetched:
     body: bytes
 
 
-def _get(url: str, accept: tuple[str, ...]) -> Fetched:
+def _get(url: str, accept: tuple[str, ...], headers: dict[str, str] | None = None) -> Fetched:
     key = "research:" + hashlib.sha256(url.encode()).hexdigest()
     cached = cache.get(key)
     if cached is not None:
         return Fetched(*cached)
     try:
-        page = SafeFetcher().fetch(url, accept=accept)
+        page = SafeFetcher().fetch(url, accept=accept, headers=headers)
     except ToolError as exc:
         if exc.code == "unsupported_content_type":  # e.g. an HTML error page instead of XML/JSON
             raise ToolError(
@@ -142,4 +142,30 @@ def open_meteo_forecast(latitude: float, longitude: float) -> tuple[dict[str, An
     data = _json(fetched, "Open-Meteo")
     if not isinstance(data, dict) or "daily" not in data:
         raise _bad_answer("Open-Meteo")
+    return data, fetched
+
+
+def yandex_forecast(latitude: float, longitude: float, language: str) -> tuple[dict[str, Any], Fetched]:
+    """Yandex Weather `/v2/forecast` (fact + forecasts[].parts); only called when
+    GHOSTGPT_YANDEX_WEATHER_KEY is set. The key travels in a header, never in the URL, so it
+    is in no cache key, source link or log line."""
+    query = urlencode(
+        {
+            "lat": latitude,
+            "lon": longitude,
+            "lang": "ru_RU" if language == "ru" else "en_US",
+            "limit": 3,
+            "hours": "false",
+        }
+    )
+    key = settings.TOOLS["YANDEX_WEATHER_KEY"]
+    fetched = _get(
+        f"{settings.TOOLS['YANDEX_WEATHER_URL']}/v2/forecast?{query}",
+        JSON_TYPES,
+        # The current header name, and the one the legacy REST tariff documented.
+        headers={"X-Yandex-Weather-Key": key, "X-Yandex-API-Key": key},
+    )
+    data = _json(fetched, "Yandex Weather")
+    if not isinstance(data, dict) or not isinstance(data.get("forecasts"), list) or not data["forecasts"]:
+        raise _bad_answer("Yandex Weather")
     return data, fetched

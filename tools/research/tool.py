@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from django.conf import settings
 
 from tools.base import Progress, ToolError, register
 
 from . import providers
 from .picker import Plan, pick
+
+logger = logging.getLogger(__name__)
 
 MAX_QUERY = 500
 CBR_PAGE = "https://www.cbr.ru/currency_base/daily/"
@@ -97,10 +102,86 @@ def currency(plan: Plan) -> dict[str, Any]:
     return {"kind": "currency", "sources": sources, "data": data_out, "text": text + _cite(sources, lang)}
 
 
+# Yandex Weather condition codes (its API documentation's list).
+YANDEX_CONDITIONS = {
+    "clear": ("ясно", "clear"),
+    "partly-cloudy": ("малооблачно", "partly cloudy"),
+    "cloudy": ("облачно с прояснениями", "cloudy"),
+    "overcast": ("пасмурно", "overcast"),
+    "drizzle": ("морось", "drizzle"),
+    "light-rain": ("небольшой дождь", "light rain"),
+    "rain": ("дождь", "rain"),
+    "moderate-rain": ("умеренно сильный дождь", "moderate rain"),
+    "heavy-rain": ("сильный дождь", "heavy rain"),
+    "continuous-heavy-rain": ("длительный сильный дождь", "continuous heavy rain"),
+    "showers": ("ливень", "showers"),
+    "wet-snow": ("дождь со снегом", "sleet"),
+    "light-snow": ("небольшой снег", "light snow"),
+    "snow": ("снег", "snow"),
+    "snow-showers": ("снегопад", "snow showers"),
+    "hail": ("град", "hail"),
+    "thunderstorm": ("гроза", "thunderstorm"),
+    "thunderstorm-with-rain": ("дождь с грозой", "thunderstorm with rain"),
+    "thunderstorm-with-hail": ("гроза с градом", "thunderstorm with hail"),
+}
+YANDEX_PAGE = "https://yandex.ru/pogoda/"
+DAY_PARTS = ("night", "morning", "day", "evening")
+
+
+def _open_meteo_day(place: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    forecast, fetched = providers.open_meteo_forecast(place["latitude"], place["longitude"])
+    daily = forecast["daily"]
+    day = min(plan.day, len(daily.get("time", [])) - 1)
+    if day < 0:
+        raise ToolError("Open-Meteo sent no forecast.", status=502, code="provider_bad_answer", retryable=True)
+    code = daily["weather_code"][day]
+    return {
+        "date": daily["time"][day],
+        "weather_code": code,
+        "description": WMO.get(code, ("", ""))[0 if plan.language == "ru" else 1],
+        "temperature_min": daily["temperature_2m_min"][day],
+        "temperature_max": daily["temperature_2m_max"][day],
+        "precipitation_mm": (daily.get("precipitation_sum") or [None] * (day + 1))[day],
+        "current_temperature": forecast.get("current", {}).get("temperature_2m"),
+        "source": _source("Open-Meteo.com (CC BY 4.0)", OPEN_METEO_PAGE, fetched.fetched_at),
+    }
+
+
+def _yandex_day(place: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    data, fetched = providers.yandex_forecast(place["latitude"], place["longitude"], plan.language)
+    forecasts = data["forecasts"]
+    day = forecasts[min(plan.day, len(forecasts) - 1)]
+    parts = day.get("parts") or {}
+    try:
+        lows = [parts[p]["temp_min"] for p in DAY_PARTS if p in parts]
+        highs = [parts[p]["temp_max"] for p in DAY_PARTS if p in parts]
+        condition = (parts.get("day_short") or parts.get("day") or {}).get("condition", "")
+        rain = sum(float(parts[p].get("prec_mm", 0)) for p in DAY_PARTS if p in parts) if parts else None
+        low, high = min(lows), max(highs)
+    except (KeyError, TypeError, ValueError):
+        raise ToolError(
+            "Yandex Weather sent an answer GhostGPT could not read.",
+            status=502,
+            code="provider_bad_answer",
+            retryable=True,
+        ) from None
+    link = (data.get("info") or {}).get("url") or YANDEX_PAGE
+    return {
+        "date": day.get("date"),
+        "weather_code": condition,
+        "description": YANDEX_CONDITIONS.get(condition, (condition, condition))[0 if plan.language == "ru" else 1],
+        "temperature_min": low,
+        "temperature_max": high,
+        "precipitation_mm": round(rain, 1) if rain is not None else None,
+        "current_temperature": (data.get("fact") or {}).get("temp"),
+        "source": _source("Yandex Weather", link, fetched.fetched_at),
+    }
+
+
 def weather(plan: Plan) -> dict[str, Any]:
-    place = None
+    place, geocoded = None, None
     for candidate in plan.places:
-        place, _ = providers.geocode(candidate, plan.language)
+        place, geocoded = providers.geocode(candidate, plan.language)
         if place:
             break
     if place is None:
@@ -109,19 +190,22 @@ def weather(plan: Plan) -> dict[str, Any]:
             f"Не удалось найти место «{name}»." if plan.language == "ru" else f"Could not find a place called {name!r}."
         )
         return {"kind": "weather", "sources": [], "data": None, "text": text}
-    forecast, fetched = providers.open_meteo_forecast(place["latitude"], place["longitude"])
-    daily = forecast["daily"]
-    day = min(plan.day, len(daily.get("time", [])) - 1)
-    if day < 0:
-        raise ToolError("Open-Meteo sent no forecast.", status=502, code="provider_bad_answer", retryable=True)
-    code = daily["weather_code"][day]
-    low, high = daily["temperature_2m_min"][day], daily["temperature_2m_max"][day]
-    rain = (daily.get("precipitation_sum") or [None] * (day + 1))[day]
+    forecast = None
+    if settings.TOOLS["YANDEX_WEATHER_KEY"]:
+        try:
+            forecast = _yandex_day(place, plan)
+        except ToolError as exc:
+            if exc.status < 500:
+                raise
+            # Yandex down, over quota or key revoked: Open-Meteo answers instead.
+            logger.warning("Yandex Weather failed (%s); using Open-Meteo", exc.code)
+    if forecast is None:
+        forecast = _open_meteo_day(place, plan)
     lang = plan.language
-    described = WMO.get(code, ("", ""))[0 if lang == "ru" else 1]
+    low, high, rain = forecast["temperature_min"], forecast["temperature_max"], forecast["precipitation_mm"]
+    described, current = forecast["description"], forecast["current_temperature"]
     where = ", ".join(p for p in (place.get("name"), place.get("country")) if p)
-    when = DAY_WORDS[lang][plan.day] + f", {daily['time'][day]}"
-    current = forecast.get("current", {}).get("temperature_2m")
+    when = DAY_WORDS[lang][plan.day] + f", {forecast['date']}"
     if lang == "ru":
         text = (
             f"Погода: {where}, {when}: от {low} до {high} °C, {described}"
@@ -136,19 +220,10 @@ def weather(plan: Plan) -> dict[str, Any]:
             + "."
             + (f" Now {current} °C." if current is not None and plan.day == 0 else "")
         )
-    sources = [_source("Open-Meteo.com (CC BY 4.0)", OPEN_METEO_PAGE, fetched.fetched_at)]
-    data = {
-        "place": where,
-        "latitude": place["latitude"],
-        "longitude": place["longitude"],
-        "date": daily["time"][day],
-        "weather_code": code,
-        "description": described,
-        "temperature_min": low,
-        "temperature_max": high,
-        "precipitation_mm": rain,
-        "current_temperature": current,
-    }
+    sources = [forecast.pop("source")]
+    if sources[0]["name"] == "Yandex Weather" and geocoded is not None:
+        sources.append(_source("Open-Meteo geocoding (CC BY 4.0)", OPEN_METEO_PAGE, geocoded.fetched_at))
+    data = {"place": where, "latitude": place["latitude"], "longitude": place["longitude"], **forecast}
     return {"kind": "weather", "sources": sources, "data": data, "text": text + _cite(sources, lang)}
 
 

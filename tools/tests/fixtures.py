@@ -20,12 +20,13 @@ class LoopbackServer:
 
     def __init__(self, routes: dict[str, Route]) -> None:
         self.hits: list[str] = []
+        self.routes = routes  # tests may add routes while the server runs
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits.append(self.path)
-                route = routes.get(urlsplit(self.path).path)
+                route = owner.routes.get(urlsplit(self.path).path)
                 status, headers, body = route(self) if route else (404, {"Content-Type": "text/plain"}, b"nope")
                 self.send_response(status)
                 for name, value in {"Content-Length": str(len(body)), **headers}.items():

@@ -201,3 +201,83 @@ def test_provider_answers_are_cached(replayed: LoopbackServer, settings: Any) ->
 @pytest.mark.parametrize("body", [{}, {"query": ""}, {"query": 7}, {"query": "x" * 600}])
 def test_bad_queries_are_400(body: dict[str, Any]) -> None:
     assert Client().post("/api/web-research", body, content_type="application/json").status_code == 400
+
+
+# Yandex Weather /v2/forecast: built from the fields its API documentation lists for the
+# response (fact, forecasts[].parts with night/morning/day/evening and *_short). No live
+# recording is available (a key is needed), so this fixture follows the documented format.
+YANDEX_KEY = "yw-test-key-0123456789"
+YANDEX_FORECAST = {
+    "now": 1795425900,
+    "now_dt": "2026-11-22T08:05:00.000Z",
+    "info": {"lat": 55.75204, "lon": 37.61781, "url": "https://yandex.ru/pogoda/?lat=55.75204&lon=37.61781"},
+    "fact": {"temp": -3, "feels_like": -8, "condition": "overcast", "wind_speed": 3.6, "humidity": 86},
+    "forecasts": [
+        {
+            "date": "2026-11-22",
+            "parts": {
+                "night": {"temp_min": -6, "temp_max": -4, "temp_avg": -5, "condition": "cloudy", "prec_mm": 0},
+                "morning": {"temp_min": -5, "temp_max": -3, "temp_avg": -4, "condition": "overcast", "prec_mm": 0},
+                "day": {"temp_min": -3, "temp_max": -1, "temp_avg": -2, "condition": "light-snow", "prec_mm": 0.4},
+                "evening": {"temp_min": -4, "temp_max": -2, "temp_avg": -3, "condition": "light-snow", "prec_mm": 0.3},
+                "day_short": {"temp": -1, "temp_min": -3, "condition": "light-snow", "prec_mm": 0.7},
+                "night_short": {"temp": -6, "condition": "cloudy", "prec_mm": 0},
+            },
+        },
+        {
+            "date": "2026-11-23",
+            "parts": {
+                "night": {"temp_min": -7, "temp_max": -5, "condition": "clear", "prec_mm": 0},
+                "morning": {"temp_min": -8, "temp_max": -6, "condition": "clear", "prec_mm": 0},
+                "day": {"temp_min": -5, "temp_max": -2, "condition": "partly-cloudy", "prec_mm": 0},
+                "evening": {"temp_min": -6, "temp_max": -4, "condition": "clear", "prec_mm": 0},
+                "day_short": {"temp": -2, "temp_min": -5, "condition": "partly-cloudy", "prec_mm": 0},
+            },
+        },
+    ],
+}
+
+
+def yandex(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+    if handler.headers.get("X-Yandex-Weather-Key") != YANDEX_KEY:
+        return _json(403, {"message": "forbidden"})
+    return _json(200, YANDEX_FORECAST)
+
+
+@pytest.fixture
+def with_yandex(replayed: LoopbackServer, settings: Any) -> LoopbackServer:
+    replayed.routes["/yandex/v2/forecast"] = yandex
+    replayed.routes["/yandex-down/v2/forecast"] = lambda _: _json(503, {"message": "down"})
+    settings.TOOLS = {
+        **settings.TOOLS,
+        "YANDEX_WEATHER_KEY": YANDEX_KEY,
+        "YANDEX_WEATHER_URL": f"{replayed.url}/yandex",
+    }
+    return replayed
+
+
+def test_yandex_weather_is_used_when_a_key_is_configured(with_yandex: LoopbackServer, caplog: Any) -> None:
+    today = research("погода в Москве").json()
+    assert today["data"]["place"] == "Москва, Россия"
+    assert today["data"]["temperature_min"] == -6 and today["data"]["temperature_max"] == -1
+    assert "от -6 до -1 °C, небольшой снег, осадки 0.7 мм" in today["text"] and "Сейчас -3 °C" in today["text"]
+    assert [s["name"] for s in today["sources"]] == ["Yandex Weather", "Open-Meteo geocoding (CC BY 4.0)"]
+    assert today["sources"][0]["url"].startswith("https://yandex.ru/pogoda/")
+    tomorrow = research("weather in Moscow tomorrow").json()
+    assert tomorrow["data"]["date"] == "2026-11-23" and "partly cloudy" in tomorrow["text"]
+    assert not any("/meteo/" in hit for hit in with_yandex.hits)  # the forecast came from Yandex only
+    hits = [hit for hit in with_yandex.hits if "/yandex/" in hit]
+    assert hits and all(YANDEX_KEY not in hit for hit in hits)  # the key travels in a header
+    assert YANDEX_KEY not in caplog.text and YANDEX_KEY not in json.dumps([today, tomorrow])
+
+
+def test_yandex_failure_falls_back_to_open_meteo(with_yandex: LoopbackServer, settings: Any) -> None:
+    settings.TOOLS = {**settings.TOOLS, "YANDEX_WEATHER_URL": f"{with_yandex.url}/yandex-down"}
+    body = research("погода в Москве").json()
+    assert "Open-Meteo" in body["sources"][0]["name"] and "от 14.2 до 25.1 °C" in body["text"]
+    settings.TOOLS = {
+        **settings.TOOLS,
+        "YANDEX_WEATHER_URL": f"{with_yandex.url}/yandex",
+        "YANDEX_WEATHER_KEY": "wrong",
+    }
+    assert "Open-Meteo" in research("погода в Москве").json()["sources"][0]["name"]

@@ -1,0 +1,1 @@
+"""The browser product: sessions, conversations, server-owned generations, shares, pages."""

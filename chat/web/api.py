@@ -1,0 +1,135 @@
+"""JSON APIs of the browser product: conversations and shares (DRF, synchronous)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.accounts.drf import ApiKeyAuthentication, HasKeyOrSession
+from chat.api.errors import ApiError
+from chat.models import Conversation
+
+from . import services
+from .selectors import conversation_get_for_account, conversation_list, share_get
+from .serializers import conversation_body, message_body
+
+LIST_LIMIT = 500
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    return data
+
+
+def share_url(request: Request, share_id: str) -> str:
+    base = settings.WEB["PUBLIC_BASE_URL"] or request.build_absolute_uri("/").rstrip("/")
+    return f"{base}/share/{share_id}"
+
+
+class WebApi(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasKeyOrSession]
+
+
+class ConversationListApi(WebApi):
+    def get(self, request: Request) -> Response:
+        query = str(request.query_params.get("q", "")).strip()[:200]
+        rows = conversation_list(account_id=request.user.pk, query=query)[:LIST_LIMIT]
+        return Response({"object": "list", "data": [conversation_body(c) for c in rows]})
+
+    def post(self, request: Request) -> Response:
+        data = _object(request.data or {})
+        conversation = services.conversation_create(account=request.user, title=str(data.get("title", "")))
+        if "system_prompt" in data or "model" in data:
+            services.conversation_update(conversation=conversation, changes=data)
+        return Response(conversation_body(conversation), status=201)
+
+
+class ConversationDetailApi(WebApi):
+    def _get(self, request: Request, conversation_id: str) -> Conversation:
+        return conversation_get_for_account(account_id=request.user.pk, conversation_id=conversation_id)
+
+    def get(self, request: Request, conversation_id: str) -> Response:
+        conversation = self._get(request, conversation_id)
+        messages = [message_body(m) for m in conversation.messages.order_by("created_at")]
+        return Response({**conversation_body(conversation), "messages": messages})
+
+    def patch(self, request: Request, conversation_id: str) -> Response:
+        conversation = self._get(request, conversation_id)
+        return Response(
+            conversation_body(services.conversation_update(conversation=conversation, changes=_object(request.data)))
+        )
+
+    def delete(self, request: Request, conversation_id: str) -> Response:
+        services.conversation_delete(conversation=self._get(request, conversation_id))
+        return Response(status=204)
+
+
+class MessageModelViewApi(WebApi):
+    """ "What the model saw" for one user message."""
+
+    def get(self, request: Request, conversation_id: str, message_id: str) -> Response:
+        conversation = conversation_get_for_account(account_id=request.user.pk, conversation_id=conversation_id)
+        message = conversation.messages.filter(pk=message_id).first() if _is_uuid(message_id) else None
+        if message is None:
+            raise ApiError(404, "No such message.", error_type="not_found_error", code="not_found")
+        return Response({"id": str(message.pk), "text": services.model_text(message)})
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+class ShareCreateApi(WebApi):
+    def post(self, request: Request) -> Response:
+        size = len(request._request.body)
+        limit = settings.WEB["SHARE_MAX_BYTES"]
+        if size > limit:
+            raise ApiError(413, f"A share may be at most {limit} bytes; this one is {size}.", code="share_too_large")
+        share = services.share_create(account_id=request.user.pk, blocks=request.data, size=size)
+        return Response({"id": share.pk, "url": share_url(request, share.pk)}, status=201)
+
+
+class ShareDetailApi(APIView):
+    """Anyone with the id may read a share; only its creator may delete it."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, share_id: str) -> Response:
+        share = share_get(share_id=share_id)
+        return Response(
+            {
+                "id": share.pk,
+                "url": share_url(request, share.pk),
+                "title": share.title,
+                "created_at": share.created_at.isoformat(),
+                "blocks": share.snapshot,
+            }
+        )
+
+    def delete(self, request: Request, share_id: str) -> Response:
+        if request.user is None:
+            raise ApiError(401, "Deleting a share needs its creator's session or key.", code="missing_api_key")
+        services.share_delete(share=share_get(share_id=share_id), account_id=request.user.pk)
+        return Response(status=204)
+
+
+class ShareContinueApi(WebApi):
+    """ "Continue this chat": copy the snapshot into the caller's own conversations."""
+
+    def post(self, request: Request, share_id: str) -> Response:
+        conversation = services.conversation_from_share(share=share_get(share_id=share_id), account_id=request.user.pk)
+        return Response({"conversation_id": str(conversation.pk), "url": f"/?c={conversation.pk}"}, status=201)

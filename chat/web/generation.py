@@ -1,0 +1,197 @@
+"""Server-owned generations for the chat page.
+
+The answer is produced by a task on the server's event loop, not by the page's request:
+it keeps going (and is saved as it streams) when the tab reloads or closes. Pages watch it
+through the channel layer, so a watcher in one process sees a generation owned by
+another when the layer is Redis.
+
+Channel-layer protocol, per assistant message id (hex):
+  group `gen.<id>`     the owner publishes  gen.delta {offset, text}
+                                           gen.snapshot {text}        (answer to a resync)
+                                           gen.done {text, status, error}
+  group `genctl.<id>`  watchers publish     gen.resync (send me everything so far)
+                                           gen.stop (end it; keep what was published)
+A watcher joins `gen.<id>` first and then asks for a snapshot, so it misses nothing: the
+owner answers in order with the deltas it publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from chat.api.auth import Principal
+from chat.api.errors import ApiError, internal_error
+from chat.api.metering import Meter
+from chat.backends.base import Accepted, Backend, BackendError, Event, GenerationRequest, TextDelta, Usage
+from chat.billing.pricing import price_for
+from chat.models import Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+_owned: dict[str, Generation] = {}  # generations this process runs, by message id
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def group_name(message_id: Any) -> str:
+    return f"gen.{_hex(message_id)}"
+
+
+def control_name(message_id: Any) -> str:
+    return f"genctl.{_hex(message_id)}"
+
+
+def _hex(message_id: Any) -> str:
+    return getattr(message_id, "hex", str(message_id).replace("-", ""))
+
+
+@dataclass
+class Generation:
+    message_id: str
+    conversation_id: str
+    principal: Principal
+    backend: Backend
+    request: GenerationRequest
+    request_id: str
+    text: str = ""
+    status: str = Message.Status.STREAMING
+    error: dict[str, Any] | None = None
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def generation_start(generation: Generation) -> None:
+    """Run the generation on this event loop; returns at once."""
+    _owned[generation.message_id] = generation
+    task = asyncio.get_running_loop().create_task(_own(generation))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def generation_stop(message_id: Any) -> None:
+    """Ask the owner, wherever it runs, to stop."""
+    if (owned := _owned.get(str(message_id))) is not None:
+        owned.stop_requested.set()
+        return
+    await get_channel_layer().group_send(control_name(message_id), {"type": "gen.stop"})
+
+
+async def _own(generation: Generation) -> None:
+    layer = get_channel_layer()
+    control = await layer.new_channel()
+    await layer.group_add(control_name(generation.message_id), control)
+    listener = asyncio.ensure_future(_listen(generation, control))
+    try:
+        await _generate(generation)
+    except Exception:
+        logger.exception("generation %s failed", generation.message_id)
+        generation.status, generation.error = Message.Status.FAILED, internal_error().payload()["error"]
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await _finish(generation)
+        await layer.group_discard(control_name(generation.message_id), control)
+        _owned.pop(generation.message_id, None)
+
+
+async def _listen(generation: Generation, control: str) -> None:
+    layer = get_channel_layer()
+    while True:
+        message = await layer.receive(control)
+        if message.get("type") == "gen.stop":
+            generation.stop_requested.set()
+        elif message.get("type") == "gen.resync":
+            await _publish(generation, {"type": "gen.snapshot", "text": generation.text})
+
+
+async def _publish(generation: Generation, event: dict[str, Any]) -> None:
+    await get_channel_layer().group_send(group_name(generation.message_id), event)
+
+
+async def _generate(generation: Generation) -> None:
+    meter = Meter(
+        principal=generation.principal,
+        model=generation.request.model,
+        price=await price_for(generation.request.model),
+        request_id=generation.request_id,
+        max_completion_tokens=generation.request.sampling.max_tokens,
+    )
+    delivered, usage, failed = 0, None, False
+    events = generation.backend.stream(generation.request)
+    saved_at = time.monotonic()
+    try:
+        async for event in _until_stopped(events, generation.stop_requested):
+            if isinstance(event, TextDelta) and event.index == 0 and event.text:
+                offset = len(generation.text)
+                generation.text += event.text
+                delivered += event.tokens
+                await _publish(generation, {"type": "gen.delta", "offset": offset, "text": event.text})
+                if time.monotonic() - saved_at >= settings.WEB["SAVE_EVERY_SECONDS"]:
+                    saved_at = time.monotonic()
+                    await _save(generation)
+            elif isinstance(event, Usage):
+                usage = event
+            elif isinstance(event, Accepted):
+                await meter.reserve(event.prompt_tokens)  # admitted: now the money
+        if generation.stop_requested.is_set():
+            generation.status = Message.Status.STOPPED
+        else:
+            generation.status = Message.Status.COMPLETE
+    except (ApiError, BackendError) as exc:
+        failed = True
+        error = exc if isinstance(exc, ApiError) else ApiError.from_backend(exc)
+        generation.status = Message.Status.FAILED
+        generation.error = {**error.payload()["error"], "status": error.status, "retry_after": error.retry_after}
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        await asyncio.shield(meter.settle(reported=usage, delivered_tokens=delivered, failed=failed))
+
+
+async def _until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> AsyncIterator[Event]:
+    """The events until the stream ends or `stop` is set — also while the backend is still
+    queueing or prefilling, when no event would arrive to notice it."""
+    iterator = aiter(events)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            step = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if step not in done:
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+                return
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopper.cancel()
+
+
+async def _save(generation: Generation) -> None:
+    await Message.objects.filter(pk=generation.message_id).aupdate(content=generation.text, updated_at=timezone.now())
+
+
+async def _finish(generation: Generation) -> None:
+    """The final text is what was published — exactly what watchers were shown."""
+    try:
+        await Message.objects.filter(pk=generation.message_id).aupdate(
+            content=generation.text, status=generation.status, error=generation.error, updated_at=timezone.now()
+        )
+        await Conversation.objects.filter(pk=generation.conversation_id).aupdate(updated_at=timezone.now())
+    except Exception:
+        logger.exception("saving generation %s failed", generation.message_id)
+    await _publish(
+        generation,
+        {"type": "gen.done", "text": generation.text, "status": generation.status, "error": generation.error},
+    )

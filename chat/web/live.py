@@ -1,0 +1,176 @@
+"""The chat page's generation endpoints (plain async views: they stream or start tasks).
+
+POST /api/conversations/{id}/messages   start a turn (or a regeneration); answers at once
+GET  /api/messages/{id}/stream          SSE: snapshot, deltas, done — attach at any time
+POST /api/messages/{id}/stop            end the generation, keep exactly the text shown
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from chat.api.auth import authenticate
+from chat.api.errors import ApiError
+from chat.api.params import parse_chat, parse_json_object
+from chat.api.views import backend_for, count_request, openai_errors, request_body
+from chat.models import Message
+
+from . import services
+from .generation import Generation, control_name, generation_start, generation_stop, group_name
+from .selectors import aconversation_get_for_account, amessage_get_for_account
+from .serializers import message_body
+
+RESYNC_SECONDS = 1.5  # how long a watcher waits for the owner's snapshot before asking again
+PING_SECONDS = 10.0
+STALE_SECONDS = 30.0  # no owner answered and nothing saved for this long: the owner is gone
+STOP_WAIT_SECONDS = 5.0
+
+
+@openai_errors("POST")
+async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    principal = await authenticate(request)
+    await count_request(request, principal)
+    conversation = await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
+    body = parse_json_object(request_body(request))
+    model = body.get("model") or conversation.model or settings.GHOSTGPT["MODEL_ID"]
+    if not isinstance(model, str):
+        raise ApiError(400, "'model' must be a string.", param="model")
+    backend = backend_for(model, principal)
+    if body.get("regenerate"):
+        user = None
+        assistant = await sync_to_async(services.regeneration_create)(
+            conversation=conversation, message_id=body["regenerate"], model=model
+        )
+    else:
+        user, assistant = await sync_to_async(services.turn_create)(
+            conversation=conversation,
+            content=body.get("content", ""),
+            attachments=body.get("attachments"),
+            parent_id=body.get("parent_id"),
+            model=model,
+        )
+    history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
+    try:
+        parsed = parse_chat({"model": model, "messages": history, "stream": True}, settings.GHOSTGPT)
+    except ApiError as exc:  # e.g. images for a text-only model: the answer says so
+        await _fail(assistant, exc)
+        raise
+    generation_start(
+        Generation(
+            message_id=str(assistant.pk),
+            conversation_id=str(conversation.pk),
+            principal=principal,
+            backend=backend,
+            request=parsed.generation,
+            request_id=request.request_id,  # type: ignore[attr-defined]
+        )
+    )
+    return JsonResponse(
+        {
+            "user_message": message_body(user) if user else None,
+            "assistant_message": message_body(assistant),
+            "stream_url": f"/api/messages/{assistant.pk}/stream",
+        },
+        status=201,
+    )
+
+
+async def _fail(message: Message, error: ApiError) -> None:
+    await Message.objects.filter(pk=message.pk).aupdate(
+        status=Message.Status.FAILED, error={**error.payload()["error"], "status": error.status}
+    )
+
+
+@openai_errors("GET")
+async def watch(request: HttpRequest, message_id: str) -> HttpResponse:
+    principal = await authenticate(request)
+    message = await amessage_get_for_account(account_id=principal.account_id, message_id=message_id)
+    response = StreamingHttpResponse(_watch(message), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _done(message: Message) -> bytes:
+    return _event("done", {"text": message.content, "status": message.status, "error": message.error})
+
+
+async def _watch(message: Message) -> AsyncIterator[bytes]:
+    if message.status != Message.Status.STREAMING:
+        yield _done(message)
+        return
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group_name(message.pk), channel)
+    try:
+        await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
+        asked, length = time.monotonic(), None  # length: characters sent so far, once synced
+        while True:
+            try:
+                event = await asyncio.wait_for(
+                    layer.receive(channel), RESYNC_SECONDS if length is None else PING_SECONDS
+                )
+            except TimeoutError:
+                yield b": ping\n\n"
+                if length is None:
+                    finished = await _unowned(message, since=asked)
+                    if finished is not None:
+                        yield _done(finished)
+                        return
+                    await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
+                continue
+            kind = event.get("type")
+            if kind == "gen.done":
+                yield _event("done", {"text": event["text"], "status": event["status"], "error": event["error"]})
+                return
+            if kind == "gen.snapshot" and length is None:
+                length = len(event["text"])
+                yield _event("snapshot", {"text": event["text"]})
+            elif kind == "gen.delta" and length is not None:
+                start, text = event["offset"], event["text"]
+                if start + len(text) <= length:
+                    continue  # already in the snapshot
+                piece = text[max(length - start, 0) :]
+                length = start + len(text)
+                yield _event("delta", {"offset": length - len(piece), "text": piece})
+    finally:
+        await layer.group_discard(group_name(message.pk), channel)
+
+
+async def _unowned(message: Message, *, since: float) -> Message | None:
+    """The message, when no generation owns it any more (finished, or its process died)."""
+    fresh = await Message.objects.aget(pk=message.pk)
+    if fresh.status != Message.Status.STREAMING:
+        return fresh
+    quiet = (timezone.now() - fresh.updated_at).total_seconds()
+    if time.monotonic() - since > STALE_SECONDS and quiet > STALE_SECONDS:
+        await sync_to_async(services.message_mark_interrupted)(message=fresh)
+        return await Message.objects.aget(pk=message.pk)
+    return None
+
+
+@openai_errors("POST")
+async def stop(request: HttpRequest, message_id: str) -> HttpResponse:
+    principal = await authenticate(request)
+    message = await amessage_get_for_account(account_id=principal.account_id, message_id=message_id)
+    if message.status == Message.Status.STREAMING:
+        await generation_stop(message.pk)
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while message.status == Message.Status.STREAMING and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            message = await Message.objects.aget(pk=message.pk)
+    return JsonResponse(message_body(message))

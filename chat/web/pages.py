@@ -1,0 +1,122 @@
+"""Server-rendered pages: the chat, public shares, the API docs; and the files they load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET
+from django.views.static import serve
+
+from chat.api.auth import presented_session
+from chat.backends import registry
+from chat.models import ApiKey
+from chat.selectors import api_key_get_for_auth_sync
+
+from .manifest import ENDPOINTS, ERRORS, TOOLS, base_url, manifest
+from .selectors import share_get
+
+STATIC_DIR = Path(settings.BASE_DIR) / "static"
+DESCRIPTION_LENGTH = 200
+
+
+def _on_api_host(request: HttpRequest) -> bool:
+    hosts = settings.WEB["API_HOSTS"]
+    host = request.get_host()
+    return bool(hosts) and (host in hosts or host.split(":")[0] in hosts)
+
+
+def _has_session(request: HttpRequest) -> bool:
+    secret = presented_session(request)
+    key = api_key_get_for_auth_sync(secret=secret) if secret else None
+    return key is not None and key.kind == ApiKey.Kind.SESSION and key.is_active
+
+
+@require_GET
+@ensure_csrf_cookie
+def home(request: HttpRequest) -> HttpResponse:
+    """The chat on the web host(s); the API docs on an API host."""
+    if _on_api_host(request):
+        return docs(request)
+    context = {
+        "has_session": _has_session(request),
+        "models": [info.id for info, _ in registry.all_models()],
+        "default_model": settings.GHOSTGPT["MODEL_ID"],
+        "allow_system_prompt": settings.WEB["ALLOW_SYSTEM_PROMPT"],
+        "limits": {
+            "pdf_max_bytes": settings.TOOLS["PDF_MAX_BYTES"],
+            "audio_max_bytes": settings.TOOLS["TRANSCRIBE_MAX_BYTES"],
+            "share_max_bytes": settings.WEB["SHARE_MAX_BYTES"],
+        },
+    }
+    return render(request, "chat.html", context)
+
+
+@require_GET
+def docs(request: HttpRequest) -> HttpResponse:
+    russian = request.LANGUAGE_CODE == "ru"  # type: ignore[attr-defined]
+    pick = 4 if russian else 3
+    context = {
+        "base": base_url(request),
+        "model": settings.GHOSTGPT["MODEL_ID"],
+        "endpoints": [(e[0], e[1], e[2], e[pick]) for e in ENDPOINTS],
+        "tools": [(t[0], t[1], t[2], t[pick]) for t in TOOLS],
+        "errors": [(e[0], e[1], e[3 if russian else 2]) for e in ERRORS],
+        "manifest": manifest(request),
+    }
+    return render(request, "docs.html", context)
+
+
+@require_GET
+def api_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(manifest(request), json_dumps_params={"ensure_ascii": False, "indent": 2})
+
+
+def _first_lines(snapshot: list[dict[str, object]]) -> str:
+    for block in snapshot:
+        for message in block.get("messages", []):  # type: ignore[union-attr]
+            text = " ".join(str(message.get("content", "")).split())
+            if text:
+                return text if len(text) <= DESCRIPTION_LENGTH else text[: DESCRIPTION_LENGTH - 1] + "…"
+    return ""
+
+
+@require_GET
+@ensure_csrf_cookie
+def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
+    try:
+        share = share_get(share_id=share_id)
+    except Http404:
+        return render(
+            request, "not_found.html", {"what": _("This shared chat does not exist or was deleted.")}, status=404
+        )
+    context = {
+        "share": share,
+        "title": share.title or _("Shared chat"),
+        "description": _first_lines(share.snapshot),
+        "url": f"{base_url(request)}/share/{share.pk}",
+        "message_count": sum(len(b.get("messages", [])) for b in share.snapshot),
+        "has_session": _has_session(request),
+    }
+    response = render(request, "share.html", context)
+    response["X-Robots-Tag"] = "noindex"  # unlisted: reachable by link only
+    return response
+
+
+def vendor(request: HttpRequest, path: str) -> HttpResponse:
+    """Libraries from npm (`make vendor`), long-cached."""
+    response = serve(request, path, document_root=STATIC_DIR / "vendor")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+def own_static(request: HttpRequest, path: str) -> HttpResponse:
+    return serve(request, path, document_root=STATIC_DIR)
+
+
+def doc_viewer(request: HttpRequest) -> HttpResponse:
+    return FileResponse((STATIC_DIR / "js" / "gg-doc-viewer.js").open("rb"), content_type="text/javascript")

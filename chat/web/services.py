@@ -1,0 +1,280 @@
+"""Writes for the browser product: conversations, turns, shares."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat.api.errors import ApiError
+from chat.models import Account, Conversation, Message, Share
+
+from .selectors import message_path
+
+TITLE_LENGTH = 80
+ATTACHMENT_KINDS = {"pdf", "image", "audio", "web", "url", "text"}
+MAX_ATTACHMENTS = 10
+MAX_ATTACHMENT_TEXT = 400_000
+MAX_CONTENT = 200_000
+SHARE_ROLES = {"system", "user", "assistant"}
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, message, param=param, code="invalid_value")
+
+
+def conversation_create(*, account: Account | int, title: str = "", model: str = "") -> Conversation:
+    account_id = account if isinstance(account, int) else account.pk
+    return Conversation.objects.create(account_id=account_id, title=title[:200], model=model[:200])
+
+
+def conversation_update(*, conversation: Conversation, changes: dict[str, Any]) -> Conversation:
+    """Rename, choose a model or system prompt, or switch branch (`current_leaf`)."""
+    fields = []
+    for name in ("title", "model", "system_prompt"):
+        if name in changes:
+            value = changes[name]
+            if not isinstance(value, str):
+                raise _bad(f"'{name}' must be a string.", name)
+            if name == "system_prompt" and value and not settings.WEB["ALLOW_SYSTEM_PROMPT"]:
+                raise ApiError(403, "This server does not allow custom system prompts.", param=name, code="forbidden")
+            setattr(conversation, name, value[: 20_000 if name == "system_prompt" else 200])
+            fields.append(name)
+    if "current_leaf" in changes:
+        leaf = changes["current_leaf"]
+        if not conversation.messages.filter(pk=_uuid_or_400(leaf, "current_leaf")).exists():
+            raise _bad("'current_leaf' is not a message of this conversation.", "current_leaf")
+        conversation.current_leaf = uuid.UUID(str(leaf))
+        fields.append("current_leaf")
+    if fields:
+        conversation.save(update_fields=[*fields, "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    conversation.delete()
+
+
+def _uuid_or_400(value: Any, param: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise _bad(f"'{param}' must be a message id.", param) from None
+
+
+def clean_attachments(raw: Any) -> list[dict[str, Any]]:
+    if raw in (None, []):
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_ATTACHMENTS:
+        raise _bad(f"'attachments' must be a list of at most {MAX_ATTACHMENTS} items.", "attachments")
+    clean = []
+    for i, item in enumerate(raw):
+        where = f"attachments[{i}]"
+        if not isinstance(item, dict) or item.get("kind") not in ATTACHMENT_KINDS:
+            raise _bad(f"'{where}.kind' must be one of {', '.join(sorted(ATTACHMENT_KINDS))}.", f"{where}.kind")
+        text = item.get("text", "")
+        if not isinstance(text, str) or len(text) > MAX_ATTACHMENT_TEXT:
+            raise _bad(f"'{where}.text' must be a string of at most {MAX_ATTACHMENT_TEXT} characters.", where)
+        entry = {"kind": item["kind"], "name": str(item.get("name", ""))[:200], "text": text}
+        if item["kind"] == "image":
+            data_url = item.get("data_url")
+            if not isinstance(data_url, str) or not data_url.startswith("data:image/"):
+                raise _bad(f"'{where}.data_url' must be a data:image/… URL.", f"{where}.data_url")
+            entry["data_url"] = data_url
+        for extra in ("pages", "job_id", "sources", "url"):
+            if extra in item:
+                entry[extra] = item[extra]
+        clean.append(entry)
+    return clean
+
+
+@transaction.atomic
+def turn_create(
+    *, conversation: Conversation, content: Any, attachments: Any, parent_id: Any, model: str
+) -> tuple[Message, Message]:
+    """A user message (a new branch when `parent_id` already has children) and the empty
+    assistant message its generation will fill."""
+    if not isinstance(content, str) or len(content) > MAX_CONTENT:
+        raise _bad(f"'content' must be a string of at most {MAX_CONTENT} characters.", "content")
+    clean = clean_attachments(attachments)
+    if not content.strip() and not clean:
+        raise _bad("Write a message or attach something.", "content")
+    parent = None
+    if parent_id is not None:
+        parent = conversation.messages.filter(pk=_uuid_or_400(parent_id, "parent_id")).first()
+        if parent is None:
+            raise _bad("'parent_id' must be a message of this conversation.", "parent_id")
+    user = Message.objects.create(
+        conversation=conversation, parent=parent, role=Message.Role.USER, content=content, attachments=clean
+    )
+    assistant = _assistant_for(conversation, user, model)
+    if not conversation.title:
+        conversation.title = _title(content, clean)
+        conversation.save(update_fields=["title", "updated_at"])
+    return user, assistant
+
+
+@transaction.atomic
+def regeneration_create(*, conversation: Conversation, message_id: Any, model: str) -> Message:
+    """A new assistant answer beside an existing one (same user message)."""
+    original = conversation.messages.filter(pk=_uuid_or_400(message_id, "regenerate")).first()
+    if original is None or original.role != Message.Role.ASSISTANT or original.parent is None:
+        raise _bad("'regenerate' must be an assistant message of this conversation.", "regenerate")
+    return _assistant_for(conversation, original.parent, model)
+
+
+def _assistant_for(conversation: Conversation, user: Message, model: str) -> Message:
+    assistant = Message.objects.create(
+        conversation=conversation,
+        parent=user,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+    )
+    conversation.current_leaf = assistant.pk
+    conversation.model = model
+    conversation.save(update_fields=["current_leaf", "model", "updated_at"])
+    return assistant
+
+
+def _title(content: str, attachments: list[dict[str, Any]]) -> str:
+    text = " ".join(content.split()) or (attachments[0]["name"] if attachments else "")
+    return text if len(text) <= TITLE_LENGTH else text[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def model_text(message: Message) -> str:
+    """The text the model receives for a user message: what was typed, then each
+    attachment's text, clearly delimited. The page shows this as "what the model saw"."""
+    parts = [message.content]
+    for item in message.attachments or []:
+        if item.get("text"):
+            parts.append(
+                f"--- {item['kind'].upper()}: {item.get('name') or 'attachment'} ---\n{item['text']}\n--- end ---"
+            )
+    return "\n\n".join(p for p in parts if p)
+
+
+def prompt_messages(*, conversation: Conversation, assistant: Message) -> list[dict[str, Any]]:
+    """The OpenAI `messages` for generating `assistant`: the branch above it."""
+    messages = {m.pk: m for m in conversation.messages.all()}
+    history: list[dict[str, Any]] = []
+    if conversation.system_prompt and settings.WEB["ALLOW_SYSTEM_PROMPT"]:
+        history.append({"role": "system", "content": conversation.system_prompt})
+    for message in message_path(messages=messages, leaf_id=assistant.parent_id):
+        if message.role == Message.Role.ASSISTANT:
+            if message.content:
+                history.append({"role": "assistant", "content": message.content})
+            continue
+        images = [a for a in message.attachments or [] if a.get("kind") == "image"]
+        text = model_text(message)
+        if images:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+            parts += [{"type": "image_url", "image_url": {"url": a["data_url"]}} for a in images]
+            history.append({"role": "user", "content": parts})
+        else:
+            history.append({"role": "user", "content": text})
+    return history
+
+
+def message_mark_interrupted(*, message: Message) -> None:
+    """A generation whose process died: keep the saved text, say what happened."""
+    Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+        status=Message.Status.FAILED,
+        error={"message": "The answer was interrupted (the server restarted).", "code": "interrupted"},
+        updated_at=timezone.now(),
+    )
+
+
+# --- shares -----------------------------------------------------------------------------
+
+
+def _check_blocks(blocks: Any) -> None:
+    """The seed's body: [{"conv": {"id", "name"}, "messages": [{"role", "content", "timestamp"}]}]."""
+    if not isinstance(blocks, list) or not blocks:
+        raise _bad("The body must be a non-empty array of conversation blocks.", "body")
+    for i, block in enumerate(blocks):
+        where = f"[{i}]"
+        if not isinstance(block, dict):
+            raise _bad(f"'{where}' must be an object with 'conv' and 'messages'.", where)
+        conv = block.get("conv")
+        if not isinstance(conv, dict) or not isinstance(conv.get("id"), (str, int)) or isinstance(conv.get("id"), bool):
+            raise _bad(f"'{where}.conv.id' must be a string or number.", f"{where}.conv.id")
+        if not isinstance(conv.get("name", ""), str):
+            raise _bad(f"'{where}.conv.name' must be a string.", f"{where}.conv.name")
+        messages = block.get("messages")
+        if not isinstance(messages, list):
+            raise _bad(f"'{where}.messages' must be an array.", f"{where}.messages")
+        for j, message in enumerate(messages):
+            at = f"{where}.messages[{j}]"
+            if not isinstance(message, dict):
+                raise _bad(f"'{at}' must be an object.", at)
+            if message.get("role") not in SHARE_ROLES:
+                raise _bad(f"'{at}.role' must be one of {', '.join(sorted(SHARE_ROLES))}.", f"{at}.role")
+            if not isinstance(message.get("content"), str):
+                raise _bad(f"'{at}.content' must be a string.", f"{at}.content")
+            stamp = message.get("timestamp")
+            if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, float, str))):
+                raise _bad(f"'{at}.timestamp' must be a number or a string.", f"{at}.timestamp")
+
+
+def share_create(*, account_id: int, blocks: Any, size: int) -> Share:
+    limit = settings.WEB["SHARE_MAX_BYTES"]
+    if size > limit:
+        raise ApiError(413, f"A share may be at most {limit} bytes; this one is {size}.", code="share_too_large")
+    _check_blocks(blocks)
+    snapshot = [
+        {
+            "conv": {"id": block["conv"]["id"], "name": block["conv"].get("name", "")},
+            "messages": [
+                {"role": m["role"], "content": m["content"], "timestamp": m.get("timestamp")} for m in block["messages"]
+            ],
+        }
+        for block in blocks
+    ]
+    title = next((b["conv"]["name"] for b in snapshot if b["conv"]["name"]), "") or _first_text(snapshot)
+    return Share.objects.create(
+        id=secrets.token_urlsafe(16),  # 128 random bits, 22 URL-safe characters
+        account_id=account_id,
+        title=title[:200],
+        snapshot=snapshot,
+        size=len(json.dumps(snapshot, ensure_ascii=False).encode()),
+    )
+
+
+def _first_text(snapshot: list[dict[str, Any]]) -> str:
+    for block in snapshot:
+        for message in block["messages"]:
+            if message["content"].strip():
+                return _title(message["content"], [])
+    return ""
+
+
+def share_delete(*, share: Share, account_id: int) -> None:
+    if share.account_id != account_id:
+        raise ApiError(
+            403, "Only the creator of a share can delete it.", error_type="permission_error", code="forbidden"
+        )
+    share.delete()
+
+
+@transaction.atomic
+def conversation_from_share(*, share: Share, account_id: int) -> Conversation:
+    """ "Continue this chat": the snapshot's messages become the visitor's own conversation."""
+    conversation = conversation_create(account=account_id, title=share.title or "Shared chat")
+    parent = None
+    for block in share.snapshot:
+        for item in block["messages"]:
+            if item["role"] == "system":
+                conversation.system_prompt = item["content"][:20_000]
+                continue
+            parent = Message.objects.create(
+                conversation=conversation, parent=parent, role=item["role"], content=item["content"]
+            )
+    conversation.current_leaf = parent.pk if parent else None
+    conversation.save(update_fields=["system_prompt", "current_leaf", "updated_at"])
+    return conversation

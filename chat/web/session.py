@@ -1,0 +1,58 @@
+"""`POST /api/session/bootstrap`: an anonymous account and its `gg_sess` cookie."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.middleware.csrf import get_token
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.accounts.drf import ApiKeyAuthentication
+from chat.api.errors import rate_limited
+from chat.billing.ratelimit import Limits, limiter
+from chat.models import ApiKey
+from chat.services import session_create
+
+
+def _session_body(key: ApiKey, request: Request, *, created: bool) -> dict[str, object]:
+    account = key.account
+    return {
+        "object": "session",
+        "created": created,
+        "account": {"id": account.pk, "tier": account.tier.name, "balance": float(account.balance)},
+        "csrf_token": get_token(request._request),  # also set as the csrftoken cookie
+    }
+
+
+class SessionBootstrapApi(APIView):
+    """Idempotent: a caller that already holds a valid session gets it back unchanged."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiKey) and request.auth.kind == ApiKey.Kind.SESSION:
+            return Response(_session_body(request.auth, request, created=False))
+        self._limit(request)
+        key, secret = session_create()
+        response = Response(_session_body(key, request, created=True), status=201)
+        config = settings.WEB
+        response.set_cookie(
+            config["SESSION_COOKIE"],
+            secret,
+            max_age=config["SESSION_MAX_AGE_SECONDS"],
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure(),
+        )
+        return response
+
+    def _limit(self, request: Request) -> None:
+        ip = request.META.get("REMOTE_ADDR", "?")
+        state = async_to_sync(limiter().hit)(Limits(f"bootstrap:{ip}", settings.WEB["BOOTSTRAP_RATE"], None))
+        if state.over_requests:
+            message = f"Too many new sessions from this address; retry after {state.reset_seconds}s."
+            raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)

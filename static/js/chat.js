@@ -1,0 +1,705 @@
+// The chat page. Conversations live on the server; answers are generated server-side and
+// watched over SSE (/api/messages/{id}/stream), so a reload re-attaches to a live answer.
+/* global gettext, ngettext, interpolate */
+import { api, ApiFailure, applyTheme, copyText, describeFailure, renderMarkdown, toggleTheme } from "./render.js";
+import { openViewer } from "/gg-doc-viewer.js";
+
+const $ = (id) => document.getElementById(id);
+const data = (id) => JSON.parse($(id).textContent);
+const LIMITS = data("limits");
+const POLL_MS = 400;
+
+const state = {
+  conversations: [],
+  conversation: null, // {id, title, model, system_prompt, current_leaf}
+  messages: new Map(), // id -> message
+  path: [], // messages shown, root → leaf
+  watching: null, // {id, source}
+  pending: [], // attachments in the composer
+  pinned: true, // follow the answer while it streams
+};
+
+// --- helpers ------------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function announce(text) {
+  $("announcer").textContent = text;
+}
+
+function draftKey() {
+  return `gg-draft:${state.conversation?.id || "new"}`;
+}
+
+function saveDraft() {
+  try {
+    const value = $("input").value;
+    if (value) localStorage.setItem(draftKey(), value);
+    else localStorage.removeItem(draftKey());
+  } catch {}
+}
+
+function loadDraft() {
+  try {
+    $("input").value = localStorage.getItem(draftKey()) || "";
+  } catch {}
+}
+
+function showError(text) {
+  const box = el("div", { class: "msg" }, el("div", { class: "error", role: "alert" }, text));
+  $("messages").append(box);
+  scrollToEnd(true);
+}
+
+// --- sidebar ------------------------------------------------------------------------------
+
+async function loadConversations(query = "") {
+  const result = await api(`/api/conversations${query ? `?q=${encodeURIComponent(query)}` : ""}`);
+  state.conversations = result.data;
+  renderSidebar();
+}
+
+function renderSidebar() {
+  const list = $("conversations");
+  list.replaceChildren(
+    ...state.conversations.map((c) =>
+      el(
+        "li",
+        { class: c.id === state.conversation?.id ? "active" : "", "data-id": c.id },
+        el("a", { href: `/?c=${c.id}`, onclick: (e) => (e.preventDefault(), openConversation(c.id)) }, c.title || gettext("New chat")),
+        el("button", { type: "button", class: "icon", title: gettext("Rename"), "aria-label": gettext("Rename"), onclick: () => rename(c) }, "✎"),
+        el("button", { type: "button", class: "icon", title: gettext("Delete"), "aria-label": gettext("Delete"), onclick: () => remove(c) }, "🗑"),
+      ),
+    ),
+  );
+}
+
+async function rename(conversation) {
+  const title = prompt(gettext("New name for this chat:"), conversation.title);
+  if (title === null) return;
+  const updated = await api(`/api/conversations/${conversation.id}`, { method: "PATCH", body: { title } });
+  conversation.title = updated.title;
+  if (state.conversation?.id === conversation.id) {
+    state.conversation.title = updated.title;
+    $("conversation-title").textContent = updated.title;
+  }
+  renderSidebar();
+}
+
+async function remove(conversation) {
+  if (!confirm(interpolate(gettext("Delete “%s”? This cannot be undone."), [conversation.title || gettext("New chat")]))) return;
+  await api(`/api/conversations/${conversation.id}`, { method: "DELETE" });
+  state.conversations = state.conversations.filter((c) => c.id !== conversation.id);
+  if (state.conversation?.id === conversation.id) newChat();
+  renderSidebar();
+}
+
+// --- conversation -------------------------------------------------------------------------
+
+function newChat() {
+  stopWatching();
+  state.conversation = null;
+  state.messages.clear();
+  state.path = [];
+  history.replaceState(null, "", "/");
+  $("conversation-title").textContent = gettext("New chat");
+  $("share").disabled = true;
+  if ($("system-prompt")) $("system-prompt").value = "";
+  renderMessages();
+  loadDraft();
+  renderSidebar();
+  $("input").focus();
+}
+
+async function openConversation(id) {
+  stopWatching();
+  saveDraft();
+  const conversation = await api(`/api/conversations/${id}`);
+  state.conversation = conversation;
+  state.messages = new Map(conversation.messages.map((m) => [m.id, m]));
+  computePath();
+  history.replaceState(null, "", `/?c=${id}`);
+  try {
+    localStorage.setItem("gg-last", id);
+  } catch {}
+  $("conversation-title").textContent = conversation.title || gettext("New chat");
+  $("share").disabled = state.path.length === 0;
+  if (conversation.model) $("model").value = conversation.model;
+  if ($("system-prompt")) $("system-prompt").value = conversation.system_prompt || "";
+  loadDraft();
+  renderMessages();
+  renderSidebar();
+  scrollToEnd(true);
+  const last = state.path[state.path.length - 1];
+  if (last?.status === "streaming") watch(last.id);
+  document.getElementById("app").classList.remove("menu-open");
+}
+
+function computePath() {
+  const path = [];
+  let current = state.messages.get(state.conversation?.current_leaf);
+  const seen = new Set();
+  while (current && !seen.has(current.id)) {
+    seen.add(current.id);
+    path.push(current);
+    current = current.parent_id ? state.messages.get(current.parent_id) : null;
+  }
+  state.path = path.reverse();
+}
+
+function siblings(message) {
+  return [...state.messages.values()].filter((m) => m.parent_id === message.parent_id && m.role === message.role);
+}
+
+function latestLeaf(message) {
+  let current = message;
+  for (;;) {
+    const children = [...state.messages.values()].filter((m) => m.parent_id === current.id);
+    if (!children.length) return current;
+    current = children[children.length - 1];
+  }
+}
+
+async function switchBranch(message, step) {
+  const list = siblings(message);
+  const next = list[list.indexOf(message) + step];
+  if (!next) return;
+  const leaf = latestLeaf(next);
+  await api(`/api/conversations/${state.conversation.id}`, { method: "PATCH", body: { current_leaf: leaf.id } });
+  state.conversation.current_leaf = leaf.id;
+  stopWatching();
+  computePath();
+  renderMessages();
+  if (leaf.status === "streaming") watch(leaf.id);
+}
+
+// --- messages -----------------------------------------------------------------------------
+
+function renderMessages() {
+  const box = $("messages");
+  box.replaceChildren();
+  if (!state.path.length) {
+    box.append(
+      el("div", { class: "empty", id: "empty" }, el("h1", {}, gettext("What can I help with?")),
+        el("p", {}, gettext("Attach PDFs, images or audio, or turn on web research for rates and weather."))),
+    );
+    return;
+  }
+  for (const message of state.path) box.append(messageView(message));
+}
+
+function attachmentChips(message) {
+  if (!message.attachments?.length) return null;
+  return el(
+    "div",
+    { class: "attachments" },
+    ...message.attachments.map((a) =>
+      el("button", { type: "button", class: "chip", onclick: () => openViewer({ ...a, dataUrl: a.data_url, blob: a.blob }) },
+        `${{ pdf: "📄", image: "🖼", audio: "🎧", web: "🔎", url: "🔗" }[a.kind] || "📎"} `, el("span", { class: "name" }, a.name || a.kind)),
+    ),
+  );
+}
+
+function messageView(message) {
+  const isUser = message.role === "user";
+  const bubble = el("div", { class: isUser ? "bubble" : "bubble markdown" });
+  if (isUser) bubble.textContent = message.content;
+  else renderMarkdown(bubble, message.content);
+  const article = el(
+    "article",
+    { class: `msg ${message.role}${message.status === "streaming" ? " streaming" : ""}`, "data-id": message.id, "aria-busy": message.status === "streaming" ? "true" : "false" },
+    el("div", { class: "role" }, isUser ? gettext("You") : message.model || "GhostGPT"),
+    bubble,
+    attachmentChips(message),
+    message.error ? el("div", { class: "error", role: "alert" }, errorText(message.error)) : null,
+    message.status === "stopped" ? el("div", { class: "status" }, gettext("Stopped")) : null,
+    actions(message),
+  );
+  return article;
+}
+
+function errorText(error) {
+  return describeFailure(new ApiFailure(error.status, error, error.retry_after));
+}
+
+function actions(message) {
+  const bar = el("div", { class: "actions" });
+  const list = siblings(message);
+  if (list.length > 1) {
+    const index = list.indexOf(message);
+    bar.append(
+      el("span", { class: "branches" },
+        el("button", { type: "button", class: "icon", "aria-label": gettext("Previous version"), disabled: index === 0, onclick: () => switchBranch(message, -1) }, "‹"),
+        `${index + 1}/${list.length}`,
+        el("button", { type: "button", class: "icon", "aria-label": gettext("Next version"), disabled: index === list.length - 1, onclick: () => switchBranch(message, 1) }, "›")),
+    );
+  }
+  bar.append(el("button", { type: "button", class: "icon", title: gettext("Copy"), onclick: () => copyText(message.content) }, gettext("Copy")));
+  if (message.role === "user") {
+    bar.append(el("button", { type: "button", class: "icon", onclick: () => editMessage(message) }, gettext("Edit")));
+    if (message.attachments?.some((a) => a.text)) {
+      bar.append(el("button", { type: "button", class: "icon", onclick: () => showModelView(message) }, gettext("What the model saw")));
+    }
+  } else if (message.status !== "streaming") {
+    bar.append(el("button", { type: "button", class: "icon", onclick: () => regenerate(message) }, gettext("Regenerate")));
+  }
+  return bar;
+}
+
+async function showModelView(message) {
+  const view = await api(`/api/conversations/${state.conversation.id}/messages/${message.id}/model-view`);
+  openViewer({ name: gettext("What the model saw"), kind: "text", text: view.text });
+}
+
+function editMessage(message) {
+  const article = document.querySelector(`article[data-id="${message.id}"]`);
+  const area = el("textarea", { class: "edit", rows: 4, "aria-label": gettext("Edit message") });
+  area.value = message.content;
+  const save = el("button", { type: "button", class: "primary" }, gettext("Save and send"));
+  const cancel = el("button", { type: "button" }, gettext("Cancel"));
+  const box = el("div", { class: "composer" }, area, el("div", { class: "row" }, save, cancel));
+  article.querySelector(".bubble").replaceWith(box);
+  area.focus();
+  cancel.addEventListener("click", renderMessages);
+  save.addEventListener("click", () =>
+    startTurn({ content: area.value, parent_id: message.parent_id, attachments: message.attachments || [] }),
+  );
+}
+
+// --- scrolling ----------------------------------------------------------------------------
+
+function nearBottom() {
+  const box = $("messages");
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+}
+
+function scrollToEnd(force = false) {
+  const box = $("messages");
+  if (force || state.pinned) {
+    box.scrollTop = box.scrollHeight;
+    state.pinned = true;
+  }
+  $("jump").hidden = state.pinned || !state.watching;
+}
+
+// --- sending and watching ----------------------------------------------------------------
+
+async function ensureConversation() {
+  if (state.conversation) return state.conversation;
+  const created = await api("/api/conversations", {
+    method: "POST",
+    body: { model: $("model").value, ...(($("system-prompt")?.value || "") ? { system_prompt: $("system-prompt").value } : {}) },
+  });
+  const oldKey = draftKey();
+  state.conversation = { ...created, messages: [] };
+  state.messages.clear();
+  try {
+    localStorage.removeItem(oldKey);
+  } catch {}
+  history.replaceState(null, "", `/?c=${created.id}`);
+  $("share").disabled = false;
+  return state.conversation;
+}
+
+async function startTurn(body) {
+  if (state.watching) return;
+  try {
+    const conversation = await ensureConversation();
+    setBusy(true);
+    const result = await api(`/api/conversations/${conversation.id}/messages`, {
+      method: "POST",
+      body: { model: $("model").value, ...body },
+    });
+    for (const message of [result.user_message, result.assistant_message]) if (message) state.messages.set(message.id, message);
+    state.conversation.current_leaf = result.assistant_message.id;
+    computePath();
+    renderMessages();
+    scrollToEnd(true);
+    watch(result.assistant_message.id);
+    loadConversations($("search").value).catch(() => {});
+    return true;
+  } catch (failure) {
+    setBusy(false);
+    showError(describeFailure(failure));
+    return false;
+  }
+}
+
+function setBusy(busy) {
+  $("send").hidden = busy;
+  $("stop").hidden = !busy;
+}
+
+function watch(id) {
+  stopWatching();
+  setBusy(true);
+  const source = new EventSource(`/api/messages/${id}/stream`);
+  state.watching = { id, source };
+  let text = state.messages.get(id)?.content || "";
+  let frame = 0;
+  const paint = () => {
+    frame = 0;
+    const message = state.messages.get(id);
+    if (!message) return;
+    message.content = text;
+    const article = document.querySelector(`article[data-id="${id}"]`);
+    if (article) renderMarkdown(article.querySelector(".bubble"), text);
+    scrollToEnd();
+  };
+  const schedule = () => (frame ||= requestAnimationFrame(paint));
+  source.addEventListener("snapshot", (event) => {
+    text = JSON.parse(event.data).text;
+    schedule();
+  });
+  source.addEventListener("delta", (event) => {
+    const delta = JSON.parse(event.data);
+    text = text.slice(0, delta.offset) + delta.text;
+    schedule();
+  });
+  source.addEventListener("done", (event) => {
+    const done = JSON.parse(event.data);
+    finish(id, done);
+  });
+  source.onerror = () => {
+    // EventSource reconnects by itself; the server sends a fresh snapshot on reconnect.
+    if (source.readyState === EventSource.CLOSED) finish(id, null);
+  };
+}
+
+function finish(id, done) {
+  const message = state.messages.get(id);
+  if (message && done) Object.assign(message, { content: done.text, status: done.status, error: done.error });
+  stopWatching();
+  if (state.path.some((m) => m.id === id)) {
+    const article = document.querySelector(`article[data-id="${id}"]`);
+    if (article && message) article.replaceWith(messageView(message));
+    scrollToEnd();
+  }
+  announce(message?.status === "failed" ? gettext("The answer failed.") : gettext("The answer is complete."));
+}
+
+function stopWatching() {
+  if (state.watching) state.watching.source.close();
+  state.watching = null;
+  setBusy(false);
+  $("jump").hidden = true;
+}
+
+async function stopGeneration() {
+  const id = state.watching?.id;
+  if (!id) return;
+  try {
+    const message = await api(`/api/messages/${id}/stop`, { method: "POST" });
+    finish(id, { text: message.content, status: message.status, error: message.error });
+  } catch (failure) {
+    showError(describeFailure(failure));
+  }
+}
+
+async function regenerate(message) {
+  await startTurn({ regenerate: message.id });
+}
+
+// --- attachments --------------------------------------------------------------------------
+
+function renderChips() {
+  $("chips").replaceChildren(
+    ...state.pending.map((item) =>
+      el("span", { class: `chip${item.failed ? " failed" : ""}` },
+        el("button", { type: "button", class: "name", title: item.name, onclick: () => openViewer(item) }, item.name),
+        item.progress !== undefined && item.progress < 100 && !item.failed
+          ? el("progress", { max: 100, value: item.progress, "aria-label": interpolate(gettext("%s: processing"), [item.name]) })
+          : null,
+        item.failed ? el("span", {}, item.failed) : null,
+        el("button", { type: "button", "aria-label": interpolate(gettext("Remove %s"), [item.name]), onclick: () => removePending(item) }, "✕")),
+    ),
+  );
+}
+
+function removePending(item) {
+  state.pending = state.pending.filter((p) => p !== item);
+  renderChips();
+}
+
+async function runTool(path, file, onProgress) {
+  const form = new FormData();
+  form.append("file", file, file.name || "recording.webm");
+  let job = await api(`${path}?async=1`, { method: "POST", form });
+  while (job && job.object === "tool.job" && job.status !== "succeeded" && job.status !== "failed") {
+    onProgress(job.progress || 0);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    job = await api(`/api/jobs/${job.id}`);
+  }
+  if (job?.object !== "tool.job") return job; // answered synchronously
+  if (job.status === "failed") throw new ApiFailure(job.error?.status || 422, job.error);
+  return job.result;
+}
+
+function addFile(file) {
+  const type = file.type || "";
+  if (type.startsWith("image/")) return addImage(file);
+  if (type === "application/pdf" || file.name.toLowerCase().endsWith(".pdf")) return addPdf(file);
+  if (type.startsWith("audio/") || type === "video/webm" || /\.(mp3|m4a|ogg|oga|opus|wav|webm)$/i.test(file.name)) return transcribe(file);
+  showError(interpolate(gettext("%s: this file type is not supported."), [file.name]));
+}
+
+function addImage(file) {
+  const reader = new FileReader();
+  const item = { kind: "image", name: file.name, blob: file };
+  reader.onload = () => {
+    item.dataUrl = item.data_url = reader.result;
+    renderChips();
+  };
+  reader.readAsDataURL(file);
+  state.pending.push(item);
+  renderChips();
+}
+
+async function addPdf(file) {
+  const item = { kind: "pdf", name: file.name, blob: file, progress: 0 };
+  state.pending.push(item);
+  renderChips();
+  if (file.size > LIMITS.pdf_max_bytes) return failPending(item, gettext("too large"));
+  try {
+    const result = await runTool("/api/pdf/extract", file, (p) => ((item.progress = p), renderChips()));
+    Object.assign(item, { text: result.text, pages: result.pages, progress: 100 });
+    renderChips();
+  } catch (failure) {
+    failPending(item, describeFailure(failure));
+  }
+}
+
+function failPending(item, reason) {
+  item.failed = reason;
+  renderChips();
+}
+
+async function transcribe(file) {
+  const item = { kind: "audio", name: file.name || gettext("Recording"), blob: file, progress: 0 };
+  state.pending.push(item);
+  renderChips();
+  if (file.size > LIMITS.audio_max_bytes) return failPending(item, gettext("too large"));
+  try {
+    const result = await runTool("/api/transcribe", file, (p) => ((item.progress = p), renderChips()));
+    removePending(item);
+    const input = $("input");
+    input.value = (input.value ? input.value + "\n" : "") + result.text.trim();
+    input.focus();
+    saveDraft();
+    announce(gettext("The transcript is in the message box."));
+  } catch (failure) {
+    failPending(item, describeFailure(failure));
+  }
+}
+
+let recorder = null;
+
+async function toggleRecording() {
+  const button = $("record");
+  if (recorder) {
+    recorder.stop();
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const chunks = [];
+    recorder = new MediaRecorder(stream);
+    recorder.ondataavailable = (event) => chunks.push(event.data);
+    recorder.onstop = () => {
+      stream.getTracks().forEach((t) => t.stop());
+      recorder = null;
+      button.classList.remove("recording");
+      button.querySelector("span").textContent = gettext("Record");
+      const blob = new Blob(chunks, { type: chunks[0]?.type || "audio/webm" });
+      transcribe(new File([blob], `recording-${Date.now()}.webm`, { type: blob.type }));
+    };
+    recorder.start();
+    button.classList.add("recording");
+    button.querySelector("span").textContent = gettext("Stop recording");
+  } catch {
+    showError(gettext("The microphone is not available."));
+  }
+}
+
+const URL_ONLY = /^https?:\/\/\S+$/i;
+
+async function fetchLink(url) {
+  const item = { kind: "url", name: url, progress: 0 };
+  state.pending.push(item);
+  renderChips();
+  try {
+    const page = await api("/api/fetch-url", { method: "POST", body: { url } });
+    Object.assign(item, { name: page.title || page.final_url, text: `${page.final_url}\n\n${page.text}`, url: page.final_url, progress: 100 });
+    renderChips();
+  } catch (failure) {
+    failPending(item, describeFailure(failure));
+  }
+}
+
+// --- send ---------------------------------------------------------------------------------
+
+async function send() {
+  const input = $("input");
+  const content = input.value.trim();
+  if (state.pending.some((p) => p.progress !== undefined && p.progress < 100 && !p.failed)) {
+    announce(gettext("Wait for the attachments to finish."));
+    return;
+  }
+  const attachments = state.pending.filter((p) => !p.failed).map(({ kind, name, text, data_url, pages, url }) => ({ kind, name, text, data_url, pages, url }));
+  if (!content && !attachments.length) return;
+  if ($("research").checked && content) {
+    try {
+      const research = await api("/api/web-research", { method: "POST", body: { query: content } });
+      if (research.kind !== "none") attachments.push({ kind: "web", name: gettext("Web research"), text: research.text, sources: research.sources });
+    } catch (failure) {
+      showError(describeFailure(failure));
+      return;
+    }
+  }
+  const parent = state.path[state.path.length - 1]?.id || null;
+  const ok = await startTurn({ content, attachments, parent_id: parent });
+  if (ok) {
+    input.value = "";
+    state.pending = [];
+    renderChips();
+    saveDraft();
+  }
+}
+
+// --- wiring -------------------------------------------------------------------------------
+
+async function loadModels() {
+  try {
+    const models = await api("/v1/models");
+    const select = $("model");
+    const current = select.value;
+    select.replaceChildren(...models.data.map((m) => el("option", { value: m.id }, m.id)));
+    select.value = models.data.some((m) => m.id === current) ? current : models.data[0]?.id;
+  } catch {}
+}
+
+async function shareConversation() {
+  if (!state.conversation || !state.path.length) return;
+  const blocks = [
+    {
+      conv: { id: state.conversation.id, name: state.conversation.title || "" },
+      messages: state.path.filter((m) => m.content).map((m) => ({ role: m.role, content: m.content, timestamp: m.created_at })),
+    },
+  ];
+  try {
+    const share = await api("/api/share", { method: "POST", body: blocks });
+    $("share-url").value = share.url;
+    $("share-open").href = share.url;
+    $("share-delete").dataset.id = share.id;
+    $("share-dialog").showModal();
+    $("share-url").select();
+  } catch (failure) {
+    showError(describeFailure(failure));
+  }
+}
+
+function wire() {
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    send();
+  });
+  $("input").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  $("input").addEventListener("input", saveDraft);
+  $("input").addEventListener("paste", (event) => {
+    const text = event.clipboardData?.getData("text")?.trim();
+    const files = [...(event.clipboardData?.files || [])];
+    if (files.length) {
+      event.preventDefault();
+      files.forEach(addFile);
+    } else if (text && URL_ONLY.test(text)) {
+      fetchLink(text);
+    }
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.watching && !document.querySelector("dialog[open]")) stopGeneration();
+  });
+  $("stop").addEventListener("click", stopGeneration);
+  $("new-chat").addEventListener("click", newChat);
+  $("attach").addEventListener("click", () => $("file").click());
+  $("file").addEventListener("change", (event) => {
+    [...event.target.files].forEach(addFile);
+    event.target.value = "";
+  });
+  $("record").addEventListener("click", toggleRecording);
+  const drop = $("app");
+  drop.addEventListener("dragover", (event) => event.preventDefault());
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    [...(event.dataTransfer?.files || [])].forEach(addFile);
+  });
+  let searchTimer = 0;
+  $("search").addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => loadConversations($("search").value.trim()), 200);
+  });
+  $("messages").addEventListener("scroll", () => {
+    state.pinned = nearBottom();
+    $("jump").hidden = state.pinned || !state.watching;
+  });
+  $("jump").addEventListener("click", () => scrollToEnd(true));
+  $("theme-toggle").addEventListener("click", toggleTheme);
+  $("menu-toggle").addEventListener("click", () => $("app").classList.toggle("menu-open"));
+  $("share").addEventListener("click", shareConversation);
+  $("share-copy").addEventListener("click", async () => {
+    await copyText($("share-url").value);
+    $("share-copy").textContent = gettext("Copied");
+  });
+  $("share-delete").addEventListener("click", async () => {
+    await api(`/api/share/${$("share-delete").dataset.id}`, { method: "DELETE" });
+    $("share-dialog").close();
+    announce(gettext("The share link was deleted."));
+  });
+  for (const button of document.querySelectorAll("dialog [data-close]")) button.addEventListener("click", () => button.closest("dialog").close());
+  const systemToggle = $("system-toggle");
+  if (systemToggle) {
+    systemToggle.addEventListener("click", () => {
+      const panel = $("system-panel");
+      panel.hidden = !panel.hidden;
+      systemToggle.setAttribute("aria-expanded", String(!panel.hidden));
+    });
+    $("system-prompt").addEventListener("change", async () => {
+      if (!state.conversation) return;
+      await api(`/api/conversations/${state.conversation.id}`, { method: "PATCH", body: { system_prompt: $("system-prompt").value } });
+    });
+  }
+  $("model").addEventListener("change", () => {
+    if (state.conversation) api(`/api/conversations/${state.conversation.id}`, { method: "PATCH", body: { model: $("model").value } });
+  });
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
+}
+
+async function boot() {
+  applyTheme();
+  wire();
+  try {
+    if (!data("has-session")) await api("/api/session/bootstrap", { method: "POST" });
+    await Promise.all([loadConversations(), loadModels()]);
+    const wanted = new URLSearchParams(location.search).get("c");
+    if (wanted) await openConversation(wanted);
+    else newChat();
+  } catch (failure) {
+    showError(describeFailure(failure));
+  }
+  document.body.dataset.ready = "true";
+}
+
+boot();
