@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,6 +36,11 @@ def share_url(request: Request, share_id: str) -> str:
 class WebApi(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasKeyOrSession]
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        if request.auth is None:
+            raise exceptions.NotAuthenticated(HasKeyOrSession.message)
+        super().permission_denied(request, message, code)
 
 
 class ConversationListApi(WebApi):

@@ -34,6 +34,8 @@ RESYNC_SECONDS = 1.5  # how long a watcher waits for the owner's snapshot before
 PING_SECONDS = 10.0
 STALE_SECONDS = 30.0  # no owner answered and nothing saved for this long: the owner is gone
 STOP_WAIT_SECONDS = 5.0
+# Sampling settings a turn may carry; checked by the same parameter policy as /v1.
+TURN_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty")
 
 
 @openai_errors("POST")
@@ -61,7 +63,8 @@ async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
         )
     history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
     try:
-        parsed = parse_chat({"model": model, "messages": history, "stream": True}, settings.GHOSTGPT)
+        options = {name: body[name] for name in TURN_SETTINGS if name in body}
+        parsed = parse_chat({"model": model, "messages": history, "stream": True, **options}, settings.GHOSTGPT)
     except ApiError as exc:  # e.g. images for a text-only model: the answer says so
         await _fail(assistant, exc)
         raise

@@ -77,7 +77,7 @@ function renderSidebar() {
         { class: c.id === state.conversation?.id ? "active" : "", "data-id": c.id },
         el("a", { href: `/?c=${c.id}`, onclick: (e) => (e.preventDefault(), openConversation(c.id)) }, c.title || gettext("New chat")),
         el("button", { type: "button", class: "icon", title: gettext("Rename"), "aria-label": gettext("Rename"), onclick: () => rename(c) }, "✎"),
-        el("button", { type: "button", class: "icon", title: gettext("Delete"), "aria-label": gettext("Delete"), onclick: () => remove(c) }, "🗑"),
+        el("button", { type: "button", class: "icon", title: gettext("Delete"), "aria-label": gettext("Delete"), onclick: () => remove(c) }, "×"),
       ),
     ),
   );
@@ -204,7 +204,7 @@ function attachmentChips(message) {
     { class: "attachments" },
     ...message.attachments.map((a) =>
       el("button", { type: "button", class: "chip", onclick: () => openViewer({ ...a, dataUrl: a.data_url, blob: a.blob }) },
-        `${{ pdf: "📄", image: "🖼", audio: "🎧", web: "🔎", url: "🔗" }[a.kind] || "📎"} `, el("span", { class: "name" }, a.name || a.kind)),
+        `${{ pdf: "PDF", image: gettext("Image"), audio: gettext("Audio"), web: gettext("Web"), url: gettext("Link") }[a.kind] || ""}: `, el("span", { class: "name" }, a.name || a.kind)),
     ),
   );
 }
@@ -325,7 +325,12 @@ async function startTurn(body) {
     renderMessages();
     scrollToEnd(true);
     watch(result.assistant_message.id);
-    loadConversations($("search").value).catch(() => {});
+    loadConversations($("search").value)
+      .then(() => {
+        const fresh = state.conversations.find((c) => c.id === state.conversation?.id);
+        if (fresh) $("conversation-title").textContent = state.conversation.title = fresh.title;
+      })
+      .catch(() => {});
     return true;
   } catch (failure) {
     setBusy(false);

@@ -1,0 +1,234 @@
+"""Server-owned generations against live servers: they stream, are saved as they go, survive
+the page leaving, re-attach, and stop keeping exactly the text shown — across processes
+too, through the Redis channel layer."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from .live import LiveServer
+
+# With this seed SmolLM keeps counting for thousands of tokens (measured: 3,000 of 3,000).
+LONG = {"content": "List the numbers from 1 to 1000 separated by commas.", "seed": 1, "max_tokens": 3000}
+
+
+def tab(base_url: str) -> httpx.Client:
+    """An HTTP client that behaves like the chat page: session cookie + CSRF header."""
+    client = httpx.Client(base_url=base_url, timeout=60)
+    client.get("/")
+    client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    assert client.post("/api/session/bootstrap").status_code == 201
+    return client
+
+
+def with_cookies_of(base_url: str, other: httpx.Client) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=60, cookies=other.cookies)
+    client.headers["X-CSRFToken"] = other.headers["X-CSRFToken"]
+    return client
+
+
+def start(client: httpx.Client, content: str | None = None) -> dict[str, Any]:
+    conversation = client.post("/api/conversations", json={}).json()
+    body = {"content": content} if content else LONG
+    response = client.post(f"/api/conversations/{conversation['id']}/messages", json=body)
+    assert response.status_code == 201, response.text
+    return {"conversation": conversation["id"], **response.json()}
+
+
+class Watcher:
+    """Reads /api/messages/{id}/stream and rebuilds the text as the page does."""
+
+    def __init__(self, client: httpx.Client, message_id: str) -> None:
+        self.client, self.message_id = client, message_id
+        self.text = ""
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.done: dict[str, Any] | None = None
+
+    def events_until_done(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        with self.client.stream("GET", f"/api/messages/{self.message_id}/stream") as response:
+            assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+            name = None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: ") and name:
+                    data = json.loads(line[6:])
+                    self._apply(name, data)
+                    yield name, data
+                    if name == "done":
+                        return
+
+    def _apply(self, name: str, data: dict[str, Any]) -> None:
+        self.events.append((name, data))
+        if name == "snapshot":
+            self.text = data["text"]
+        elif name == "delta":
+            assert data["offset"] == len(self.text), "a delta must continue exactly where the text ends"
+            self.text += data["text"]
+        elif name == "done":
+            self.done = data
+
+    def run(self) -> Watcher:
+        for _ in self.events_until_done():
+            pass
+        return self
+
+
+def message(client: httpx.Client, conversation_id: str, message_id: str) -> dict[str, Any]:
+    conversation = client.get(f"/api/conversations/{conversation_id}").json()
+    return next(m for m in conversation["messages"] if m["id"] == message_id)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LiveServer]:
+    live = LiveServer(env={"GHOSTGPT_SAVE_EVERY_SECONDS": "0.2"})
+    yield live
+    live.stop()
+
+
+def test_an_answer_streams_and_is_saved_as_it_goes(server: LiveServer) -> None:
+    client = tab(server.base_url)
+    turn = start(client, "Say hello in three words.")
+    assert turn["user_message"]["content"] == "Say hello in three words."
+    assert turn["assistant_message"]["status"] == "streaming"
+    watcher = Watcher(client, turn["assistant_message"]["id"]).run()
+    assert watcher.events[0][0] == "snapshot" and watcher.done is not None
+    assert watcher.done["status"] == "complete" and watcher.text == watcher.done["text"] and watcher.text
+    saved = message(client, turn["conversation"], turn["assistant_message"]["id"])
+    assert saved["content"] == watcher.text and saved["status"] == "complete"
+    title = client.get(f"/api/conversations/{turn['conversation']}").json()["title"]
+    assert title == "Say hello in three words."
+
+
+def test_reload_reattaches_and_stop_keeps_exactly_what_was_shown(server: LiveServer) -> None:
+    client = tab(server.base_url)
+    turn = start(client)
+    first = Watcher(client, turn["assistant_message"]["id"])
+    events = first.events_until_done()
+    deltas = 0
+    for name, _ in events:
+        deltas += name == "delta"
+        if deltas == 20:
+            break
+    events.close()  # the tab reloads: its stream goes away, the generation does not
+    time.sleep(0.5)
+    mid = message(client, turn["conversation"], turn["assistant_message"]["id"])
+    assert mid["status"] == "streaming" and len(mid["content"]) >= len(first.text)  # saved while streaming
+
+    again = Watcher(client, turn["assistant_message"]["id"])
+    resumed = again.events_until_done()
+    name, snapshot = next(resumed)
+    assert name == "snapshot" and snapshot["text"].startswith(first.text) and len(snapshot["text"]) > len(first.text)
+    for _ in range(10):
+        next(resumed)
+    stopped = client.post(f"/api/messages/{turn['assistant_message']['id']}/stop").json()
+    for _ in resumed:
+        pass
+    assert stopped["status"] == "stopped"
+    assert again.done is not None and again.done["status"] == "stopped"
+    assert again.text == again.done["text"] == stopped["content"]  # the text shown is the text kept
+    assert message(client, turn["conversation"], turn["assistant_message"]["id"])["content"] == stopped["content"]
+    stats = server.wait_idle(within=10)
+    assert stats["running"] == 0  # the model really stopped
+
+
+def test_the_answer_finishes_without_any_watcher(server: LiveServer) -> None:
+    client = tab(server.base_url)
+    turn = start(client, "Name one colour.")
+    deadline = time.monotonic() + 60
+    while message(client, turn["conversation"], turn["assistant_message"]["id"])["status"] == "streaming":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    done = Watcher(client, turn["assistant_message"]["id"]).run()
+    assert done.events == [("done", done.done)] and done.done is not None and done.done["status"] == "complete"
+
+
+def test_regenerate_and_edit_make_branches(server: LiveServer) -> None:
+    client = tab(server.base_url)
+    turn = start(client, "Name a fruit.")
+    Watcher(client, turn["assistant_message"]["id"]).run()
+    conversation_id = turn["conversation"]
+    again = client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"regenerate": turn["assistant_message"]["id"]}
+    ).json()
+    assert again["user_message"] is None
+    assert again["assistant_message"]["parent_id"] == turn["user_message"]["id"]
+    Watcher(client, again["assistant_message"]["id"]).run()
+    edited = client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Name a vegetable.", "parent_id": None}
+    ).json()
+    Watcher(client, edited["assistant_message"]["id"]).run()
+    conversation = client.get(f"/api/conversations/{conversation_id}").json()
+    users = [m for m in conversation["messages"] if m["role"] == "user"]
+    assert [u["content"] for u in users] == ["Name a fruit.", "Name a vegetable."]  # the old branch is kept
+    assert conversation["current_leaf"] == edited["assistant_message"]["id"]
+    switched = client.patch(
+        f"/api/conversations/{conversation_id}", json={"current_leaf": again["assistant_message"]["id"]}
+    )
+    assert switched.json()["current_leaf"] == again["assistant_message"]["id"]
+
+
+def test_turn_errors_are_clear(server: LiveServer) -> None:
+    client = tab(server.base_url)
+    conversation = client.post("/api/conversations", json={}).json()
+    path = f"/api/conversations/{conversation['id']}/messages"
+    empty = client.post(path, json={"content": "   "})
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "content"
+    model = client.post(path, json={"content": "hi", "model": "no-such-model"})
+    assert model.status_code == 404 and model.json()["error"]["code"] == "model_not_found"
+    bad_parent = client.post(path, json={"content": "hi", "parent_id": "nope"})
+    assert bad_parent.status_code == 400 and bad_parent.json()["error"]["param"] == "parent_id"
+    no_csrf = httpx.post(server.base_url + path, json={"content": "hi"}, cookies=client.cookies)
+    assert no_csrf.status_code == 403
+    stranger = tab(server.base_url)
+    assert stranger.post(path, json={"content": "hi"}).status_code == 404
+    assert "Traceback" not in server.log()
+
+
+def test_the_cookie_works_on_v1_like_a_key(server: LiveServer) -> None:
+    client = tab(server.base_url)
+    models = client.get("/v1/models")
+    assert models.status_code == 200 and models.json()["data"][0]["id"] == "ghostgpt"
+    reply = client.post(
+        "/v1/chat/completions",
+        json={"model": "ghostgpt", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8},
+    )
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] >= 1
+    assert reply.headers["x-ratelimit-limit-requests"] == "10"  # the anonymous tier
+
+
+def test_generations_cross_processes_through_redis(redis_url: str) -> None:
+    owner = LiveServer(env={"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "true"})
+    try:
+        database = owner.env.get("DATABASE_URL") or f"sqlite:///{owner.env['GHOSTGPT_DATA_DIR']}/ghostgpt.sqlite3"
+        other = LiveServer(env={"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "true"}, database_url=database)
+        try:
+            client = tab(owner.base_url)
+            turn = start(client)  # owned by the first process
+            watcher = Watcher(with_cookies_of(other.base_url, client), turn["assistant_message"]["id"])
+            events = watcher.events_until_done()  # watched through the second
+            seen = threading.Event()
+            for name, _ in events:
+                if name == "delta" and len(watcher.text) > 40:
+                    seen.set()
+                    break
+            assert seen.is_set()
+            stopped = with_cookies_of(other.base_url, client).post(
+                f"/api/messages/{turn['assistant_message']['id']}/stop"
+            )
+            for _ in events:
+                pass
+            assert stopped.json()["status"] == "stopped"
+            assert watcher.done is not None and watcher.text == watcher.done["text"] == stopped.json()["content"]
+            owner.wait_idle(within=10)  # the owning process stopped decoding
+        finally:
+            other.stop()
+    finally:
+        owner.stop()
