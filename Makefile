@@ -16,7 +16,9 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 
 VENDOR_STAMP := static/vendor/.installed
 
-.PHONY: run test install vendor migrate lint format bench worker test-sqlite test-postgres browser-deps clean
+
+
+.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,6 +91,14 @@ test-postgres: install vendor browser-deps
 	  echo "== the suite again on PostgreSQL ($(POSTGRES_URL)) =="; \
 	  env -u REDIS_URL DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest; \
 	fi
+
+# Refresh the Russian catalogs from the code (then translate the new msgids) and compile them.
+# The compiled .mo files are committed, so `make run` needs no gettext tools.
+MESSAGES_IGNORE := --ignore=.venv --ignore=node_modules --ignore=static/vendor --ignore=var --ignore='*/tests/*'
+messages: install
+	$(PY) manage.py makemessages -l ru -d django $(MESSAGES_IGNORE)
+	$(PY) manage.py makemessages -l ru -d djangojs $(MESSAGES_IGNORE)
+	$(PY) manage.py compilemessages -l ru --ignore=.venv
 
 bench: install
 	$(PY) bench/engine.py --output bench/results/engine.md

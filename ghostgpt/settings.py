@@ -191,6 +191,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
+# Translations of the pages and their scripts (`make messages` refreshes them).
+LOCALE_PATHS = [BASE_DIR / "chat" / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

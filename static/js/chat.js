@@ -8,6 +8,7 @@ const $ = (id) => document.getElementById(id);
 const data = (id) => JSON.parse($(id).textContent);
 const LIMITS = data("limits");
 const POLL_MS = 400;
+const OPTIONS = ["temperature", "max_tokens", "seed"]; // sampling settings sent with each turn
 
 const state = {
   conversations: [],
@@ -317,7 +318,7 @@ async function startTurn(body) {
     setBusy(true);
     const result = await api(`/api/conversations/${conversation.id}/messages`, {
       method: "POST",
-      body: { model: $("model").value, ...body },
+      body: { model: $("model").value, ...samplingOptions(), ...body },
     });
     for (const message of [result.user_message, result.assistant_message]) if (message) state.messages.set(message.id, message);
     state.conversation.current_leaf = result.assistant_message.id;
@@ -337,6 +338,15 @@ async function startTurn(body) {
     showError(describeFailure(failure));
     return false;
   }
+}
+
+function samplingOptions() {
+  const options = {};
+  for (const name of OPTIONS) {
+    const value = $(`opt-${name}`).value;
+    if (value !== "") options[name] = Number(value);
+  }
+  return options;
 }
 
 function setBusy(busy) {
@@ -674,6 +684,22 @@ function wire() {
     announce(gettext("The share link was deleted."));
   });
   for (const button of document.querySelectorAll("dialog [data-close]")) button.addEventListener("click", () => button.closest("dialog").close());
+  $("settings-toggle").addEventListener("click", () => {
+    const panel = $("settings-panel");
+    panel.hidden = !panel.hidden;
+    $("settings-toggle").setAttribute("aria-expanded", String(!panel.hidden));
+  });
+  for (const name of OPTIONS) {
+    const input = $(`opt-${name}`);
+    try {
+      input.value = localStorage.getItem(`gg-opt:${name}`) || "";
+    } catch {}
+    input.addEventListener("change", () => {
+      try {
+        localStorage.setItem(`gg-opt:${name}`, input.value);
+      } catch {}
+    });
+  }
   const systemToggle = $("system-toggle");
   if (systemToggle) {
     systemToggle.addEventListener("click", () => {

@@ -76,6 +76,7 @@ export async function openViewer(item) {
   body.replaceChildren();
   box.querySelector("h2").textContent = item.name || gettext("Attachment");
   box.dataset.kind = item.kind || "text";
+  delete box.dataset.rendered;
   box.showModal();
   const url = sourceUrl(item);
   try {
@@ -101,5 +102,6 @@ export async function openViewer(item) {
     body.append(p);
     if (item.text) showText(body, item.text);
   }
+  box.dataset.rendered = "true"; // everything drawn (tests and screenshots wait for it)
   return box;
 }
