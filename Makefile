@@ -103,6 +103,7 @@ messages: install
 bench: install
 	$(PY) bench/engine.py --output bench/results/engine.md
 	$(PY) bench/tools.py --output bench/results/tools.md
+	$(PY) bench/web.py --output bench/results/web.md
 
 # The browser tests drive Debian's Chromium (Playwright's Python package, no browser download).
 browser-deps:

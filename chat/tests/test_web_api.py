@@ -281,3 +281,6 @@ def test_api_hosts_serve_the_docs_at_the_root(settings: Any) -> None:
     settings.ALLOWED_HOSTS = ["*"]
     assert "GhostGPT API" in Client().get("/", HTTP_HOST="api.example.com").content.decode()
     assert 'id="composer"' in Client().get("/", HTTP_HOST="chat.example.com").content.decode()
+    settings.WEB = {**settings.WEB, "API_HOSTS": [], "WEB_HOSTS": ["chat.example.com"]}
+    assert 'id="composer"' in Client().get("/", HTTP_HOST="chat.example.com:8000").content.decode()
+    assert "GhostGPT API" in Client().get("/", HTTP_HOST="api.example.com").content.decode()

@@ -25,9 +25,17 @@ DESCRIPTION_LENGTH = 200
 
 
 def _on_api_host(request: HttpRequest) -> bool:
-    hosts = settings.WEB["API_HOSTS"]
+    """An API host serves the docs at `/`: one listed in GHOSTGPT_API_HOSTS, or, when only
+    GHOSTGPT_WEB_HOSTS is set, any host not listed there."""
     host = request.get_host()
-    return bool(hosts) and (host in hosts or host.split(":")[0] in hosts)
+
+    def listed(hosts: list[str]) -> bool:
+        return host in hosts or host.split(":")[0] in hosts
+
+    api_hosts, web_hosts = settings.WEB["API_HOSTS"], settings.WEB["WEB_HOSTS"]
+    if api_hosts:
+        return listed(api_hosts)
+    return bool(web_hosts) and not listed(web_hosts)
 
 
 def _has_session(request: HttpRequest) -> bool:

@@ -146,6 +146,7 @@ async function openConversation(id) {
 }
 
 function computePath() {
+  indexTree();
   const path = [];
   let current = state.messages.get(state.conversation?.current_leaf);
   const seen = new Set();
@@ -157,14 +158,26 @@ function computePath() {
   state.path = path.reverse();
 }
 
+// parent id (or "") → its children in creation order; rebuilt whenever the tree changes.
+let childrenOf = new Map();
+
+function indexTree() {
+  childrenOf = new Map();
+  for (const message of state.messages.values()) {
+    const key = message.parent_id || "";
+    if (!childrenOf.has(key)) childrenOf.set(key, []);
+    childrenOf.get(key).push(message);
+  }
+}
+
 function siblings(message) {
-  return [...state.messages.values()].filter((m) => m.parent_id === message.parent_id && m.role === message.role);
+  return (childrenOf.get(message.parent_id || "") || []).filter((m) => m.role === message.role);
 }
 
 function latestLeaf(message) {
   let current = message;
   for (;;) {
-    const children = [...state.messages.values()].filter((m) => m.parent_id === current.id);
+    const children = childrenOf.get(current.id) || [];
     if (!children.length) return current;
     current = children[children.length - 1];
   }

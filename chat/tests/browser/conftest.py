@@ -26,16 +26,23 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running on this thread while
+    it is open, which later tests' asyncio.run() would trip over."""
     if not Path(CHROMIUM).exists():
         require_service("Debian's chromium", f"{CHROMIUM} is missing (make test installs it as root)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -286,3 +286,30 @@ def test_docs_page_in_both_languages(tabs: Any, site: LiveServer) -> None:
     assert "Базовый URL" in russian.inner_text("h2#base")
     manifest = json.loads(russian.evaluate("fetch('/api.json').then(r => r.text())"))
     assert manifest["base_url"] == f"{site.base_url}/v1"
+
+
+def test_recording_in_the_browser_is_transcribed(playwright: Any, site: LiveServer) -> None:
+    """Chromium's fake microphone plays the checked-in speech recording."""
+    from .conftest import CHROMIUM, FLAGS
+
+    flags = [
+        *FLAGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={SPEECH}",
+    ]
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+    try:
+        context = browser.new_context(base_url=site.base_url)
+        context.grant_permissions(["microphone"])
+        page = context.new_page()
+        page.goto("/")
+        page.wait_for_selector("body[data-ready=true]")
+        page.click("#record")
+        page.wait_for_selector("#record.recording")
+        page.wait_for_timeout(7000)  # the clip is 6.4 s
+        page.click("#record")
+        page.wait_for_function("() => document.getElementById('input').value.length > 20", timeout=60_000)
+        assert "ghost" in page.input_value("#input").lower()
+    finally:
+        browser.close()
