@@ -142,12 +142,16 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                 return
             if kind == "gen.snapshot" and length is None:
                 length = len(event["text"])
-                yield _event("snapshot", {"text": event["text"]})
+                yield _event("snapshot", {"text": event["text"]})  # the page replaces its text with it
             elif kind == "gen.delta" and length is not None:
                 start, text = event["offset"], event["text"]
                 if start + len(text) <= length:
                     continue  # already in the snapshot
-                piece = text[max(length - start, 0) :]
+                if start > length:  # the layer dropped messages (a slow reader): start over
+                    length, asked = None, time.monotonic()
+                    await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
+                    continue
+                piece = text[length - start :]
                 length = start + len(text)
                 yield _event("delta", {"offset": length - len(piece), "text": piece})
     finally:
