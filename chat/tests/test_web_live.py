@@ -39,7 +39,7 @@ def start(client: httpx.Client, content: str | None = None) -> dict[str, Any]:
     body = {"content": content} if content else LONG
     response = client.post(f"/api/conversations/{conversation['id']}/messages", json=body)
     assert response.status_code == 201, response.text
-    return {"conversation": conversation["id"], **response.json()}
+    return {**response.json(), "conversation": conversation["id"]}
 
 
 class Watcher:
@@ -137,6 +137,31 @@ def test_reload_reattaches_and_stop_keeps_exactly_what_was_shown(server: LiveSer
     assert message(client, turn["conversation"], turn["assistant_message"]["id"])["content"] == stopped["content"]
     stats = server.wait_idle(within=10)
     assert stats["running"] == 0  # the model really stopped
+
+
+def test_a_first_turn_creates_the_chat_and_streams_in_the_same_response(server: LiveServer) -> None:
+    client = tab(server.base_url)
+    events: list[tuple[str, dict[str, Any]]] = []
+    body = {"content": "Say hi.", "max_tokens": 16, "system_prompt": "Answer in English."}
+    headers = {"Accept": "text/event-stream"}
+    with client.stream("POST", "/api/conversations/new/messages", json=body, headers=headers) as response:
+        assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name or "", json.loads(line[6:])))
+    kinds = [name for name, _ in events]
+    assert kinds[0] == "turn" and kinds[-1] == "done" and "snapshot" in kinds
+    turn, done = events[0][1], events[-1][1]
+    assert turn["conversation"]["title"] == "Say hi." and turn["user_message"]["content"] == "Say hi."
+    conversation = client.get(f"/api/conversations/{turn['conversation']['id']}").json()
+    assert conversation["system_prompt"] == "Answer in English."
+    assert conversation["messages"][-1]["content"] == done["text"] and done["status"] == "complete"
+    empty = client.post("/api/conversations/new/messages", json={"content": ""})
+    assert empty.status_code == 400
+    assert len(client.get("/api/conversations").json()["data"]) == 1  # a refused first turn leaves no empty chat
 
 
 def test_the_answer_finishes_without_any_watcher(server: LiveServer) -> None:

@@ -89,6 +89,8 @@ async def _own(generation: Generation) -> None:
     control = await layer.new_channel()
     await layer.group_add(control_name(generation.message_id), control)
     listener = asyncio.ensure_future(_listen(generation, control))
+    # Watchers that joined before the owner listened asked for a snapshot nobody heard.
+    await _publish(generation, {"type": "gen.snapshot", "text": generation.text})
     try:
         await _generate(generation)
     except Exception:

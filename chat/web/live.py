@@ -23,12 +23,12 @@ from chat.api.auth import authenticate
 from chat.api.errors import ApiError
 from chat.api.params import parse_chat, parse_json_object
 from chat.api.views import backend_for, count_request, openai_errors, request_body
-from chat.models import Message
+from chat.models import Conversation, Message
 
 from . import services
 from .generation import Generation, control_name, generation_start, generation_stop, group_name
 from .selectors import aconversation_get_for_account, amessage_get_for_account
-from .serializers import message_body
+from .serializers import conversation_body, message_body
 
 RESYNC_SECONDS = 1.5  # how long a watcher waits for the owner's snapshot before asking again
 PING_SECONDS = 10.0
@@ -40,27 +40,22 @@ TURN_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "presence_penalty
 
 @openai_errors("POST")
 async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """`conversation_id` "new" starts a conversation with this turn (one round trip for the
+    first message). With `Accept: text/event-stream` the answer streams in this response
+    (a `turn` event, then what /stream sends); otherwise it is JSON with a `stream_url`."""
     principal = await authenticate(request)
     await count_request(request, principal)
-    conversation = await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
     body = parse_json_object(request_body(request))
-    model = body.get("model") or conversation.model or settings.GHOSTGPT["MODEL_ID"]
+    conversation = (
+        None
+        if conversation_id == "new"
+        else await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
+    )
+    model = body.get("model") or (conversation.model if conversation else "") or settings.GHOSTGPT["MODEL_ID"]
     if not isinstance(model, str):
         raise ApiError(400, "'model' must be a string.", param="model")
     backend = backend_for(model, principal)
-    if body.get("regenerate"):
-        user = None
-        assistant = await sync_to_async(services.regeneration_create)(
-            conversation=conversation, message_id=body["regenerate"], model=model
-        )
-    else:
-        user, assistant = await sync_to_async(services.turn_create)(
-            conversation=conversation,
-            content=body.get("content", ""),
-            attachments=body.get("attachments"),
-            parent_id=body.get("parent_id"),
-            model=model,
-        )
+    conversation, user, assistant = await sync_to_async(_create_turn)(principal.account_id, conversation, body, model)
     history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
     try:
         options = {name: body[name] for name in TURN_SETTINGS if name in body}
@@ -78,14 +73,50 @@ async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
             request_id=request.request_id,  # type: ignore[attr-defined]
         )
     )
-    return JsonResponse(
-        {
-            "user_message": message_body(user) if user else None,
-            "assistant_message": message_body(assistant),
-            "stream_url": f"/api/messages/{assistant.pk}/stream",
-        },
-        status=201,
+    turn = {
+        "conversation": conversation_body(conversation),
+        "user_message": message_body(user) if user else None,
+        "assistant_message": message_body(assistant),
+        "stream_url": f"/api/messages/{assistant.pk}/stream",
+    }
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return _sse(_turn_then_watch(turn, assistant))
+    return JsonResponse(turn, status=201)
+
+
+def _create_turn(
+    account_id: int, conversation: Conversation | None, body: dict[str, Any], model: str
+) -> tuple[Conversation, Message | None, Message]:
+    if body.get("regenerate"):
+        if conversation is None:
+            raise ApiError(400, "A new conversation has nothing to regenerate.", param="regenerate")
+        return (
+            conversation,
+            None,
+            services.regeneration_create(conversation=conversation, message_id=body["regenerate"], model=model),
+        )
+    return services.turn_create(
+        conversation=conversation,
+        account_id=account_id,
+        content=body.get("content", ""),
+        attachments=body.get("attachments"),
+        parent_id=body.get("parent_id"),
+        model=model,
+        system_prompt=body.get("system_prompt"),
     )
+
+
+async def _turn_then_watch(turn: dict[str, Any], assistant: Message) -> AsyncIterator[bytes]:
+    yield _event("turn", turn)
+    async for chunk in _watch(assistant):
+        yield chunk
+
+
+def _sse(body: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 async def _fail(message: Message, error: ApiError) -> None:
@@ -98,10 +129,7 @@ async def _fail(message: Message, error: ApiError) -> None:
 async def watch(request: HttpRequest, message_id: str) -> HttpResponse:
     principal = await authenticate(request)
     message = await amessage_get_for_account(account_id=principal.account_id, message_id=message_id)
-    response = StreamingHttpResponse(_watch(message), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return _sse(_watch(message))
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:

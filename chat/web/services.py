@@ -95,15 +95,27 @@ def clean_attachments(raw: Any) -> list[dict[str, Any]]:
 
 @transaction.atomic
 def turn_create(
-    *, conversation: Conversation, content: Any, attachments: Any, parent_id: Any, model: str
-) -> tuple[Message, Message]:
+    *,
+    conversation: Conversation | None,
+    account_id: int,
+    content: Any,
+    attachments: Any,
+    parent_id: Any,
+    model: str,
+    system_prompt: Any = None,
+) -> tuple[Conversation, Message, Message]:
     """A user message (a new branch when `parent_id` already has children) and the empty
-    assistant message its generation will fill."""
+    assistant message its generation will fill; with no `conversation`, a new one (all or
+    nothing: bad input leaves no empty conversation behind)."""
     if not isinstance(content, str) or len(content) > MAX_CONTENT:
         raise _bad(f"'content' must be a string of at most {MAX_CONTENT} characters.", "content")
     clean = clean_attachments(attachments)
     if not content.strip() and not clean:
         raise _bad("Write a message or attach something.", "content")
+    if conversation is None:
+        conversation = conversation_create(account=account_id, model=model)
+        if system_prompt:
+            conversation_update(conversation=conversation, changes={"system_prompt": system_prompt})
     parent = None
     if parent_id is not None:
         parent = conversation.messages.filter(pk=_uuid_or_400(parent_id, "parent_id")).first()
@@ -116,7 +128,7 @@ def turn_create(
     if not conversation.title:
         conversation.title = _title(content, clean)
         conversation.save(update_fields=["title", "updated_at"])
-    return user, assistant
+    return conversation, user, assistant
 
 
 @transaction.atomic

@@ -1,7 +1,16 @@
 // The chat page. Conversations live on the server; answers are generated server-side and
 // watched over SSE (/api/messages/{id}/stream), so a reload re-attaches to a live answer.
 /* global gettext, ngettext, interpolate */
-import { api, ApiFailure, applyTheme, copyText, describeFailure, renderMarkdown, toggleTheme } from "./render.js";
+import {
+  api,
+  ApiFailure,
+  applyTheme,
+  copyText,
+  csrfToken,
+  describeFailure,
+  renderMarkdown,
+  toggleTheme,
+} from "./render.js";
 import { openViewer } from "/gg-doc-viewer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -198,8 +207,13 @@ async function switchBranch(message, step) {
 
 // --- messages -----------------------------------------------------------------------------
 
+const EAGER_MESSAGES = 30; // drawn at once; older ones follow in idle time, newest first
+const CHUNK = 40;
+let renderRound = 0;
+
 function renderMessages() {
   const box = $("messages");
+  const round = ++renderRound;
   box.replaceChildren();
   if (!state.path.length) {
     box.append(
@@ -208,8 +222,31 @@ function renderMessages() {
     );
     return;
   }
-  for (const message of state.path) box.append(messageView(message));
+  const split = Math.max(0, state.path.length - EAGER_MESSAGES);
+  box.append(...state.path.slice(split).map(messageView));
+  if (split > 0) renderOlder(round, state.path.slice(0, split));
 }
+
+// Long chats: the newest messages are on screen at once; older ones are drawn above them in
+// idle time, keeping what the person is looking at in place.
+function renderOlder(round, older) {
+  let end = older.length;
+  const step = () => {
+    if (round !== renderRound) return; // another conversation or branch was drawn since
+    const box = $("messages");
+    const from = Math.max(0, end - CHUNK);
+    const fragment = document.createDocumentFragment();
+    for (const message of older.slice(from, end)) fragment.append(messageView(message));
+    const height = box.scrollHeight;
+    box.prepend(fragment);
+    box.scrollTop += box.scrollHeight - height;
+    end = from;
+    if (end > 0) idle(step);
+  };
+  idle(step);
+}
+
+const idle = (callback) => (window.requestIdleCallback ? requestIdleCallback(callback, { timeout: 100 }) : setTimeout(callback, 1));
 
 function attachmentChips(message) {
   if (!message.attachments?.length) return null;
@@ -307,50 +344,105 @@ function scrollToEnd(force = false) {
 
 // --- sending and watching ----------------------------------------------------------------
 
-async function ensureConversation() {
-  if (state.conversation) return state.conversation;
-  const created = await api("/api/conversations", {
-    method: "POST",
-    body: { model: $("model").value, ...(($("system-prompt")?.value || "") ? { system_prompt: $("system-prompt").value } : {}) },
-  });
-  const oldKey = draftKey();
-  state.conversation = { ...created, messages: [] };
-  state.messages.clear();
-  try {
-    localStorage.removeItem(oldKey);
-  } catch {}
-  history.replaceState(null, "", `/?c=${created.id}`);
+// A new chat has no conversation yet: its first turn goes to /api/conversations/new/…,
+// which creates it in the same request.
+function adoptConversation(conversation) {
+  if (state.conversation?.id === conversation.id) {
+    Object.assign(state.conversation, conversation);
+  } else {
+    try {
+      localStorage.removeItem(draftKey()); // the "new chat" draft was just sent
+    } catch {}
+    state.conversation = { ...conversation };
+    history.replaceState(null, "", `/?c=${conversation.id}`);
+  }
+  $("conversation-title").textContent = conversation.title || gettext("New chat");
   $("share").disabled = false;
-  return state.conversation;
 }
 
+// Sends a turn; the answer streams back in the same response (one request). Resolves
+// true once the server accepted the turn, while the answer keeps streaming.
 async function startTurn(body) {
-  if (state.watching) return;
+  if (state.watching) return false;
+  setBusy(true);
+  const target = state.conversation?.id || "new";
+  const system = state.conversation ? {} : { system_prompt: $("system-prompt")?.value || "" };
+  let response;
   try {
-    const conversation = await ensureConversation();
-    setBusy(true);
-    const result = await api(`/api/conversations/${conversation.id}/messages`, {
+    response = await fetch(`/api/conversations/${target}/messages`, {
       method: "POST",
-      body: { model: $("model").value, ...samplingOptions(), ...body },
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({ model: $("model").value, ...samplingOptions(), ...system, ...body }),
     });
-    for (const message of [result.user_message, result.assistant_message]) if (message) state.messages.set(message.id, message);
-    state.conversation.current_leaf = result.assistant_message.id;
-    computePath();
-    renderMessages();
-    scrollToEnd(true);
-    watch(result.assistant_message.id);
-    loadConversations($("search").value)
-      .then(() => {
-        const fresh = state.conversations.find((c) => c.id === state.conversation?.id);
-        if (fresh) $("conversation-title").textContent = state.conversation.title = fresh.title;
-      })
-      .catch(() => {});
-    return true;
-  } catch (failure) {
+  } catch {
     setBusy(false);
-    showError(describeFailure(failure));
+    showError(describeFailure(new ApiFailure(0)));
     return false;
   }
+  if (!response.ok) {
+    let error = null;
+    try {
+      error = (await response.json()).error;
+    } catch {}
+    setBusy(false);
+    showError(describeFailure(new ApiFailure(response.status, error, Number(response.headers.get("Retry-After")) || undefined)));
+    return false;
+  }
+  return new Promise((accepted) => {
+    const reader = response.body.getReader();
+    let follower = null;
+    readEvents(reader, (name, data) => {
+      if (name === "turn") {
+        adoptConversation(data.conversation);
+        for (const message of [data.user_message, data.assistant_message]) if (message) state.messages.set(message.id, message);
+        state.conversation.current_leaf = data.assistant_message.id;
+        computePath();
+        renderMessages();
+        scrollToEnd(true);
+        follower = follow(data.assistant_message.id, () => reader.cancel());
+        accepted(true);
+        refreshSidebar();
+      } else if (follower) {
+        follower[name]?.(data);
+      }
+    }).then(() => {
+      // The response ended without "done" (connection lost): re-attach the usual way.
+      if (follower && state.watching?.id === follower.id) watch(follower.id);
+      accepted(false);
+    });
+  });
+}
+
+// Server-sent events from a fetch() body: calls onEvent(name, data) for each.
+async function readEvents(reader, onEvent) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        let data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) name = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        if (data) onEvent(name, JSON.parse(data));
+      }
+    }
+  } catch {
+    // cancelled (stop, another conversation) or the connection broke
+  }
+}
+
+function refreshSidebar() {
+  loadConversations($("search").value).catch(() => {});
 }
 
 function samplingOptions() {
@@ -367,36 +459,38 @@ function setBusy(busy) {
   $("stop").hidden = !busy;
 }
 
-function watch(id) {
+// Shows the answer `id` as it streams: snapshot / delta / done handlers, painted once per frame.
+function follow(id, close) {
   stopWatching();
   setBusy(true);
-  const source = new EventSource(`/api/messages/${id}/stream`);
-  state.watching = { id, source };
+  state.watching = { id, close };
   let text = state.messages.get(id)?.content || "";
   let frame = 0;
   const paint = () => {
     frame = 0;
     const message = state.messages.get(id);
-    if (!message) return;
+    if (!message || state.watching?.id !== id) return;
     message.content = text;
     const article = document.querySelector(`article[data-id="${id}"]`);
     if (article) renderMarkdown(article.querySelector(".bubble"), text);
     scrollToEnd();
   };
   const schedule = () => (frame ||= requestAnimationFrame(paint));
-  source.addEventListener("snapshot", (event) => {
-    text = JSON.parse(event.data).text;
-    schedule();
-  });
-  source.addEventListener("delta", (event) => {
-    const delta = JSON.parse(event.data);
-    text = text.slice(0, delta.offset) + delta.text;
-    schedule();
-  });
-  source.addEventListener("done", (event) => {
-    const done = JSON.parse(event.data);
-    finish(id, done);
-  });
+  return {
+    id,
+    snapshot: (data) => ((text = data.text), schedule()),
+    delta: (data) => ((text = text.slice(0, data.offset) + data.text), schedule()),
+    done: (data) => finish(id, data),
+  };
+}
+
+// Re-attaches to an answer that is still being generated (after a reload, a branch switch).
+function watch(id) {
+  const source = new EventSource(`/api/messages/${id}/stream`);
+  const follower = follow(id, () => source.close());
+  for (const name of ["snapshot", "delta", "done"]) {
+    source.addEventListener(name, (event) => follower[name](JSON.parse(event.data)));
+  }
   source.onerror = () => {
     // EventSource reconnects by itself; the server sends a fresh snapshot on reconnect.
     if (source.readyState === EventSource.CLOSED) finish(id, null);
@@ -416,7 +510,7 @@ function finish(id, done) {
 }
 
 function stopWatching() {
-  if (state.watching) state.watching.source.close();
+  if (state.watching) state.watching.close();
   state.watching = null;
   setBusy(false);
   $("jump").hidden = true;
