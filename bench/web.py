@@ -4,7 +4,7 @@ next to a baseline measured in the same run:
 - open a conversation of 1,000 messages (Markdown, code, math) until the page is
   interactive, vs the same page with an empty chat (target < 1 s);
 - render a share page of about 2 MB, vs a share of two short messages;
-- time to first token painted in the chat page (Enter pressed → first text on screen) vs
+- time to first token painted in the chat page (the Enter keydown → first text on screen) vs
   the raw API (request sent → first content chunk, the openai-style SSE over httpx).
 Medians of --runs. The server runs as `make run` runs it.
 
@@ -71,24 +71,28 @@ def page_first_token(page: Any) -> float:
     page.goto("/")
     page.wait_for_selector("body[data-ready=true]")
     page.click("#settings-toggle")
-    page.fill("#opt-max_tokens", "16")
+    page.fill("#opt-max_tokens", "32")
     page.fill("#input", PROMPT)
     page.evaluate(
-        """() => { window.__first = null;
+        """() => { window.__first = null; window.__sent = null; window.__key = null;
+        document.getElementById('input').addEventListener('keydown', (e) => { if (e.key === 'Enter')
+          window.__key = performance.now(); }, {capture: true});
+        const fetch = window.fetch;
+        window.fetch = (url, ...rest) => { if (String(url).includes('/messages')) window.__sent = performance.now();
+          return fetch(url, ...rest); };
         new MutationObserver(() => { const b = document.querySelector('article.assistant .bubble');
           if (b && b.textContent.length && window.__first === null) window.__first = performance.now(); })
         .observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true}); }"""
     )
-    sent = page.evaluate("performance.now()")
     page.keyboard.press("Enter")
     page.wait_for_function("window.__first !== null", timeout=60_000)
-    first = page.evaluate("window.__first")
+    key, sent, first = page.evaluate("[window.__key, window.__sent, window.__first]")
     page.wait_for_selector("article.assistant:not(.streaming)", timeout=60_000)
-    return (first - sent) / 1000
+    return (first - sent) / 1000, (first - key) / 1000
 
 
 def api_first_token(base_url: str, key: str) -> float:
-    body = {"model": "ghostgpt", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16, "stream": True}
+    body = {"model": "ghostgpt", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 32, "stream": True}
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
         started = time.perf_counter()
         first = None
@@ -109,8 +113,12 @@ def main() -> int:
 
     from chat.tests.live import LiveServer
 
-    server = LiveServer(env={"GHOSTGPT_TOOLS_RATE_SESSION": "1000"})
-    results: dict[str, list[float]] = {k: [] for k in ("big", "empty", "share2mb", "sharesmall", "page", "api")}
+    # One decode thread: on this 2-core machine the browser under test needs the other core (in
+    # real use the browser runs on the visitor's machine, not beside the model).
+    server = LiveServer(env={"GHOSTGPT_N_THREADS": "1"})
+    results: dict[str, list[float]] = {
+        k: [] for k in ("big", "empty", "share2mb", "sharesmall", "page", "page_key", "api")
+    }
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -131,7 +139,9 @@ def main() -> int:
                 results["empty"].append(open_until_ready(page, f"/?c={empty}"))
                 results["share2mb"].append(open_until_ready(page, huge["url"]))
                 results["sharesmall"].append(open_until_ready(page, small["url"]))
-                results["page"].append(page_first_token(page))
+                from_send, from_key = page_first_token(page)
+                results["page"].append(from_send)
+                results["page_key"].append(from_key)
                 results["api"].append(api_first_token(server.base_url, server.api_key))
             rendered = page.evaluate(
                 f"fetch('/api/conversations/{big}').then(r => r.json()).then(c => c.messages.length)"
@@ -151,9 +161,11 @@ def main() -> int:
         f"{'meets' if med['big'] < 1 else 'misses'} the < 1 s target |",
         f"| render a {size / 1e6:.2f} MB share page | {med['share2mb'] * 1000:.0f} ms "
         f"| two-message share {med['sharesmall'] * 1000:.0f} ms | {med['share2mb'] / med['sharesmall']:.2f}x |",
-        f"| time to first token (16-token answer) | {med['page'] * 1000:.0f} ms in the page "
-        f"| {med['api'] * 1000:.0f} ms raw API | {med['page'] / med['api']:.2f}x, "
+        f"| time to first token: the page sends the turn → first text painted | {med['page'] * 1000:.0f} ms "
+        f"| raw API: request → first content chunk {med['api'] * 1000:.0f} ms | {med['page'] / med['api']:.2f}x, "
         f"+{(med['page'] - med['api']) * 1000:.0f} ms |",
+        f"| the same from the Enter keydown (includes the automation's input delivery) "
+        f"| {med['page_key'] * 1000:.0f} ms | | |",
     ]
     table = "\n".join(lines)
     print(table)

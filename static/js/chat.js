@@ -441,8 +441,14 @@ async function readEvents(reader, onEvent) {
   }
 }
 
+// The sidebar learns about the turn locally (no request competing with the answer).
 function refreshSidebar() {
-  loadConversations($("search").value).catch(() => {});
+  const current = state.conversation;
+  state.conversations = [
+    { ...current },
+    ...state.conversations.filter((c) => c.id !== current.id),
+  ];
+  renderSidebar();
 }
 
 function samplingOptions() {
