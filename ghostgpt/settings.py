@@ -316,6 +316,10 @@ GHOSTGPT = {
     "DEFAULT_TIER": env_str("GHOSTGPT_DEFAULT_TIER", "regular"),
     "RATE_WINDOW_SECONDS": env_int("GHOSTGPT_RATE_WINDOW_SECONDS", 60, minimum=1),
     "PRICE_CACHE_SECONDS": env_int("GHOSTGPT_PRICE_CACHE_SECONDS", 5, minimum=0),
+    # Images sent to models that cannot see them are described in text (facts + OCR).
+    "IMAGES_PER_REQUEST": env_int("GHOSTGPT_IMAGES_PER_REQUEST", 8, minimum=0),
+    "IMAGE_MAX_BYTES": env_int("GHOSTGPT_IMAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
+    "IMAGE_MAX_PIXELS": env_int("GHOSTGPT_IMAGE_MAX_PIXELS", 40_000_000, minimum=1),
     # Operator API (/admin/users…); unset = that API is off.
     "ADMIN_KEY": env_str("GHOSTGPT_ADMIN_KEY"),
 }

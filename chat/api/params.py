@@ -264,37 +264,50 @@ def _message(item: Any, i: int, model: str) -> ChatMessage:
     content = item.get("content")
     if content is None and role in ("assistant", "tool"):
         content = ""
-    return ChatMessage(role=role, content=_content(content, where, model))  # type: ignore[arg-type]
+    text, images = _content(content, where, model)
+    if images and role != "user":
+        raise bad_request(f"Invalid '{where}': only user messages may contain images.", param=where)
+    return ChatMessage(role=role, content=text, images=images, origin=where)  # type: ignore[arg-type]
 
 
-def _content(content: Any, where: str, model: str) -> str:
+def _content(content: Any, where: str, model: str) -> tuple[str, tuple[str, ...]]:
     if isinstance(content, str):
-        return content
+        return content, ()
     if not isinstance(content, list):
         raise bad_request(
             f"Invalid '{where}.content': expected a string or an array of content parts.",
             param=f"{where}.content",
             code="invalid_type",
         )
-    texts = []
+    texts, images = [], []
     for j, part in enumerate(content):
         param = f"{where}.content[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in TEXT_PART_TYPES and isinstance(part.get(kind), str):
             texts.append(part[kind])
         elif kind in ("image_url", "input_image"):
-            raise bad_request(
-                f"Model '{model}' does not accept image input yet; send text parts only.",
-                param=param,
-                code="unsupported_content",
-            )
+            images.append(_image_url(part, param))
         else:
             raise bad_request(
                 f'Invalid \'{param}\': expected a content part such as {{"type": "text", "text": "..."}}.',
                 param=param,
                 code="invalid_value",
             )
-    return "\n".join(texts)
+    return "\n".join(texts), tuple(images)
+
+
+def _image_url(part: dict[str, Any], param: str) -> str:
+    """`{"type": "image_url", "image_url": {"url": ...}}` (or a bare string there, or the
+    Responses-style `input_image`): a data:image/… URL or an http(s) URL."""
+    value = part.get("image_url")
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str) or not (url.startswith("data:image/") or url.startswith(("http://", "https://"))):
+        raise bad_request(
+            f"Invalid '{param}.image_url.url': expected a data:image/… URL or an http(s) URL.",
+            param=f"{param}.image_url.url",
+            code="invalid_value",
+        )
+    return url
 
 
 def _with_persona(messages: list[ChatMessage], policy: dict[str, Any]) -> tuple[ChatMessage, ...]:

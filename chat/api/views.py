@@ -22,6 +22,7 @@ from chat.billing.ratelimit import limiter
 from .auth import Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error, rate_limited
+from .images import has_images, images_as_text
 from .metering import Meter
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
 from .streaming import collect, sse_body
@@ -105,6 +106,8 @@ async def _generate(
     _check_wallet_flag(body)
     generation = parsed.generation
     backend = backend_for(generation.model, principal)
+    if has_images(generation):  # no backend of this release can see: images become text
+        generation = await images_as_text(generation)
     meter = Meter(
         principal=principal,
         model=generation.model,

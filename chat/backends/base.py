@@ -28,6 +28,11 @@ FinishReason = Literal["stop", "length"]
 class ChatMessage:
     role: Role
     content: str
+    # Image URLs (data: or http(s):) from the message's image parts, in order. Backends that
+    # cannot see images never receive them: `chat.api.images` turns them into text first.
+    images: tuple[str, ...] = ()
+    # Where the client put it ("messages[2]"), for error messages about its images.
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,10 +97,10 @@ def test_bad_values_name_their_parameter(body: dict[str, Any], param: str) -> No
     assert rejected(chat, **body).param == param
 
 
-def test_image_parts_get_a_clear_400() -> None:
-    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+def test_image_parts_without_a_usable_url_get_a_clear_400() -> None:
+    image = {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}
     error = rejected(chat, messages=[{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}])
-    assert error.param == "messages[0].content[1]" and "image" in error.message
+    assert error.param == "messages[0].content[1].image_url.url" and "image" in error.message
 
 
 def test_stop_string_or_list() -> None:

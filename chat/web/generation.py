@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from chat.api.auth import Principal
 from chat.api.errors import ApiError, internal_error
+from chat.api.images import has_images, images_as_text
 from chat.api.metering import Meter
 from chat.backends.base import Accepted, Backend, BackendError, Event, GenerationRequest, TextDelta, Usage
 from chat.billing.pricing import price_for
@@ -128,6 +129,12 @@ async def _generate(generation: Generation) -> None:
         max_completion_tokens=generation.request.sampling.max_tokens,
     )
     delivered, usage, failed = 0, None, False
+    try:
+        if has_images(generation.request):  # described in text (facts + OCR) for a text-only model
+            generation.request = await images_as_text(generation.request)
+    except ApiError as exc:
+        generation.status, generation.error = Message.Status.FAILED, _error(exc)
+        return
     events = generation.backend.stream(generation.request)
     saved_at = time.monotonic()
     try:
@@ -150,12 +157,15 @@ async def _generate(generation: Generation) -> None:
             generation.status = Message.Status.COMPLETE
     except (ApiError, BackendError) as exc:
         failed = True
-        error = exc if isinstance(exc, ApiError) else ApiError.from_backend(exc)
         generation.status = Message.Status.FAILED
-        generation.error = {**error.payload()["error"], "status": error.status, "retry_after": error.retry_after}
+        generation.error = _error(exc if isinstance(exc, ApiError) else ApiError.from_backend(exc))
     finally:
         await events.aclose()  # type: ignore[attr-defined]
         await asyncio.shield(meter.settle(reported=usage, delivered_tokens=delivered, failed=failed))
+
+
+def _error(error: ApiError) -> dict[str, Any]:
+    return {**error.payload()["error"], "status": error.status, "retry_after": error.retry_after}
 
 
 async def _until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> AsyncIterator[Event]:
