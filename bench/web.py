@@ -111,6 +111,7 @@ def main() -> int:
 
     from playwright.sync_api import sync_playwright
 
+    from chat.tests.browser.conftest import CHROMIUM, FLAGS
     from chat.tests.live import LiveServer
 
     # One decode thread: on this 2-core machine the browser under test needs the other core (in

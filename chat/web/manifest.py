@@ -59,13 +59,30 @@ ERRORS = [
 ]
 
 
+def limits() -> dict[str, Any]:
+    tiers = settings.GHOSTGPT
+    return {
+        "rate_window_seconds": tiers["RATE_WINDOW_SECONDS"],
+        "max_tokens": {"min": tiers["MAX_TOKENS_MIN"], "max": tiers["MAX_TOKENS_MAX"]},
+        "max_body_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        "share_max_bytes": settings.WEB["SHARE_MAX_BYTES"],
+        "pdf_max_bytes": settings.TOOLS["PDF_MAX_BYTES"],
+        "audio_max_bytes": settings.TOOLS["TRANSCRIBE_MAX_BYTES"],
+        "image_max_bytes": tiers["IMAGE_MAX_BYTES"],
+        "tools_per_window": {
+            "anonymous": settings.TOOLS["RATE_ANONYMOUS"],
+            "session": settings.TOOLS["RATE_SESSION"],
+            "key": settings.TOOLS["RATE_KEY"],
+        },
+    }
+
+
 def manifest(request: HttpRequest) -> dict[str, Any]:
     base = base_url(request)
     models = [
         {"id": info.id, "owned_by": info.owned_by, "context_length": info.context_length}
         for info, _ in registry.all_models()
     ]
-    tiers = settings.GHOSTGPT
     return {
         "name": "GhostGPT",
         "base_url": f"{base}/v1",
@@ -80,17 +97,5 @@ def manifest(request: HttpRequest) -> dict[str, Any]:
         "endpoints": [{"method": m, "path": p, "auth": a, "description": en} for m, p, a, en, _ in ENDPOINTS],
         "tools": [{"method": m, "path": p, "body": b, "description": en} for m, p, b, en, _ in TOOLS],
         "errors": [{"status": s, "type": t, "meaning": en} for s, t, en, _ in ERRORS],
-        "limits": {
-            "rate_window_seconds": tiers["RATE_WINDOW_SECONDS"],
-            "max_tokens": {"min": tiers["MAX_TOKENS_MIN"], "max": tiers["MAX_TOKENS_MAX"]},
-            "max_body_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
-            "share_max_bytes": settings.WEB["SHARE_MAX_BYTES"],
-            "pdf_max_bytes": settings.TOOLS["PDF_MAX_BYTES"],
-            "audio_max_bytes": settings.TOOLS["TRANSCRIBE_MAX_BYTES"],
-            "tools_per_window": {
-                "anonymous": settings.TOOLS["RATE_ANONYMOUS"],
-                "session": settings.TOOLS["RATE_SESSION"],
-                "key": settings.TOOLS["RATE_KEY"],
-            },
-        },
+        "limits": limits(),
     }

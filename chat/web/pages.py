@@ -17,7 +17,7 @@ from chat.backends import registry
 from chat.models import ApiKey
 from chat.selectors import api_key_get_for_auth_sync
 
-from .manifest import ENDPOINTS, ERRORS, TOOLS, base_url, manifest
+from .manifest import ENDPOINTS, ERRORS, TOOLS, base_url, limits, manifest
 from .selectors import share_get
 
 STATIC_DIR = Path(settings.BASE_DIR) / "static"
@@ -55,11 +55,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "models": [info.id for info, _ in registry.all_models()],
         "default_model": settings.GHOSTGPT["MODEL_ID"],
         "allow_system_prompt": settings.WEB["ALLOW_SYSTEM_PROMPT"],
-        "limits": {
-            "pdf_max_bytes": settings.TOOLS["PDF_MAX_BYTES"],
-            "audio_max_bytes": settings.TOOLS["TRANSCRIBE_MAX_BYTES"],
-            "share_max_bytes": settings.WEB["SHARE_MAX_BYTES"],
-        },
+        "limits": limits(),
     }
     return render(request, "chat.html", context)
 
