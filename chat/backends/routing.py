@@ -1,0 +1,119 @@
+"""The routing table: public model ids → upstream deployments, from the operator's file
+(GHOSTGPT_ROUTES_FILE, YAML or JSON) — never from a request.
+
+    upstreams:
+      local-vllm:
+        base_url: http://127.0.0.1:8001/v1     # loopback and private addresses are normal
+        api_key_env: VLLM_KEY                  # the key's environment variable (or api_key:)
+        first_token_timeout: 30
+      openai:
+        base_url: https://api.openai.com/v1
+        api_key_env: OPENAI_API_KEY
+    models:
+      gpt-4o-mini:
+        aliases: [mini]
+        context_length: 128000
+        deployments:
+          - {upstream: openai, model: gpt-4o-mini, priority: 0, weight: 1}
+          - {upstream: local-vllm, model: qwen2.5-7b-instruct, priority: 1}
+
+Link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10) are refused as
+upstreams unless that upstream says `allow_link_local: true`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import ModelInfo
+from .upstream import Deployment, RoutedModel, Upstream
+
+
+def load_routes(path: str) -> list[RoutedModel]:
+    """The routed models of a routing file. Raises ImproperlyConfigured with the reason."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        if path.endswith(".json"):
+            config = json.loads(text)
+        else:
+            import yaml
+
+            config = yaml.safe_load(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{path}: not valid YAML/JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ImproperlyConfigured(f"{path}: expected a mapping with 'upstreams' and 'models'")
+    upstreams = {name: _upstream(name, spec) for name, spec in (config.get("upstreams") or {}).items()}
+    return [_model(model_id, spec, upstreams) for model_id, spec in (config.get("models") or {}).items()]
+
+
+def _upstream(name: str, spec: Any) -> Upstream:
+    if not isinstance(spec, dict) or not isinstance(spec.get("base_url"), str):
+        raise ImproperlyConfigured(f"upstream {name!r}: 'base_url' is required")
+    base_url = spec["base_url"].rstrip("/")
+    check_upstream_url(base_url, allow_link_local=bool(spec.get("allow_link_local")), name=name)
+    key = spec.get("api_key") or (os.environ.get(spec["api_key_env"], "") if spec.get("api_key_env") else "")
+    return Upstream(
+        name=name,
+        base_url=base_url,
+        api_key=key,
+        connect_timeout=float(spec.get("connect_timeout", 5)),
+        first_token_timeout=float(spec.get("first_token_timeout", 60)),
+        read_timeout=float(spec.get("read_timeout", 120)),
+    )
+
+
+def check_upstream_url(url: str, *, allow_link_local: bool, name: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(f"upstream {name!r}: base_url must be an http(s) URL, got {url!r}")
+    if parts.username or parts.password:
+        raise ImproperlyConfigured(f"upstream {name!r}: put credentials in api_key_env, not in the URL")
+    if allow_link_local:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+    except OSError:
+        return  # not resolvable now (DNS at start-up); connecting will fail clearly later
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if ip.is_link_local or (mapped is not None and mapped.is_link_local):
+            raise ImproperlyConfigured(
+                f"upstream {name!r}: {parts.hostname} is a link-local/metadata address ({ip}); "
+                "set allow_link_local: true on this upstream if that is really meant"
+            )
+
+
+def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedModel:
+    if not isinstance(spec, dict) or not isinstance(spec.get("deployments"), list) or not spec["deployments"]:
+        raise ImproperlyConfigured(f"model {model_id!r}: at least one deployment is required")
+    deployments = []
+    for i, item in enumerate(spec["deployments"]):
+        upstream = upstreams.get(item.get("upstream")) if isinstance(item, dict) else None
+        if upstream is None:
+            raise ImproperlyConfigured(f"model {model_id!r}, deployment {i}: unknown upstream")
+        deployments.append(
+            Deployment(
+                upstream=upstream,
+                model=str(item.get("model") or model_id),
+                priority=int(item.get("priority", 0)),
+                weight=float(item.get("weight", 1)),
+            )
+        )
+    info = ModelInfo(
+        id=model_id,
+        owned_by=str(spec.get("owned_by", "ghostgpt")),
+        created=int(spec.get("created", time.time())),
+        context_length=int(spec.get("context_length", 8192)),
+    )
+    return RoutedModel(info, deployments, aliases=tuple(str(a) for a in spec.get("aliases") or ()))
