@@ -45,6 +45,7 @@ class Encoder:
     body_object = ""
     chunk_object = ""
     id_prefix = ""
+    ping = PING  # the keep-alive while a stream waits
 
     def __init__(
         self,
@@ -78,6 +79,13 @@ class Encoder:
                 **extra,
             }
         )
+
+    def error(self, error: Any) -> bytes:
+        """The error event that ends a stream that had already started (an ApiError)."""
+        return sse(error.payload())
+
+    def end(self) -> bytes:
+        return DONE
 
     def record(self, event: Event) -> None:
         """Remember an event for the collected (non-stream) body."""

@@ -10,13 +10,13 @@ from typing import Any
 
 from chat.backends.base import Accepted, BackendError, Event
 
-from .encoders import DONE, PING, Encoder, sse
+from .encoders import PING, Encoder
 from .errors import ApiError, internal_error
 
 logger = logging.getLogger(__name__)
 
 
-async def with_pings(events: AsyncIterator[Event], interval: float) -> AsyncIterator[Event | bytes]:
+async def with_pings(events: AsyncIterator[Event], interval: float, ping: bytes = PING) -> AsyncIterator[Event | bytes]:
     """The events, plus PING whenever nothing arrived for `interval` seconds.
 
     Pings matter only before the first token (queue wait, prefill); after it the
@@ -30,7 +30,7 @@ async def with_pings(events: AsyncIterator[Event], interval: float) -> AsyncIter
                 pending = pending or asyncio.ensure_future(anext(iterator))
                 done, _ = await asyncio.wait({pending}, timeout=interval)
                 if not done:
-                    yield PING
+                    yield ping
                     continue
                 finished, pending = pending, None
                 try:
@@ -61,7 +61,7 @@ async def sse_body(
     stream, which stops the generation, bills what was delivered, and the CancelledError
     propagates.
     """
-    items = with_pings(events, ping_seconds)
+    items = with_pings(events, ping_seconds, encoder.ping)
     failed = False
     try:
         yield encoder.encode(first)
@@ -69,16 +69,16 @@ async def sse_body(
             chunk = item if isinstance(item, bytes) else encoder.encode(item)
             if chunk:
                 yield chunk
-        yield DONE
+        yield encoder.end()
     except BackendError as exc:
         failed = True
-        yield sse(ApiError.from_backend(exc).payload())
-        yield DONE
+        yield encoder.error(ApiError.from_backend(exc))
+        yield encoder.end()
     except Exception:
         failed = True
         logger.exception("stream %s failed", encoder.id)
-        yield sse(internal_error().payload())
-        yield DONE
+        yield encoder.error(internal_error())
+        yield encoder.end()
     finally:
         # The ping wrapper first: it may hold a pending read of the backend stream,
         # and cancelling that read is what lets the backend stream close.

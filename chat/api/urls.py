@@ -11,5 +11,6 @@ urlpatterns = [
     path("v1/models/<path:model>", views.retrieve_model),
     path("v1/chat/completions", views.chat_completions),
     path("v1/completions", views.completions),
+    path("v1/messages", views.anthropic_messages),
     re_path(r"^v1/", views.unknown_path),
 ]

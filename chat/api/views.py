@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from chat.backends.base import Backend, BackendError, Usage
 from chat.billing.pricing import price_for
 from chat.billing.ratelimit import limiter
 
+from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
 from .auth import Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error, rate_limited
@@ -30,7 +32,7 @@ from .streaming import collect, sse_body
 logger = logging.getLogger(__name__)
 
 View = Callable[..., Awaitable[HttpResponse]]
-API_PATHS = ["/v1/models", "/v1/chat/completions", "/v1/completions"]
+API_PATHS = ["/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/messages"]
 
 
 def openai_errors(*methods: str) -> Callable[[View], View]:
@@ -92,6 +94,13 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 @openai_errors("POST")
 async def completions(request: HttpRequest) -> HttpResponse:
     return await _generate(request, parse_completion, CompletionEncoder)
+
+
+@anthropic_errors
+@openai_errors("POST")
+async def anthropic_messages(request: HttpRequest) -> HttpResponse:
+    """Anthropic's Messages API over the same path (see chat/api/anthropic.py)."""
+    return await _generate(request, parse_messages, MessagesEncoder)
 
 
 async def _generate(
@@ -231,7 +240,20 @@ async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
 async def list_models(request: HttpRequest) -> HttpResponse:
     principal = await authenticate(request)
     await count_request(request, principal, count=False)
-    return JsonResponse({"object": "list", "data": await _visible_models(principal)})
+    models = await _visible_models(principal)
+    if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
+        data = [
+            {
+                "type": "model",
+                "id": m["id"],
+                "display_name": m["id"],
+                "created_at": datetime.fromtimestamp(m["created"], tz=UTC).isoformat().replace("+00:00", "Z"),
+            }
+            for m in models
+        ]
+        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+        return JsonResponse({"data": data, "has_more": False, "first_id": first, "last_id": last})
+    return JsonResponse({"object": "list", "data": models})
 
 
 @openai_errors("GET")

@@ -75,6 +75,13 @@ class Tab:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
     def close(self) -> None:
+        """Stops an answer the test left running, so it cannot hold the model up for the next test."""
+        try:
+            if self.page.is_visible("#stop"):
+                self.page.click("#stop", timeout=2000)
+                self.page.wait_for_selector("#stop", state="hidden", timeout=10_000)
+        except Exception:  # the page may be gone or elsewhere; closing is what matters
+            pass
         self.context.close()
 
 

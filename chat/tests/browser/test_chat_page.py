@@ -206,7 +206,7 @@ def test_drafts_survive_reload_and_scrolling_up_is_never_yanked(tabs: Any) -> No
     page.keyboard.press("Enter")
     page.wait_for_function(
         "() => { const m = document.getElementById('messages'); return m.scrollHeight > m.clientHeight + 200; }",
-        timeout=60_000,
+        timeout=120_000,
     )
     page.evaluate("document.getElementById('messages').scrollTop = 0")
     page.wait_for_selector("#jump:not([hidden])")
