@@ -25,7 +25,7 @@ _background: set[asyncio.Task[None]] = set()
 
 def presented_key(request: HttpRequest) -> str | None:
     """The key from `Authorization: Bearer KEY`, a raw `Authorization: KEY`,
-    `x-api-key` (Anthropic clients) or `x-goog-api-key` (Gemini clients)."""
+    `x-api-key` (Anthropic clients), `x-goog-api-key` or, on Gemini routes, `?key=`."""
     authorization = request.headers.get("Authorization", "").strip()
     if authorization:
         scheme, _, rest = authorization.partition(" ")
@@ -35,7 +35,8 @@ def presented_key(request: HttpRequest) -> str | None:
     for header in ("x-api-key", "x-goog-api-key"):
         if value := request.headers.get(header, "").strip():
             return value
-    return None
+    # Gemini clients may send `?key=`; only the Gemini routes set this (see chat/api/gemini.py).
+    return getattr(request, "query_key", None) or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,12 @@ from . import views
 urlpatterns = [
     path("v1", views.api_root),
     path("v1/", views.api_root),
+    # Gemini's routes first: "models/{model}:generateContent" would otherwise look like a model id.
+    re_path(
+        r"^(?P<version>v1beta|v1)/models/(?P<model>[^/]+):(?P<method>generateContent|streamGenerateContent)$",
+        views.gemini_generate,
+    ),
+    path("v1beta/models", views.gemini_models),
     path("v1/models", views.list_models),
     path("v1/models/<path:model>", views.retrieve_model),
     path("v1/chat/completions", views.chat_completions),

@@ -24,6 +24,7 @@ from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
 from .auth import Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error, rate_limited
+from .gemini import GenerateContentEncoder, gemini_errors, parser_for
 from .images import has_images, images_as_text
 from .metering import Meter
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
@@ -94,6 +95,19 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 @openai_errors("POST")
 async def completions(request: HttpRequest) -> HttpResponse:
     return await _generate(request, parse_completion, CompletionEncoder)
+
+
+@gemini_errors
+@openai_errors("POST")
+async def gemini_generate(request: HttpRequest, version: str, model: str, method: str) -> HttpResponse:
+    """Gemini's generateContent / streamGenerateContent (see chat/api/gemini.py)."""
+    return await _generate(request, parser_for(model, method == "streamGenerateContent"), GenerateContentEncoder)
+
+
+@gemini_errors
+@openai_errors("GET")
+async def gemini_models(request: HttpRequest) -> HttpResponse:
+    return await _models_response(request, shape="gemini")
 
 
 @anthropic_errors
@@ -238,9 +252,30 @@ async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
 
 @openai_errors("GET")
 async def list_models(request: HttpRequest) -> HttpResponse:
+    return await _models_response(request)
+
+
+async def _models_response(request: HttpRequest, shape: str = "") -> HttpResponse:
+    """OpenAI's list shape, or Anthropic's / Gemini's when the client's headers say so."""
     principal = await authenticate(request)
     await count_request(request, principal, count=False)
     models = await _visible_models(principal)
+    if shape == "gemini" or "x-goog-api-key" in request.headers:
+        return JsonResponse(
+            {
+                "models": [
+                    {
+                        "name": f"models/{m['id']}",
+                        "baseModelId": m["id"],
+                        "displayName": m["id"],
+                        "inputTokenLimit": m["context_length"],
+                        "outputTokenLimit": settings.GHOSTGPT["MAX_TOKENS_MAX"],
+                        "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
+                    }
+                    for m in models
+                ]
+            }
+        )
     if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
         data = [
             {

@@ -1,0 +1,188 @@
+"""The Gemini API on our side: `POST /v1beta/models/{model}:generateContent` and
+`:streamGenerateContent?alt=sse` (also under `/v1/`, where google-genai 3.x with a custom
+base URL sends them), for the official `google-genai` SDK against any model GhostGPT routes.
+
+Like /v1/messages, the request is translated into the OpenAI shape and runs through the
+same auth (`x-goog-api-key`, `?key=` or Bearer), limits, billing and backend; only the
+encoder differs. Errors are `{"error": {"code", "message", "status"}}`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from chat.backends.base import Event, TextDelta, Usage
+
+from .encoders import Encoder
+from .errors import bad_request
+from .params import ParsedRequest, parse_chat
+
+FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS"}
+STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    402: "RESOURCE_EXHAUSTED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message, "status": STATUSES.get(status, "INTERNAL")}}
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\r\n\r\n"
+
+
+# --- request ----------------------------------------------------------------------------------
+
+
+def parser_for(model: str, stream: bool) -> Any:
+    """The parse function for one call: the model and streaming come from the URL."""
+
+    def parse(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
+        return parse_generate_content(body, policy, model=model, stream=stream)
+
+    return parse
+
+
+def parse_generate_content(body: dict[str, Any], policy: dict[str, Any], *, model: str, stream: bool) -> ParsedRequest:
+    contents = body.get("contents")
+    if isinstance(contents, dict):
+        contents = [contents]
+    if not isinstance(contents, list) or not contents:
+        raise bad_request("* GenerateContentRequest.contents: contents is not specified", param="contents")
+    messages: list[dict[str, Any]] = []
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    if system:
+        messages.append({"role": "system", "content": _text(system, "systemInstruction")})
+    for i, content in enumerate(contents):
+        if not isinstance(content, dict):
+            raise bad_request(f"contents[{i}]: expected a Content object.", param=f"contents[{i}]")
+        role = {"user": "user", "model": "assistant", None: "user"}.get(content.get("role"))
+        if role is None:
+            raise bad_request(f"contents[{i}].role: must be 'user' or 'model'.", param=f"contents[{i}].role")
+        messages.append({"role": role, "content": _parts(content.get("parts"), f"contents[{i}]")})
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    if not isinstance(config, dict):
+        raise bad_request("generationConfig: expected an object.", param="generationConfig")
+    translated: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+    for ours, theirs in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("max_tokens", "maxOutputTokens"),
+        ("stop", "stopSequences"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
+        if config.get(theirs) is not None:
+            translated[ours] = config[theirs]
+    if body.get("tools"):
+        translated["tools"] = body["tools"]  # refused by the policy with a clear 400 (text-only models)
+    return parse_chat(translated, policy)
+
+
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    parts = value.get("parts") if isinstance(value, dict) else None
+    if isinstance(parts, list):
+        return "\n".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+    raise bad_request(f"{where}: expected a Content with text parts.", param=where)
+
+
+def _parts(parts: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(parts, list) or not parts:
+        raise bad_request(f"{where}.parts: must not be empty.", param=f"{where}.parts")
+    out: list[dict[str, Any]] = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise bad_request(f"{where}.parts[{j}]: expected a Part.", param=f"{where}.parts[{j}]")
+        inline = part.get("inlineData") or part.get("inline_data")
+        if isinstance(part.get("text"), str):
+            out.append({"type": "text", "text": part["text"]})
+        elif isinstance(inline, dict) and str(inline.get("mimeType", inline.get("mime_type", ""))).startswith("image/"):
+            mime = inline.get("mimeType") or inline.get("mime_type")
+            out.append({"type": "image_url", "image_url": {"url": f"data:{mime};base64,{inline.get('data', '')}"}})
+        else:
+            raise bad_request(
+                f"{where}.parts[{j}]: only text and inline images are supported by this model.",
+                param=f"{where}.parts[{j}]",
+            )
+    return out
+
+
+# --- response -------------------------------------------------------------------------------
+
+
+class GenerateContentEncoder(Encoder):
+    """Backend events → GenerateContentResponse chunks (SSE) or one response."""
+
+    id_prefix = ""
+
+    def _candidate(self, index: int, text: str | None, reason: str | None) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"index": index}
+        if text is not None:
+            candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+        if reason:
+            candidate["finishReason"] = FINISH_REASONS.get(reason, "STOP")
+        return candidate
+
+    def _response(self, candidates: list[dict[str, Any]], usage: Usage | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"candidates": candidates, "modelVersion": self.model, "responseId": self.id}
+        if usage is not None:
+            body["usageMetadata"] = {
+                "promptTokenCount": usage.prompt_tokens,
+                "candidatesTokenCount": usage.completion_tokens,
+                "totalTokenCount": usage.total_tokens,
+            }
+        return body
+
+    def encode(self, event: Event) -> bytes:
+        self.record(event)
+        if isinstance(event, TextDelta):
+            return _sse(self._response([self._candidate(event.index, event.text, None)]))
+        if isinstance(event, Usage):
+            candidates = [self._candidate(i, "", self.finish[i] or "stop") for i in range(self.choice_count)]
+            return _sse(self._response(candidates, event))
+        return b""  # Accepted and Finish: nothing on the wire of their own
+
+    def error(self, error: Any) -> bytes:
+        return _sse(error_body(error.status, error.message))
+
+    def end(self) -> bytes:
+        return b""
+
+    def body(self) -> dict[str, Any]:
+        candidates = [
+            self._candidate(i, "".join(parts), self.finish[i] or "stop") for i, parts in enumerate(self.texts)
+        ]
+        return self._response(candidates, self.usage or Usage(0, 0))
+
+
+def gemini_errors(view: Any) -> Any:
+    """Gemini clients send the key as `?key=` too; errors leave in Gemini's shape."""
+
+    @functools.wraps(view)
+    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        request.query_key = request.GET.get("key")  # type: ignore[attr-defined]  # redacted in the access log
+        response = await view(request, *args, **kwargs)
+        if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
+            try:
+                message = json.loads(response.content)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = "The request failed."
+            response.content = json.dumps(error_body(response.status_code, message)).encode()
+        return response
+
+    return wrapper
