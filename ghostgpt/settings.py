@@ -162,12 +162,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ghostgpt"},
+            # A watcher whose page reads slowly may fall behind a fast answer: room for 1,000
+            # deltas (the layer drops beyond that; watchers then resynchronise).
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ghostgpt", "capacity": 1000},
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 
 # Celery: eager in-process execution unless a broker is configured.
 CELERY_BROKER_URL = REDIS_URL or "memory://"

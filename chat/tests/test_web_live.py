@@ -36,7 +36,7 @@ def with_cookies_of(base_url: str, other: httpx.Client) -> httpx.Client:
 
 def start(client: httpx.Client, content: str | None = None) -> dict[str, Any]:
     conversation = client.post("/api/conversations", json={}).json()
-    body = {"content": content} if content else LONG
+    body = {"content": content, "max_tokens": 64} if content else LONG  # short answers keep tests quick
     response = client.post(f"/api/conversations/{conversation['id']}/messages", json=body)
     assert response.status_code == 201, response.text
     return {**response.json(), "conversation": conversation["id"]}
@@ -142,7 +142,7 @@ def test_reload_reattaches_and_stop_keeps_exactly_what_was_shown(server: LiveSer
 def test_a_first_turn_creates_the_chat_and_streams_in_the_same_response(server: LiveServer) -> None:
     client = tab(server.base_url)
     events: list[tuple[str, dict[str, Any]]] = []
-    body = {"content": "Say hi.", "max_tokens": 16, "system_prompt": "Answer in English."}
+    body = {"content": "Say hi.", "max_tokens": 32, "system_prompt": "Answer in English."}
     headers = {"Accept": "text/event-stream"}
     with client.stream("POST", "/api/conversations/new/messages", json=body, headers=headers) as response:
         assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
@@ -181,13 +181,15 @@ def test_regenerate_and_edit_make_branches(server: LiveServer) -> None:
     Watcher(client, turn["assistant_message"]["id"]).run()
     conversation_id = turn["conversation"]
     again = client.post(
-        f"/api/conversations/{conversation_id}/messages", json={"regenerate": turn["assistant_message"]["id"]}
+        f"/api/conversations/{conversation_id}/messages",
+        json={"regenerate": turn["assistant_message"]["id"], "max_tokens": 64},
     ).json()
     assert again["user_message"] is None
     assert again["assistant_message"]["parent_id"] == turn["user_message"]["id"]
     Watcher(client, again["assistant_message"]["id"]).run()
     edited = client.post(
-        f"/api/conversations/{conversation_id}/messages", json={"content": "Name a vegetable.", "parent_id": None}
+        f"/api/conversations/{conversation_id}/messages",
+        json={"content": "Name a vegetable.", "parent_id": None, "max_tokens": 64},
     ).json()
     Watcher(client, edited["assistant_message"]["id"]).run()
     conversation = client.get(f"/api/conversations/{conversation_id}").json()
@@ -223,7 +225,7 @@ def test_the_cookie_works_on_v1_like_a_key(server: LiveServer) -> None:
     assert models.status_code == 200 and models.json()["data"][0]["id"] == "ghostgpt"
     reply = client.post(
         "/v1/chat/completions",
-        json={"model": "ghostgpt", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8},
+        json={"model": "ghostgpt", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 32},
     )
     assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] >= 1
     assert reply.headers["x-ratelimit-limit-requests"] == "10"  # the anonymous tier

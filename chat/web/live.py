@@ -31,7 +31,7 @@ from .selectors import aconversation_get_for_account, amessage_get_for_account
 from .serializers import conversation_body, message_body
 
 RESYNC_SECONDS = 1.5  # how long a watcher waits for the owner's snapshot before asking again
-PING_SECONDS = 10.0
+PING_SECONDS = 5.0  # also how often a quiet, synced watcher checks the database for the end
 STALE_SECONDS = 30.0  # no owner answered and nothing saved for this long: the owner is gone
 STOP_WAIT_SECONDS = 5.0
 # Sampling settings a turn may carry; checked by the same parameter policy as /v1.
@@ -163,6 +163,11 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                         yield _done(finished)
                         return
                     await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
+                else:  # quiet while synced: the "done" may have been dropped for a slow reader
+                    fresh = await Message.objects.aget(pk=message.pk)
+                    if fresh.status != Message.Status.STREAMING:
+                        yield _done(fresh)
+                        return
                 continue
             kind = event.get("type")
             if kind == "gen.done":
