@@ -10,16 +10,13 @@ only the encoder differs: `message_start`, `content_block_start`, `ping`,
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
-
-from django.http import HttpRequest, HttpResponse
 
 from chat.backends.base import Accepted, Event, TextDelta, Usage
 
 from .encoders import Encoder
-from .errors import bad_request
+from .errors import bad_request, reshaped_errors
 from .params import ParsedRequest, parse_chat
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
@@ -201,18 +198,4 @@ class MessagesEncoder(Encoder):
         super().record(event)
 
 
-def anthropic_errors(view: Any) -> Any:
-    """The view's errors (OpenAI-shaped by `openai_errors`) as Anthropic error bodies."""
-
-    @functools.wraps(view)
-    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = await view(request, *args, **kwargs)
-        if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
-            try:
-                message = json.loads(response.content)["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = "The request failed."
-            response.content = json.dumps(error_body(response.status_code, message)).encode()
-        return response
-
-    return wrapper
+anthropic_errors = reshaped_errors(error_body)  # the view's errors as Anthropic error bodies

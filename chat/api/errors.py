@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from django.http import JsonResponse
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from chat.backends.base import BackendError
+
+View = Callable[..., Awaitable[HttpResponse]]
 
 
 class ApiError(Exception):
@@ -70,3 +77,24 @@ def internal_error() -> ApiError:
         "The server had an error while processing your request. Retry, and report it if it persists.",
         error_type="server_error",
     )
+
+
+def reshaped_errors(body_for: Callable[[int, str], dict[str, Any]]) -> Callable[[View], View]:
+    """Rewrite the JSON error bodies of an `openai_errors` view into another API's shape
+    (Anthropic's, Gemini's): `body_for(status, message)`."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            response = await view(request, *args, **kwargs)
+            if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
+                try:
+                    message = json.loads(response.content)["error"]["message"]
+                except (ValueError, KeyError, TypeError):
+                    message = "The request failed."
+                response.content = json.dumps(body_for(response.status_code, message)).encode()
+            return response
+
+        return wrapper
+
+    return decorate

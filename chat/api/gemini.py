@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from chat.backends.base import Event, TextDelta, Usage
 
 from .encoders import Encoder
-from .errors import bad_request
+from .errors import bad_request, reshaped_errors
 from .params import ParsedRequest, parse_chat
 
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS"}
@@ -171,18 +171,13 @@ class GenerateContentEncoder(Encoder):
 
 
 def gemini_errors(view: Any) -> Any:
-    """Gemini clients send the key as `?key=` too; errors leave in Gemini's shape."""
+    """Gemini clients may send the key as `?key=` (redacted in the access log); errors
+    leave in Gemini's shape."""
+    reshaped = reshaped_errors(error_body)(view)
 
     @functools.wraps(view)
     async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        request.query_key = request.GET.get("key")  # type: ignore[attr-defined]  # redacted in the access log
-        response = await view(request, *args, **kwargs)
-        if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
-            try:
-                message = json.loads(response.content)["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = "The request failed."
-            response.content = json.dumps(error_body(response.status_code, message)).encode()
-        return response
+        request.query_key = request.GET.get("key")  # type: ignore[attr-defined]
+        return await reshaped(request, *args, **kwargs)
 
     return wrapper
