@@ -104,6 +104,7 @@ bench: install
 	$(PY) bench/engine.py --output bench/results/engine.md
 	$(PY) bench/tools.py --output bench/results/tools.md
 	$(PY) bench/web.py --output bench/results/web.md
+	$(PY) bench/gateway.py --output bench/results/gateway.md
 
 # The browser tests drive Debian's Chromium (Playwright's Python package, no browser download).
 browser-deps:
