@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
+from django.middleware.locale import LocaleMiddleware
 from django.utils.decorators import sync_and_async_middleware
 
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -65,3 +66,19 @@ def RequestIdMiddleware(get_response: Callable[[HttpRequest], HttpResponseBase |
         return response  # type: ignore[return-value]
 
     return middleware
+
+
+class PageLocaleMiddleware(LocaleMiddleware):
+    """Django's language negotiation for the pages only: the JSON APIs answer in English
+    and skip its cost on every request (~4% of the /v1 hot path in a profile)."""
+
+    API_PREFIXES = ("/v1/", "/v1beta/", "/api/", "/health")
+
+    def process_request(self, request: HttpRequest) -> None:
+        if not request.path.startswith(self.API_PREFIXES):
+            super().process_request(request)
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if request.path.startswith(self.API_PREFIXES):
+            return response
+        return super().process_response(request, response)
