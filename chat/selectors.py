@@ -68,3 +68,12 @@ def usage_summary(*, account: Account, since: datetime, until: datetime, group_b
         }
         for row in summary
     ]
+
+
+def session_key_get(*, secret: str | None) -> ApiKey | None:
+    """The browser session (a key of kind "session") behind a `gg_sess` secret, if it is
+    still usable; None for no, stale or disabled sessions."""
+    key = api_key_get_for_auth_sync(secret=secret) if secret else None
+    if key is None or key.kind != ApiKey.Kind.SESSION or not key.is_active or not key.account.is_active:
+        return None
+    return key

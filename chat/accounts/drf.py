@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from chat.api.auth import check_usable, presented_key, presented_session, session_csrf_error
 from chat.api.errors import ApiError
 from chat.models import Account, ApiKey
-from chat.selectors import api_key_get_for_auth_sync
+from chat.selectors import api_key_get_for_auth_sync, session_key_get
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -34,9 +34,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         return key.account, key
 
     def _from_session(self, request: Request) -> tuple[Account, ApiKey] | None:
-        secret = presented_session(request._request)
-        key = api_key_get_for_auth_sync(secret=secret) if secret else None
-        if key is None or key.kind != ApiKey.Kind.SESSION or not key.is_active or not key.account.is_active:
+        key = session_key_get(secret=presented_session(request._request))
+        if key is None:
             return None
         if (error := session_csrf_error(request._request)) is not None:
             raise error

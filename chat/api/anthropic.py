@@ -145,7 +145,6 @@ class MessagesEncoder(Encoder):
     def encode(self, event: Event) -> bytes:
         self.record(event)
         if isinstance(event, Accepted):
-            self._prompt_tokens = event.prompt_tokens
             return self._start()
         if isinstance(event, TextDelta) and event.index == 0:
             delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": event.text}}

@@ -151,6 +151,7 @@ class RoutedModel:
         self.info = info
         self.deployments = deployments
         self.aliases = aliases
+        self.running = 0  # requests of this process streaming from an upstream now
 
     # --- Backend protocol ---------------------------------------------------------------
 
@@ -165,9 +166,20 @@ class RoutedModel:
     def stats(self) -> dict[str, object]:
         now = time.monotonic()
         degraded = all(d.circuit_open(now) for d in self.deployments)
-        return {"running": 0, "waiting": 0, "degraded": degraded, "deployments": [d.stats() for d in self.deployments]}
+        deployments = [d.stats() for d in self.deployments]
+        return {"running": self.running, "waiting": 0, "degraded": degraded, "deployments": deployments}
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.running += 1
+        events = self._stream(request)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self.running -= 1
+            await events.aclose()  # now, not at garbage collection: this closes the upstream connection
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
         accepted = False
         last: BackendError | None = None
         for deployment in self._order():

@@ -195,6 +195,7 @@ def test_client_disconnect_cancels_the_upstream_request(gateway: LiveServer, fak
         time.sleep(0.05)
     assert fake.disconnects, "the upstream kept streaming to nobody"
     assert fake.disconnects[0][1] - left < 3
+    assert httpx.get(gateway.base_url + "/health").json()["models"]["stalls"]["running"] == 0
 
 
 def test_upstream_keys_never_leak(gateway: LiveServer, sdk: OpenAI) -> None:

@@ -185,13 +185,22 @@ def test_share_round_trip_and_page(tab: Browser) -> None:
 
 
 def test_shares_are_frozen_and_ids_unguessable(tab: Browser) -> None:
-    ids = {tab.send("post", "/api/share", blocks(("user", "same"))).json()["id"] for _ in range(5)}
+    conversation = tab.send("post", "/api/conversations", {"title": "live"}).json()
+    body = [
+        {
+            "conv": {"id": conversation["id"], "name": "live"},
+            "messages": [{"role": "user", "content": "first", "timestamp": 1}],
+        }
+    ]
+    ids = {tab.send("post", "/api/share", body).json()["id"] for _ in range(5)}
     assert len(ids) == 5
-    share = Share.objects.first()
-    assert share is not None
-    conversation = Conversation.objects.create(account=share.account, title="live")
-    Message.objects.create(conversation=conversation, role="user", content="added later")
-    assert "added later" not in json.dumps(Client().get(f"/api/share/{share.pk}").json())
+    # The shared conversation goes on; its share must not.
+    Message.objects.create(conversation_id=conversation["id"], role="user", content="added later")
+    Conversation.objects.filter(pk=conversation["id"]).update(title="renamed later")
+    for share_id in ids:
+        assert Client().get(f"/api/share/{share_id}").json()["blocks"] == body
+        page = Client().get(f"/share/{share_id}").content.decode()
+        assert "added later" not in page and "renamed later" not in page
 
 
 def test_share_deletion_by_its_creator_only(tab: Browser) -> None:

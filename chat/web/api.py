@@ -16,7 +16,7 @@ from chat.api.errors import ApiError
 from chat.models import Conversation
 
 from . import services
-from .selectors import conversation_get_for_account, conversation_list, share_get
+from .selectors import conversation_get_for_account, conversation_list, message_get_for_conversation, share_get
 from .serializers import conversation_body, message_body
 
 LIST_LIMIT = 500
@@ -82,20 +82,8 @@ class MessageModelViewApi(WebApi):
 
     def get(self, request: Request, conversation_id: str, message_id: str) -> Response:
         conversation = conversation_get_for_account(account_id=request.user.pk, conversation_id=conversation_id)
-        message = conversation.messages.filter(pk=message_id).first() if _is_uuid(message_id) else None
-        if message is None:
-            raise ApiError(404, "No such message.", error_type="not_found_error", code="not_found")
+        message = message_get_for_conversation(conversation=conversation, message_id=message_id)
         return Response({"id": str(message.pk), "text": services.model_text(message)})
-
-
-def _is_uuid(value: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 class ShareCreateApi(WebApi):

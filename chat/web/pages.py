@@ -14,8 +14,7 @@ from django.views.static import serve
 
 from chat.api.auth import presented_session
 from chat.backends import registry
-from chat.models import ApiKey
-from chat.selectors import api_key_get_for_auth_sync
+from chat.selectors import session_key_get
 
 from .manifest import ENDPOINTS, ERRORS, TOOLS, base_url, limits, manifest
 from .selectors import share_get
@@ -39,9 +38,7 @@ def _on_api_host(request: HttpRequest) -> bool:
 
 
 def _has_session(request: HttpRequest) -> bool:
-    secret = presented_session(request)
-    key = api_key_get_for_auth_sync(secret=secret) if secret else None
-    return key is not None and key.kind == ApiKey.Kind.SESSION and key.is_active
+    return session_key_get(secret=presented_session(request)) is not None
 
 
 @require_GET

@@ -39,6 +39,13 @@ async def amessage_get_for_account(*, account_id: int, message_id: Any) -> Messa
     return message
 
 
+def message_get_for_conversation(*, conversation: Conversation, message_id: Any) -> Message:
+    message = conversation.messages.filter(pk=_uuid(message_id)).first()
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
 def conversation_list(*, account_id: int, query: str = "") -> QuerySet[Conversation]:
     """Newest first; `query` matches titles and message text (case-insensitive)."""
     conversations = Conversation.objects.filter(account_id=account_id)
