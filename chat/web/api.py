@@ -92,7 +92,7 @@ class ShareCreateApi(WebApi):
         limit = settings.WEB["SHARE_MAX_BYTES"]
         if size > limit:
             raise ApiError(413, f"A share may be at most {limit} bytes; this one is {size}.", code="share_too_large")
-        share = services.share_create(account_id=request.user.pk, blocks=request.data, size=size)
+        share = services.share_create(account_id=request.user.pk, blocks=request.data)
         return Response({"id": share.pk, "url": share_url(request, share.pk)}, status=201)
 
 

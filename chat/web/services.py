@@ -234,10 +234,8 @@ def _check_blocks(blocks: Any) -> None:
                 raise _bad(f"'{at}.timestamp' must be a number or a string.", f"{at}.timestamp")
 
 
-def share_create(*, account_id: int, blocks: Any, size: int) -> Share:
-    limit = settings.WEB["SHARE_MAX_BYTES"]
-    if size > limit:
-        raise ApiError(413, f"A share may be at most {limit} bytes; this one is {size}.", code="share_too_large")
+def share_create(*, account_id: int, blocks: Any) -> Share:
+    """The body's size limit is the view's (checked before the JSON is parsed)."""
     _check_blocks(blocks)
     snapshot = [
         {
