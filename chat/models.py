@@ -54,6 +54,7 @@ class ApiKey(models.Model):
     class Kind(models.TextChoices):
         API = "api", "API key"
         SESSION = "session", "Browser session"
+        AGENT = "agent", "Agent token"
 
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.API)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="keys")
@@ -198,3 +199,27 @@ class Share(models.Model):
 
     def __str__(self) -> str:
         return self.title or self.pk
+
+
+class AgentConnection(models.Model):
+    """One WebSocket connection of a dial-in agent (a model worker behind NAT that connects
+    out to GhostGPT). Rows stay after the connection ends, with `disconnected_at` set."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL, related_name="agent_connections")
+    name = models.CharField(max_length=100, blank=True)
+    channel_name = models.CharField(max_length=200)
+    model_ids = models.JSONField(default=list, blank=True, help_text="What the agent says it serves.")
+    parallel = models.PositiveSmallIntegerField(default=1, help_text="Jobs it takes at once.")
+    in_flight = models.PositiveIntegerField(default=0)
+    served = models.PositiveIntegerField(default=0)
+    connected_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField()
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-connected_at"]
+
+    def __str__(self) -> str:
+        return f"agent {self.name or self.pk}"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from channels.routing import ProtocolTypeRouter
+from channels.routing import ProtocolTypeRouter, URLRouter
 from django.core.asgi import get_asgi_application
+from django.urls import path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
 
@@ -17,4 +18,12 @@ from chat.backends import registry  # noqa: E402  (needs the app registry ready)
 # and the first request does not pay the load time.
 registry.warm_up()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from chat.agents.consumer import AgentConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # Dial-in agents (non-browser clients with a token: no origin check needed).
+        "websocket": URLRouter([path("ws/agent", AgentConsumer.as_asgi())]),
+    }
+)

@@ -302,6 +302,14 @@ GHOSTGPT = {
     "MODEL_PATH": env_str("GHOSTGPT_MODEL_PATH"),
     # Upstream model servers and their public model ids (YAML or JSON; see chat/backends/routing.py).
     "ROUTES_FILE": env_str("GHOSTGPT_ROUTES_FILE"),
+    # Seconds between active health probes of each upstream (GET /models; never a paid
+    # completion). 0 = off.
+    "PROBE_SECONDS": env_float("GHOSTGPT_PROBE_SECONDS", 30.0),
+    # Dial-in agents (manage.py run_agent) serve this public model id; empty = no agents.
+    "AGENT_MODEL": env_str("GHOSTGPT_AGENT_MODEL"),
+    "AGENT_HEARTBEAT_SECONDS": env_int("GHOSTGPT_AGENT_HEARTBEAT_SECONDS", 10, minimum=1),
+    # An agent that sends nothing for this long (before its first token) is given up on.
+    "AGENT_FIRST_TOKEN_TIMEOUT": env_float("GHOSTGPT_AGENT_FIRST_TOKEN_TIMEOUT", 60.0),
     "N_CTX": env_int("GHOSTGPT_N_CTX", 8192, minimum=256),
     "N_THREADS": env_int("GHOSTGPT_N_THREADS", os.cpu_count() or 2, minimum=1),
     # Model instances per process = generations decoded at the same time.

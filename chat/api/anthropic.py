@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chat.backends.base import Accepted, Event, TextDelta, Usage
+from chat.backends.base import Accepted, Event, TextDelta, ToolCallDelta, Usage
 
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
 from .params import ParsedRequest, parse_chat
 
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -57,7 +57,7 @@ def parse_messages(body: dict[str, Any], policy: dict[str, Any]) -> ParsedReques
     for i, message in enumerate(body["messages"]):
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise bad_request(f"messages.{i}.role: must be 'user' or 'assistant'.", param=f"messages.{i}.role")
-        messages.append({"role": message["role"], "content": _content(message.get("content"), f"messages.{i}")})
+        messages.extend(_message(message, f"messages.{i}"))
     translated: dict[str, Any] = {
         "model": body["model"],
         "messages": messages,
@@ -70,9 +70,90 @@ def parse_messages(body: dict[str, Any], policy: dict[str, Any]) -> ParsedReques
     user = (body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None
     if user:
         translated["user"] = str(user)
-    if body.get("tools"):
-        translated["tools"] = body["tools"]  # refused by the policy with a clear 400 (text-only models)
+    translated.update(_tools(body))
     return parse_chat(translated, policy)
+
+
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic `tools` / `tool_choice` → OpenAI's (validated there)."""
+    tools = body.get("tools")
+    if not tools:
+        return {}
+    if not isinstance(tools, list):
+        raise bad_request("tools: expected a list of tools.", param="tools")
+    translated: dict[str, Any] = {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.get("name"),
+                    "description": tool.get("description") or "",
+                    "parameters": tool.get("input_schema"),
+                },
+            }
+            if isinstance(tool, dict)
+            else tool
+            for tool in tools
+        ]
+    }
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind)  # type: ignore[arg-type]
+        if kind == "tool":
+            mapped = {"type": "function", "function": {"name": choice.get("name")}}
+        if mapped is None:
+            raise bad_request("tool_choice.type: expected auto, any, tool or none.", param="tool_choice")
+        translated["tool_choice"] = mapped
+        if choice.get("disable_parallel_tool_use"):
+            translated["parallel_tool_calls"] = False
+    return translated
+
+
+def _message(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """One Anthropic message → OpenAI messages: `tool_use` blocks become the assistant's
+    `tool_calls`, `tool_result` blocks become `tool` messages (before the user's text)."""
+    content = message.get("content")
+    if message["role"] == "assistant" and isinstance(content, list):
+        calls = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+        rest = [b for b in content if not (isinstance(b, dict) and b.get("type") in ("tool_use", "thinking"))]
+        translated: dict[str, Any] = {"role": "assistant", "content": _content(rest, where) if rest else ""}
+        if calls:
+            translated["tool_calls"] = [
+                {
+                    "id": str(call.get("id") or ""),
+                    "type": "function",
+                    "function": {"name": call.get("name"), "arguments": json.dumps(call.get("input") or {})},
+                }
+                for call in calls
+            ]
+        return [translated]
+    if isinstance(content, list):
+        results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+        rest = [b for b in content if not (isinstance(b, dict) and b.get("type") == "tool_result")]
+        out = [
+            {
+                "role": "tool",
+                "tool_call_id": str(result.get("tool_use_id") or ""),
+                "content": ("Error: " if result.get("is_error") else "")
+                + _result_text(result.get("content"), f"{where}.content"),
+            }
+            for result in results
+        ]
+        if rest or not results:
+            out.append({"role": message["role"], "content": _content(rest, where)})
+        return out
+    return [{"role": message["role"], "content": _content(content, where)}]
+
+
+def _result_text(content: Any, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text")
+    raise bad_request(f"{where}: a tool_result's content is a string or text blocks.", param=where)
 
 
 def _text_of(value: Any, where: str) -> str:
@@ -116,11 +197,14 @@ def _image_url(block: dict[str, Any], where: str) -> str:
 
 
 class MessagesEncoder(Encoder):
-    """Backend events → Anthropic's message object or its SSE events (one text block)."""
+    """Backend events → Anthropic's message object or its SSE events: a text block for the
+    text, then one `tool_use` block per function call (arguments as `input_json_delta`)."""
 
     id_prefix = "msg_"
     ping = _event("ping", {"type": "ping"})
     _prompt_tokens = 0
+    _block = -1  # index of the open content block
+    _block_call: int | None = None  # the call the open block belongs to (None: text)
 
     def _start(self) -> bytes:
         message = {
@@ -133,37 +217,61 @@ class MessagesEncoder(Encoder):
             "stop_sequence": None,
             "usage": {"input_tokens": self._prompt_tokens, "output_tokens": 0},
         }
-        return (
-            _event("message_start", {"type": "message_start", "message": message})
-            + _event(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            )
-            + self.ping
-        )
+        return _event("message_start", {"type": "message_start", "message": message})
+
+    def _open(self, block: dict[str, Any], call: int | None) -> bytes:
+        out = self._close()
+        self._block += 1
+        self._block_call = call
+        start = {"type": "content_block_start", "index": self._block, "content_block": block}
+        # Anthropic's own order: message_start, the first content_block_start, ping.
+        return out + _event("content_block_start", start) + (self.ping if self._block == 0 else b"")
+
+    def _close(self) -> bytes:
+        if self._block < 0 or self._block_call == -1:
+            return b""
+        self._block_call = -1  # closed
+        return _event("content_block_stop", {"type": "content_block_stop", "index": self._block})
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return _event("content_block_delta", {"type": "content_block_delta", "index": self._block, "delta": delta})
 
     def encode(self, event: Event) -> bytes:
         self.record(event)
         if isinstance(event, Accepted):
             return self._start()
         if isinstance(event, TextDelta) and event.index == 0:
-            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": event.text}}
-            return _event("content_block_delta", delta)
+            out = (
+                b"" if self._block >= 0 and self._block_call is None else self._open({"type": "text", "text": ""}, None)
+            )
+            return out + self._delta({"type": "text_delta", "text": event.text})
+        if isinstance(event, ToolCallDelta) and event.index == 0:
+            out = b""
+            if event.call != self._block_call:
+                call = self.calls[0][event.call]
+                out = self._open({"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}}, event.call)
+            if event.arguments:
+                out += self._delta({"type": "input_json_delta", "partial_json": event.arguments})
+            return out
         if isinstance(event, Usage):
-            reason = STOP_REASONS.get(self.finish[0] or "stop", "end_turn")
+            out = self._open({"type": "text", "text": ""}, None) if self._block < 0 else b""
             return (
-                _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+                out
+                + self._close()
                 + _event(
                     "message_delta",
                     {
                         "type": "message_delta",
-                        "delta": {"stop_reason": reason, "stop_sequence": None},
+                        "delta": {"stop_reason": self._stop_reason(), "stop_sequence": None},
                         "usage": self._usage(event),
                     },
                 )
                 + _event("message_stop", {"type": "message_stop"})
             )
         return b""  # Finish: its reason goes out with message_delta
+
+    def _stop_reason(self) -> str:
+        return STOP_REASONS.get(self.finish[0] or "stop", "end_turn")
 
     def _usage(self, usage: Usage) -> dict[str, Any]:
         return {
@@ -180,13 +288,19 @@ class MessagesEncoder(Encoder):
 
     def body(self) -> dict[str, Any]:
         usage = self.usage or Usage(self._prompt_tokens, 0)
+        text = "".join(self.texts[0])
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or not self.calls[0] else []
+        content += [
+            {"type": "tool_use", "id": c["id"], "name": c["name"], "input": json_arguments(c["arguments"])}
+            for c in self.calls[0]
+        ]
         return {
             "id": self.id,
             "type": "message",
             "role": "assistant",
             "model": self.model,
-            "content": [{"type": "text", "text": "".join(self.texts[0])}],
-            "stop_reason": STOP_REASONS.get(self.finish[0] or "stop", "end_turn"),
+            "content": content,
+            "stop_reason": self._stop_reason(),
             "stop_sequence": None,
             "usage": self._usage(usage),
         }
@@ -195,6 +309,16 @@ class MessagesEncoder(Encoder):
         if isinstance(event, Accepted):
             self._prompt_tokens = event.prompt_tokens
         super().record(event)
+
+
+def json_arguments(arguments: str) -> Any:
+    """A call's JSON arguments as an object (what Anthropic and Gemini carry); a model's
+    malformed JSON is kept as text under "arguments" rather than lost."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {"arguments": arguments}
+    return value if isinstance(value, dict) else {"value": value}
 
 
 anthropic_errors = reshaped_errors(error_body)  # the view's errors as Anthropic error bodies

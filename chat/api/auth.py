@@ -47,6 +47,7 @@ class Principal:
     account_id: int
     allowed_models: tuple[str, ...]
     limits: Limits
+    kind: str = "api"  # ApiKey.Kind: "api" or "session"
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -56,7 +57,7 @@ class Principal:
         tier = key.tier or key.account.tier
         rpm = key.rpm_override if key.rpm_override is not None else tier.rpm
         tpm = key.tpm_override if key.tpm_override is not None else tier.tpm
-        return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), Limits(f"key:{key.pk}", rpm, tpm))
+        return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), Limits(f"key:{key.pk}", rpm, tpm), key.kind)
 
 
 def _unauthorized(message: str, code: str) -> ApiError:
@@ -66,6 +67,10 @@ def _unauthorized(message: str, code: str) -> ApiError:
 def check_usable(key: ApiKey) -> None:
     """401 for a disabled or expired key, or an expired membership."""
     now = timezone.now()
+    if key.kind == ApiKey.Kind.AGENT:
+        raise _unauthorized(
+            "This is an agent token: it connects a model worker at /ws/agent and cannot call the API.", "agent_token"
+        )
     if not key.is_active or not key.account.is_active:
         raise _unauthorized("This API key has been disabled.", "api_key_disabled")
     if key.expires_at and key.expires_at <= now:

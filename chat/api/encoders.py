@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from chat.backends.base import Accepted, Event, Finish, TextDelta, Usage
+from chat.backends.base import Accepted, Event, Finish, TextDelta, ToolCallDelta, Usage
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
@@ -54,6 +54,7 @@ class Encoder:
         choice_count: int,
         include_usage: bool = False,
         costs: Callable[[Usage], dict[str, Any]] | None = None,
+        legacy_functions: bool = False,
     ) -> None:
         self.id = self.id_prefix + secrets.token_urlsafe(18)
         self.created = int(time.time())
@@ -63,6 +64,9 @@ class Encoder:
         self.fingerprint: str | None = None
         self.texts: list[list[str]] = [[] for _ in range(choice_count)]
         self.finish: list[str | None] = [None] * choice_count
+        # Per choice, the function calls made: {"id", "name", "arguments"} in call order.
+        self.calls: list[list[dict[str, str]]] = [[] for _ in range(choice_count)]
+        self.legacy_functions = legacy_functions
         self.usage: Usage | None = None
         self.delivered_tokens = 0
         self._costs = costs
@@ -92,6 +96,15 @@ class Encoder:
         if isinstance(event, TextDelta):
             self.texts[event.index].append(event.text)
             self.delivered_tokens += event.tokens
+        elif isinstance(event, ToolCallDelta):
+            calls = self.calls[event.index]
+            while len(calls) <= event.call:
+                calls.append({"id": "", "name": "", "arguments": ""})
+            call = calls[event.call]
+            call["id"] = event.id or call["id"]
+            call["name"] = event.name or call["name"]
+            call["arguments"] += event.arguments
+            self.delivered_tokens += event.tokens
         elif isinstance(event, Finish):
             self.finish[event.index] = event.reason
         elif isinstance(event, Usage):
@@ -104,6 +117,8 @@ class Encoder:
         self.record(event)
         if isinstance(event, TextDelta):
             return self._chunk([self._text_choice(event.index, event.text)])
+        if isinstance(event, ToolCallDelta):
+            return self._chunk([self._call_choice(event)])
         if isinstance(event, Finish):
             return self._chunk([self._finish_choice(event.index, event.reason)])
         if isinstance(event, Usage):
@@ -119,6 +134,9 @@ class Encoder:
 
     def _text_choice(self, index: int, text: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _call_choice(self, event: ToolCallDelta) -> dict[str, Any]:
+        raise NotImplementedError  # only chat responses carry function calls
 
     def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -156,12 +174,41 @@ class ChatEncoder(Encoder):
     def _text_choice(self, index: int, text: str) -> dict[str, Any]:
         return {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
 
+    def _call_choice(self, event: ToolCallDelta) -> dict[str, Any]:
+        """OpenAI's streamed tool calls: the first delta of a call has its id, type and name
+        (and empty arguments), the rest only argument text; legacy clients get
+        `function_call` deltas instead."""
+        function: dict[str, str] = {"arguments": event.arguments}
+        if event.name:
+            function = {"name": event.name, "arguments": event.arguments}
+        if self.legacy_functions:
+            delta: dict[str, Any] = {"function_call": function}
+        else:
+            call: dict[str, Any] = {"index": event.call}
+            if event.id:
+                call.update(id=event.id, type="function")
+            delta = {"tool_calls": [{**call, "function": function}]}
+        return {"index": event.index, "delta": delta, "logprobs": None, "finish_reason": None}
+
+    def _reason(self, reason: str) -> str:
+        return "function_call" if reason == "tool_calls" and self.legacy_functions else reason
+
     def _finish_choice(self, index: int, reason: str) -> dict[str, Any]:
-        return {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
+        return {"index": index, "delta": {}, "logprobs": None, "finish_reason": self._reason(reason)}
 
     def _body_choice(self, index: int, text: str, reason: str) -> dict[str, Any]:
-        message = {"role": "assistant", "content": text, "refusal": None}
-        return {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        calls = self.calls[index]
+        if calls:
+            message["content"] = text or None
+            if self.legacy_functions:
+                message["function_call"] = {"name": calls[0]["name"], "arguments": calls[0]["arguments"]}
+            else:
+                message["tool_calls"] = [
+                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls
+                ]
+        return {"index": index, "message": message, "logprobs": None, "finish_reason": self._reason(reason)}
 
 
 class CompletionEncoder(Encoder):

@@ -17,11 +17,12 @@ from django.http import HttpRequest, HttpResponse
 
 from chat.backends.base import Event, TextDelta, Usage
 
+from .anthropic import json_arguments
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
 from .params import ParsedRequest, parse_chat
 
-FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS"}
+FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 STATUSES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -65,13 +66,16 @@ def parse_generate_content(body: dict[str, Any], policy: dict[str, Any], *, mode
     system = body.get("systemInstruction") or body.get("system_instruction")
     if system:
         messages.append({"role": "system", "content": _text(system, "systemInstruction")})
+    calls: list[tuple[str, str]] = []  # (id, name) of the model's function calls so far
     for i, content in enumerate(contents):
         if not isinstance(content, dict):
             raise bad_request(f"contents[{i}]: expected a Content object.", param=f"contents[{i}]")
-        role = {"user": "user", "model": "assistant", None: "user"}.get(content.get("role"))
+        role = {"user": "user", "model": "assistant", "function": "user", "tool": "user", None: "user"}.get(
+            content.get("role")
+        )
         if role is None:
             raise bad_request(f"contents[{i}].role: must be 'user' or 'model'.", param=f"contents[{i}].role")
-        messages.append({"role": role, "content": _parts(content.get("parts"), f"contents[{i}]")})
+        messages.extend(_content_messages(content.get("parts"), role, f"contents[{i}]", calls))
     config = body.get("generationConfig") or body.get("generation_config") or {}
     if not isinstance(config, dict):
         raise bad_request("generationConfig: expected an object.", param="generationConfig")
@@ -87,9 +91,90 @@ def parse_generate_content(body: dict[str, Any], policy: dict[str, Any], *, mode
     ):
         if config.get(theirs) is not None:
             translated[ours] = config[theirs]
-    if body.get("tools"):
-        translated["tools"] = body["tools"]  # refused by the policy with a clear 400 (text-only models)
+    translated.update(_tools(body))
     return parse_chat(translated, policy)
+
+
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    """Gemini `tools[].functionDeclarations` / `toolConfig` → OpenAI's (validated there)."""
+    tools = body.get("tools")
+    if not tools:
+        return {}
+    if not isinstance(tools, list):
+        raise bad_request("tools: expected a list of Tool objects.", param="tools")
+    declarations = []
+    for tool in tools:
+        found = (
+            (tool.get("functionDeclarations") or tool.get("function_declarations")) if isinstance(tool, dict) else None
+        )
+        if not isinstance(found, list):
+            raise bad_request("tools: only functionDeclarations are supported.", param="tools")
+        declarations += found
+    translated: dict[str, Any] = {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": d.get("name"),
+                    "description": d.get("description") or "",
+                    "parameters": d.get("parameters") or d.get("parametersJsonSchema"),
+                },
+            }
+            if isinstance(d, dict)
+            else d
+            for d in declarations
+        ]
+    }
+    config = body.get("toolConfig") or body.get("tool_config") or {}
+    calling = (
+        (config.get("functionCallingConfig") or config.get("function_calling_config"))
+        if isinstance(config, dict)
+        else None
+    )
+    if isinstance(calling, dict):
+        mode = str(calling.get("mode") or "AUTO").upper()
+        allowed = calling.get("allowedFunctionNames") or calling.get("allowed_function_names") or []
+        if mode == "ANY" and isinstance(allowed, list) and len(allowed) == 1:
+            translated["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}}
+        else:
+            translated["tool_choice"] = {"ANY": "required", "NONE": "none"}.get(mode, "auto")
+    return translated
+
+
+def _content_messages(parts: Any, role: str, where: str, calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One Content → OpenAI messages: `functionCall` parts become the assistant's tool calls
+    (numbered ids), `functionResponse` parts `tool` messages answering the latest call of
+    that name."""
+    if not isinstance(parts, list) or not parts:
+        raise bad_request(f"{where}.parts: must not be empty.", param=f"{where}.parts")
+    out: list[dict[str, Any]] = []
+    plain, tool_calls = [], []
+    for j, part in enumerate(parts):
+        call = (part.get("functionCall") or part.get("function_call")) if isinstance(part, dict) else None
+        answer = (part.get("functionResponse") or part.get("function_response")) if isinstance(part, dict) else None
+        if isinstance(call, dict) and role == "assistant":
+            call_id = str(call.get("id") or f"call_{len(calls)}")
+            calls.append((call_id, str(call.get("name"))))
+            arguments = json.dumps(call.get("args") or {}, ensure_ascii=False)
+            tool_calls.append(
+                {"id": call_id, "type": "function", "function": {"name": call.get("name"), "arguments": arguments}}
+            )
+        elif isinstance(answer, dict):
+            name = str(answer.get("name"))
+            call_id = answer.get("id") or next((cid for cid, n in reversed(calls) if n == name), f"call_{name}")
+            response = answer.get("response")
+            text = json.dumps(response, ensure_ascii=False) if not isinstance(response, str) else response
+            out.append({"role": "tool", "tool_call_id": str(call_id), "name": name, "content": text})
+        elif isinstance(part, dict) and part.get("thought"):
+            continue
+        else:
+            plain.append((j, part))
+    if plain or tool_calls or not out:
+        message: dict[str, Any] = {"role": role, "content": _parts([p for _, p in plain], where) if plain else ""}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        out.append(message)
+    return out
 
 
 def _text(value: Any, where: str) -> str:
@@ -101,9 +186,7 @@ def _text(value: Any, where: str) -> str:
     raise bad_request(f"{where}: expected a Content with text parts.", param=where)
 
 
-def _parts(parts: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(parts, list) or not parts:
-        raise bad_request(f"{where}.parts: must not be empty.", param=f"{where}.parts")
+def _parts(parts: list[Any], where: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for j, part in enumerate(parts):
         if not isinstance(part, dict):
@@ -126,14 +209,23 @@ def _parts(parts: Any, where: str) -> list[dict[str, Any]]:
 
 
 class GenerateContentEncoder(Encoder):
-    """Backend events → GenerateContentResponse chunks (SSE) or one response."""
+    """Backend events → GenerateContentResponse chunks (SSE) or one response. Function calls
+    go out whole (`functionCall` with parsed `args`), as Gemini sends them, when their
+    choice finishes."""
 
     id_prefix = ""
 
-    def _candidate(self, index: int, text: str | None, reason: str | None) -> dict[str, Any]:
+    def _candidate(
+        self, index: int, text: str | None, reason: str | None, calls: list[dict[str, str]] | None = None
+    ) -> dict[str, Any]:
         candidate: dict[str, Any] = {"index": index}
-        if text is not None:
-            candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+        parts: list[dict[str, Any]] = [{"text": text}] if text is not None and (text or not calls) else []
+        parts += [
+            {"functionCall": {"id": c["id"], "name": c["name"], "args": json_arguments(c["arguments"])}}
+            for c in calls or ()
+        ]
+        if parts:
+            candidate["content"] = {"role": "model", "parts": parts}
         if reason:
             candidate["finishReason"] = FINISH_REASONS.get(reason, "STOP")
         return candidate
@@ -153,9 +245,11 @@ class GenerateContentEncoder(Encoder):
         if isinstance(event, TextDelta):
             return _sse(self._response([self._candidate(event.index, event.text, None)]))
         if isinstance(event, Usage):
-            candidates = [self._candidate(i, "", self.finish[i] or "stop") for i in range(self.choice_count)]
+            candidates = [
+                self._candidate(i, "", self.finish[i] or "stop", self.calls[i]) for i in range(self.choice_count)
+            ]
             return _sse(self._response(candidates, event))
-        return b""  # Accepted and Finish: nothing on the wire of their own
+        return b""  # Accepted, Finish and call pieces: nothing on the wire of their own
 
     def error(self, error: Any) -> bytes:
         return _sse(error_body(error.status, error.message))
@@ -165,7 +259,8 @@ class GenerateContentEncoder(Encoder):
 
     def body(self) -> dict[str, Any]:
         candidates = [
-            self._candidate(i, "".join(parts), self.finish[i] or "stop") for i, parts in enumerate(self.texts)
+            self._candidate(i, "".join(parts), self.finish[i] or "stop", self.calls[i])
+            for i, parts in enumerate(self.texts)
         ]
         return self._response(candidates, self.usage or Usage(0, 0))
 

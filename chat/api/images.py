@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.backends.base import ChatMessage, GenerationRequest
+from chat.backends.base import GenerationRequest
 
 from .errors import ApiError
 
@@ -38,10 +38,7 @@ def has_images(request: GenerationRequest) -> bool:
 
 async def images_as_text(request: GenerationRequest) -> GenerationRequest:
     """The request with every image replaced by a text description in its message."""
-    limit = settings.GHOSTGPT["IMAGES_PER_REQUEST"]
-    count = sum(len(m.images) for m in request.messages)
-    if count > limit:
-        raise ApiError(400, f"At most {limit} images per request; this one has {count}.", param="messages")
+    _check_count(request)
     messages, number = [], 0
     for i, message in enumerate(request.messages):
         if not message.images:
@@ -54,8 +51,53 @@ async def images_as_text(request: GenerationRequest) -> GenerationRequest:
             data = await asyncio.to_thread(_load, url, param)
             notes.append(await asyncio.to_thread(describe, data, number, param))
         content = "\n\n".join(part for part in (message.content, *notes) if part)
-        messages.append(ChatMessage(role=message.role, content=content))
+        messages.append(replace(message, content=content, images=()))
     return replace(request, messages=tuple(messages))
+
+
+async def images_inline(request: GenerationRequest) -> GenerationRequest:
+    """For a model that sees: every image as a checked `data:` URL. http(s) images are
+    fetched here, through the SafeFetcher, so no upstream is ever asked to fetch a URL a
+    client chose; each one must be an image Pillow can read, within the size limits."""
+    _check_count(request)
+    messages = []
+    for i, message in enumerate(request.messages):
+        if message.images:
+            param = f"{message.origin or f'messages[{i}]'}.content"
+            urls = [await asyncio.to_thread(_as_data_url, url, param) for url in message.images]
+            message = replace(message, images=tuple(urls))
+        messages.append(message)
+    return replace(request, messages=tuple(messages))
+
+
+def _check_count(request: GenerationRequest) -> None:
+    limit = settings.GHOSTGPT["IMAGES_PER_REQUEST"]
+    count = sum(len(m.images) for m in request.messages)
+    if count > limit:
+        raise ApiError(400, f"At most {limit} images per request; this one has {count}.", param="messages")
+
+
+def _as_data_url(url: str, param: str) -> str:
+    from PIL import Image, UnidentifiedImageError
+
+    data = _load(url, param)
+    Image.MAX_IMAGE_PIXELS = settings.GHOSTGPT["IMAGE_MAX_PIXELS"]
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            mime = Image.MIME.get(image.format or "", "")
+    except Image.DecompressionBombError:
+        raise ApiError(413, f"An image in '{param}' has too many pixels.", param=param) from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ApiError(400, f"An image in '{param}' is not an image GhostGPT can read.", param=param) from None
+    if mime not in IMAGE_TYPES:
+        raise ApiError(400, f"An image in '{param}' is {mime or 'of an unknown type'}; send PNG, JPEG, WebP or GIF.")
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def split_data_url(url: str) -> tuple[str, str]:
+    """`data:image/png;base64,AAA` → ("image/png", "AAA")."""
+    header, _, payload = url.partition(",")
+    return header[5:].split(";")[0], payload
 
 
 def _load(url: str, param: str) -> bytes:

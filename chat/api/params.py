@@ -7,15 +7,18 @@ the `llm` CLI send both); the anti-DoS list in settings is refused by name.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
-from chat.backends.base import ChatMessage, GenerationRequest, SamplingParams
+from chat.backends.base import ChatMessage, GenerationRequest, SamplingParams, ToolCall, ToolSpec
 
 from .errors import ApiError, bad_request
 
 MAX_STOP_SEQUENCES = 4
 MAX_LEGACY_CHOICES = 32
+MAX_TOOLS = 128
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ROLE_ALIASES = {
     "system": "system",
     "developer": "system",
@@ -32,6 +35,9 @@ class ParsedRequest:
     generation: GenerationRequest
     stream: bool
     include_usage: bool
+    # The client used the legacy `functions` / `function_call` (GPTunnel and old SDKs):
+    # answers carry `function_call` rather than `tool_calls`.
+    legacy_functions: bool = False
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -51,13 +57,24 @@ def parse_chat(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
     _apply_rejections(body, policy)
     _refuse_unsupported(body, model)
     messages = _with_persona(_messages(body, model), policy)
-    return _assemble(
+    tools, choice, forced, legacy = _tools(body)
+    parsed = _assemble(
         body,
         policy,
         GenerationRequest(
-            model=model, sampling=_sampling(body, policy), messages=messages, n=_n(body, policy), user=_user(body)
+            model=model,
+            sampling=_sampling(body, policy),
+            messages=messages,
+            n=_n(body, policy),
+            user=_user(body),
+            tools=tools,
+            tool_choice=choice,
+            forced_tool=forced,
+            # Legacy `function_call` answers carry one call.
+            parallel_tool_calls=False if legacy and tools else _optional(body, "parallel_tool_calls", bool),
         ),
     )
+    return replace(parsed, legacy_functions=legacy)
 
 
 def parse_completion(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
@@ -221,14 +238,8 @@ def _apply_rejections(body: dict[str, Any], policy: dict[str, Any]) -> None:
 
 
 def _refuse_unsupported(body: dict[str, Any], model: str) -> None:
-    """Capabilities the backends of this release cannot honour: a clear 400, not silence."""
-    for name in ("tools", "functions"):
-        if _present(body.get(name)):
-            raise bad_request(
-                f"Model '{model}' does not support function calling ('{name}').",
-                param=name,
-                code="unsupported_parameter",
-            )
+    """Capabilities the backends of this release cannot honour: a clear 400, not silence.
+    (Function calling depends on the model: the view checks its backend's capabilities.)"""
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
         raise bad_request(
@@ -236,6 +247,94 @@ def _refuse_unsupported(body: dict[str, Any], model: str) -> None:
             param="response_format",
             code="unsupported_parameter",
         )
+
+
+# --- function calling ---------------------------------------------------------------------
+
+
+def _tools(body: dict[str, Any]) -> tuple[tuple[ToolSpec, ...], str, str | None, bool]:
+    """`tools` + `tool_choice`, or the legacy `functions` + `function_call` (not both):
+    (tools, choice, forced function name, legacy?)."""
+    tools_raw, functions_raw = body.get("tools"), body.get("functions")
+    if _present(tools_raw) and _present(functions_raw):
+        raise bad_request("Send either 'tools' or the legacy 'functions', not both.", param="functions")
+    legacy = _present(functions_raw) or (not _present(tools_raw) and _present(body.get("function_call")))
+    name, choice_name = ("functions", "function_call") if legacy else ("tools", "tool_choice")
+    raw = functions_raw if legacy else tools_raw
+    specs: list[ToolSpec] = []
+    if raw is not None:
+        if not isinstance(raw, list) or len(raw) > MAX_TOOLS:
+            raise bad_request(f"'{name}' must be an array of at most {MAX_TOOLS} functions.", param=name)
+        for i, item in enumerate(raw):
+            specs.append(_tool_spec(item, f"{name}[{i}]", legacy))
+        names = [spec.name for spec in specs]
+        if len(set(names)) != len(names):
+            raise bad_request(f"Function names in '{name}' must be unique.", param=name, code="invalid_value")
+    choice, forced = _tool_choice(body.get(choice_name), choice_name, legacy, {spec.name for spec in specs})
+    if not specs and choice in ("required", "function"):
+        raise bad_request(f"'{choice_name}' names a function but no '{name}' were given.", param=choice_name)
+    return tuple(specs), choice, forced, legacy
+
+
+def _tool_spec(item: Any, where: str, legacy: bool) -> ToolSpec:
+    if not legacy:
+        if not isinstance(item, dict) or item.get("type") != "function" or not isinstance(item.get("function"), dict):
+            raise bad_request(
+                f'Invalid \'{where}\': expected {{"type": "function", "function": {{"name": ...}}}}.', param=where
+            )
+        item, where = item["function"], f"{where}.function"
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not FUNCTION_NAME.match(item["name"]):
+        raise bad_request(
+            f"Invalid '{where}.name': 1-64 letters, digits, '_', '.' or '-'.",
+            param=f"{where}.name",
+            code="invalid_value",
+        )
+    parameters = item.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise bad_request(f"Invalid '{where}.parameters': expected a JSON Schema object.", param=f"{where}.parameters")
+    description = _optional(item, "description", str, label=f"{where}.description") or ""
+    return ToolSpec(name=item["name"], description=description, parameters=parameters)
+
+
+def _tool_choice(value: Any, param: str, legacy: bool, names: set[str]) -> tuple[str, str | None]:
+    if value is None:
+        return "auto", None
+    if value in ("auto", "none") or (value == "required" and not legacy):
+        return value, None
+    if isinstance(value, dict):
+        function = value if legacy else (value.get("function") if value.get("type") == "function" else None)
+        name = function.get("name") if isinstance(function, dict) else None
+        if isinstance(name, str):
+            if name not in names:
+                raise bad_request(f"Invalid '{param}': no function named '{name}' was given.", param=param)
+            return "function", name
+    allowed = '"auto", "none"' + ("" if legacy else ', "required"')
+    shape = '{"name": ...}' if legacy else '{"type": "function", "function": {"name": ...}}'
+    raise bad_request(f"Invalid '{param}': expected {allowed} or {shape}.", param=param, code="invalid_value")
+
+
+def _tool_calls(item: dict[str, Any], where: str) -> tuple[ToolCall, ...]:
+    """An assistant message's `tool_calls` (or legacy `function_call`)."""
+    legacy = item.get("function_call")
+    raw = item.get("tool_calls")
+    if raw is None and isinstance(legacy, dict):
+        raw = [{"id": "call_" + where.removeprefix("messages[").rstrip("]"), "type": "function", "function": legacy}]
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise bad_request(f"Invalid '{where}.tool_calls': expected an array.", param=f"{where}.tool_calls")
+    calls = []
+    for j, call in enumerate(raw):
+        param = f"{where}.tool_calls[{j}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise bad_request(f"Invalid '{param}': expected a function call with a name.", param=param)
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else f"call_{j}"
+        calls.append(ToolCall(id=call_id, name=function["name"], arguments=arguments or "{}"))
+    return tuple(calls)
 
 
 # --- messages and prompts ----------------------------------------------------------------
@@ -247,7 +346,26 @@ def _messages(body: dict[str, Any], model: str) -> list[ChatMessage]:
         raise bad_request(
             "'messages' must be a non-empty array of message objects.", param="messages", code="invalid_value"
         )
-    return [_message(item, i, model) for i, item in enumerate(messages)]
+    return _link_tool_results([_message(item, i, model) for i, item in enumerate(messages)])
+
+
+def _link_tool_results(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Each tool result learns the name of the call it answers (Gemini matches by name), and
+    legacy `function` results the id of the last call of their function."""
+    calls: dict[str, str] = {}  # call id -> function name
+    last_by_name: dict[str, str] = {}
+    linked = []
+    for message in messages:
+        for call in message.tool_calls:
+            calls[call.id] = call.name
+            last_by_name[call.name] = call.id
+        if message.role == "tool" and message.tool_call_id:
+            call_id = message.tool_call_id
+            if call_id.startswith("function:"):
+                call_id = last_by_name.get(call_id[len("function:") :], call_id)
+            message = replace(message, tool_call_id=call_id, name=message.name or calls.get(call_id))
+        linked.append(message)
+    return linked
 
 
 def _message(item: Any, i: int, model: str) -> ChatMessage:
@@ -267,7 +385,27 @@ def _message(item: Any, i: int, model: str) -> ChatMessage:
     text, images = _content(content, where, model)
     if images and role != "user":
         raise bad_request(f"Invalid '{where}': only user messages may contain images.", param=where)
-    return ChatMessage(role=role, content=text, images=images, origin=where)  # type: ignore[arg-type]
+    calls = _tool_calls(item, where) if role == "assistant" else ()
+    call_id, name = None, _optional(item, "name", str, label=f"{where}.name")
+    if role == "tool":
+        call_id = item.get("tool_call_id")
+        if item.get("role") == "function":  # legacy: answers the last call of that name
+            call_id = call_id or f"function:{name or ''}"
+        if not isinstance(call_id, str) or not call_id:
+            raise bad_request(
+                f"Missing '{where}.tool_call_id': a tool message answers one tool call.",
+                param=f"{where}.tool_call_id",
+                code="missing_required_parameter",
+            )
+    return ChatMessage(
+        role=role,  # type: ignore[arg-type]
+        content=text,
+        images=images,
+        origin=where,
+        tool_calls=calls,
+        tool_call_id=call_id,
+        name=name,
+    )
 
 
 def _content(content: Any, where: str, model: str) -> tuple[str, tuple[str, ...]]:

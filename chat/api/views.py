@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
-from chat.backends.base import Backend, BackendError, Usage
+from chat.backends.base import Backend, BackendError, GenerationRequest, Usage
 from chat.billing.pricing import price_for
 from chat.billing.ratelimit import limiter
 
@@ -25,7 +26,7 @@ from .auth import Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error, rate_limited
 from .gemini import GenerateContentEncoder, gemini_errors, parser_for
-from .images import has_images, images_as_text
+from .images import has_images, images_as_text, images_inline
 from .metering import Meter
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
 from .streaming import collect, sse_body
@@ -129,8 +130,7 @@ async def _generate(
     _check_wallet_flag(body)
     generation = parsed.generation
     backend = backend_for(generation.model, principal)
-    if has_images(generation):  # no backend of this release can see: images become text
-        generation = await images_as_text(generation)
+    generation = await fit_request(generation, backend)
     meter = Meter(
         principal=principal,
         model=generation.model,
@@ -143,6 +143,7 @@ async def _generate(
         choice_count=generation.choice_count,
         include_usage=parsed.include_usage,
         costs=meter.cost_fields,
+        legacy_functions=parsed.legacy_functions,
     )
 
     async def settle(failed: bool) -> None:
@@ -171,6 +172,25 @@ async def _generate(
     usage = encoder.usage or Usage(0, 0)
     response["Server-Timing"] = _server_timing(request, model=waited + usage.model_seconds, queue=usage.queue_seconds)
     return response
+
+
+async def fit_request(generation: GenerationRequest, backend: Backend) -> GenerationRequest:
+    """The request as this model can take it: function calling only where the backend has
+    it (a clear 400 otherwise; `tool_choice: "none"` just drops the tools), images as
+    images for vision backends and as text (facts + OCR) for the rest."""
+    capabilities = backend.capabilities()
+    if generation.tools and "tools" not in capabilities:
+        if generation.tool_choice != "none":
+            raise ApiError(
+                400,
+                f"Model '{generation.model}' does not support function calling ('tools'/'functions').",
+                param="tools",
+                code="unsupported_parameter",
+            )
+        generation = replace(generation, tools=(), tool_choice="auto")
+    if has_images(generation):
+        generation = await (images_inline if "vision" in capabilities else images_as_text)(generation)
+    return generation
 
 
 def _check_wallet_flag(body: dict[str, Any]) -> None:

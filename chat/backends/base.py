@@ -8,6 +8,8 @@ Event order for one request:
                         reserved, prompt measured). Errors raised before it map to an
                         HTTP status; after it the response has started.
     TextDelta*          text for one choice, as produced
+    ToolCallDelta*      a function call for one choice: the first delta of a call carries
+                        its id and name, later ones more of its JSON arguments
     Finish              exactly once per choice
     Usage               exactly once, last
 
@@ -21,7 +23,26 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+Capability = Literal["tools", "vision"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call (OpenAI's `tools[].function`)."""
+
+    name: str
+    description: str = ""
+    parameters: dict | None = None  # JSON Schema of the arguments object
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the assistant made in an earlier turn; `arguments` is its JSON text."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +54,11 @@ class ChatMessage:
     images: tuple[str, ...] = ()
     # Where the client put it ("messages[2]"), for error messages about its images.
     origin: str = ""
+    # Assistant turns: the function calls it made. Tool turns: which call this answers,
+    # and the function's name (Gemini matches results by name).
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +82,11 @@ class GenerationRequest:
     prompts: tuple[str | tuple[int, ...], ...] = ()
     n: int = 1
     user: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    # "auto", "none", "required", or "function" with `forced_tool` naming the function.
+    tool_choice: str = "auto"
+    forced_tool: str | None = None
+    parallel_tool_calls: bool | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -83,6 +114,19 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """Part of function call number `call` of choice `index`. The call's first delta has
+    `id` and `name`; `arguments` pieces concatenate to its JSON arguments."""
+
+    index: int
+    call: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+    tokens: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     index: int
     reason: FinishReason
@@ -103,7 +147,7 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-Event = Accepted | TextDelta | Finish | Usage
+Event = Accepted | TextDelta | ToolCallDelta | Finish | Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +165,11 @@ class Backend(Protocol):
     """A source of completions for one or more public model ids."""
 
     def models(self) -> list[ModelInfo]: ...
+
+    def capabilities(self) -> frozenset[Capability]:
+        """What the model can take beyond text: "tools" (function calling) and "vision"
+        (images passed as images; without it they become text first)."""
+        ...
 
     def readiness(self) -> tuple[Readiness, str]:
         """("ready", "") or ("loading"|"failed", a message fit for users)."""

