@@ -7,6 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Connections the kernel queues before Daphne accepts them (Twisted's default is 50: a
+# burst of clients would be reset).
+BACKLOG ?= 1024
 STAMP  := $(VENV)/.requirements-installed
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
@@ -60,7 +63,8 @@ run: migrate
 	  echo "  OpenAI base URL: http://$(HOST):$(PORT)/v1" && \
 	  echo "  Dev API key:     $$key" && \
 	  echo ""
-	exec $(VENV)/bin/daphne --access-log /dev/null -b $(HOST) -p $(PORT) ghostgpt.asgi:application
+	exec $(VENV)/bin/daphne --access-log /dev/null -e tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG) \
+	  ghostgpt.asgi:application
 
 # A Celery worker for the tools (needs REDIS_URL; without it tasks run in the web process).
 # Concurrency 1-2 per core for PDF/transcription; time limits and memory cap per child.

@@ -101,16 +101,18 @@ INSTALLED_APPS = [
     "tools",
 ]
 
+# Django's stock list, adapted so that async requests do not hop to a thread for every
+# hook (see chat/middleware.py): same classes, same order.
 MIDDLEWARE = [
     "chat.middleware.RequestIdMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "chat.middleware.InlineSecurityMiddleware",
+    "chat.middleware.PagesOnlySessionMiddleware",
     "chat.middleware.PageLocaleMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.InlineCommonMiddleware",
+    "chat.middleware.InlineCsrfViewMiddleware",
+    "chat.middleware.PagesOnlyAuthenticationMiddleware",
+    "chat.middleware.PagesOnlyMessageMiddleware",
+    "chat.middleware.InlineXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "ghostgpt.urls"

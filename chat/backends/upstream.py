@@ -352,40 +352,64 @@ def _retry_after(response: httpx.Response) -> int | None:
         return None
 
 
+async def _lines(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's lines, split from raw network chunks (cheaper than httpx's text layers)."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r")
+    if pending:
+        yield pending.rstrip(b"\r")
+
+
 async def _events(response: httpx.Response, upstream: Upstream, request: GenerationRequest) -> AsyncIterator[Event]:
     """Upstream SSE → our events, through the upstream's wire. The first event must come
-    within the first-token timeout, later ones within the read timeout."""
+    within the first-token timeout; after it httpx's read timeout (the upstream's
+    read_timeout) bounds each wait, so no per-line timer costs anything on the hot path."""
     translator = upstream.wire.translator(request, upstream.name)
-    lines = response.aiter_lines()
-    timeout = upstream.first_token_timeout
+    lines = _lines(response)
+    waiting_first = True
     name = ""
-    while True:  # to the end of the body, so the connection goes back to the pool
-        try:
-            line = await asyncio.wait_for(anext(lines), timeout)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            if translator.complete:
+    try:
+        while True:  # to the end of the body, so the connection goes back to the pool
+            try:
+                if waiting_first:
+                    line = await asyncio.wait_for(anext(lines), upstream.first_token_timeout)
+                else:
+                    line = await anext(lines)
+            except StopAsyncIteration:
                 break
-            raise UpstreamTimeout(f"The upstream '{upstream.name}' stopped sending for {timeout:.0f}s.") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamFailed(f"The upstream '{upstream.name}' broke off ({type(exc).__name__}).") from None
-        if line.startswith("event:"):
-            name = line[6:].strip()
-            continue
-        if not line.startswith("data:"):
-            continue  # blank lines, comments (": ping")
-        data = line[5:].strip()
-        try:
-            payload: Any = "[DONE]" if data == "[DONE]" else json.loads(data)
-        except ValueError:
-            raise UpstreamFailed(f"The upstream '{upstream.name}' sent a chunk that is not JSON.") from None
-        if name != "ping":
-            timeout = upstream.read_timeout
-        if translator.complete:
-            continue  # anything after the end is ignored
-        for event in translator.feed(name, payload):
-            yield event
-        name = ""
+            except (TimeoutError, httpx.TimeoutException):
+                if translator.complete:
+                    break
+                waited = upstream.first_token_timeout if waiting_first else upstream.read_timeout
+                raise UpstreamTimeout(f"The upstream '{upstream.name}' stopped sending for {waited:.0f}s.") from None
+            except httpx.HTTPError as exc:
+                if translator.complete:
+                    break
+                raise UpstreamFailed(f"The upstream '{upstream.name}' broke off ({type(exc).__name__}).") from None
+            if line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+                continue
+            if not line.startswith(b"data:"):
+                continue  # blank lines, comments (": ping")
+            data = line[5:].strip()
+            try:
+                payload: Any = "[DONE]" if data == b"[DONE]" else json.loads(data)
+            except ValueError:
+                raise UpstreamFailed(f"The upstream '{upstream.name}' sent a chunk that is not JSON.") from None
+            if name != "ping":
+                waiting_first = False
+            if translator.complete:
+                continue  # anything after the end is ignored
+            for event in translator.feed(name, payload):
+                yield event
+            name = ""
+    finally:
+        await lines.aclose()  # type: ignore[attr-defined]
     for event in translator.close():
         yield event

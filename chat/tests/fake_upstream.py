@@ -16,6 +16,7 @@ by the URL's first path segment:
   /gemini/v1beta/models/{m}:streamGenerateContent?alt=sse  the same text (or one
                     functionCall) as Gemini chunks; /gemini503/… answers 503
   GET …/models and …/health answer 200, except under /probefail/ (503).
+  /ok/ answers a request without "stream": true with the collected chat.completion JSON.
 The Anthropic and Gemini streams follow the event formats in those providers' API
 references (no recording of them exists here); the OpenAI ones are real recordings.
 It records every request (path, headers, JSON body) and every client disconnect.
@@ -61,6 +62,7 @@ class FakeUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once, as from a real server
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -93,6 +95,7 @@ class FakeUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
+        ThreadingHTTPServer.request_queue_size = 1024  # many connections at once (the bench's idle streams)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -113,10 +116,9 @@ class FakeUpstream:
             return handler._json(503, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
         if mode in ("anthropic", "gemini"):
             return self._provider(handler, mode, body)
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.send_header("Connection", "close")
-        handler.end_headers()
+        if mode == "ok" and not body.get("stream"):  # a plain chat.completion, as OpenAI answers
+            return handler._json(200, collected(recorded_chunks()))
+        _start_stream(handler)
         chunks = recorded_chunks(TOOL_RECORDING if mode == "tools" else RECORDING)
         if mode == "prompt":
             chunks = [
@@ -137,30 +139,62 @@ class FakeUpstream:
         if mode == "stall":
             chunks = chunks[:1] + [dict(chunks[1], choices=[{"index": 0, "delta": {"content": "."}}])] * 300
         for i, chunk in enumerate(chunks):
-            handler.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            handler.wfile.flush()
+            _send(handler, b"data: " + json.dumps(chunk).encode() + b"\n\n")
             if mode == "drop" and i == 5:
                 handler.connection.shutdown(2)
                 return
             if mode == "stall":
                 time.sleep(0.2)
-        handler.wfile.write(b"data: [DONE]\n\n")
-        handler.wfile.flush()
+        _send(handler, b"data: [DONE]\n\n")
+        _send(handler, b"")  # the last chunk: the connection stays open for the next request
 
     def _provider(self, handler: Any, mode: str, body: dict[str, Any]) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.send_header("Connection", "close")
-        handler.end_headers()
+        _start_stream(handler)
         tools = body.get("tools")
         events = anthropic_events(tools) if mode == "anthropic" else gemini_events(tools)
         for event in events:
-            handler.wfile.write(event)
-            handler.wfile.flush()
+            _send(handler, event)
+        _send(handler, b"")
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _start_stream(handler: Any) -> None:
+    """SSE over chunked transfer encoding on a keep-alive connection, as real servers send it."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+
+
+def _send(handler: Any, data: bytes) -> None:
+    handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+    handler.wfile.flush()
+
+
+def collected(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The non-streaming body the recorded stream adds up to."""
+    first = chunks[0]
+    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
+    usage = next((c["usage"] for c in chunks if c.get("usage")), None)
+    return {
+        "id": first["id"],
+        "object": "chat.completion",
+        "created": first["created"],
+        "model": first["model"],
+        "system_fingerprint": first.get("system_fingerprint"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
 
 
 def _anthropic(name: str, data: dict[str, Any]) -> bytes:

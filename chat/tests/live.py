@@ -66,10 +66,8 @@ class LiveServer:
                 "daphne",
                 "--access-log",
                 os.devnull,
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
+                "-e",
+                f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024",  # as `make run` starts it
                 "ghostgpt.asgi:application",
             ],
             cwd=ROOT,
