@@ -7,6 +7,7 @@ by the URL's first path segment:
   /fail500/v1/...   HTTP 500            /busy429/v1/...  HTTP 429 with Retry-After
   /bad400/v1/...    HTTP 400 with an OpenAI error body
   /slow/v1/...      headers, then silence for 30 s before the stream (first-token timeout)
+  /prefill/v1/...   headers, then 2.5 s of silence, then the stream (keep-alive pings)
   /drop/v1/...      a few content chunks, then the connection is cut
   /stall/v1/...     a content chunk every 0.2 s for 60 s (for disconnect tests)
   /tools/v1/...     the recorded stream of two parallel tool calls (chat-stream-12.sse)
@@ -134,6 +135,8 @@ class FakeUpstream:
             chunks[-1]["choices"][0]["finish_reason"] = "stop"
         if mode == "slow":
             time.sleep(30)
+        if mode == "prefill":  # a long prompt being read: the first token comes after 2.5 s
+            time.sleep(2.5)
         if mode == "nousage":
             chunks = [c for c in chunks if not c.get("usage")]
         if mode == "stall":

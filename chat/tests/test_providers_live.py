@@ -50,6 +50,7 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
             "google-busy": {"kind": "gemini", "base_url": f"{fake.url}/gemini503/v1beta", "api_key": KEY},
             "bridge": {"kind": "prompt", "base_url": f"{fake.url}/prompt/v1", "api_key": KEY},
             "sick": {"base_url": f"{fake.url}/probefail/v1", "api_key": KEY},
+            "prefill": {"base_url": f"{fake.url}/prefill/v1", "api_key": KEY},
             "llama": {"base_url": f"{fake.url}/ok/v1", "probe_url": f"{fake.url}/llama/health"},
         },
         "models": {
@@ -70,6 +71,7 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
             "text-gpt": {"deployments": [{"upstream": "openai", "model": "gpt-4o"}]},
             "claude-2-web": {"deployments": [{"upstream": "bridge", "model": "claude-2"}]},
             "probed": {"deployments": [{"upstream": "sick"}, {"upstream": "llama", "priority": 1}]},
+            "long-prompt": {"deployments": [{"upstream": "prefill", "model": "gpt-4o"}]},
         },
     }
 
@@ -86,7 +88,12 @@ def gateway(fake: FakeUpstream) -> Iterator[LiveServer]:
     folder = tempfile.TemporaryDirectory()
     path = Path(folder.name) / "routes.json"
     path.write_text(json.dumps(routes(fake)))
-    env = {"GHOSTGPT_ROUTES_FILE": str(path), "GHOSTGPT_PROBE_SECONDS": "1", "GHOSTGPT_SYSTEM_PROMPT": ""}
+    env = {
+        "GHOSTGPT_ROUTES_FILE": str(path),
+        "GHOSTGPT_PROBE_SECONDS": "1",
+        "GHOSTGPT_SYSTEM_PROMPT": "",
+        "GHOSTGPT_SSE_PING_SECONDS": "1",
+    }
     server = LiveServer(env=env)
     yield server
     server.stop()
@@ -459,3 +466,15 @@ def test_active_probes_open_and_report_circuits_without_completions(gateway: Liv
     sdk = OpenAI(base_url=gateway.base_url + "/v1", api_key=gateway.api_key, max_retries=0)
     sdk.chat.completions.create(model="probed", messages=[{"role": "user", "content": "hi"}])
     assert [r["mode"] for r in fake.requests] == ["ok"]
+
+
+def test_keep_alive_comments_while_the_upstream_reads_a_long_prompt(gateway: LiveServer) -> None:
+    body = {"model": "long-prompt", "messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 64}
+    headers = {"Authorization": f"Bearer {gateway.api_key}"}
+    lines: list[str] = []
+    with httpx.stream("POST", gateway.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=30) as r:
+        lines = [line for line in r.iter_lines() if line]
+    first_content = next(i for i, line in enumerate(lines) if '"content":"' in line and '"content":""' not in line)
+    assert ": ping" in lines[:first_content]  # the connection stays warm through proxies while it waits
+    chunks = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == recorded_text()
