@@ -27,6 +27,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from chat.api.auth import Principal
@@ -39,6 +40,7 @@ from chat.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
 
+STOP_FLAG_SECONDS = 600
 _owned: dict[str, Generation] = {}  # generations this process runs, by message id
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -78,11 +80,18 @@ def generation_start(generation: Generation) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+def _stop_key(message_id: Any) -> str:
+    return f"gen-stop:{_hex(message_id)}"
+
+
 async def generation_stop(message_id: Any) -> None:
-    """Ask the owner, wherever it runs, to stop."""
+    """Ask the owner, wherever it runs, to stop: over the channel layer at once, and as a
+    flag in the shared cache that the owner also reads each time it saves, in case the
+    layer dropped the message (it may, under load)."""
     if (owned := _owned.get(str(message_id))) is not None:
         owned.stop_requested.set()
         return
+    await cache.aset(_stop_key(message_id), True, timeout=STOP_FLAG_SECONDS)
     await get_channel_layer().group_send(control_name(message_id), {"type": "gen.stop"})
 
 
@@ -148,6 +157,8 @@ async def _generate(generation: Generation) -> None:
                 if time.monotonic() - saved_at >= settings.WEB["SAVE_EVERY_SECONDS"]:
                     saved_at = time.monotonic()
                     await _save(generation)
+                    if await cache.aget(_stop_key(generation.message_id)):
+                        generation.stop_requested.set()
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, Accepted):
