@@ -9,6 +9,7 @@ from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from rest_framework.exceptions import NotFound
 
+from . import db
 from .models import Account, ApiKey, UsageRecord, hash_api_key
 
 
@@ -18,7 +19,7 @@ def _keys_for_auth(secret: str) -> QuerySet[ApiKey]:
 
 
 async def api_key_get_for_auth(*, secret: str) -> ApiKey | None:
-    return await _keys_for_auth(secret).afirst()
+    return await db.run(api_key_get_for_auth_sync, secret=secret)
 
 
 def api_key_get_for_auth_sync(*, secret: str) -> ApiKey | None:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import db
 from .models import Account, ApiKey, ModelPrice, Tier, hash_api_key
 
 KEY_PREFIX = "gg-"
@@ -101,4 +102,4 @@ def model_price_set(*, model: str, prompt_per_million: object, completion_per_mi
 
 
 async def api_key_mark_used(*, key_id: int) -> None:
-    await ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=timezone.now())
+    await db.run(ApiKey.objects.filter(pk=key_id).update, last_used_at=timezone.now())

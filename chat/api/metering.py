@@ -13,9 +13,9 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat import db
 from chat.backends.base import Usage
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import limiter
@@ -50,8 +50,8 @@ class Meter:
             return
         amount = self.price.cost(prompt_tokens, self.max_completion_tokens)
         try:
-            self.reservation = await sync_to_async(wallet_reserve)(
-                account_id=self.principal.account_id, amount=amount, request_id=self.request_id
+            self.reservation = await db.run(
+                wallet_reserve, account_id=self.principal.account_id, amount=amount, request_id=self.request_id
             )
         except InsufficientBalance:
             currency = settings.GHOSTGPT["CURRENCY"]
@@ -95,9 +95,9 @@ class Meter:
         try:
             if self.reservation is not None:
                 cost = record.prompt_cost + record.completion_cost
-                await sync_to_async(wallet_settle)(reservation=self.reservation, cost=cost, usage=record, failed=failed)
+                await db.run(wallet_settle, reservation=self.reservation, cost=cost, usage=record, failed=failed)
             elif usage.total_tokens:
-                await sync_to_async(usage_record)(usage=record)
+                await db.run(usage_record, usage=record)
             await limiter().add_tokens(self.principal.limits, usage.total_tokens)
         except Exception:
             logger.exception("settling request %s failed", self.request_id)

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat import db
 from chat.models import ModelPrice
 
 MILLION = Decimal(1_000_000)
@@ -54,7 +54,7 @@ def price_table() -> dict[str, Price]:
 
 
 async def price_for(model: str) -> Price:
-    table = await sync_to_async(price_table)() if _stale() else _cache[1]
+    table = await db.run(price_table) if _stale() else _cache[1]
     return table.get(model, FREE)
 
 

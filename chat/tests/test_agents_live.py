@@ -57,21 +57,13 @@ class Agents:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, mode: str) -> None:
+        """An agent serving the fake upstream's `mode`, or the embedded model ("embedded")."""
         env = {**self.gateway.env, "GHOSTGPT_AGENT_TOKEN": self.gateway.agent_token}  # type: ignore[attr-defined]
+        source = (
+            ["--embedded"] if mode == "embedded" else ["--upstream", f"{self.fake.url}/{mode}/v1", "--model", "gpt-4o"]
+        )
         self.processes[name] = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "run_agent",
-                "--server",
-                self.gateway.base_url,
-                "--upstream",
-                f"{self.fake.url}/{mode}/v1",
-                "--model",
-                "gpt-4o",
-                "--name",
-                name,
-            ],
+            [sys.executable, "manage.py", "run_agent", "--server", self.gateway.base_url, *source, "--name", name],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -239,6 +231,14 @@ def test_api_ask_threads_on_the_server(gateway: LiveServer, agents: Agents, fake
         assert unknown.status_code == 404
         page = http.get(f"/api/conversations/{one['conversation_id']}").json()  # the same thread in the chat product
         assert len(page["messages"]) == 4
+
+
+def test_an_agent_can_serve_the_embedded_model(sdk: OpenAI, agents: Agents) -> None:
+    agents.start("local", "embedded")
+    reply = ask(sdk, seed=7)
+    assert reply.choices[0].message.content and reply.usage is not None
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0  # counted by the model itself
+    assert agents.connected()["local"]["models"] == ["ghostgpt"]
 
 
 def test_tokens_are_checked_both_ways(gateway: LiveServer) -> None:

@@ -55,16 +55,18 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
         },
         "models": {
             "claude-x": {
+                "vision": True,
                 "deployments": [
                     {"upstream": "claude-busy"},
                     {"upstream": "claude", "model": "claude-x-1", "priority": 1},
-                ]
+                ],
             },
             "gemini-x": {
+                "vision": True,
                 "deployments": [
                     {"upstream": "google-busy"},
                     {"upstream": "google", "model": "gemini-x-1", "priority": 1},
-                ]
+                ],
             },
             "tool-gpt": {"deployments": [{"upstream": "openai-tools", "model": "gpt-4o"}]},
             "vision-gpt": {"vision": True, "deployments": [{"upstream": "openai", "model": "gpt-4o"}]},
@@ -446,6 +448,20 @@ def test_images_reach_a_vision_upstream_as_images_and_a_text_one_as_text(sdk: Op
             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"nope").decode()}}
         ]
         sdk.chat.completions.create(model="vision-gpt", messages=[{"role": "user", "content": bad}])  # type: ignore[list-item,misc]
+
+
+def test_images_reach_anthropic_and_gemini_upstreams_in_their_own_format(sdk: OpenAI, fake: FakeUpstream) -> None:
+    data = base64.b64encode(png_with_text()).decode()
+    content = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
+    ]
+    sdk.chat.completions.create(model="claude-x", messages=[{"role": "user", "content": content}])  # type: ignore[list-item,misc]
+    blocks = last(fake, "anthropic")["body"]["messages"][0]["content"]
+    assert {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}} in blocks
+    sdk.chat.completions.create(model="gemini-x", messages=[{"role": "user", "content": content}])  # type: ignore[list-item,misc]
+    parts = last(fake, "gemini")["body"]["contents"][0]["parts"]
+    assert parts == [{"text": "What is this?"}, {"inlineData": {"mimeType": "image/png", "data": data}}]
 
 
 def test_active_probes_open_and_report_circuits_without_completions(gateway: LiveServer, fake: FakeUpstream) -> None:
