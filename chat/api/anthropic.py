@@ -17,7 +17,7 @@ from chat.backends.base import Accepted, Event, TextDelta, ToolCallDelta, Usage
 
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
-from .params import ParsedRequest, parse_chat
+from .params import ParsedRequest, function_tool, parse_chat
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 ERROR_TYPES = {
@@ -81,21 +81,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
         return {}
     if not isinstance(tools, list):
         raise bad_request("tools: expected a list of tools.", param="tools")
-    translated: dict[str, Any] = {
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.get("name"),
-                    "description": tool.get("description") or "",
-                    "parameters": tool.get("input_schema"),
-                },
-            }
-            if isinstance(tool, dict)
-            else tool
-            for tool in tools
-        ]
-    }
+    translated: dict[str, Any] = {"tools": [function_tool(tool, "input_schema") for tool in tools]}
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         kind = choice.get("type")

@@ -20,7 +20,7 @@ from chat.backends.base import Event, TextDelta, Usage
 from .anthropic import json_arguments
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
-from .params import ParsedRequest, parse_chat
+from .params import ParsedRequest, function_tool, parse_chat
 
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 STATUSES = {
@@ -111,19 +111,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
             raise bad_request("tools: only functionDeclarations are supported.", param="tools")
         declarations += found
     translated: dict[str, Any] = {
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": d.get("name"),
-                    "description": d.get("description") or "",
-                    "parameters": d.get("parameters") or d.get("parametersJsonSchema"),
-                },
-            }
-            if isinstance(d, dict)
-            else d
-            for d in declarations
-        ]
+        "tools": [function_tool(d, "parameters", "parametersJsonSchema") for d in declarations]
     }
     config = body.get("toolConfig") or body.get("tool_config") or {}
     calling = (

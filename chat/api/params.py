@@ -276,6 +276,17 @@ def _tools(body: dict[str, Any]) -> tuple[tuple[ToolSpec, ...], str, str | None,
     return tuple(specs), choice, forced, legacy
 
 
+def function_tool(item: Any, *parameters_keys: str) -> Any:
+    """Another dialect's function declaration ({name, description, and its schema under the
+    first of `parameters_keys` present}) as an OpenAI `tools` entry; anything else is passed
+    on for `_tool_spec` to refuse by name."""
+    if not isinstance(item, dict):
+        return item
+    parameters = next((item[key] for key in parameters_keys if item.get(key) is not None), None)
+    function = {"name": item.get("name"), "description": item.get("description") or "", "parameters": parameters}
+    return {"type": "function", "function": function}
+
+
 def _tool_spec(item: Any, where: str, legacy: bool) -> ToolSpec:
     if not legacy:
         if not isinstance(item, dict) or item.get("type") != "function" or not isinstance(item.get("function"), dict):

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from .fake_upstream import FakeUpstream
 from .live import LiveServer
 
 POSTGRES_URL = os.environ.get("GHOSTGPT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -69,3 +70,11 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
         base_url=live.base_url, headers={"Authorization": f"Bearer {live.api_key}"}, timeout=60
     ) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    """A fake upstream on 127.0.0.1 (see fake_upstream.py), one per test module."""
+    server = FakeUpstream()
+    yield server
+    server.close()

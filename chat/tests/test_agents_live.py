@@ -30,13 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    server = FakeUpstream()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def gateway() -> Iterator[LiveServer]:
     server = LiveServer(
         env={

@@ -24,7 +24,7 @@ from PIL import Image
 from chat.backends.base import ChatMessage
 from chat.backends.wire.prompt import serialize
 
-from .fake_upstream import FakeUpstream, recorded_chunks, recorded_text
+from .fake_upstream import TOOL_RECORDING, FakeUpstream, recorded_chunks, recorded_text
 from .live import LiveServer
 from .openapi import assert_matches
 
@@ -76,13 +76,6 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
             "long-prompt": {"deployments": [{"upstream": "prefill", "model": "gpt-4o"}]},
         },
     }
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    server = FakeUpstream()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +191,7 @@ def test_serialization_of_tool_turns() -> None:
 
 
 def test_tool_calls_pass_through_openai_streaming_and_not(sdk: OpenAI, fake: FakeUpstream, gateway: LiveServer) -> None:
-    recorded = recorded_chunks(fake_tool_recording())
+    recorded = recorded_chunks(TOOL_RECORDING)
     expected_args = ["", ""]
     for chunk in recorded:
         for choice in chunk["choices"]:
@@ -266,12 +259,6 @@ def test_tool_calls_pass_through_openai_streaming_and_not(sdk: OpenAI, fake: Fak
         "content": '{"temp": 21}',
         "tool_call_id": "c1",
     }
-
-
-def fake_tool_recording() -> Path:
-    from .fake_upstream import TOOL_RECORDING
-
-    return TOOL_RECORDING
 
 
 def test_legacy_functions_answer_with_function_call(sdk: OpenAI, fake: FakeUpstream, gateway: LiveServer) -> None:

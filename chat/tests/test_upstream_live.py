@@ -69,13 +69,6 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    server = FakeUpstream()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream) -> Iterator[LiveServer]:
     folder = tempfile.TemporaryDirectory()
     path = Path(folder.name) / "routes.json"

@@ -20,10 +20,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from chat.api.auth import authenticate
+from chat.api.auth import Principal, authenticate
 from chat.api.errors import ApiError
 from chat.api.params import parse_chat, parse_json_object
 from chat.api.views import backend_for, count_request, openai_errors, request_body
+from chat.backends.base import Backend
 from chat.models import Conversation, Message
 
 from . import services
@@ -47,33 +48,12 @@ async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
     principal = await authenticate(request)
     await count_request(request, principal)
     body = parse_json_object(request_body(request))
-    conversation = (
-        None
-        if conversation_id == "new"
-        else await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
+    conversation, model, backend = await _conversation_and_model(
+        principal, None if conversation_id == "new" else conversation_id, body, settings.GHOSTGPT["MODEL_ID"]
     )
-    model = body.get("model") or (conversation.model if conversation else "") or settings.GHOSTGPT["MODEL_ID"]
-    if not isinstance(model, str):
-        raise ApiError(400, "'model' must be a string.", param="model")
-    backend = backend_for(model, principal)
     conversation, user, assistant = await sync_to_async(_create_turn)(principal.account_id, conversation, body, model)
-    history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
-    try:
-        options = {name: body[name] for name in TURN_SETTINGS if name in body}
-        parsed = parse_chat({"model": model, "messages": history, "stream": True, **options}, settings.GHOSTGPT)
-    except ApiError as exc:  # e.g. images for a text-only model: the answer says so
-        await _fail(assistant, exc)
-        raise
-    generation_start(
-        Generation(
-            message_id=str(assistant.pk),
-            conversation_id=str(conversation.pk),
-            principal=principal,
-            backend=backend,
-            request=parsed.generation,
-            request_id=request.request_id,  # type: ignore[attr-defined]
-        )
-    )
+    options = {name: body[name] for name in TURN_SETTINGS if name in body}
+    await _start(request, principal, backend, conversation, assistant, options)
     turn = {
         "conversation": conversation_body(conversation),
         "user_message": message_body(user) if user else None,
@@ -103,16 +83,8 @@ async def ask(request: HttpRequest) -> HttpResponse:
             param=missing,
             code="missing_required_parameter",
         )
-    conversation = (
-        None
-        if conversation_id is None
-        else await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
-    )
     default = settings.GHOSTGPT["AGENT_MODEL"] or settings.GHOSTGPT["MODEL_ID"]
-    model = body.get("model") or (conversation.model if conversation else "") or default
-    if not isinstance(model, str):
-        raise ApiError(400, "'model' must be a string.", param="model")
-    backend = backend_for(model, principal)
+    conversation, model, backend = await _conversation_and_model(principal, conversation_id, body, default)
     conversation, user, assistant = await sync_to_async(services.turn_create)(
         conversation=conversation,
         account_id=principal.account_id,
@@ -121,17 +93,7 @@ async def ask(request: HttpRequest) -> HttpResponse:
         parent_id=parent_id,
         model=model,
     )
-    history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
-    parsed = parse_chat({"model": model, "messages": history}, settings.GHOSTGPT)
-    generation = Generation(
-        message_id=str(assistant.pk),
-        conversation_id=str(conversation.pk),
-        principal=principal,
-        backend=backend,
-        request=parsed.generation,
-        request_id=request.request_id,  # type: ignore[attr-defined]
-    )
-    generation_start(generation)
+    generation = await _start(request, principal, backend, conversation, assistant, {})
     await generation.finished.wait()  # the answer is saved whether or not this client stays
     error = generation.error
     return JsonResponse(
@@ -145,6 +107,51 @@ async def ask(request: HttpRequest) -> HttpResponse:
         status=int(error.get("status") or 502) if error else 200,
         json_dumps_params={"ensure_ascii": False},
     )
+
+
+async def _conversation_and_model(
+    principal: Principal, conversation_id: str | None, body: dict[str, Any], default: str
+) -> tuple[Conversation | None, str, Backend]:
+    """The caller's conversation (None: a new one; 404 if not theirs), the model the turn
+    asks for (else the conversation's, else `default`) and its backend (404 if not allowed)."""
+    conversation = (
+        None
+        if conversation_id is None
+        else await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
+    )
+    model = body.get("model") or (conversation.model if conversation else "") or default
+    if not isinstance(model, str):
+        raise ApiError(400, "'model' must be a string.", param="model")
+    return conversation, model, backend_for(model, principal)
+
+
+async def _start(
+    request: HttpRequest,
+    principal: Principal,
+    backend: Backend,
+    conversation: Conversation,
+    assistant: Message,
+    options: dict[str, Any],
+) -> Generation:
+    """Start generating `assistant` from the branch above it, on this server's loop."""
+    history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
+    try:
+        parsed = parse_chat(
+            {"model": assistant.model, "messages": history, "stream": True, **options}, settings.GHOSTGPT
+        )
+    except ApiError as exc:  # e.g. a setting out of range: the answer says so
+        await _fail(assistant, exc)
+        raise
+    generation = Generation(
+        message_id=str(assistant.pk),
+        conversation_id=str(conversation.pk),
+        principal=principal,
+        backend=backend,
+        request=parsed.generation,
+        request_id=request.request_id,  # type: ignore[attr-defined]
+    )
+    generation_start(generation)
+    return generation
 
 
 def _create_turn(
