@@ -117,4 +117,4 @@ browser-deps:
 	  else echo "!! /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the browser tests need it)"; fi; }
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache node_modules static/vendor test-artifacts
+	rm -rf $(VENV) var .pytest_cache .ruff_cache node_modules static/vendor test-artifacts bench/.venv-litellm
