@@ -72,12 +72,18 @@ class Translator:
     def feed(self, event: str, data: Any) -> Iterable[Event]:
         raise NotImplementedError
 
+    def _check(self, index: int) -> None:
+        if not 0 <= index < self.request.choice_count:
+            raise self.failed(f"choice {index}, which was not asked for")
+
     def text(self, index: int, text: str) -> Iterable[Event]:
+        self._check(index)
         if text:
             self.delivered += 1
             yield TextDelta(index=index, text=text, tokens=1)
 
     def new_call(self, index: int, call_id: str, name: str, arguments: str = "") -> ToolCallDelta:
+        self._check(index)
         number = self.calls.get(index, 0)
         self.calls[index] = number + 1
         self.delivered += 1
@@ -92,6 +98,7 @@ class Translator:
             yield ToolCallDelta(index=index, call=number, arguments=arguments)
 
     def finish(self, index: int, reason: FinishReason) -> Iterable[Event]:
+        self._check(index)
         if index not in self.finished:
             self.finished.add(index)
             yield Finish(index=index, reason=reason)

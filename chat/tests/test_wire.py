@@ -1,0 +1,86 @@
+"""The upstream wire translators on their own: recorded and documented streams in, our
+events out, and what a broken upstream gets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chat.backends.base import ChatMessage, Finish, GenerationRequest, SamplingParams, TextDelta, ToolCallDelta, Usage
+from chat.backends.wire import WIRES
+from chat.backends.wire.base import UpstreamFailed
+
+from .fake_upstream import TOOL_RECORDING, anthropic_events, gemini_events, recorded_chunks
+
+CHAT = GenerationRequest(
+    model="m", sampling=SamplingParams(max_tokens=64), messages=(ChatMessage(role="user", content="hi"),)
+)
+
+
+def run(kind: str, frames: list[tuple[str, object]]) -> list[object]:
+    translator = WIRES[kind].translator(CHAT, "test")
+    events: list[object] = []
+    for name, data in frames:
+        events += list(translator.feed(name, data))
+    return events + list(translator.close())
+
+
+def sse_frames(raw: list[bytes]) -> list[tuple[str, object]]:
+    frames = []
+    for block in raw:
+        name, data = "", None
+        for line in block.decode().splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+        frames.append((name, data))
+    return frames
+
+
+def test_openai_parallel_tool_calls_from_a_recording() -> None:
+    events = run("openai", [("", c) for c in recorded_chunks(TOOL_RECORDING)] + [("", "[DONE]")])
+    starts = [e for e in events if isinstance(e, ToolCallDelta) and e.id]
+    assert [s.call for s in starts] == [0, 1] and all(s.name for s in starts)
+    arguments = ["", ""]
+    for event in events:
+        if isinstance(event, ToolCallDelta):
+            arguments[event.call] += event.arguments
+    assert all(json.loads(a) for a in arguments)
+    assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"]
+    assert isinstance(events[-1], Usage) and not events[-1].estimated
+
+
+def test_anthropic_tool_use_and_usage() -> None:
+    tools = [{"name": "get_weather"}]
+    events = run("anthropic", sse_frames(anthropic_events(tools)))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Let me check."
+    call = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert call[0].name == "get_weather" and "".join(e.arguments for e in call) == '{"city": "Paris"}'
+    assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"]
+    assert events[-1] == Usage(25, 17)
+
+
+def test_gemini_function_call_arrives_whole() -> None:
+    tools = [{"functionDeclarations": [{"name": "get_weather"}]}]
+    events = run("gemini", sse_frames(gemini_events(tools)))
+    call = next(e for e in events if isinstance(e, ToolCallDelta))
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"} and call.id
+    assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"]
+    assert events[-1] == Usage(31, 19)
+
+
+@pytest.mark.parametrize(
+    ("kind", "frames"),
+    [
+        ("openai", [("", {"choices": [{"index": 3, "delta": {"content": "x"}}]})]),  # a choice never asked for
+        ("openai", [("", {"error": {"message": "boom"}})]),
+        ("anthropic", [("error", {"type": "error", "error": {"type": "api_error", "message": "boom"}})]),
+        ("gemini", [("", {"error": {"code": 500, "message": "boom", "status": "INTERNAL"}})]),
+        ("openai", [("", {"choices": [{"index": 0, "delta": {"content": "cut"}}]})]),  # no [DONE]: cut off
+    ],
+)
+def test_broken_upstreams_fail_cleanly(kind: str, frames: list[tuple[str, object]]) -> None:
+    with pytest.raises(UpstreamFailed):
+        run(kind, frames)
