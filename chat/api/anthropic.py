@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chat.backends.base import Accepted, Event, TextDelta, ToolCallDelta, Usage
+from chat.backends.base import Accepted, Event, TextDelta, ToolCallDelta, Usage, arguments_object
 
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
@@ -277,7 +277,7 @@ class MessagesEncoder(Encoder):
         text = "".join(self.texts[0])
         content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text or not self.calls[0] else []
         content += [
-            {"type": "tool_use", "id": c["id"], "name": c["name"], "input": json_arguments(c["arguments"])}
+            {"type": "tool_use", "id": c["id"], "name": c["name"], "input": arguments_object(c["arguments"])}
             for c in self.calls[0]
         ]
         return {
@@ -295,16 +295,6 @@ class MessagesEncoder(Encoder):
         if isinstance(event, Accepted):
             self._prompt_tokens = event.prompt_tokens
         super().record(event)
-
-
-def json_arguments(arguments: str) -> Any:
-    """A call's JSON arguments as an object (what Anthropic and Gemini carry); a model's
-    malformed JSON is kept as text under "arguments" rather than lost."""
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return {"arguments": arguments}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 anthropic_errors = reshaped_errors(error_body)  # the view's errors as Anthropic error bodies

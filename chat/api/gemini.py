@@ -15,9 +15,8 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from chat.backends.base import Event, TextDelta, Usage
+from chat.backends.base import Event, TextDelta, Usage, arguments_object
 
-from .anthropic import json_arguments
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
 from .params import ParsedRequest, function_tool, parse_chat
@@ -209,7 +208,7 @@ class GenerateContentEncoder(Encoder):
         candidate: dict[str, Any] = {"index": index}
         parts: list[dict[str, Any]] = [{"text": text}] if text is not None and (text or not calls) else []
         parts += [
-            {"functionCall": {"id": c["id"], "name": c["name"], "args": json_arguments(c["arguments"])}}
+            {"functionCall": {"id": c["id"], "name": c["name"], "args": arguments_object(c["arguments"])}}
             for c in calls or ()
         ]
         if parts:

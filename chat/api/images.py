@@ -94,12 +94,6 @@ def _as_data_url(url: str, param: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-def split_data_url(url: str) -> tuple[str, str]:
-    """`data:image/png;base64,AAA` → ("image/png", "AAA")."""
-    header, _, payload = url.partition(",")
-    return header[5:].split(";")[0], payload
-
-
 def _load(url: str, param: str) -> bytes:
     limit = settings.GHOSTGPT["IMAGE_MAX_BYTES"]
     if url.startswith("data:"):

@@ -18,9 +18,10 @@ Closing the async iterator early (client disconnect) must stop the work promptly
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -43,6 +44,22 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+
+
+def arguments_object(arguments: str) -> dict[str, Any]:
+    """A call's JSON arguments as the object Anthropic and Gemini carry; a model's malformed
+    JSON is kept as text under "arguments" (a non-object under "value") rather than lost."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {"arguments": arguments}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def data_url_parts(url: str) -> tuple[str, str]:
+    """`data:image/png;base64,AAA` → ("image/png", "AAA")."""
+    header, _, payload = url.partition(",")
+    return header[5:].split(";")[0], payload
 
 
 @dataclass(frozen=True, slots=True)

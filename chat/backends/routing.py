@@ -147,11 +147,10 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         created=int(spec.get("created", time.time())),
         context_length=int(spec.get("context_length", 8192)),
     )
-    tools = spec.get("tools", all(d.upstream.kind != "prompt" for d in deployments))
-    capabilities = frozenset(name for name, on in (("tools", tools), ("vision", spec.get("vision"))) if on)
     return RoutedModel(
         info,
         deployments,
         aliases=tuple(str(a) for a in spec.get("aliases") or ()),
-        capabilities=capabilities,  # type: ignore[arg-type]
+        tools=None if spec.get("tools") is None else bool(spec["tools"]),
+        vision=bool(spec.get("vision")),
     )

@@ -154,16 +154,23 @@ class RoutedModel:
         info: ModelInfo,
         deployments: list[Deployment],
         aliases: tuple[str, ...] = (),
-        capabilities: frozenset[Capability] | None = None,
+        *,
+        tools: bool | None = None,
+        vision: bool = False,
     ) -> None:
+        """`tools`: None = function calling wherever every deployment's API has it (prompt-only
+        upstreams do not); `vision`: the operator says the model sees images."""
         self.info = info
         self.deployments = deployments
         self.aliases = aliases
         self.running = 0  # requests of this process streaming from an upstream now
-        if capabilities is None:  # function calling wherever every deployment's API has it
+        if tools is None:
             tools = all(d.upstream.kind != "prompt" for d in deployments)
-            capabilities = frozenset({"tools"} if tools else set())
-        self._capabilities = capabilities
+        self._capabilities: frozenset[Capability] = frozenset(
+            name
+            for name, on in (("tools", tools), ("vision", vision))
+            if on  # type: ignore[misc]
+        )
 
     # --- Backend protocol ---------------------------------------------------------------
 

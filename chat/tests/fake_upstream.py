@@ -54,6 +54,11 @@ def recorded_text() -> str:
     return "".join((c["choices"][0]["delta"].get("content") or "") for c in recorded_chunks() if c["choices"])
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # many connections at once (the bench's idle streams)
+    daemon_threads = True
+
+
 class FakeUpstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -96,9 +101,7 @@ class FakeUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
-        ThreadingHTTPServer.request_queue_size = 1024  # many connections at once (the bench's idle streams)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -6,11 +6,10 @@ the rest are not sent."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
-from chat.backends.base import ChatMessage, Event, GenerationRequest, Usage
+from chat.backends.base import ChatMessage, Event, GenerationRequest, Usage, arguments_object, data_url_parts
 
 from .base import Outgoing, Translator, UpstreamBusy, UpstreamRejected, error_message, single_prompt
 
@@ -82,23 +81,13 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
         return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}]
     blocks: list[dict[str, Any]] = []
     for url in message.images:  # data: URLs by now
-        header, _, data = url.partition(",")
-        blocks.append(
-            {"type": "image", "source": {"type": "base64", "media_type": header[5:].split(";")[0], "data": data}}
-        )
+        media_type, data = data_url_parts(url)
+        blocks.append({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
     if message.content:
         blocks.append({"type": "text", "text": message.content})
     for call in message.tool_calls:
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": _json_object(call.arguments)})
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments_object(call.arguments)})
     return blocks or [{"type": "text", "text": ""}]
-
-
-def _json_object(arguments: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        return {"arguments": arguments}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _tools(request: GenerationRequest) -> dict[str, Any]:

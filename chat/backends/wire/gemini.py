@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from chat.backends.base import ChatMessage, Event, GenerationRequest, Usage
+from chat.backends.base import ChatMessage, Event, GenerationRequest, Usage, arguments_object, data_url_parts
 
 from .base import Outgoing, Translator, UpstreamBusy, error_message, single_prompt
 
@@ -89,14 +89,10 @@ def _parts(message: ChatMessage) -> list[dict[str, Any]]:
     if message.content:
         parts.append({"text": message.content})
     for url in message.images:  # data: URLs by now
-        header, _, data = url.partition(",")
-        parts.append({"inlineData": {"mimeType": header[5:].split(";")[0], "data": data}})
+        mime_type, data = data_url_parts(url)
+        parts.append({"inlineData": {"mimeType": mime_type, "data": data}})
     for call in message.tool_calls:
-        try:
-            args = json.loads(call.arguments or "{}")
-        except ValueError:
-            args = {"arguments": call.arguments}
-        parts.append({"functionCall": {"name": call.name, "args": args}})
+        parts.append({"functionCall": {"name": call.name, "args": arguments_object(call.arguments)}})
     return parts or [{"text": ""}]
 
 
