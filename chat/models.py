@@ -6,7 +6,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 MONEY = {"max_digits": 24, "decimal_places": 10}
 
@@ -39,8 +38,7 @@ class Account(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_not_negative")]
+    # The balance may be below zero only by an overage (chat.billing.wallet's policy).
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
@@ -56,12 +54,23 @@ class ApiKey(models.Model):
         SESSION = "session", "Browser session"
         AGENT = "agent", "Agent token"
 
+    class Scope(models.TextChoices):
+        FULL = "full", "Inference and key management"
+        INFERENCE = "inference", "Inference only"
+
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.API)
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.FULL)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="keys")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The first characters of the key, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True)
+    disabled_by_operator = models.BooleanField(
+        default=False, help_text="Off until the operator turns it on again; no key can re-enable it."
+    )
+    created_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The key that made it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -94,7 +103,9 @@ class LedgerEntry(models.Model):
 
     class Kind(models.TextChoices):
         RESERVE = "reserve"
+        RELEASE = "release"  # a reservation shrunk once the prompt was counted exactly
         SETTLE = "settle"
+        OVERAGE = "overage"  # a real cost beyond the reservation (see chat.billing.wallet)
         REFUND = "refund"
         TOPUP = "topup"
 
@@ -119,7 +130,8 @@ class UsageRecord(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage")
     key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL)
-    model = models.CharField(max_length=200)
+    model = models.CharField(max_length=200, help_text="The canonical model id, which the price is for.")
+    requested_model = models.CharField(max_length=200, blank=True, help_text="The name the client sent (an alias).")
     request_id = models.CharField(max_length=140, blank=True)
     prompt_tokens = models.PositiveIntegerField()
     completion_tokens = models.PositiveIntegerField()
@@ -191,7 +203,10 @@ class Share(models.Model):
     """A frozen snapshot of conversation blocks behind a public, unguessable id."""
 
     id = models.CharField(primary_key=True, max_length=32, editable=False)  # >= 128 random bits
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="shares")
+    # Null for an anonymous share (no session or key): nobody can revoke it.
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="shares")
+    # Who made an anonymous share (the client's rate-limit bucket), for its storage quota.
+    creator_bucket = models.CharField(max_length=64, blank=True, db_index=True)
     title = models.CharField(max_length=200, blank=True)
     snapshot = models.JSONField()
     size = models.PositiveIntegerField()

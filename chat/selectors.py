@@ -75,6 +75,13 @@ def session_key_get(*, secret: str | None) -> ApiKey | None:
     """The browser session (a key of kind "session") behind a `gg_sess` secret, if it is
     still usable; None for no, stale or disabled sessions."""
     key = api_key_get_for_auth_sync(secret=secret) if secret else None
-    if key is None or key.kind != ApiKey.Kind.SESSION or not key.is_active or not key.account.is_active:
+    if key is None or key.kind != ApiKey.Kind.SESSION:
+        return None
+    from chat.api.auth import check_usable
+    from chat.api.errors import ApiError
+
+    try:
+        check_usable(key)  # disabled, expired, membership over: the same rules as /v1
+    except ApiError:
         return None
     return key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -35,6 +35,82 @@ def account_create(*, name: str, tier: str | None = None) -> Account:
     return Account.objects.create(name=name, tier=tier_get(tier))
 
 
+class GrantRefused(PermissionError):
+    """A key asked for more than it has: another key wider than itself, or its own widening."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+def _effective_limit(key: ApiKey, field: str) -> int | None:
+    override = getattr(key, f"{field}_override")
+    if override is not None:
+        return override  # type: ignore[no-any-return]
+    tier = key.tier or key.account.tier
+    return getattr(tier, field)  # type: ignore[no-any-return]
+
+
+def api_key_grant(*, granter: ApiKey, changes: dict[str, object], target: ApiKey | None = None) -> dict[str, object]:
+    """The fields a key made or changed by `granter` gets: never wider than `granter`.
+
+    An unrestricted list of models, no expiry or no limit on the new key inherit the
+    granter's restriction; asking for more than the granter has is refused, as is turning
+    on a key the operator turned off. Only keys with the `full` scope may manage keys."""
+    if granter.scope != ApiKey.Scope.FULL:
+        raise GrantRefused("This key has the 'inference' scope: it cannot create or change keys.")
+    granted = dict(changes)
+    creating = target is None
+    if granter.allowed_models and (creating or "allowed_models" in granted):
+        wanted = list(granted.get("allowed_models") or ()) or list(granter.allowed_models)  # type: ignore[call-overload]
+        extra = [model for model in wanted if model not in granter.allowed_models]
+        if extra:
+            raise GrantRefused(f"This key may not grant models it cannot use itself: {', '.join(extra)}.", "models")
+        granted["allowed_models"] = wanted
+    if granter.expires_at and (creating or "expires_at" in granted):
+        wanted_expiry = granted.get("expires_at") or granter.expires_at
+        if wanted_expiry > granter.expires_at:  # type: ignore[operator]
+            raise GrantRefused("A key may not outlive the key that grants it.", "expires_at")
+        granted["expires_at"] = wanted_expiry
+    for field in ("rpm", "tpm"):
+        name, limit = f"{field}_override", _effective_limit(granter, field)
+        wanted_limit = granted.get(name)
+        if wanted_limit is not None and limit is not None and wanted_limit > limit:  # type: ignore[operator]
+            raise GrantRefused(f"This key may not grant more than its own {field} ({limit}).", field)
+        own = getattr(granter, name)
+        if wanted_limit is None and own is not None and (creating or name in granted):
+            granted[name] = own  # the granter's own narrowing carries over
+    if granted.get("is_active") and target is not None and target.disabled_by_operator:
+        raise GrantRefused("The operator disabled this key; only the operator can enable it.", "active")
+    return granted
+
+
+def api_key_check_manageable(*, granter: ApiKey, target: ApiKey) -> None:
+    """A key manages only keys no wider than itself (itself included)."""
+    if granter.scope != ApiKey.Scope.FULL:
+        raise GrantRefused("This key has the 'inference' scope: it cannot create or change keys.")
+    if target.pk == granter.pk:
+        return
+    wider = (
+        (
+            granter.allowed_models
+            and (not target.allowed_models or set(target.allowed_models) - set(granter.allowed_models))
+        )
+        or (granter.expires_at and (target.expires_at is None or target.expires_at > granter.expires_at))
+        or any(
+            _effective_limit(granter, field) is not None
+            and (
+                _effective_limit(target, field) is None
+                or _effective_limit(target, field) > _effective_limit(granter, field)
+            )  # type: ignore[operator]
+            for field in ("rpm", "tpm")
+        )
+    )
+    if wider:
+        raise GrantRefused("This key may not manage a key with more access than itself.")
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -42,6 +118,10 @@ def api_key_create(
     name: str,
     allowed_models: Sequence[str] = (),
     expires_at: datetime | None = None,
+    scope: str = ApiKey.Scope.FULL,
+    rpm_override: int | None = None,
+    tpm_override: int | None = None,
+    created_by: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key. Returns the row and the secret, which is never retrievable again."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -52,6 +132,10 @@ def api_key_create(
         key_hash=hash_api_key(secret),
         allowed_models=list(allowed_models),
         expires_at=expires_at,
+        scope=scope,
+        rpm_override=rpm_override,
+        tpm_override=tpm_override,
+        created_by=created_by,
     )
     return key, secret
 
@@ -64,6 +148,8 @@ def session_create() -> tuple[ApiKey, str]:
     key = ApiKey.objects.create(
         account=account,
         kind=ApiKey.Kind.SESSION,
+        scope=ApiKey.Scope.INFERENCE,
+        expires_at=timezone.now() + timedelta(seconds=settings.WEB["SESSION_MAX_AGE_SECONDS"]),
         name="browser session",
         prefix=secret[:DISPLAY_PREFIX_LENGTH],
         key_hash=hash_api_key(secret),

@@ -19,10 +19,14 @@ from chat.backends import registry  # noqa: E402  (needs the app registry ready)
 registry.warm_up()
 
 from chat.agents.consumer import AgentConsumer  # noqa: E402
+from ghostgpt.body_limits import BodyLimitMiddleware, install_daphne_limits  # noqa: E402
+
+install_daphne_limits()  # 413 while the body arrives, before Twisted buffers it
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Bodies are counted as they arrive: 413 before Django reads or spools them.
+        "http": BodyLimitMiddleware(django_asgi_app),
         # Dial-in agents (non-browser clients with a token: no origin check needed).
         "websocket": URLRouter([path("ws/agent", AgentConsumer.as_asgi())]),
     }

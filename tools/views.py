@@ -19,6 +19,7 @@ from chat.accounts.drf import ApiKeyAuthentication
 from chat.api.errors import ApiError, error_payload, rate_limited
 from chat.billing.ratelimit import Limits, limiter
 from chat.models import ApiKey
+from chat.network import client_key
 
 from .base import ToolError
 from .models import Job
@@ -68,7 +69,7 @@ class ToolApi(APIView):
         elif request.auth is not None:
             limits = Limits(f"tools:key:{request.auth.pk}", config["RATE_KEY"], None)
         else:
-            limits = Limits(f"tools:ip:{request.META.get('REMOTE_ADDR', '?')}", config["RATE_ANONYMOUS"], None)
+            limits = Limits(f"tools:ip:{client_key(request._request)}", config["RATE_ANONYMOUS"], None)
         state = async_to_sync(limiter().hit)(limits)
         if state.over_requests:
             message = f"Too many tool requests; retry after {state.reset_seconds}s."

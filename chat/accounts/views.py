@@ -14,20 +14,32 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.api.auth import Principal
+from chat.api.errors import ApiError
 from chat.backends import registry
 from chat.billing.pricing import price_table
 from chat.models import Account, ApiKey
 from chat.selectors import api_key_get_for_account, usage_summary
-from chat.services import api_key_create, api_key_delete, api_key_update
+from chat.services import (
+    GrantRefused,
+    api_key_check_manageable,
+    api_key_create,
+    api_key_delete,
+    api_key_grant,
+    api_key_update,
+)
 
 
 class KeyOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     prefix = serializers.CharField()
+    scope = serializers.CharField()
     active = serializers.BooleanField(source="is_active")
+    disabled_by_operator = serializers.BooleanField()
     models = serializers.ListField(source="allowed_models", child=serializers.CharField())
     expires_at = serializers.DateTimeField(allow_null=True)
+    rpm = serializers.IntegerField(source="rpm_override", allow_null=True)
+    tpm = serializers.IntegerField(source="tpm_override", allow_null=True)
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
 
@@ -36,25 +48,48 @@ def _key_body(key: ApiKey) -> dict[str, Any]:
     return dict(KeyOutput(key).data)
 
 
+def _refused(exc: GrantRefused) -> ApiError:
+    return ApiError(403, exc.message, error_type="permission_error", param=exc.param, code="scope_exceeded")
+
+
+# Request field -> ApiKey field, for creating and changing keys.
+KEY_FIELDS = {
+    "name": "name",
+    "active": "is_active",
+    "models": "allowed_models",
+    "expires_at": "expires_at",
+    "scope": "scope",
+    "rpm": "rpm_override",
+    "tpm": "tpm_override",
+}
+
+
 class KeyListCreateApi(APIView):
+    """A key's scope bounds what it grants: a new key is as narrow as its maker or narrower."""
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         models = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
+        scope = serializers.ChoiceField(choices=ApiKey.Scope.values, default=ApiKey.Scope.FULL)
+        rpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**9)
+        tpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**12)
 
     def get(self, request: Request) -> Response:
+        if request.auth.scope != ApiKey.Scope.FULL:
+            raise _refused(GrantRefused("This key has the 'inference' scope: it cannot list keys."))
         keys = ApiKey.objects.filter(account=request.user, kind=ApiKey.Kind.API).order_by("id")
         return Response({"object": "list", "data": [_key_body(key) for key in keys]})
 
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        key, secret = api_key_create(
-            account=request.user,
-            name=data.validated_data["name"],
-            allowed_models=data.validated_data.get("models", ()),
-            expires_at=data.validated_data.get("expires_at"),
-        )
+        wanted = {KEY_FIELDS[name]: value for name, value in data.validated_data.items()}
+        try:
+            granted = api_key_grant(granter=request.auth, changes=wanted)
+        except GrantRefused as exc:
+            raise _refused(exc) from None
+        key, secret = api_key_create(account=request.user, created_by=request.auth, **granted)
         return Response({**_key_body(key), "key": secret}, status=status.HTTP_201_CREATED)
 
 
@@ -64,18 +99,29 @@ class KeyDetailApi(APIView):
         active = serializers.BooleanField(required=False)
         models = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
-
-    FIELDS = {"name": "name", "active": "is_active", "models": "allowed_models", "expires_at": "expires_at"}
+        scope = serializers.ChoiceField(choices=ApiKey.Scope.values, required=False)
+        rpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**9)
+        tpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**12)
 
     def patch(self, request: Request, key_id: int) -> Response:
         key = api_key_get_for_account(account=request.user, key_id=key_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        changes = {self.FIELDS[name]: value for name, value in data.validated_data.items()}
+        changes = {KEY_FIELDS[name]: value for name, value in data.validated_data.items()}
+        try:
+            api_key_check_manageable(granter=request.auth, target=key)
+            changes = api_key_grant(granter=request.auth, changes=changes, target=key)
+        except GrantRefused as exc:
+            raise _refused(exc) from None
         return Response(_key_body(api_key_update(key=key, **changes) if changes else key))
 
     def delete(self, request: Request, key_id: int) -> Response:
-        api_key_delete(key=api_key_get_for_account(account=request.user, key_id=key_id))
+        key = api_key_get_for_account(account=request.user, key_id=key_id)
+        try:
+            api_key_check_manageable(granter=request.auth, target=key)
+        except GrantRefused as exc:
+            raise _refused(exc) from None
+        api_key_delete(key=key)
         return Response({"id": key_id, "object": "api_key", "deleted": True})
 
 

@@ -33,6 +33,7 @@ from chat.backends.base import (
     Usage,
 )
 from chat.backends.wire.base import UpstreamFailed, UpstreamRejected, UpstreamTimeout, estimate_prompt_tokens
+from chat.billing.estimate import text_bound
 
 from . import services
 from .selectors import agent_pick
@@ -116,6 +117,12 @@ def job_request(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
+def _count(value: object) -> int:
+    """A token count from an agent: a non-negative int (the meter also caps it at what the
+    request could produce)."""
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 async def _attempt(
     agent_id: uuid.UUID, channel: str, request: GenerationRequest, pool: AgentPool
 ) -> AsyncIterator[Event]:
@@ -136,18 +143,19 @@ async def _attempt(
             if kind == "agent.accepted":
                 prompt = message.get("prompt_tokens")
                 yield Accepted(
-                    prompt_tokens=int(prompt) if isinstance(prompt, int) else estimate_prompt_tokens(request)
+                    prompt_tokens=_count(prompt) if isinstance(prompt, int) else estimate_prompt_tokens(request)
                 )
             elif kind == "agent.delta" and isinstance(message.get("text"), str) and message["text"]:
-                delivered += 1
+                tokens = text_bound(message["text"])  # an upper bound; the agent's usage is clamped to it
+                delivered += tokens
                 timeout = pool.read_timeout
-                yield TextDelta(index=0, text=message["text"])
+                yield TextDelta(index=0, text=message["text"], tokens=tokens)
             elif kind == "agent.done":
                 finished = served = True
                 yield Finish(index=0, reason=REASONS.get(str(message.get("finish_reason")), "stop"))  # type: ignore[arg-type]
                 usage = message.get("usage") if isinstance(message.get("usage"), dict) else None
                 if usage:
-                    yield Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+                    yield Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
                 else:
                     yield Usage(estimate_prompt_tokens(request), delivered, estimated=True)
                 return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from chat.api.auth import authenticate
+from chat.api.auth import authenticate, presented_key
 from chat.api.errors import ApiError
 from chat.api.views import count_request, openai_errors
 from chat.models import AgentConnection, ApiKey
@@ -31,13 +31,28 @@ def connection_body(connection: AgentConnection, stale: object) -> dict[str, obj
     }
 
 
+def public_connection(connection: AgentConnection) -> dict[str, object]:
+    """ChatGPT-API-server's shape: no names, models or secrets, only liveness."""
+    return {
+        "Id": str(connection.pk),
+        "Heartbeat": _iso(connection.heartbeat_at),
+        "LastMessageTime": _iso(connection.last_message_at or connection.connected_at),
+        "Ws": {},
+    }
+
+
 @openai_errors("GET")
 async def connections(request: HttpRequest) -> HttpResponse:
-    """For API keys (not browser sessions): agents are the operator's workers."""
-    principal = await authenticate(request)
-    await count_request(request, principal, count=False)
-    if principal.kind != ApiKey.Kind.API:
-        raise ApiError(403, "Listing agents needs an API key.", error_type="permission_error", code="forbidden")
-    stale = stale_before()
-    rows = [connection_body(c, stale) async for c in agent_connections_connected()]
-    return JsonResponse({"object": "list", "data": rows})
+    """ChatGPT-API-server's contract, open to anyone: `{"connections": [{"Id", "Heartbeat",
+    "LastMessageTime", "Ws"}]}`. With an API key (agents are the operator's workers), the
+    details too, as an OpenAI-style list under `data`."""
+    rows = [c async for c in agent_connections_connected()]
+    body: dict[str, object] = {"connections": [public_connection(c) for c in rows]}
+    if presented_key(request) is not None:
+        principal = await authenticate(request)
+        await count_request(request, principal, count=False)
+        if principal.kind != ApiKey.Kind.API:
+            raise ApiError(403, "Listing agents needs an API key.", error_type="permission_error", code="forbidden")
+        stale = stale_before()
+        body.update({"object": "list", "data": [connection_body(c, stale) for c in rows]})
+    return JsonResponse(body)

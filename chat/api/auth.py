@@ -71,7 +71,7 @@ def check_usable(key: ApiKey) -> None:
         raise _unauthorized(
             "This is an agent token: it connects a model worker at /ws/agent and cannot call the API.", "agent_token"
         )
-    if not key.is_active or not key.account.is_active:
+    if not key.is_active or key.disabled_by_operator or not key.account.is_active:
         raise _unauthorized("This API key has been disabled.", "api_key_disabled")
     if key.expires_at and key.expires_at <= now:
         raise _unauthorized(f"This API key expired at {key.expires_at.isoformat()}.", "api_key_expired")

@@ -8,18 +8,19 @@ Bad images are the client's error (400/413) and lose nothing else.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
 from chat.backends.base import GenerationRequest
+from chat.executors import BoundedExecutor, Busy, fetch_pool, ocr_pool
 
 from .errors import ApiError
 
@@ -29,6 +30,7 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"
 OCR_MAX_SIDE = 1600  # larger images are scaled down before OCR (speed; text stays legible)
 _engine: Any = None
 _engine_lock = threading.Lock()
+T = TypeVar("T")
 _ocr_lock = threading.Lock()  # one OCR at a time per process: it uses every core
 
 
@@ -48,8 +50,8 @@ async def images_as_text(request: GenerationRequest) -> GenerationRequest:
         for url in message.images:
             number += 1
             param = f"{message.origin or f'messages[{i}]'}.content"
-            data = await asyncio.to_thread(_load, url, param)
-            notes.append(await asyncio.to_thread(describe, data, number, param))
+            data = await _off_loop(fetch_pool, _load, url, param)
+            notes.append(await _off_loop(ocr_pool, describe, data, number, param))
         content = "\n\n".join(part for part in (message.content, *notes) if part)
         messages.append(replace(message, content=content, images=()))
     return replace(request, messages=tuple(messages))
@@ -64,10 +66,21 @@ async def images_inline(request: GenerationRequest) -> GenerationRequest:
     for i, message in enumerate(request.messages):
         if message.images:
             param = f"{message.origin or f'messages[{i}]'}.content"
-            urls = [await asyncio.to_thread(_as_data_url, url, param) for url in message.images]
+            urls = [await _off_loop(fetch_pool, _as_data_url, url, param) for url in message.images]
             message = replace(message, images=tuple(urls))
         messages.append(message)
     return replace(request, messages=tuple(messages))
+
+
+async def _off_loop(pool: BoundedExecutor, function: Callable[..., T], *args: Any) -> T:
+    """Fetching and OCR on bounded pools of their own (never the loop's default executor,
+    which the embedded model's tokenizer uses); 503 when a pool is full."""
+    try:
+        return await pool.run(function, *args)
+    except Busy as exc:
+        raise ApiError(
+            503, str(exc), error_type="service_unavailable_error", code="server_overloaded", retry_after=2
+        ) from None
 
 
 def _check_count(request: GenerationRequest) -> None:
@@ -84,6 +97,7 @@ def _as_data_url(url: str, param: str) -> str:
     Image.MAX_IMAGE_PIXELS = settings.GHOSTGPT["IMAGE_MAX_PIXELS"]
     try:
         with Image.open(io.BytesIO(data)) as image:
+            _check_pixels(image, param)
             mime = Image.MIME.get(image.format or "", "")
     except Image.DecompressionBombError:
         raise ApiError(413, f"An image in '{param}' has too many pixels.", param=param) from None
@@ -125,6 +139,7 @@ def describe(data: bytes, number: int, param: str = "messages") -> str:
     Image.MAX_IMAGE_PIXELS = settings.GHOSTGPT["IMAGE_MAX_PIXELS"]
     try:
         with Image.open(io.BytesIO(data)) as image:
+            _check_pixels(image, param)
             facts = f"{image.format}, {image.width}×{image.height} pixels"
             image.load()
             prepared = _for_ocr(image)
@@ -138,6 +153,15 @@ def describe(data: bytes, number: int, param: str = "messages") -> str:
         return head + " No text was found in it.]"
     text = "\n".join(lines)
     return f'{head} Text found in it (OCR):\n"""\n{text}\n"""\n]'
+
+
+def _check_pixels(image: Any, param: str) -> None:
+    """413 from the header's width × height, before anything is decoded. Pillow itself only
+    warns between 1× and 2× MAX_IMAGE_PIXELS and would decode such an image."""
+    limit = settings.GHOSTGPT["IMAGE_MAX_PIXELS"]
+    pixels = image.width * image.height
+    if pixels > limit:
+        raise ApiError(413, f"An image in '{param}' has {pixels} pixels; at most {limit} are accepted.", param=param)
 
 
 def _for_ocr(image: Any) -> bytes:

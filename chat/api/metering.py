@@ -1,29 +1,44 @@
-"""The money side of one generation request: reserve, report costs, settle.
+"""The money side of one generation request: admit, count, settle.
 
-Order: the backend measures the prompt (its `Accepted` event), then the worst case
-(prompt + max_tokens for every choice, at the model's price) is reserved atomically; a
-short balance is HTTP 402 before any byte of the answer. When the response ends,
-normally or by disconnect, the reservation settles to the real usage — or, if the client
-left early, to what was delivered — and the unused part returns to the balance.
+Order: before any backend, upstream or agent is contacted, the request's worst case — the
+upper bound of its prompt (chat.billing.estimate: every message, function call, tool
+schema and image) + max_tokens for every choice — is held against the key's TPM (429 when
+the window cannot take it) and reserved from the balance at the price of the canonical
+model id (402 when the balance is short). A backend that counts the prompt on this machine
+before any model work (the embedded model's tokenizer: `local_count`) has its money reserved
+at that exact count instead, when it reports it, so a balance for N requests serves exactly
+N; TPM is corrected to the exact worst case at the same point. When the response ends,
+normally or by disconnect, the request settles to the real usage, clamped to what the
+request could produce — or, when the model reported none, to the bound of what was
+delivered — and TPM is corrected to the same count.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
 from chat import db
-from chat.backends.base import Usage
+from chat.backends.base import Accepted, GenerationRequest, Usage
+from chat.billing.estimate import completion_bound, prompt_bound
 from chat.billing.pricing import Price
-from chat.billing.ratelimit import limiter
-from chat.billing.wallet import InsufficientBalance, Reservation, usage_record, wallet_reserve, wallet_settle
+from chat.billing.ratelimit import TokenHold, limiter, window_reset_seconds
+from chat.billing.wallet import (
+    InsufficientBalance,
+    Reservation,
+    usage_record,
+    wallet_release,
+    wallet_reserve,
+    wallet_settle,
+)
 from chat.models import UsageRecord
 
 from .auth import Principal
-from .errors import ApiError
+from .errors import ApiError, rate_limited
 
 logger = logging.getLogger(__name__)
 COST_PLACES = Decimal("0.0000000001")
@@ -33,39 +48,106 @@ def _money(value: Decimal) -> float:
     return float(value.quantize(COST_PLACES))
 
 
+def _clamp(value: Any, bound: int) -> int:
+    """A model's token count as a number between 0 and what the request allows."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return bound
+    return min(max(number, 0), bound)
+
+
 class Meter:
-    def __init__(self, *, principal: Principal, model: str, price: Price, request_id: str, max_completion_tokens: int):
+    def __init__(
+        self,
+        *,
+        principal: Principal,
+        model: str,
+        price: Price,
+        request_id: str,
+        request: GenerationRequest,
+        image_tokens: int = 0,
+        requested_model: str = "",
+        counted_locally: bool = False,
+    ):
+        """`model` is the canonical id (the price's); `requested_model` what the client sent;
+        `counted_locally`: the backend counts the prompt exactly before any model work."""
         self.principal = principal
         self.model = model
+        self.requested_model = requested_model or model
         self.price = price
         self.request_id = request_id
-        self.max_completion_tokens = max_completion_tokens
-        self.prompt_tokens = 0
+        self.prompt_bound = prompt_bound(request, image_tokens=image_tokens)
+        self.completion_bound = completion_bound(request)
+        self.prompt_tokens = self.prompt_bound  # until the backend counts them exactly
+        self.prompt_exact = False
+        self.counted_locally = counted_locally
         self.reservation: Reservation | None = None
+        self.hold: TokenHold | None = None
         self._settled = False
 
-    async def reserve(self, prompt_tokens: int) -> None:
-        self.prompt_tokens = prompt_tokens
-        if self.price.is_free:
-            return
-        amount = self.price.cost(prompt_tokens, self.max_completion_tokens)
+    @property
+    def worst_case_tokens(self) -> int:
+        return self.prompt_bound + self.completion_bound
+
+    async def admit(self) -> None:
+        """Hold the worst case against TPM and the balance; raises 429 or 402. Call it
+        before the backend is contacted."""
+        limits = self.principal.limits
+        self.hold, used = await limiter().hold_tokens(limits, self.worst_case_tokens)
+        if self.hold is None:
+            window = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
+            raise rate_limited(
+                f"Rate limit reached for tokens: this request may use up to {self.worst_case_tokens} tokens "
+                f"(its prompt + max_tokens), and this key has used {used} of its {limits.tpm} per {window}s. "
+                "Lower max_tokens or retry later.",
+                kind="tokens",
+                retry_after=window_reset_seconds(),
+            )
+        if self.price.is_free or self.counted_locally:
+            return  # a local count reserves the exact cost at `accepted`, before any model work
+        await self._reserve(self.prompt_bound)
+
+    async def _reserve(self, prompt_tokens: int) -> None:
+        amount = self.price.cost(prompt_tokens, self.completion_bound)
         try:
             self.reservation = await db.run(
                 wallet_reserve, account_id=self.principal.account_id, amount=amount, request_id=self.request_id
             )
         except InsufficientBalance:
+            await limiter().correct_tokens(self.hold, 0)
+            self._settled = True
             currency = settings.GHOSTGPT["CURRENCY"]
             raise ApiError(
                 402,
                 f"Your balance is too low for this request: it may cost up to {_money(amount)} {currency} "
-                f"({prompt_tokens} prompt tokens + max_tokens {self.max_completion_tokens} at the price of "
+                f"(up to {prompt_tokens} prompt tokens + max_tokens {self.completion_bound} at the price of "
                 f"'{self.model}'). Top up, or lower max_tokens.",
                 error_type="insufficient_balance_error",
                 code="insufficient_balance",
             ) from None
 
+    async def accepted(self, event: Accepted) -> None:
+        """The backend admitted the request: with an exact prompt count, keep only the
+        exact reservation."""
+        if not event.exact:
+            return
+        self.prompt_tokens = _clamp(event.prompt_tokens, self.prompt_bound)
+        self.prompt_exact = True
+        if self.hold is not None:  # TPM: the exact worst case from now on
+            exact_hold = self.prompt_tokens + self.completion_bound
+            await limiter().correct_tokens(self.hold, exact_hold)
+            self.hold = replace(self.hold, tokens=exact_hold)
+        if self.counted_locally and not self.price.is_free and self.reservation is None:
+            await self._reserve(self.prompt_tokens)
+        elif self.reservation is not None:
+            exact = self.price.cost(self.prompt_tokens, self.completion_bound)
+            if exact > 0:
+                self.reservation = await db.run(wallet_release, reservation=self.reservation, amount=exact)
+
     def cost_fields(self, usage: Usage) -> dict[str, Any]:
         """GPTunnel-style cost fields for a `usage` object."""
+        usage = self.billable(usage, usage.completion_tokens)
         prompt = self.price.prompt_cost(usage.prompt_tokens)
         completion = self.price.completion_cost(usage.completion_tokens)
         return {
@@ -74,23 +156,49 @@ class Meter:
             "total_cost": _money(prompt + completion),
         }
 
+    def billable(self, reported: Usage | None, delivered_tokens: int) -> Usage:
+        """What is billed: the model's report clamped to what the request could produce, or
+        — when it reported none (or only an estimate) — the prompt as counted or bounded and
+        the bound of what was delivered."""
+        if reported is not None and not reported.estimated:
+            prompt = _clamp(reported.prompt_tokens, self.prompt_bound)
+            completion = _clamp(reported.completion_tokens, self.completion_bound)
+            if (prompt, completion) != (reported.prompt_tokens, reported.completion_tokens):
+                logger.warning(
+                    "request %s: usage %s/%s clamped to %s/%s",
+                    self.request_id,
+                    reported.prompt_tokens,
+                    reported.completion_tokens,
+                    prompt,
+                    completion,
+                )
+            return Usage(prompt, completion)
+        counted = reported.completion_tokens if reported is not None else 0
+        completion = _clamp(max(delivered_tokens, _clamp(counted, self.completion_bound)), self.completion_bound)
+        return Usage(self.prompt_tokens, completion, estimated=True)
+
     async def settle(self, *, reported: Usage | None, delivered_tokens: int, failed: bool = False) -> None:
         """Bill the real usage, or what was delivered when the backend never reported it.
+        A request that failed before delivering anything and reported nothing costs nothing.
         Runs once; never raises (the client's response is already on its way)."""
         if self._settled:
             return
         self._settled = True
-        usage = reported or Usage(self.prompt_tokens, delivered_tokens)
+        if failed and reported is None and not delivered_tokens:
+            usage = Usage(0, 0, estimated=True)
+        else:
+            usage = self.billable(reported, delivered_tokens)
         record = UsageRecord(
             account_id=self.principal.account_id,
             key_id=self.principal.key_id,
             model=self.model,
+            requested_model=self.requested_model,
             request_id=self.request_id,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             prompt_cost=self.price.prompt_cost(usage.prompt_tokens),
             completion_cost=self.price.completion_cost(usage.completion_tokens),
-            estimated=reported is None or reported.estimated,
+            estimated=usage.estimated,
         )
         try:
             if self.reservation is not None:
@@ -98,6 +206,9 @@ class Meter:
                 await db.run(wallet_settle, reservation=self.reservation, cost=cost, usage=record, failed=failed)
             elif usage.total_tokens:
                 await db.run(usage_record, usage=record)
-            await limiter().add_tokens(self.principal.limits, usage.total_tokens)
+            if self.hold is not None:
+                await limiter().correct_tokens(self.hold, usage.total_tokens)
+            else:
+                await limiter().add_tokens(self.principal.limits, usage.total_tokens)
         except Exception:
             logger.exception("settling request %s failed", self.request_id)

@@ -19,4 +19,5 @@ urlpatterns = [
     path("v1/completions", views.completions),
     path("v1/messages", views.anthropic_messages),
     re_path(r"^v1/", views.unknown_path),
+    re_path(r"^v1beta/", views.unknown_path),
 ]

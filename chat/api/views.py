@@ -131,13 +131,8 @@ async def _generate(
     generation = parsed.generation
     backend = backend_for(generation.model, principal)
     generation = await fit_request(generation, backend)
-    meter = Meter(
-        principal=principal,
-        model=generation.model,
-        price=await price_for(generation.model),
-        request_id=request.request_id,  # type: ignore[attr-defined]
-        max_completion_tokens=generation.sampling.max_tokens * generation.choice_count,
-    )
+    meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
+    await meter.admit()  # 429 / 402 before any model is contacted
     encoder = encoder_class(
         model=generation.model,
         choice_count=generation.choice_count,
@@ -153,9 +148,10 @@ async def _generate(
     waited = time.perf_counter()
     try:
         first = await anext(events)  # admission: errors up to here are still HTTP errors
-        await meter.reserve(first.prompt_tokens)  # type: ignore[union-attr]
+        await meter.accepted(first)  # type: ignore[arg-type]
     except BaseException:
         await events.aclose()  # type: ignore[attr-defined]
+        await meter.settle(reported=None, delivered_tokens=0, failed=True)
         raise
     waited = time.perf_counter() - waited
     if parsed.stream:
@@ -172,6 +168,21 @@ async def _generate(
     usage = encoder.usage or Usage(0, 0)
     response["Server-Timing"] = _server_timing(request, model=waited + usage.model_seconds, queue=usage.queue_seconds)
     return response
+
+
+async def meter_for(generation: GenerationRequest, backend: Backend, principal: Principal, request_id: str) -> Meter:
+    """The request's Meter, priced by the canonical model id (an alias costs what its model costs)."""
+    info = registry.canonical_info(backend)
+    return Meter(
+        principal=principal,
+        model=info.id,
+        requested_model=generation.model,
+        price=await price_for(info.id),
+        request_id=request_id,
+        request=generation,
+        image_tokens=info.image_tokens,
+        counted_locally="local_count" in backend.capabilities(),
+    )
 
 
 async def fit_request(generation: GenerationRequest, backend: Backend) -> GenerationRequest:
@@ -227,7 +238,7 @@ def request_body(request: HttpRequest) -> bytes:
 
 def backend_for(model: str, principal: Principal) -> Backend:
     backend = registry.resolve(model)
-    if backend is None or not principal.may_use(model):
+    if backend is None or not (principal.may_use(model) or principal.may_use(registry.canonical_info(backend).id)):
         raise ApiError(
             404,
             f"The model '{model}' does not exist or you do not have access to it.",
@@ -250,9 +261,10 @@ def _server_timing(request: HttpRequest, *, model: float, queue: float = 0.0) ->
 async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
     """The models this key may use, with their price and context length."""
     visible = []
-    for info, _ in registry.all_models():
-        if principal.may_use(info.id):
-            price = await price_for(info.id)
+    for info, backend in registry.all_models():
+        canonical = registry.canonical_info(backend).id
+        if principal.may_use(info.id) or principal.may_use(canonical):
+            price = await price_for(canonical)  # an alias costs what its model costs
             visible.append(
                 {
                     "id": info.id,
@@ -360,6 +372,7 @@ async def health(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@csrf_exempt  # any method: a POST to a path we do not serve is a JSON 404, never Django's CSRF page
 def unknown_path(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """404 for any path we do not serve, with a hint toward the /v1 routes."""
     path = request.path

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-Capability = Literal["tools", "vision"]
+Capability = Literal["tools", "vision", "local_count"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +119,9 @@ class Accepted:
     prompt_tokens: int
     # Identifies the backend configuration, as OpenAI's `system_fingerprint` does.
     system_fingerprint: str | None = None
+    # True when `prompt_tokens` was counted by the model's own tokenizer (the embedded
+    # model); otherwise it is an estimate and billing keeps its upper bound.
+    exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,9 @@ class ModelInfo:
     owned_by: str
     created: int
     context_length: int
+    # What the model's API bills for its largest image (vision models only): the bound
+    # GhostGPT reserves per image before it calls the model.
+    image_tokens: int = 0
 
 
 Readiness = Literal["ready", "loading", "failed"]
@@ -185,7 +191,9 @@ class Backend(Protocol):
 
     def capabilities(self) -> frozenset[Capability]:
         """What the model can take beyond text: "tools" (function calling) and "vision"
-        (images passed as images; without it they become text first)."""
+        (images passed as images; without it they become text first). "local_count": the
+        backend counts the prompt on this machine, before any model work, and reports it
+        exactly in `Accepted` — billing then reserves the exact cost at that point."""
         ...
 
     def readiness(self) -> tuple[Readiness, str]:

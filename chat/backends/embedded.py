@@ -121,8 +121,9 @@ class EmbeddedLlamaBackend:
 
     def capabilities(self) -> frozenset[Capability]:
         """Text only: a 135M model cannot call functions reliably (requests with `tools` get
-        a clear 400) and cannot see (images become OCR text first)."""
-        return frozenset()
+        a clear 400) and cannot see (images become OCR text first). Its tokenizer counts the
+        prompt before any decoding: billing reserves the exact cost then."""
+        return frozenset({"local_count"})
 
     def readiness(self) -> tuple[Readiness, str]:
         if self._state == "loading":
@@ -148,7 +149,7 @@ class EmbeddedLlamaBackend:
         job = _Job(request=request, prompts=prompts, emit=emit)
         self._admit(job)
         try:
-            yield Accepted(prompt_tokens=sum(map(len, prompts)), system_fingerprint=self._fingerprint)
+            yield Accepted(prompt_tokens=sum(map(len, prompts)), system_fingerprint=self._fingerprint, exact=True)
             while (item := await events.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item

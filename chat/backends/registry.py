@@ -76,6 +76,12 @@ def resolve(model_id: str) -> Backend | None:
     return routes().get(model_id)
 
 
+def canonical_info(backend: Backend) -> ModelInfo:
+    """The model a backend serves under its own id (what aliases resolve to, and what is
+    priced and billed)."""
+    return backend.models()[0]
+
+
 def all_models() -> list[tuple[ModelInfo, Backend]]:
     """Every public id (aliases included, under their own id) with its backend."""
     listed = []

@@ -35,6 +35,11 @@
 `tools: false` on a model turns function calling off (it is on wherever every
 deployment's API has it; prompt-only upstreams do not).
 
+`image_tokens` on a vision model: what its API bills for its largest image, reserved per
+image before the upstream is called (defaults by API: openai 1445 — gpt-4o at high detail;
+anthropic 1600; gemini 1290). Raise it for models that bill images at a multiple (gpt-4o-mini
+bills up to 48169 tokens an image).
+
 Link-local and cloud-metadata addresses (169.254.0.0/16, fe80::/10) are refused as
 upstreams unless that upstream says `allow_link_local: true`.
 """
@@ -55,6 +60,9 @@ from django.core.exceptions import ImproperlyConfigured
 from .base import ModelInfo
 from .upstream import Deployment, RoutedModel, Upstream
 from .wire import WIRES
+
+# The most one image costs on each API (its largest image at full detail).
+IMAGE_TOKENS = {"openai": 1445, "anthropic": 1600, "gemini": 1290, "prompt": 0}
 
 
 def load_routes(path: str) -> list[RoutedModel]:
@@ -141,11 +149,13 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
                 weight=float(item.get("weight", 1)),
             )
         )
+    default_image_tokens = max(IMAGE_TOKENS.get(d.upstream.kind, 0) for d in deployments)
     info = ModelInfo(
         id=model_id,
         owned_by=str(spec.get("owned_by", "ghostgpt")),
         created=int(spec.get("created", time.time())),
         context_length=int(spec.get("context_length", 8192)),
+        image_tokens=max(int(spec.get("image_tokens", default_image_tokens)), 0),
     )
     return RoutedModel(
         info,

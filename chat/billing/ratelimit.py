@@ -1,9 +1,10 @@
 """Fixed-window request and token limits per key: in Redis when REDIS_URL is set (one
 atomic script, shared by every server process), in process memory otherwise.
 
-A window is `RATE_WINDOW_SECONDS` long (a minute). A request is counted when it starts;
-its tokens are added when it ends, and a key whose tokens in this window reached its TPM
-gets 429 until the window turns. Counting is atomic, so N allowed means exactly N.
+A window is `RATE_WINDOW_SECONDS` long (a minute). A request is counted when it starts.
+Its tokens are held at their worst case (the prompt's upper bound + max_tokens) before any
+model is called — a request that would take the window past the key's TPM gets 429 — and
+corrected to the real count when it ends. Counting is atomic, so N allowed means exactly N.
 """
 
 from __future__ import annotations
@@ -29,6 +30,22 @@ local tokens = redis.call('INCRBY', KEYS[1], ARGV[2])
 if tokens == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return tokens
 """
+# KEYS[1]: the window's token counter. ARGV: ttl, tokens to hold, the TPM (-1: none).
+HOLD_TOKENS_SCRIPT = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local limit = tonumber(ARGV[3])
+if limit >= 0 and used + tonumber(ARGV[2]) > limit then return {0, used} end
+used = redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return {1, used}
+"""
+# Correct a hold by a signed delta, in its own window only, never below zero.
+CORRECT_TOKENS_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local used = redis.call('INCRBY', KEYS[1], ARGV[1])
+if used < 0 then redis.call('SET', KEYS[1], 0, 'KEEPTTL') used = 0 end
+return used
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +53,15 @@ class Limits:
     subject: str
     rpm: int | None
     tpm: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenHold:
+    """Tokens held in one window for a request that has not ended yet."""
+
+    limits: Limits
+    window: int
+    tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +99,11 @@ def _window() -> tuple[int, int]:
     return int(now // size), max(int(size - now % size), 1)
 
 
+def window_reset_seconds() -> int:
+    """Seconds until the current window turns."""
+    return _window()[1]
+
+
 class MemoryLimiter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -89,7 +120,24 @@ class MemoryLimiter:
     async def add_tokens(self, limits: Limits, tokens: int) -> None:
         window, _ = _window()
         with self._lock:
-            self._counts.setdefault((limits.subject, window), [0, 0])[1] += tokens
+            self._counts.setdefault((limits.subject, window), [0, 0])[1] += max(tokens, 0)
+
+    async def hold_tokens(self, limits: Limits, tokens: int) -> tuple[TokenHold | None, int]:
+        """Hold `tokens` in this window unless that would pass the TPM: (hold or None, used)."""
+        window, _ = _window()
+        with self._lock:
+            self._forget_before(window)
+            counts = self._counts.setdefault((limits.subject, window), [0, 0])
+            if limits.tpm is not None and counts[1] + tokens > limits.tpm:
+                return None, counts[1]
+            counts[1] += tokens
+            return TokenHold(limits, window, tokens), counts[1]
+
+    async def correct_tokens(self, hold: TokenHold, actual: int) -> None:
+        with self._lock:
+            counts = self._counts.get((hold.limits.subject, hold.window))
+            if counts is not None:
+                counts[1] = max(counts[1] + actual - hold.tokens, 0)
 
     def _forget_before(self, window: int) -> None:
         for key in [key for key in self._counts if key[1] < window]:
@@ -103,6 +151,8 @@ class RedisLimiter:
         self._client = redis.Redis.from_url(url)
         self._hit = self._client.register_script(HIT_SCRIPT)
         self._add = self._client.register_script(ADD_TOKENS_SCRIPT)
+        self._hold = self._client.register_script(HOLD_TOKENS_SCRIPT)
+        self._correct = self._client.register_script(CORRECT_TOKENS_SCRIPT)
 
     @staticmethod
     def _keys(subject: str, window: int) -> list[str]:
@@ -115,7 +165,16 @@ class RedisLimiter:
 
     async def add_tokens(self, limits: Limits, tokens: int) -> None:
         window, reset = _window()
-        await self._add(keys=self._keys(limits.subject, window)[1:], args=[reset + 1, tokens])
+        await self._add(keys=self._keys(limits.subject, window)[1:], args=[reset + 1, max(tokens, 0)])
+
+    async def hold_tokens(self, limits: Limits, tokens: int) -> tuple[TokenHold | None, int]:
+        window, reset = _window()
+        tpm = -1 if limits.tpm is None else limits.tpm
+        held, used = await self._hold(keys=self._keys(limits.subject, window)[1:], args=[reset + 1, tokens, tpm])
+        return (TokenHold(limits, window, tokens) if held else None), int(used)
+
+    async def correct_tokens(self, hold: TokenHold, actual: int) -> None:
+        await self._correct(keys=self._keys(hold.limits.subject, hold.window)[1:], args=[actual - hold.tokens])
 
 
 _limiter: MemoryLimiter | RedisLimiter | None = None

@@ -1,6 +1,13 @@
-"""Money moves here only: reserve, settle, top up. Each is one transaction whose balance
-change is a conditional UPDATE, so concurrent requests can never overspend, and whose
-ledger entry records the change (the entries of an account sum to its balance)."""
+"""Money moves here only: reserve, release, settle, top up. Each is one transaction whose
+balance change is a conditional UPDATE, so concurrent requests can never overspend, and
+whose ledger entry records the change (the entries of an account sum to its balance).
+
+Overage policy: a request is admitted only when the balance covers its worst case, so the
+real cost is almost always within the reservation. When it is not (a model reported more
+than its bound allowed, or a price changed mid-request), settlement still charges every
+reported token: an `overage` entry takes the excess, which may take the balance below zero
+by at most that excess. An account below zero gets 402 on every priced request until a
+top-up makes it positive again."""
 
 from __future__ import annotations
 
@@ -42,7 +49,10 @@ def _record(
 
 @transaction.atomic
 def wallet_reserve(*, account_id: int, amount: Decimal, request_id: str) -> Reservation:
-    """Take the worst-case cost now; raises InsufficientBalance when the balance is short."""
+    """Take the worst-case cost now; raises InsufficientBalance when the balance is short
+    (always when it is below zero). A reservation is never a credit: amounts <= 0 raise."""
+    if amount <= 0:
+        raise ValueError("a reservation must be positive")
     taken = Account.objects.filter(pk=account_id, balance__gte=amount).update(balance=F("balance") - amount)
     if not taken:
         raise InsufficientBalance
@@ -51,15 +61,34 @@ def wallet_reserve(*, account_id: int, amount: Decimal, request_id: str) -> Rese
 
 
 @transaction.atomic
+def wallet_release(*, reservation: Reservation, amount: Decimal) -> Reservation:
+    """Shrink a reservation to `amount` once the prompt was counted exactly; returns the
+    smaller reservation. Never grows one (the worst case was taken at admission)."""
+    unused = reservation.amount - amount
+    if unused <= 0 or amount < 0:
+        return reservation
+    Account.objects.filter(pk=reservation.account_id).update(balance=F("balance") + unused)
+    _record(reservation.account_id, LedgerEntry.Kind.RELEASE, unused, request_id=reservation.request_id)
+    return Reservation(account_id=reservation.account_id, amount=amount, request_id=reservation.request_id)
+
+
+@transaction.atomic
 def wallet_settle(*, reservation: Reservation, cost: Decimal, usage: UsageRecord, failed: bool = False) -> None:
-    """Return what the reservation took beyond the real cost, and store the usage row.
-    A request that failed before producing anything is a refund of the whole reservation."""
-    cost = min(cost, reservation.amount)  # never bill more than was reserved
-    unused = reservation.amount - cost
-    if unused:
-        Account.objects.filter(pk=reservation.account_id).update(balance=F("balance") + unused)
-    kind = LedgerEntry.Kind.REFUND if failed and not cost else LedgerEntry.Kind.SETTLE
-    _record(reservation.account_id, kind, unused, request_id=reservation.request_id)
+    """Charge the real cost and store the usage row: what the reservation took beyond it
+    returns to the balance; a cost beyond the reservation is taken as an overage (see the
+    module's policy). A request that failed before producing anything refunds all of it."""
+    cost = max(cost, ZERO)
+    account = Account.objects.filter(pk=reservation.account_id)
+    if cost <= reservation.amount:
+        unused = reservation.amount - cost
+        if unused:
+            account.update(balance=F("balance") + unused)
+        kind = LedgerEntry.Kind.REFUND if failed and not cost else LedgerEntry.Kind.SETTLE
+        _record(reservation.account_id, kind, unused, request_id=reservation.request_id)
+    else:
+        excess = cost - reservation.amount
+        account.update(balance=F("balance") - excess)
+        _record(reservation.account_id, LedgerEntry.Kind.OVERAGE, -excess, request_id=reservation.request_id)
     usage.save()
 
 

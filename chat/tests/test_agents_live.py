@@ -136,6 +136,18 @@ def test_two_agents_share_the_work_and_are_listed(sdk: OpenAI, agents: Agents, f
     assert sent["body"]["model"] == "gpt-4o" and sent["body"]["messages"] == [{"role": "user", "content": "Weather?"}]
 
 
+def test_connections_answer_the_chatgpt_api_server_shape_without_headers(gateway: LiveServer, agents: Agents) -> None:
+    agents.start("gamma", "ok")
+    response = httpx.get(gateway.base_url + "/api/connections", timeout=10)  # no key, no cookie
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"connections"}  # the details (names, models) need a key
+    [row] = body["connections"]
+    assert set(row) == {"Id", "Heartbeat", "LastMessageTime", "Ws"} and row["Ws"] == {}
+    assert row["Id"] == agents.connected()["gamma"]["id"] and row["Heartbeat"]
+    assert "gamma" not in response.text and gateway.api_key not in response.text
+
+
 def test_an_agent_killed_before_its_first_token_fails_over(sdk: OpenAI, agents: Agents) -> None:
     agents.start("sleepy", "slow")  # its upstream answers headers, then nothing for 30 s
     result: dict[str, Any] = {}

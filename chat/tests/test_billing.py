@@ -10,7 +10,7 @@ import pytest
 
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import Limits, MemoryLimiter
-from chat.billing.wallet import InsufficientBalance, wallet_reserve, wallet_settle, wallet_top_up
+from chat.billing.wallet import InsufficientBalance, wallet_release, wallet_reserve, wallet_settle, wallet_top_up
 from chat.models import Account, LedgerEntry, UsageRecord
 from chat.services import account_create
 
@@ -60,15 +60,40 @@ class TestWallet:
             "settle",
         ]
 
-    def test_settle_never_bills_beyond_the_reservation_and_failures_are_refunds(self) -> None:
+    def test_a_cost_beyond_the_reservation_is_charged_as_an_overage(self) -> None:
+        # Before: settlement was capped at the reservation, so every token beyond it was free.
         account = self.account("1.00")
         reservation = wallet_reserve(account_id=account.pk, amount=Decimal("0.10"), request_id="r1")
-        wallet_settle(reservation=reservation, cost=Decimal("5"), usage=self.usage(account))
+        wallet_settle(reservation=reservation, cost=Decimal("1.50"), usage=self.usage(account))
+        account.refresh_from_db()
+        assert account.balance == Decimal("-0.50") == self.ledger_total(account)  # below zero by the excess only
+        assert LedgerEntry.objects.get(account=account, kind="overage").amount == Decimal("-1.40")
+        with pytest.raises(InsufficientBalance):  # 402 until a top-up makes it positive
+            wallet_reserve(account_id=account.pk, amount=Decimal("0.0000001"), request_id="r2")
+        wallet_top_up(account_id=account.pk, amount=Decimal(1), idempotency_key="again")
+        wallet_reserve(account_id=account.pk, amount=Decimal("0.10"), request_id="r3")
+
+    def test_failures_are_refunds_and_no_reservation_is_a_credit(self) -> None:
+        account = self.account("1.00")
         failed = wallet_reserve(account_id=account.pk, amount=Decimal("0.10"), request_id="r2")
         wallet_settle(reservation=failed, cost=Decimal(0), usage=self.usage(account), failed=True)
+        for amount in (Decimal(0), Decimal("-5")):
+            with pytest.raises(ValueError):
+                wallet_reserve(account_id=account.pk, amount=amount, request_id="mint")
+        negative = wallet_reserve(account_id=account.pk, amount=Decimal("0.10"), request_id="r3")
+        wallet_settle(reservation=negative, cost=Decimal("-3"), usage=self.usage(account))  # billed as 0
         account.refresh_from_db()
-        assert account.balance == Decimal("0.90") == self.ledger_total(account)
+        assert account.balance == Decimal("1.00") == self.ledger_total(account)
         assert LedgerEntry.objects.filter(account=account, kind="refund").count() == 1
+
+    def test_release_shrinks_a_reservation_and_never_grows_it(self) -> None:
+        account = self.account("1.00")
+        reservation = wallet_reserve(account_id=account.pk, amount=Decimal("0.60"), request_id="r1")
+        smaller = wallet_release(reservation=reservation, amount=Decimal("0.20"))
+        assert wallet_release(reservation=smaller, amount=Decimal("5")) is smaller
+        wallet_settle(reservation=smaller, cost=Decimal("0.15"), usage=self.usage(account))
+        account.refresh_from_db()
+        assert account.balance == Decimal("0.85") == self.ledger_total(account)
 
     def test_top_up_is_idempotent(self) -> None:
         account = self.account("0")
@@ -106,3 +131,17 @@ def test_memory_limiter_tokens_and_headers() -> None:
     headers = state.headers()
     assert headers["x-ratelimit-remaining-requests"] == "4" and headers["x-ratelimit-remaining-tokens"] == "0"
     assert headers["x-ratelimit-reset-requests"].endswith("s")
+
+
+def test_tokens_are_held_at_the_worst_case_and_corrected_at_the_end() -> None:
+    limiter = MemoryLimiter()
+    limits = Limits(subject="hold", rpm=None, tpm=1000)
+    first, used = asyncio.run(limiter.hold_tokens(limits, 600))
+    assert first is not None and used == 600
+    refused, used = asyncio.run(limiter.hold_tokens(limits, 600))  # would pass the TPM: nothing held
+    assert refused is None and used == 600
+    asyncio.run(limiter.correct_tokens(first, 50))  # it really used 50
+    second, used = asyncio.run(limiter.hold_tokens(limits, 600))
+    assert second is not None and used == 650
+    asyncio.run(limiter.correct_tokens(second, -(10**9)))  # absurd reports never push it below zero
+    assert asyncio.run(limiter.hit(limits, count=False)).tokens == 0

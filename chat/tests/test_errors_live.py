@@ -118,6 +118,41 @@ def test_oversized_body_is_413_and_the_server_keeps_serving(http: httpx.Client) 
     assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
 
 
+def test_a_chunked_body_past_the_limit_is_413_as_it_arrives(http: httpx.Client) -> None:
+    # No Content-Length: before, Django's size check never ran on a chunked body.
+    sent = 0
+
+    def chunks() -> Any:
+        nonlocal sent
+        for _ in range(64):
+            sent += 1
+            yield b"x" * (512 * 1024)
+
+    response = http.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_a_declared_length_past_the_limit_is_413_before_the_body(live: LiveServer) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        head = (
+            "POST /api/share HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {50 * 1024 * 1024}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"[")  # one byte of the promised 50 MB
+        answer = sock.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413") and "request_too_large" in answer
+
+
+@pytest.mark.parametrize("path", ["/v1/responses", "/v1/embeddings", "/v1/chat/completion", "/v1beta/nothing"])
+def test_a_post_to_a_path_not_served_is_a_json_404(http: httpx.Client, path: str) -> None:
+    # Before: Django's HTML "403 Forbidden" CSRF page.
+    error = _error(http.post(path, json=CHAT), 404)
+    assert error["code"] == "unknown_url" and "/v1/chat/completions" in error["message"]
+
+
 def test_prompt_beyond_the_context_is_400(http: httpx.Client) -> None:
     huge = "word " * 20000
     error = _error(

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from openai import BadRequestError, OpenAI
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFile, ImageFont
 
 from chat.api.errors import ApiError
-from chat.api.images import describe
+from chat.api.images import _as_data_url, describe
 from chat.api.params import parse_chat
 
 POLICY = {
@@ -87,6 +87,26 @@ def test_unreadable_and_oversized_images_are_client_errors(settings: Any) -> Non
     with pytest.raises(ApiError) as bomb:
         describe(picture(size=(1000, 1000)), 1)
     assert bomb.value.status == 413
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("check", ["describe", "inline"])
+def test_an_image_between_one_and_two_times_the_pixel_limit_is_refused_before_decoding(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, check: str
+) -> None:
+    # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; the header's size must decide.
+    settings.GHOSTGPT = {**settings.GHOSTGPT, "IMAGE_MAX_PIXELS": 100_000}
+    data = picture(size=(500, 300))  # 150,000 pixels: 1.5x the limit
+    decoded: list[object] = []
+    original_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or original_load(self))
+    with pytest.raises(ApiError) as caught:
+        if check == "describe":
+            describe(data, 1)
+        else:
+            _as_data_url(data_url(data), "messages[0].content")
+    assert caught.value.status == 413 and "150000 pixels" in caught.value.message
+    assert decoded == []  # refused from the header: not one pixel decoded
 
 
 def test_the_sdk_sends_images_to_the_embedded_model(client: OpenAI) -> None:

@@ -293,3 +293,66 @@ def test_api_hosts_serve_the_docs_at_the_root(settings: Any) -> None:
     settings.WEB = {**settings.WEB, "API_HOSTS": [], "WEB_HOSTS": ["chat.example.com"]}
     assert 'id="composer"' in Client().get("/", HTTP_HOST="chat.example.com:8000").content.decode()
     assert "GhostGPT API" in Client().get("/", HTTP_HOST="api.example.com").content.decode()
+
+
+def test_the_seed_curl_creates_an_anonymous_share() -> None:
+    # Exactly the documented curl: only Content-Type, no session, no key, no CSRF token.
+    client = Client(enforce_csrf_checks=True, REMOTE_ADDR="10.7.7.7")
+    body = blocks(("user", "hello"), ("assistant", "hi there"))
+    created = client.post("/api/share", json.dumps(body), content_type="application/json")
+    assert created.status_code == 201, created.content
+    assert set(created.json()) == {"id", "url"}
+    assert Client().get(f"/api/share/{created.json()['id']}").json()["blocks"] == body
+    share = Share.objects.get()
+    assert share.account_id is None and share.creator_bucket == "10.7.7.7"
+    assert Client().delete(f"/api/share/{share.pk}").status_code == 401  # nobody owns it, nobody revokes it
+
+
+def test_share_creation_is_rate_limited_and_storage_capped(settings: Any) -> None:
+    settings.WEB = {**settings.WEB, "SHARE_RATE_ANONYMOUS": 3, "SHARE_STORAGE_BYTES": 2000}
+    body = json.dumps(blocks(("user", "x")))
+    statuses = [
+        Client(REMOTE_ADDR="10.8.8.8").post("/api/share", body, content_type="application/json").status_code
+        for _ in range(4)
+    ]
+    assert statuses == [201, 201, 201, 429]
+    assert Client(REMOTE_ADDR="10.8.8.9").post("/api/share", body, content_type="application/json").status_code == 201
+    owner = Browser(ip="10.8.8.10")
+    owner.bootstrap()
+    assert owner.send("post", "/api/share", blocks(("user", "y" * 1500))).status_code == 201
+    full = owner.send("post", "/api/share", blocks(("user", "y" * 1500)))
+    assert full.status_code == 413 and full.json()["error"]["code"] == "share_quota_exceeded"
+
+
+def test_conversation_creation_is_rate_limited(tab: Browser, settings: Any) -> None:
+    settings.WEB = {**settings.WEB, "CONVERSATION_RATE": 2}
+    statuses = [tab.send("post", "/api/conversations", {"title": "x"}).status_code for _ in range(3)]
+    assert statuses == [201, 201, 429]
+
+
+def test_search_reads_only_the_callers_messages(tab: Browser) -> None:
+    other = Browser(ip="10.0.0.9")
+    other.bootstrap()
+    theirs = other.send("post", "/api/conversations", {"title": "theirs"}).json()
+    Message.objects.create(conversation_id=theirs["id"], role="user", content="needle in their haystack")
+    mine = tab.send("post", "/api/conversations", {"title": "mine"}).json()
+    Message.objects.create(conversation_id=mine["id"], role="user", content="a needle of mine")
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        found = tab.send("get", "/api/conversations?q=needle").json()["data"]
+    assert [c["id"] for c in found] == [mine["id"]]
+    search = next(q["sql"] for q in queries.captured_queries if "LIKE" in q["sql"].upper())
+    assert search.count("account_id") >= 2  # the message scan itself is scoped to the account
+
+
+def test_an_expired_session_is_no_session(tab: Browser) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    key = ApiKey.objects.get(kind=ApiKey.Kind.SESSION)
+    assert key.expires_at is not None  # sessions expire with their cookie
+    ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert tab.send("get", "/api/conversations").status_code == 401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
@@ -12,8 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.accounts.drf import ApiKeyAuthentication, HasKeyOrSession
-from chat.api.errors import ApiError
+from chat.api.errors import ApiError, rate_limited
+from chat.billing.ratelimit import Limits, limiter
 from chat.models import Conversation
+from chat.network import client_key
 
 from . import services
 from .selectors import conversation_get_for_account, conversation_list, message_get_for_conversation, share_get
@@ -51,6 +54,7 @@ class ConversationListApi(WebApi):
 
     def post(self, request: Request) -> Response:
         data = _object(request.data or {})
+        limit_creation(request, "conversation", owner_rate="CONVERSATION_RATE")
         conversation = services.conversation_create(account=request.user, title=str(data.get("title", "")))
         if "system_prompt" in data or "model" in data:
             services.conversation_update(conversation=conversation, changes=data)
@@ -86,13 +90,36 @@ class MessageModelViewApi(WebApi):
         return Response({"id": str(message.pk), "text": services.model_text(message)})
 
 
+def limit_creation(request: Request, what: str, *, owner_rate: str, anonymous_rate: str | None = None) -> None:
+    """429 when the owner (session or key) — or, anonymous, the client's address — made too
+    many `what` this minute."""
+    if request.user is not None:
+        limits = Limits(f"{what}:account:{request.user.pk}", settings.WEB[owner_rate], None)
+    else:
+        limits = Limits(f"{what}:ip:{client_key(request._request)}", settings.WEB[anonymous_rate or owner_rate], None)
+    state = async_to_sync(limiter().hit)(limits)
+    if state.over_requests:
+        message = f"Too many new {what}s; retry after {state.reset_seconds}s."
+        raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)
+
+
 class ShareCreateApi(WebApi):
+    """The seed's documented curl works as is: anonymous shares are rate limited per client
+    address and belong to nobody; with a session or key the share is the owner's to revoke."""
+
+    permission_classes = [AllowAny]
+
     def post(self, request: Request) -> Response:
         size = len(request._request.body)
         limit = settings.WEB["SHARE_MAX_BYTES"]
         if size > limit:
             raise ApiError(413, f"A share may be at most {limit} bytes; this one is {size}.", code="share_too_large")
-        share = services.share_create(account_id=request.user.pk, blocks=request.data)
+        limit_creation(request, "share", owner_rate="SHARE_RATE", anonymous_rate="SHARE_RATE_ANONYMOUS")
+        share = services.share_create(
+            account_id=request.user.pk if request.user is not None else None,
+            blocks=request.data,
+            creator_bucket=client_key(request._request),
+        )
         return Response({"id": share.pk, "url": share_url(request, share.pk)}, status=201)
 
 

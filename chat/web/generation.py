@@ -32,10 +32,8 @@ from django.utils import timezone
 
 from chat.api.auth import Principal
 from chat.api.errors import ApiError, internal_error
-from chat.api.metering import Meter
-from chat.api.views import fit_request
+from chat.api.views import fit_request, meter_for
 from chat.backends.base import Accepted, Backend, BackendError, Event, GenerationRequest, TextDelta, Usage
-from chat.billing.pricing import price_for
 from chat.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -132,16 +130,11 @@ async def _publish(generation: Generation, event: dict[str, Any]) -> None:
 
 
 async def _generate(generation: Generation) -> None:
-    meter = Meter(
-        principal=generation.principal,
-        model=generation.request.model,
-        price=await price_for(generation.request.model),
-        request_id=generation.request_id,
-        max_completion_tokens=generation.request.sampling.max_tokens,
-    )
     delivered, usage, failed = 0, None, False
     try:
         generation.request = await fit_request(generation.request, generation.backend)
+        meter = await meter_for(generation.request, generation.backend, generation.principal, generation.request_id)
+        await meter.admit()  # 429 / 402 before any model is contacted
     except ApiError as exc:
         generation.status, generation.error = Message.Status.FAILED, _error(exc)
         return
@@ -162,7 +155,7 @@ async def _generate(generation: Generation) -> None:
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, Accepted):
-                await meter.reserve(event.prompt_tokens)  # admitted: now the money
+                await meter.accepted(event)  # an exact prompt count shrinks the reservation
         if generation.stop_requested.is_set():
             generation.status = Message.Status.STOPPED
         else:

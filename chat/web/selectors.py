@@ -50,7 +50,10 @@ def conversation_list(*, account_id: int, query: str = "") -> QuerySet[Conversat
     """Newest first; `query` matches titles and message text (case-insensitive)."""
     conversations = Conversation.objects.filter(account_id=account_id)
     if query:
-        in_messages = Message.objects.filter(content__icontains=query).values("conversation_id")
+        # Only this account's messages: the join on conversation__account keeps the scan to them.
+        in_messages = Message.objects.filter(conversation__account_id=account_id, content__icontains=query).values(
+            "conversation_id"
+        )
         conversations = conversations.filter(Q(title__icontains=query) | Q(pk__in=in_messages))
     return conversations.order_by("-updated_at")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from chat.api.errors import ApiError
@@ -234,8 +235,9 @@ def _check_blocks(blocks: Any) -> None:
                 raise _bad(f"'{at}.timestamp' must be a number or a string.", f"{at}.timestamp")
 
 
-def share_create(*, account_id: int, blocks: Any) -> Share:
-    """The body's size limit is the view's (checked before the JSON is parsed)."""
+def share_create(*, account_id: int | None, blocks: Any, creator_bucket: str = "") -> Share:
+    """The body's size limit is the view's (checked before the JSON is parsed); the owner's
+    (or the anonymous address's) storage quota is checked here."""
     _check_blocks(blocks)
     snapshot = [
         {
@@ -247,13 +249,31 @@ def share_create(*, account_id: int, blocks: Any) -> Share:
         for block in blocks
     ]
     title = next((b["conv"]["name"] for b in snapshot if b["conv"]["name"]), "") or _first_text(snapshot)
+    size = len(json.dumps(snapshot, ensure_ascii=False).encode())
+    _check_share_quota(account_id=account_id, creator_bucket=creator_bucket, size=size)
     return Share.objects.create(
         id=secrets.token_urlsafe(16),  # 128 random bits, 22 URL-safe characters
         account_id=account_id,
+        creator_bucket="" if account_id else creator_bucket,
         title=title[:200],
         snapshot=snapshot,
-        size=len(json.dumps(snapshot, ensure_ascii=False).encode()),
+        size=size,
     )
+
+
+def _check_share_quota(*, account_id: int | None, creator_bucket: str, size: int) -> None:
+    if account_id:
+        kept, quota = Share.objects.filter(account_id=account_id), settings.WEB["SHARE_STORAGE_BYTES"]
+    else:
+        kept = Share.objects.filter(account__isnull=True, creator_bucket=creator_bucket)
+        quota = settings.WEB["SHARE_STORAGE_BYTES_ANONYMOUS"]
+    used = kept.aggregate(total=Sum("size"))["total"] or 0
+    if used + size > quota:
+        raise ApiError(
+            413,
+            f"Your shares already take {used} of {quota} bytes; delete some before sharing more.",
+            code="share_quota_exceeded",
+        )
 
 
 def _first_text(snapshot: list[dict[str, Any]]) -> str:
@@ -265,7 +285,7 @@ def _first_text(snapshot: list[dict[str, Any]]) -> str:
 
 
 def share_delete(*, share: Share, account_id: int) -> None:
-    if share.account_id != account_id:
+    if share.account_id is None or share.account_id != account_id:
         raise ApiError(
             403, "Only the creator of a share can delete it.", error_type="permission_error", code="forbidden"
         )

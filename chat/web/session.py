@@ -14,6 +14,7 @@ from chat.accounts.drf import ApiKeyAuthentication
 from chat.api.errors import rate_limited
 from chat.billing.ratelimit import Limits, limiter
 from chat.models import ApiKey
+from chat.network import client_key
 from chat.services import session_create
 
 
@@ -51,8 +52,8 @@ class SessionBootstrapApi(APIView):
         return response
 
     def _limit(self, request: Request) -> None:
-        ip = request.META.get("REMOTE_ADDR", "?")
-        state = async_to_sync(limiter().hit)(Limits(f"bootstrap:{ip}", settings.WEB["BOOTSTRAP_RATE"], None))
+        subject = f"bootstrap:{client_key(request._request)}"
+        state = async_to_sync(limiter().hit)(Limits(subject, settings.WEB["BOOTSTRAP_RATE"], None))
         if state.over_requests:
             message = f"Too many new sessions from this address; retry after {state.reset_seconds}s."
             raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)

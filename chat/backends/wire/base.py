@@ -18,6 +18,7 @@ from chat.backends.base import (
     ToolCallDelta,
     Usage,
 )
+from chat.billing.estimate import CALL_OVERHEAD, prompt_bound, text_bound
 
 
 class UpstreamFailed(BackendError):
@@ -79,23 +80,26 @@ class Translator:
     def text(self, index: int, text: str) -> Iterable[Event]:
         self._check(index)
         if text:
-            self.delivered += 1
-            yield TextDelta(index=index, text=text, tokens=1)
+            tokens = text_bound(text)  # an upper bound: the upstream's usage, if any, replaces it
+            self.delivered += tokens
+            yield TextDelta(index=index, text=text, tokens=tokens)
 
     def new_call(self, index: int, call_id: str, name: str, arguments: str = "") -> ToolCallDelta:
         self._check(index)
         number = self.calls.get(index, 0)
         self.calls[index] = number + 1
-        self.delivered += 1
-        return ToolCallDelta(index=index, call=number, id=call_id, name=name, arguments=arguments)
+        tokens = text_bound(call_id) + text_bound(name) + text_bound(arguments) + CALL_OVERHEAD
+        self.delivered += tokens
+        return ToolCallDelta(index=index, call=number, id=call_id, name=name, arguments=arguments, tokens=tokens)
 
     def call_arguments(self, index: int, arguments: str, call: int | None = None) -> Iterable[Event]:
         """More arguments for call `call` of the choice (the latest one by default)."""
         count = self.calls.get(index, 0)
         number = count - 1 if call is None else call
         if arguments and 0 <= number < count:
-            self.delivered += 1
-            yield ToolCallDelta(index=index, call=number, arguments=arguments)
+            tokens = text_bound(arguments)
+            self.delivered += tokens
+            yield ToolCallDelta(index=index, call=number, arguments=arguments, tokens=tokens)
 
     def finish(self, index: int, reason: FinishReason) -> Iterable[Event]:
         self._check(index)
@@ -129,11 +133,9 @@ class Wire(Protocol):
 
 
 def estimate_prompt_tokens(request: GenerationRequest) -> int:
-    """A generous estimate (3 characters per token, 4 per message) for the reservation; the
-    upstream's usage settles the bill."""
-    if request.is_chat:
-        return sum(len(m.content) // 3 + 4 for m in request.messages) + 3
-    return sum(len(p) // 3 + 1 if isinstance(p, str) else len(p) for p in request.prompts)
+    """For an upstream that reports no usage: the prompt's upper bound (one token per UTF-8
+    byte plus the template's allowance; see chat.billing.estimate), which is what is billed."""
+    return prompt_bound(request, image_tokens=0)
 
 
 def error_message(raw: bytes) -> str:
