@@ -1,6 +1,6 @@
 """Backend events -> OpenAI wire format: SSE chunks, or one JSON body collected from them.
 
-Stream shape (matches the recorded api.openai.com streams in shared/reference):
+Stream shape (matches the recorded api.openai.com streams in chat/tests/fixtures):
 a first chunk per choice with `delta.role`, content deltas, exactly one chunk per choice
 with `finish_reason` and an empty delta, with include_usage a last chunk with
 `choices: []` and `usage`, then `data: [DONE]`. Only `data:` lines (and `: ping`

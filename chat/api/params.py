@@ -383,7 +383,8 @@ def _message(item: Any, i: int, model: str) -> ChatMessage:
     where = f"messages[{i}]"
     if not isinstance(item, dict):
         raise bad_request(f"Invalid '{where}': expected an object.", param=where, code="invalid_type")
-    role = ROLE_ALIASES.get(item.get("role"))  # type: ignore[arg-type]
+    raw_role = item.get("role")
+    role = ROLE_ALIASES.get(raw_role) if isinstance(raw_role, str) else None  # an object is no role (not a 500)
     if role is None:
         raise bad_request(
             f"Invalid '{where}.role': expected one of {', '.join(ROLE_ALIASES)}.",
