@@ -17,6 +17,8 @@ async def agent_key_get(*, secret: str) -> ApiKey | None:
     key = await ApiKey.objects.select_related("account").filter(key_hash=hash_api_key(secret)).afirst()
     if key is None or key.kind != ApiKey.Kind.AGENT or not key.is_active or not key.account.is_active:
         return None
+    if key.disabled_by_operator or (key.expires_at is not None and key.expires_at <= timezone.now()):
+        return None  # an agent token honours its expiry like any key
     return key
 
 
