@@ -28,23 +28,18 @@ class Busy(Exception):
 class BoundedExecutor:
     def __init__(self, name: str, *, workers: int, queue: int) -> None:
         self.name = name
-        self.workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ghostgpt-{name}")
         self._slots = threading.BoundedSemaphore(workers + queue)
-        self.in_use = 0
 
     async def run(self, function: Callable[..., T], /, *args: Any) -> T:
         """`function(*args)` on one of this pool's threads; `Busy` when it is full."""
         if not self._slots.acquire(blocking=False):
             raise Busy(self.name)
-        self.in_use += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
         finally:
-            self.in_use -= 1
             self._slots.release()
 
 
 fetch_pool = BoundedExecutor("fetch", workers=8, queue=32)  # images fetched from URLs
 ocr_pool = BoundedExecutor("ocr", workers=1, queue=16)  # RapidOCR uses every core
-tool_pool = BoundedExecutor("tool", workers=2, queue=16)  # tool jobs run in the web process

@@ -103,7 +103,6 @@ class LedgerEntry(models.Model):
 
     class Kind(models.TextChoices):
         RESERVE = "reserve"
-        RELEASE = "release"  # a reservation shrunk once the prompt was counted exactly
         SETTLE = "settle"
         OVERAGE = "overage"  # a real cost beyond the reservation (see chat.billing.wallet)
         REFUND = "refund"

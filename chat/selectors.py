@@ -77,11 +77,11 @@ def session_key_get(*, secret: str | None) -> ApiKey | None:
     key = api_key_get_for_auth_sync(secret=secret) if secret else None
     if key is None or key.kind != ApiKey.Kind.SESSION:
         return None
-    from chat.api.auth import check_usable
+    from chat.api.auth import check_key_state  # chat.api.auth reads keys through this module
     from chat.api.errors import ApiError
 
     try:
-        check_usable(key)  # disabled, expired, membership over: the same rules as /v1
+        check_key_state(key)  # disabled, expired, membership over: the same rules as /v1
     except ApiError:
         return None
     return key

@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -16,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.accounts.drf import ApiKeyAuthentication
-from chat.api.errors import ApiError, error_payload, rate_limited
-from chat.billing.ratelimit import Limits, limiter
+from chat.api.errors import ApiError, count_or_429, error_payload
+from chat.billing.ratelimit import Limits
 from chat.models import ApiKey
 from chat.network import client_key
 
@@ -70,10 +69,7 @@ class ToolApi(APIView):
             limits = Limits(f"tools:key:{request.auth.pk}", config["RATE_KEY"], None)
         else:
             limits = Limits(f"tools:ip:{client_key(request._request)}", config["RATE_ANONYMOUS"], None)
-        state = async_to_sync(limiter().hit)(limits)
-        if state.over_requests:
-            message = f"Too many tool requests; retry after {state.reset_seconds}s."
-            raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)
+        count_or_429(limits, "tool requests")
 
     def start(self, request: Request, params: dict[str, Any]) -> Response:
         self._limit(request)

@@ -9,16 +9,20 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from chat.api.auth import check_key_state
+from chat.api.errors import ApiError
 from chat.models import AgentConnection, ApiKey, hash_api_key
 
 
 async def agent_key_get(*, secret: str) -> ApiKey | None:
     """The active agent token behind a secret, if any."""
     key = await ApiKey.objects.select_related("account").filter(key_hash=hash_api_key(secret)).afirst()
-    if key is None or key.kind != ApiKey.Kind.AGENT or not key.is_active or not key.account.is_active:
+    if key is None or key.kind != ApiKey.Kind.AGENT:
         return None
-    if key.disabled_by_operator or (key.expires_at is not None and key.expires_at <= timezone.now()):
-        return None  # an agent token honours its expiry like any key
+    try:
+        check_key_state(key)  # disabled, expired: the same rules as every key
+    except ApiError:
+        return None
     return key
 
 

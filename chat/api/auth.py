@@ -65,12 +65,18 @@ def _unauthorized(message: str, code: str) -> ApiError:
 
 
 def check_usable(key: ApiKey) -> None:
-    """401 for a disabled or expired key, or an expired membership."""
-    now = timezone.now()
+    """401 for an agent token, a disabled or expired key, or an expired membership."""
     if key.kind == ApiKey.Kind.AGENT:
         raise _unauthorized(
             "This is an agent token: it connects a model worker at /ws/agent and cannot call the API.", "agent_token"
         )
+    check_key_state(key)
+
+
+def check_key_state(key: ApiKey) -> None:
+    """401 for a key of any kind (API, session, agent) that is disabled — by its owner or
+    the operator — or expired, or whose account's membership is over."""
+    now = timezone.now()
     if not key.is_active or key.disabled_by_operator or not key.account.is_active:
         raise _unauthorized("This API key has been disabled.", "api_key_disabled")
     if key.expires_at and key.expires_at <= now:

@@ -7,9 +7,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from chat.backends.base import BackendError
+from chat.billing.ratelimit import Limits, limiter
 
 View = Callable[..., Awaitable[HttpResponse]]
 
@@ -69,6 +71,15 @@ def bad_request(message: str, *, param: str | None = None, code: str | None = No
 def rate_limited(message: str, *, kind: str, retry_after: int) -> ApiError:
     """429 in OpenAI's shape (`type` is "requests" or "tokens", as OpenAI sends it)."""
     return ApiError(429, message, error_type=kind, code="rate_limit_exceeded", retry_after=retry_after)
+
+
+def count_or_429(limits: Limits, too_many: str) -> None:
+    """Count one request against `limits` from synchronous code (DRF views); 429 with
+    Retry-After when over: "Too many {too_many}; retry after Ns."."""
+    state = async_to_sync(limiter().hit)(limits)
+    if state.over_requests:
+        message = f"Too many {too_many}; retry after {state.reset_seconds}s."
+        raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)
 
 
 def internal_error() -> ApiError:

@@ -6,8 +6,8 @@ schema and image) + max_tokens for every choice — is held against the key's TP
 the window cannot take it) and reserved from the balance at the price of the canonical
 model id (402 when the balance is short). A backend that counts the prompt on this machine
 before any model work (the embedded model's tokenizer: `local_count`) has its money reserved
-at that exact count instead, when it reports it, so a balance for N requests serves exactly
-N; TPM is corrected to the exact worst case at the same point. When the response ends,
+at that exact count instead, when its `Accepted` reports it, so a balance for N requests
+serves exactly N; TPM is corrected to the exact worst case at the same point. When the response ends,
 normally or by disconnect, the request settles to the real usage, clamped to what the
 request could produce — or, when the model reported none, to the bound of what was
 delivered — and TPM is corrected to the same count.
@@ -26,12 +26,11 @@ from chat import db
 from chat.backends.base import Accepted, GenerationRequest, Usage
 from chat.billing.estimate import completion_bound, prompt_bound
 from chat.billing.pricing import Price
-from chat.billing.ratelimit import TokenHold, limiter, window_reset_seconds
+from chat.billing.ratelimit import Limits, TokenHold, limiter, window_reset_seconds
 from chat.billing.wallet import (
     InsufficientBalance,
     Reservation,
     usage_record,
-    wallet_release,
     wallet_reserve,
     wallet_settle,
 )
@@ -79,8 +78,7 @@ class Meter:
         self.request_id = request_id
         self.prompt_bound = prompt_bound(request, image_tokens=image_tokens)
         self.completion_bound = completion_bound(request)
-        self.prompt_tokens = self.prompt_bound  # until the backend counts them exactly
-        self.prompt_exact = False
+        self.prompt_tokens = self.prompt_bound  # until a local count replaces it
         self.counted_locally = counted_locally
         self.reservation: Reservation | None = None
         self.hold: TokenHold | None = None
@@ -94,6 +92,13 @@ class Meter:
         """Hold the worst case against TPM and the balance; raises 429 or 402. Call it
         before the backend is contacted."""
         limits = self.principal.limits
+        if limits.tpm is not None:  # no TPM, nothing to hold: its tokens are added at the end
+            await self._hold_tokens(limits)
+        if self.price.is_free or self.counted_locally:
+            return  # a local count reserves the exact cost at `accepted`, before any model work
+        await self._reserve(self.prompt_bound)
+
+    async def _hold_tokens(self, limits: Limits) -> None:
         self.hold, used = await limiter().hold_tokens(limits, self.worst_case_tokens)
         if self.hold is None:
             window = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
@@ -104,9 +109,6 @@ class Meter:
                 kind="tokens",
                 retry_after=window_reset_seconds(),
             )
-        if self.price.is_free or self.counted_locally:
-            return  # a local count reserves the exact cost at `accepted`, before any model work
-        await self._reserve(self.prompt_bound)
 
     async def _reserve(self, prompt_tokens: int) -> None:
         amount = self.price.cost(prompt_tokens, self.completion_bound)
@@ -115,7 +117,8 @@ class Meter:
                 wallet_reserve, account_id=self.principal.account_id, amount=amount, request_id=self.request_id
             )
         except InsufficientBalance:
-            await limiter().correct_tokens(self.hold, 0)
+            if self.hold is not None:
+                await limiter().correct_tokens(self.hold, 0)
             self._settled = True
             currency = settings.GHOSTGPT["CURRENCY"]
             raise ApiError(
@@ -128,22 +131,19 @@ class Meter:
             ) from None
 
     async def accepted(self, event: Accepted) -> None:
-        """The backend admitted the request: with an exact prompt count, keep only the
-        exact reservation."""
-        if not event.exact:
+        """The backend admitted the request. A backend that counts locally reported the exact
+        prompt: TPM holds and the balance reserves that exact worst case from now on (402
+        here costs nothing but the tokenizer). Other backends' counts are estimates: the
+        upper bound taken at admission stands."""
+        if not self.counted_locally:
             return
         self.prompt_tokens = _clamp(event.prompt_tokens, self.prompt_bound)
-        self.prompt_exact = True
-        if self.hold is not None:  # TPM: the exact worst case from now on
+        if self.hold is not None:
             exact_hold = self.prompt_tokens + self.completion_bound
             await limiter().correct_tokens(self.hold, exact_hold)
             self.hold = replace(self.hold, tokens=exact_hold)
-        if self.counted_locally and not self.price.is_free and self.reservation is None:
+        if not self.price.is_free:
             await self._reserve(self.prompt_tokens)
-        elif self.reservation is not None:
-            exact = self.price.cost(self.prompt_tokens, self.completion_bound)
-            if exact > 0:
-                self.reservation = await db.run(wallet_release, reservation=self.reservation, amount=exact)
 
     def cost_fields(self, usage: Usage) -> dict[str, Any]:
         """GPTunnel-style cost fields for a `usage` object."""

@@ -119,9 +119,6 @@ class Accepted:
     prompt_tokens: int
     # Identifies the backend configuration, as OpenAI's `system_fingerprint` does.
     system_fingerprint: str | None = None
-    # True when `prompt_tokens` was counted by the model's own tokenizer (the embedded
-    # model); otherwise it is an estimate and billing keeps its upper bound.
-    exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,7 +149,7 @@ class EmbeddedLlamaBackend:
         job = _Job(request=request, prompts=prompts, emit=emit)
         self._admit(job)
         try:
-            yield Accepted(prompt_tokens=sum(map(len, prompts)), system_fingerprint=self._fingerprint, exact=True)
+            yield Accepted(prompt_tokens=sum(map(len, prompts)), system_fingerprint=self._fingerprint)
             while (item := await events.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item

@@ -1,4 +1,4 @@
-"""Money moves here only: reserve, release, settle, top up. Each is one transaction whose
+"""Money moves here only: reserve, settle, top up. Each is one transaction whose
 balance change is a conditional UPDATE, so concurrent requests can never overspend, and
 whose ledger entry records the change (the entries of an account sum to its balance).
 
@@ -58,18 +58,6 @@ def wallet_reserve(*, account_id: int, amount: Decimal, request_id: str) -> Rese
         raise InsufficientBalance
     _record(account_id, LedgerEntry.Kind.RESERVE, -amount, request_id=request_id)
     return Reservation(account_id=account_id, amount=amount, request_id=request_id)
-
-
-@transaction.atomic
-def wallet_release(*, reservation: Reservation, amount: Decimal) -> Reservation:
-    """Shrink a reservation to `amount` once the prompt was counted exactly; returns the
-    smaller reservation. Never grows one (the worst case was taken at admission)."""
-    unused = reservation.amount - amount
-    if unused <= 0 or amount < 0:
-        return reservation
-    Account.objects.filter(pk=reservation.account_id).update(balance=F("balance") + unused)
-    _record(reservation.account_id, LedgerEntry.Kind.RELEASE, unused, request_id=reservation.request_id)
-    return Reservation(account_id=reservation.account_id, amount=amount, request_id=reservation.request_id)
 
 
 @transaction.atomic

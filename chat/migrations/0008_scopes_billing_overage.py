@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='ledgerentry',
             name='kind',
-            field=models.CharField(choices=[('reserve', 'Reserve'), ('release', 'Release'), ('settle', 'Settle'), ('overage', 'Overage'), ('refund', 'Refund'), ('topup', 'Topup')], max_length=16),
+            field=models.CharField(choices=[('reserve', 'Reserve'), ('settle', 'Settle'), ('overage', 'Overage'), ('refund', 'Refund'), ('topup', 'Topup')], max_length=16),
         ),
         migrations.AlterField(
             model_name='usagerecord',

@@ -10,7 +10,7 @@ import pytest
 
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import Limits, MemoryLimiter
-from chat.billing.wallet import InsufficientBalance, wallet_release, wallet_reserve, wallet_settle, wallet_top_up
+from chat.billing.wallet import InsufficientBalance, wallet_reserve, wallet_settle, wallet_top_up
 from chat.models import Account, LedgerEntry, UsageRecord
 from chat.services import account_create
 
@@ -85,15 +85,6 @@ class TestWallet:
         account.refresh_from_db()
         assert account.balance == Decimal("1.00") == self.ledger_total(account)
         assert LedgerEntry.objects.filter(account=account, kind="refund").count() == 1
-
-    def test_release_shrinks_a_reservation_and_never_grows_it(self) -> None:
-        account = self.account("1.00")
-        reservation = wallet_reserve(account_id=account.pk, amount=Decimal("0.60"), request_id="r1")
-        smaller = wallet_release(reservation=reservation, amount=Decimal("0.20"))
-        assert wallet_release(reservation=smaller, amount=Decimal("5")) is smaller
-        wallet_settle(reservation=smaller, cost=Decimal("0.15"), usage=self.usage(account))
-        account.refresh_from_db()
-        assert account.balance == Decimal("0.85") == self.ledger_total(account)
 
     def test_top_up_is_idempotent(self) -> None:
         account = self.account("0")

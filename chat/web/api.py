@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
@@ -13,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.accounts.drf import ApiKeyAuthentication, HasKeyOrSession
-from chat.api.errors import ApiError, rate_limited
-from chat.billing.ratelimit import Limits, limiter
+from chat.api.errors import ApiError, count_or_429
+from chat.billing.ratelimit import Limits
 from chat.models import Conversation
 from chat.network import client_key
 
@@ -97,10 +96,7 @@ def limit_creation(request: Request, what: str, *, owner_rate: str, anonymous_ra
         limits = Limits(f"{what}:account:{request.user.pk}", settings.WEB[owner_rate], None)
     else:
         limits = Limits(f"{what}:ip:{client_key(request._request)}", settings.WEB[anonymous_rate or owner_rate], None)
-    state = async_to_sync(limiter().hit)(limits)
-    if state.over_requests:
-        message = f"Too many new {what}s; retry after {state.reset_seconds}s."
-        raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)
+    count_or_429(limits, f"new {what}s")
 
 
 class ShareCreateApi(WebApi):

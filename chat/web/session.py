@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.middleware.csrf import get_token
 from rest_framework.permissions import AllowAny
@@ -11,8 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.accounts.drf import ApiKeyAuthentication
-from chat.api.errors import rate_limited
-from chat.billing.ratelimit import Limits, limiter
+from chat.api.errors import count_or_429
+from chat.billing.ratelimit import Limits
 from chat.models import ApiKey
 from chat.network import client_key
 from chat.services import session_create
@@ -53,7 +52,4 @@ class SessionBootstrapApi(APIView):
 
     def _limit(self, request: Request) -> None:
         subject = f"bootstrap:{client_key(request._request)}"
-        state = async_to_sync(limiter().hit)(Limits(subject, settings.WEB["BOOTSTRAP_RATE"], None))
-        if state.over_requests:
-            message = f"Too many new sessions from this address; retry after {state.reset_seconds}s."
-            raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)
+        count_or_429(Limits(subject, settings.WEB["BOOTSTRAP_RATE"], None), "new sessions from this address")
