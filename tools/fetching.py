@@ -8,15 +8,18 @@ Rules, checked on the first URL and again on every redirect:
 - the connection goes to the checked address (Host header and TLS SNI keep the name), so
   a second DNS answer cannot rebind it;
 - at most FETCH_MAX_REDIRECTS redirects, FETCH_MAX_BYTES of body (identity encoding: no
-  decompression bombs), FETCH_DEADLINE_SECONDS in total, and only allowed content types.
+  decompression bombs), FETCH_DEADLINE_SECONDS of wall clock for everything (DNS, connect, redirects, headers, body:
+  a server that trickles bytes cannot hold a fetch longer), and only allowed content types.
 Tests may allow exact "ip:port" loopback targets through FETCH_ALLOW (empty by default).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import socket
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
@@ -30,6 +33,7 @@ ALLOWED_TYPES = ("text/html", "text/plain", "application/xhtml+xml", "applicatio
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 USER_AGENT = "GhostGPT-fetcher/1.0 (+https://github.com/ghostgpt)"
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_resolvers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ghostgpt-dns")
 
 
 def refused(message: str, code: str = "url_not_allowed") -> ToolError:
@@ -86,33 +90,49 @@ class SafeFetcher:
         self, url: str, *, accept: tuple[str, ...] = ALLOWED_TYPES, headers: dict[str, str] | None = None
     ) -> FetchedPage:
         """`headers` (e.g. a provider's API key) go to the URL's own origin only, never to
-        a host a redirect points at."""
-        started = time.monotonic()
+        a host a redirect points at. One wall-clock deadline covers the whole fetch — DNS,
+        connecting, every redirect, the headers and the body — however slowly a server
+        trickles its bytes. Call it from a thread without a running event loop."""
+        try:
+            return asyncio.run(self._fetch_within_deadline(url, accept, headers or {}))
+        except TimeoutError:
+            raise ToolError(
+                f"Fetching the page took longer than {self.deadline:g}s.",
+                status=504,
+                code="fetch_timeout",
+                retryable=True,
+            ) from None
+
+    async def _fetch_within_deadline(self, url: str, accept: tuple[str, ...], headers: dict[str, str]) -> FetchedPage:
+        async with asyncio.timeout(self.deadline):
+            return await self._fetch(url, accept, headers)
+
+    async def _fetch(self, url: str, accept: tuple[str, ...], headers: dict[str, str]) -> FetchedPage:
         current = url
         try:
             origin = _origin(httpx.URL(url))
         except httpx.InvalidURL:
             origin = ""  # _check_url refuses it with a clear message
-        with httpx.Client(timeout=self.deadline, follow_redirects=False, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=None, follow_redirects=False, trust_env=False) as client:
             for _ in range(self.max_redirects + 1):
-                response = self._request(client, current, started, (origin, headers or {}))
+                response = await self._request(client, current, (origin, headers))
                 if response.is_redirect:
                     location = response.headers.get("location", "")
-                    response.close()
+                    await response.aclose()
                     if not location:
                         raise ToolError("The page redirected without a location.", status=502, code="bad_redirect")
                     current = urljoin(current, location)
                     continue
-                return self._read(response, url, current, accept, started)
+                return await self._read(response, url, current, accept)
         raise refused(f"Too many redirects (more than {self.max_redirects}).", code="too_many_redirects")
 
     # --- one hop ---------------------------------------------------------------------------
 
-    def _request(
-        self, client: httpx.Client, url: str, started: float, credentials: tuple[str, dict[str, str]]
+    async def _request(
+        self, client: httpx.AsyncClient, url: str, credentials: tuple[str, dict[str, str]]
     ) -> httpx.Response:
         host, port = self._check_url(url)
-        address = self._resolve(host, port)
+        address = await self._resolve(host, port)
         parsed = httpx.URL(url)
         target = parsed.copy_with(host=str(address))
         headers = {
@@ -122,17 +142,9 @@ class SafeFetcher:
             "Accept": ", ".join(ALLOWED_TYPES) + ";q=0.9, */*;q=0.1",
             **(credentials[1] if _origin(parsed) == credentials[0] else {}),
         }
-        remaining = self.deadline - (time.monotonic() - started)
-        if remaining <= 0:
-            raise ToolError("Fetching the page took too long.", status=504, code="fetch_timeout", retryable=True)
-        extensions = {"sni_hostname": host, "timeout": {k: remaining for k in ("connect", "read", "write", "pool")}}
-        request = client.build_request("GET", target, headers=headers, extensions=extensions)
+        request = client.build_request("GET", target, headers=headers, extensions={"sni_hostname": host})
         try:
-            return client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise ToolError(
-                "The site did not answer in time.", status=504, code="fetch_timeout", retryable=True
-            ) from None
+            return await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise ToolError(
                 f"Could not connect to the site ({type(exc).__name__}).",
@@ -158,9 +170,11 @@ class SafeFetcher:
             raise refused(f"Port {port} is not allowed; use 80 or 443.")
         return parts.hostname, port
 
-    def _resolve(self, host: str, port: int) -> Address:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    async def _resolve(self, host: str, port: int) -> Address:
+        try:  # on a resolver thread of our own: the deadline bounds the wait, and asyncio.run
+            # does not wait for a stuck lookup when it closes the loop (it would for its own pool)
+            lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().run_in_executor(_resolvers, lookup)
         except (socket.gaierror, UnicodeError):
             raise ToolError(f"The host {host!r} could not be found.", status=502, code="dns_failed") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -176,9 +190,7 @@ class SafeFetcher:
 
     # --- the body --------------------------------------------------------------------------
 
-    def _read(
-        self, response: httpx.Response, url: str, final_url: str, accept: tuple[str, ...], started: float
-    ) -> FetchedPage:
+    async def _read(self, response: httpx.Response, url: str, final_url: str, accept: tuple[str, ...]) -> FetchedPage:
         try:
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if response.status_code >= 400:
@@ -196,15 +208,11 @@ class SafeFetcher:
                 )
             body = bytearray()
             try:
-                for chunk in response.iter_raw():
+                async for chunk in response.aiter_raw():
                     body += chunk
                     if len(body) > self.max_bytes:
                         raise ToolError(
                             f"The page is larger than {self.max_bytes} bytes.", status=413, code="too_large"
-                        )
-                    if time.monotonic() - started > self.deadline:
-                        raise ToolError(
-                            "Fetching the page took too long.", status=504, code="fetch_timeout", retryable=True
                         )
             except httpx.HTTPError:
                 raise ToolError(
@@ -220,4 +228,4 @@ class SafeFetcher:
                 fetched_at=datetime.now(UTC).isoformat(),
             )
         finally:
-            response.close()
+            await response.aclose()
