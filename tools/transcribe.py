@@ -6,6 +6,7 @@ after the fork, so children never share a half-initialised model.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,39 @@ def probe_duration(path: Path) -> float:
     return duration
 
 
+WHISPER_RATE = 16000  # what faster-whisper takes: mono float32 samples at 16 kHz
+
+
+def decode_limited(path: Path, max_seconds: float) -> Any:
+    """The audio as whisper's input, decoded frame by frame and counted as it goes: past
+    `max_seconds` of real samples it stops with 413, whatever the container's header
+    claimed (a 25 MB Opus or an MP4 with a forged duration can hold hours)."""
+    import numpy as np
+
+    limit = int(max_seconds * WHISPER_RATE)
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=WHISPER_RATE)
+    chunks, count = [], 0
+    try:
+        with av.open(str(path)) as container:
+            frames = container.decode(container.streams.audio[0])
+            for frame in itertools.chain(frames, [None]):  # None flushes the resampler
+                for resampled in resampler.resample(frame):
+                    samples = resampled.to_ndarray().reshape(-1)
+                    count += samples.size
+                    if count > limit:
+                        raise ToolError(
+                            f"The audio is longer than {max_seconds:g}s (counted while decoding; its header "
+                            "said less); at most that much is transcribed.",
+                            status=413,
+                            code="audio_too_long",
+                        )
+                    chunks.append(samples)
+    except (av.FFmpegError, ValueError, OSError, IndexError):
+        raise ToolError("The audio could not be decoded.", status=422, code="audio_unreadable") from None
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    return audio.astype(np.float32) / 32768.0
+
+
 class TranscribeTool:
     name = "transcribe"
 
@@ -92,8 +126,9 @@ class TranscribeTool:
             options: dict[str, Any] = {}
             if params.get("temperature"):  # 0 (the default) keeps whisper's fallback to higher temperatures, as OpenAI
                 options["temperature"] = params["temperature"]
+            audio = decode_limited(path, settings.TOOLS["TRANSCRIBE_MAX_SECONDS"])
             segments, info = whisper_model().transcribe(
-                str(path),
+                audio,
                 language=params.get("language"),
                 initial_prompt=params.get("prompt") or None,
                 word_timestamps=bool(params.get("words")),

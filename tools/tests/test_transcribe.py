@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,31 @@ def test_openai_route_errors(client: OpenAI, live: LiveServer) -> None:
         headers={"Authorization": f"Bearer {live.api_key}"},
     )
     assert missing_model.status_code == 400 and missing_model.json()["error"]["param"] == "model"
+
+
+def forged_short_mp4() -> bytes:
+    """The speech (6.4 s) as M4A whose mvhd/mdhd headers claim 1/48000 s: what PyAV's
+    header reports, while the sample tables still hold all of it."""
+    data = bytearray(convert("mp4", "aac"))
+    for atom in (b"mvhd", b"mdhd"):
+        at = data.find(atom)
+        while at != -1:
+            if data[at + 4] == 0:  # version 0: version/flags, creation, modification, timescale, duration
+                struct.pack_into(">I", data, at + 4 + 4 + 8 + 4, 1)
+            at = data.find(atom, at + 4)
+    return bytes(data)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_header_that_lies_about_the_duration_is_caught_by_counting_samples(
+    uploads: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forged = forged_short_mp4()
+    with av.open(io.BytesIO(forged)) as container:
+        assert container.streams.audio[0].duration == 1  # the header's claim passes the early check
+    settings.TOOLS = {**settings.TOOLS, "TRANSCRIBE_MAX_SECONDS": 2}
+    monkeypatch.setattr("tools.transcribe.whisper_model", lambda: pytest.fail("the model saw audio past the limit"))
+    response = post(forged, "voice.m4a")
+    assert response.status_code == 413 and response.json()["error"]["code"] == "audio_too_long"
+    assert "counted while decoding" in response.json()["error"]["message"]
+    assert list(uploads.iterdir()) == []
