@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -31,6 +31,14 @@ class BoundedExecutor:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ghostgpt-{name}")
         self._slots = threading.BoundedSemaphore(workers + queue)
 
+    def submit(self, function: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Start `function(*args)` on this pool from synchronous code; `Busy` when full."""
+        if not self._slots.acquire(blocking=False):
+            raise Busy(self.name)
+        future = self._executor.submit(function, *args)
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
     async def run(self, function: Callable[..., T], /, *args: Any) -> T:
         """`function(*args)` on one of this pool's threads; `Busy` when it is full."""
         if not self._slots.acquire(blocking=False):
@@ -43,3 +51,5 @@ class BoundedExecutor:
 
 fetch_pool = BoundedExecutor("fetch", workers=8, queue=32)  # images fetched from URLs
 ocr_pool = BoundedExecutor("ocr", workers=1, queue=16)  # RapidOCR uses every core
+# Tool jobs in embedded mode (no broker): beside the request that made them, not inside it.
+tool_pool = BoundedExecutor("tool", workers=2, queue=16)

@@ -106,6 +106,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "chat.middleware.RequestIdMiddleware",
     "chat.network.ProxyHeadersMiddleware",
+    "chat.csp.ContentSecurityPolicyMiddleware",
     "chat.middleware.InlineSecurityMiddleware",
     "chat.middleware.PagesOnlySessionMiddleware",
     "chat.middleware.PageLocaleMiddleware",
@@ -146,6 +147,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # the /v1 hot path ~6% in a profile). PostgreSQL uses its pool instead.
     DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Tests get a file too, not Django's shared-cache in-memory database: that one locks
+    # whole tables across threads ("database table is locked") where a file in WAL mode
+    # lets the tool pool's thread write while the request thread reads, as in production.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Async views run their database work on many threads; a pool bounds the connections
     # (excess requests wait for one) instead of opening one per thread until PostgreSQL

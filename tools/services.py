@@ -11,11 +11,12 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
 
+from chat.executors import Busy, tool_pool
 from chat.models import Account
 
 from .base import ToolError, get_tool
@@ -28,12 +29,36 @@ PROGRESS_INTERVAL_SECONDS = 0.5
 
 def job_create(*, tool: str, params: dict[str, Any], account: Account | None = None) -> Job:
     """Validate in the web process, store the job, and enqueue it once the row is committed."""
-    from .tasks import run_job
-
     clean = get_tool(tool).validate(params)
     job = Job.objects.create(tool=tool, params=clean, account=account)
-    transaction.on_commit(lambda: run_job.delay(str(job.pk)))
+    transaction.on_commit(lambda: _enqueue(str(job.pk)))
     return job
+
+
+def _enqueue(job_id: str) -> None:
+    """To the Celery workers; in embedded mode (eager Celery, no broker) to the web process's
+    bounded tool pool, so the request that made the job can still answer 202 at once."""
+    from .tasks import run_job
+
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        run_job.delay(job_id)
+        return
+    try:
+        tool_pool.submit(_execute_here, job_id)
+    except Busy:
+        _fail(
+            job_id,
+            ToolError("The server is busy with other tool jobs; retry shortly.", status=503, code="busy").as_dict(),
+        )
+
+
+def _execute_here(job_id: str) -> None:
+    try:
+        job_execute(job_id=job_id)
+    except Exception:
+        logger.exception("tool job %s failed", job_id)
+    finally:
+        connection.close()  # this pool thread's own connection
 
 
 def _fail(job_id: uuid.UUID | str, error: dict[str, Any]) -> None:

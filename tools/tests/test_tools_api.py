@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,11 +144,28 @@ def test_pdf_limits(allow_site: LoopbackServer, settings: Any) -> None:
     assert upload(text_pdf(["x" * 10] * 50)).json()["error"]["code"] == "too_large"
 
 
+def wait_for_job(location: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = Client().get(location).json()
+        if status["status"] in ("succeeded", "failed"):
+            return status  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError("the job never finished")
+
+
+@pytest.mark.parametrize("ask", [{"HTTP_PREFER": "respond-async"}, {"QUERY_STRING": "async=1"}])
+def test_respond_async_is_202_with_location_in_embedded_mode(allow_site: LoopbackServer, ask: dict[str, str]) -> None:
+    # Before: under `make run` (eager Celery) the job ran inside the request: 200, never 202.
+    response = upload(text_pdf(["async please"]), **ask)
+    assert response.status_code == 202, response.content
+    job = Job.objects.get()
+    assert response["Location"] == f"/api/jobs/{job.pk}" and response.json()["status"] in ("queued", "running")
+    assert "async please" in wait_for_job(response["Location"])["result"]["text"]
+
+
 def test_job_status_reports_the_result_and_progress(allow_site: LoopbackServer) -> None:
-    # Eager (as under `make run`): the job is done before the view looks, so even a
-    # respond-async request gets the result; the 202 + Location path runs with a real
-    # worker in test_worker_live.py.
-    response = upload(text_pdf(["async please"]), HTTP_PREFER="respond-async")
+    response = upload(text_pdf(["async please"]))
     assert response.status_code == 200
     job = Job.objects.get()
     status = Client().get(f"/api/jobs/{job.pk}").json()
