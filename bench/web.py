@@ -77,7 +77,9 @@ def page_first_token(page: Any) -> float:
         .observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true}); }"""
     )
     page.keyboard.press("Enter")
-    page.wait_for_function("window.__first !== null", timeout=60_000)
+    deadline = time.monotonic() + 60  # polled: the page's CSP refuses wait_for_function's eval
+    while page.evaluate("window.__first === null") and time.monotonic() < deadline:
+        page.wait_for_timeout(5)
     key, sent, first = page.evaluate("[window.__key, window.__sent, window.__first]")
     page.wait_for_selector("article.assistant:not(.streaming)", timeout=60_000)
     return (first - sent) / 1000, (first - key) / 1000

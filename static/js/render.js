@@ -15,10 +15,31 @@ md.options.highlight = (code, lang) => {
   return `<pre><code class="hljs${language ? " language-" + language : ""}">${html}</code></pre>`;
 };
 
+// Images load only from this origin or data:/blob: URLs (the page's CSP says the same): an
+// answer that a prompt-injected page wrote cannot leak the chat through an image URL. A
+// remote image stays visible as its alt text and address, not fetched.
+function isLocalImage(src) {
+  try {
+    const url = new URL(src, location.href);
+    return url.protocol === "data:" || url.protocol === "blob:" || url.origin === location.origin;
+  } catch (e) {
+    return false;
+  }
+}
+
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A" && node.getAttribute("href")) {
     node.setAttribute("target", "_blank");
     node.setAttribute("rel", "noopener noreferrer nofollow");
+  }
+  if (node.tagName === "IMG") {
+    const src = node.getAttribute("src") || "";
+    node.removeAttribute("srcset");
+    if (src && !isLocalImage(src)) {
+      node.removeAttribute("src");
+      node.setAttribute("alt", `[${node.getAttribute("alt") || "image"}: ${src}]`);
+      node.classList.add("blocked-image");
+    }
   }
 });
 

@@ -4,6 +4,7 @@ against a live GhostGPT server. Screenshots of the main states go to test-artifa
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,17 @@ FLAGS = [
     "--disable-quic",
     "--no-first-run",
 ]
+
+
+def wait_until(page: Any, expression: str, timeout: int) -> None:
+    """`page.wait_for_function` for pages with a CSP: Playwright compiles a string predicate
+    with `new Function` inside the page, which a policy without 'unsafe-eval' refuses (as it
+    should); `evaluate` runs through DevTools instead."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} ms waiting for {expression}")
+        page.wait_for_timeout(50)
 
 
 @pytest.fixture(scope="module")

