@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class ChatConfig(AppConfig):
     name = "chat"
     verbose_name = "Chat and OpenAI-compatible API"
+
+    def ready(self) -> None:
+        from . import revocation  # noqa: F401  (connects its signal receivers)

@@ -12,6 +12,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from chat.revocation import revoked_group
+
 from . import services
 from .selectors import agent_key_get
 
@@ -40,6 +42,8 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         self.touched = 0.0
         connection = await services.agent_connection_open(key=key, channel_name=self.channel_name)
         self.connection_id = connection.pk
+        self.key_id = key.pk
+        await self.channel_layer.group_add(revoked_group(key.pk), self.channel_name)
         await self.accept()
         heartbeat = settings.GHOSTGPT["AGENT_HEARTBEAT_SECONDS"]
         await self.send_json({"type": "welcome", "id": str(connection.pk), "heartbeat_seconds": heartbeat})
@@ -79,9 +83,14 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         if self.jobs.pop(event["job"], None) is not None:
             await self.send_json({"type": "cancel", "job": event["job"]})
 
+    async def key_revoked(self, event: dict[str, Any]) -> None:
+        """Its token was deleted or disabled: the connection ends now."""
+        await self.close(code=4401)
+
     async def disconnect(self, code: int) -> None:
         if self.connection_id is None:
             return
+        await self.channel_layer.group_discard(revoked_group(self.key_id), self.channel_name)
         for reply in self.jobs.values():  # the requests waiting on it fail over or end cleanly
             await self.channel_layer.send(
                 reply, {"type": "agent.error", "retry": True, "message": "The agent disconnected."}

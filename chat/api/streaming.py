@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from chat.backends.base import Accepted, BackendError, Event
+from chat.revocation import REVOCATION_POLL_SECONDS, key_is_revoked
 
 from .encoders import PING, Encoder
 from .errors import ApiError, internal_error
@@ -47,6 +48,38 @@ async def with_pings(events: AsyncIterator[Event], interval: float, ping: bytes 
                     await pending
     async for event in iterator:
         yield event
+
+
+class AccessRevoked(BackendError):
+    status = 401
+    error_type = "authentication_error"
+    code = "api_key_revoked"
+
+
+async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncIterator[Event]:
+    """The events, until the key that asked for them is deleted or disabled (checked in the
+    shared cache every REVOCATION_POLL_SECONDS, by a watcher beside the stream): then
+    AccessRevoked ends the stream (an error event, then the end)."""
+    revoked = asyncio.Event()
+
+    async def watch() -> None:  # authentication checked the key just now: the first look is a poll later
+        while True:
+            await asyncio.sleep(REVOCATION_POLL_SECONDS)
+            if await key_is_revoked(key_id):
+                revoked.set()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        async for event in events:
+            if revoked.is_set():
+                raise AccessRevoked("This API key was deleted or disabled while the response streamed.")
+            yield event
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 Settle = Callable[[bool], Awaitable[None]]

@@ -29,7 +29,7 @@ from .gemini import GenerateContentEncoder, gemini_errors, parser_for
 from .images import has_images, images_as_text, images_inline
 from .metering import Meter
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
-from .streaming import collect, sse_body
+from .streaming import collect, sse_body, until_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ async def _generate(
     async def settle(failed: bool) -> None:
         await meter.settle(reported=encoder.usage, delivered_tokens=encoder.delivered_tokens, failed=failed)
 
-    events = backend.stream(generation)
+    events = until_revoked(backend.stream(generation), principal.key_id)
     waited = time.perf_counter()
     try:
         first = await anext(events)  # admission: errors up to here are still HTTP errors

@@ -13,7 +13,7 @@ from chat.agents.services import agent_token_create
 from chat.models import ApiKey
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_an_expired_or_operator_disabled_agent_token_cannot_connect() -> None:
     key, secret = agent_token_create(name="worker")
     assert async_to_sync(agent_key_get)(secret=secret) is not None
