@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from chat.agents.consumer import AgentConsumer
@@ -34,7 +34,7 @@ def test_deleting_an_agent_token_closes_its_websocket() -> None:
         await communicator.wait()
         return closed
 
-    closed = asyncio.run(scenario())
+    closed = async_to_sync(scenario)()  # thread-sensitive ORM calls run on this thread (its connection)
     assert closed == {"type": "websocket.close", "code": 4401}
 
 
@@ -59,5 +59,5 @@ def test_a_stream_of_a_disabled_key_ends_within_the_poll_interval(monkeypatch: p
                     await sync_to_async(key.save)(update_fields=["is_active"])  # the signal: what admin and API do
         return received, loop.time() - started
 
-    received, elapsed = asyncio.run(scenario())
+    received, elapsed = async_to_sync(scenario)()
     assert received >= 5 and elapsed < 2.0
