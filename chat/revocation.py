@@ -44,6 +44,13 @@ def _announce(key_id: int) -> None:
         logger.exception("announcing the revocation of key %s failed", key_id)
 
 
+def _forget(key_id: int) -> None:
+    try:
+        cache.delete(revoked_flag(key_id))
+    except Exception:
+        logger.exception("clearing the revocation flag of key %s failed", key_id)
+
+
 @receiver(post_delete, sender=ApiKey, dispatch_uid="ghostgpt-key-deleted")
 def key_deleted(sender: type, instance: ApiKey, **kwargs: object) -> None:
     key_id = instance.pk
@@ -52,10 +59,11 @@ def key_deleted(sender: type, instance: ApiKey, **kwargs: object) -> None:
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="ghostgpt-key-switched")
 def key_switched(sender: type, instance: ApiKey, created: bool, **kwargs: object) -> None:
-    if created:
-        return
     key_id = instance.pk
+    if created:  # a fresh database behind the same cache may hand out an old id again
+        transaction.on_commit(lambda: _forget(key_id))
+        return
     if not instance.is_active or instance.disabled_by_operator:
         transaction.on_commit(lambda: _announce(key_id))
     else:
-        transaction.on_commit(lambda: cache.delete(revoked_flag(key_id)))
+        transaction.on_commit(lambda: _forget(key_id))

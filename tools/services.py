@@ -6,7 +6,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -54,7 +53,7 @@ def _enqueue(job_id: str) -> None:
 
 def _execute_here(job_id: str) -> None:
     try:
-        job_execute(job_id=job_id)
+        job_execute(job_id=job_id, deadline=time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT)
     except Exception:
         logger.exception("tool job %s failed", job_id)
     finally:
@@ -62,16 +61,22 @@ def _execute_here(job_id: str) -> None:
 
 
 def _fail(job_id: uuid.UUID | str, error: dict[str, Any]) -> None:
-    Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, error=error, finished_at=timezone.now())
+    Job.objects.filter(pk=job_id).exclude(status=Job.Status.SUCCEEDED).update(
+        status=Job.Status.FAILED, error=error, finished_at=timezone.now()
+    )
 
 
-def _progress_writer(job_id: str) -> Callable[[int], None]:
+def _progress_writer(job_id: str, deadline: float | None = None) -> Callable[[int], None]:
     """Writes progress at most every PROGRESS_INTERVAL_SECONDS; a short job writes none
-    (its final update sets 100)."""
+    (its final update sets 100). Past `deadline` (monotonic) it raises SoftTimeLimitExceeded:
+    a job run in the web process (embedded mode) has no Celery time limit to stop it, so the
+    tools' own progress calls (per page, per segment) are where it stops."""
     last = [time.monotonic()]
 
     def write(percent: int) -> None:
         now = time.monotonic()
+        if deadline is not None and now > deadline:
+            raise SoftTimeLimitExceeded
         if percent < 100 and now - last[0] >= PROGRESS_INTERVAL_SECONDS:
             last[0] = now
             Job.objects.filter(pk=job_id).update(progress=max(0, percent))
@@ -79,8 +84,9 @@ def _progress_writer(job_id: str) -> Callable[[int], None]:
     return write
 
 
-def job_execute(*, job_id: str) -> None:
-    """Run a job. Safe to call again for the same job (redelivery after a worker died)."""
+def job_execute(*, job_id: str, deadline: float | None = None) -> None:
+    """Run a job. Safe to call again for the same job (redelivery after a worker died).
+    `deadline` (monotonic): where no Celery worker enforces the soft time limit."""
     claimed = Job.objects.filter(pk=job_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
         status=Job.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
     )
@@ -96,7 +102,7 @@ def job_execute(*, job_id: str) -> None:
         )
         return
     try:
-        result = get_tool(job.tool).run(job.params, _progress_writer(job_id))
+        result = get_tool(job.tool).run(job.params, _progress_writer(job_id, deadline))
     except ToolError as exc:
         _fail(job_id, exc.as_dict())
     except SoftTimeLimitExceeded:
@@ -104,8 +110,8 @@ def job_execute(*, job_id: str) -> None:
     except Exception:
         logger.exception("tool job %s (%s) failed", job_id, job.tool)
         _fail(job_id, ToolError("The tool failed unexpectedly.", status=500, code="tool_error").as_dict())
-    else:
-        Job.objects.filter(pk=job_id).update(
+    else:  # not over a job already failed meanwhile (timed out by job_get, say)
+        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
             status=Job.Status.SUCCEEDED, result=result, progress=100, finished_at=timezone.now()
         )
 
@@ -116,8 +122,14 @@ def job_get(*, job_id: uuid.UUID, account: Account | None) -> Job:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or (job.account_id is not None and job.account_id != getattr(account, "pk", None)):
         raise Http404
-    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
-    if job.status == Job.Status.RUNNING and job.started_at and job.started_at < stale:
-        _fail(job.pk, ToolError("The worker running this job stopped.", status=500, code="worker_lost").as_dict())
-        job.refresh_from_db()
+    if job.status == Job.Status.RUNNING and job.started_at:
+        running = (timezone.now() - job.started_at).total_seconds()
+        if settings.CELERY_TASK_ALWAYS_EAGER and running > settings.CELERY_TASK_TIME_LIMIT:
+            # In the web process no worker can be killed: past the hard limit the job is
+            # failed for its caller, and whatever the thread still returns is discarded.
+            _fail(job.pk, ToolError("The job took too long.", status=504, code="job_timeout").as_dict())
+            job.refresh_from_db()
+        elif running > settings.CELERY_TASK_TIME_LIMIT + 60:
+            _fail(job.pk, ToolError("The worker running this job stopped.", status=500, code="worker_lost").as_dict())
+            job.refresh_from_db()
     return job

@@ -56,10 +56,38 @@ class AccessRevoked(BackendError):
     code = "api_key_revoked"
 
 
+async def until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> AsyncIterator[Event]:
+    """The events until the stream ends or `stop` is set — also while the backend is still
+    queueing, prefilling or waiting on a stalled upstream, when no event would arrive to
+    notice it."""
+    iterator = aiter(events)
+    stopper = asyncio.ensure_future(stop.wait())
+    step: asyncio.Future[Event] | None = None
+    try:
+        while not stop.is_set():
+            step = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if step not in done:
+                return
+            finished, step = step, None
+            try:
+                event = finished.result()
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        stopper.cancel()
+        if step is not None and not step.done():  # stopped, or closed by our own caller
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await step
+
+
 async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncIterator[Event]:
     """The events, until the key that asked for them is deleted or disabled (checked in the
     shared cache every REVOCATION_POLL_SECONDS, by a watcher beside the stream): then
-    AccessRevoked ends the stream (an error event, then the end)."""
+    AccessRevoked ends the stream (an error event, then the end) at once, even while the
+    backend sends nothing (a stalled upstream, a long prefill)."""
     revoked = asyncio.Event()
 
     async def watch() -> None:  # authentication checked the key just now: the first look is a poll later
@@ -71,10 +99,10 @@ async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncItera
 
     watcher = asyncio.ensure_future(watch())
     try:
-        async for event in events:
-            if revoked.is_set():
-                raise AccessRevoked("This API key was deleted or disabled while the response streamed.")
+        async for event in until_stopped(events, revoked):
             yield event
+        if revoked.is_set():
+            raise AccessRevoked("This API key was deleted or disabled while the response streamed.")
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

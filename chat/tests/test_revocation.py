@@ -61,3 +61,33 @@ def test_a_stream_of_a_disabled_key_ends_within_the_poll_interval(monkeypatch: p
 
     received, elapsed = async_to_sync(scenario)()
     assert received >= 5 and elapsed < 2.0
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_stalled_stream_of_a_deleted_key_ends_without_waiting_for_its_next_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before: the flag was read only when an event arrived, so an upstream that went quiet
+    # kept the revoked stream (and its reservation) open until it spoke again.
+    monkeypatch.setattr("chat.api.streaming.REVOCATION_POLL_SECONDS", 0.1)
+    key, _ = account_create_with_key(name="stalled")
+    state = {"closed": False}
+
+    async def stalls() -> AsyncIterator[Event]:
+        try:
+            yield TextDelta(index=0, text="first")
+            await asyncio.sleep(3600)  # the upstream goes quiet
+            yield TextDelta(index=0, text="never")
+        finally:
+            state["closed"] = True
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(AccessRevoked):
+            async for _ in until_revoked(stalls(), key.pk):
+                await sync_to_async(ApiKey.objects.filter(pk=key.pk).delete)()
+        return loop.time() - started
+
+    elapsed = async_to_sync(scenario)()
+    assert elapsed < 2.0 and state["closed"], "the backend stream is closed, not left waiting"

@@ -259,3 +259,28 @@ def test_generations_cross_processes_through_redis(redis_url: str) -> None:
             other.stop()
     finally:
         owner.stop()
+
+
+def test_a_generation_stops_when_its_account_is_deleted() -> None:
+    # Before: the chat page's generations ignored revocation: an account the operator
+    # deleted kept the model decoding for it until max_tokens.
+    server = LiveServer(env={"GHOSTGPT_ADMIN_KEY": "operator-secret"})
+    try:
+        client = tab(server.base_url)
+        turn = start(client)
+        watcher = Watcher(with_cookies_of(server.base_url, client), turn["assistant_message"]["id"])
+        events = watcher.events_until_done()
+        for name, _ in events:
+            if name == "delta" and len(watcher.text) > 20:
+                break
+        admin = httpx.Client(base_url=server.base_url, headers={"Authorization": "Bearer operator-secret"})
+        users = admin.get("/admin/users").json()["users"]
+        newest = max(users, key=lambda user: user["user_id"])  # the browser's account
+        assert admin.post("/admin/users/delete", json={"user_id": newest["user_id"]}).status_code == 200
+        for _ in events:
+            pass
+        assert watcher.done is not None and watcher.done["status"] == "failed"
+        assert watcher.done["error"]["code"] == "api_key_revoked"
+        server.wait_idle(within=5)  # the model stopped decoding for it
+    finally:
+        server.stop()

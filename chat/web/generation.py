@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +31,9 @@ from django.utils import timezone
 
 from chat.api.auth import Principal
 from chat.api.errors import ApiError, internal_error
+from chat.api.streaming import until_revoked, until_stopped
 from chat.api.views import fit_request, meter_for
-from chat.backends.base import Accepted, Backend, BackendError, Event, GenerationRequest, TextDelta, Usage
+from chat.backends.base import Accepted, Backend, BackendError, GenerationRequest, TextDelta, Usage
 from chat.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -138,10 +138,11 @@ async def _generate(generation: Generation) -> None:
     except ApiError as exc:
         generation.status, generation.error = Message.Status.FAILED, _error(exc)
         return
-    events = generation.backend.stream(generation.request)
+    # A deleted or disabled session (signed out elsewhere, account removed) ends it too.
+    events = until_revoked(generation.backend.stream(generation.request), generation.principal.key_id)
     saved_at = time.monotonic()
     try:
-        async for event in _until_stopped(events, generation.stop_requested):
+        async for event in until_stopped(events, generation.stop_requested):
             if isinstance(event, TextDelta) and event.index == 0 and event.text:
                 offset = len(generation.text)
                 generation.text += event.text
@@ -171,28 +172,6 @@ async def _generate(generation: Generation) -> None:
 
 def _error(error: ApiError) -> dict[str, Any]:
     return {**error.payload()["error"], "status": error.status, "retry_after": error.retry_after}
-
-
-async def _until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> AsyncIterator[Event]:
-    """The events until the stream ends or `stop` is set — also while the backend is still
-    queueing or prefilling, when no event would arrive to notice it."""
-    iterator = aiter(events)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        while not stop.is_set():
-            step = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if step not in done:
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
-                return
-            try:
-                yield step.result()
-            except StopAsyncIteration:
-                return
-    finally:
-        stopper.cancel()
 
 
 async def _save(generation: Generation) -> None:

@@ -220,12 +220,18 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
     try:
         await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
         asked, length = time.monotonic(), None  # length: characters sent so far, once synced
+        checked = time.monotonic()  # when the watcher last sent a byte or looked at the database
         while True:
+            # Due by the clock, not by silence: a stream of deltas this watcher must skip (not
+            # synced yet, the snapshot lost) must not hold off the ping, the resync or the
+            # database check — the "done" may be among the dropped messages.
+            interval = RESYNC_SECONDS if length is None else PING_SECONDS
             try:
-                event = await asyncio.wait_for(
-                    layer.receive(channel), RESYNC_SECONDS if length is None else PING_SECONDS
-                )
+                event = await asyncio.wait_for(layer.receive(channel), max(0.0, checked + interval - time.monotonic()))
             except TimeoutError:
+                event = None
+            if event is None or time.monotonic() - checked >= interval:
+                checked = time.monotonic()
                 yield b": ping\n\n"
                 if length is None:
                     finished = await _unowned(message, since=asked)
@@ -238,13 +244,15 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                     if fresh.status != Message.Status.STREAMING:
                         yield _done(fresh)
                         return
-                continue
+                if event is None:
+                    continue
             kind = event.get("type")
             if kind == "gen.done":
                 yield _event("done", {"text": event["text"], "status": event["status"], "error": event["error"]})
                 return
             if kind == "gen.snapshot" and length is None:
                 length = len(event["text"])
+                checked = time.monotonic()
                 yield _event("snapshot", {"text": event["text"]})  # the page replaces its text with it
             elif kind == "gen.delta" and length is not None:
                 start, text = event["offset"], event["text"]
@@ -256,6 +264,7 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                     continue
                 piece = text[length - start :]
                 length = start + len(text)
+                checked = time.monotonic()
                 yield _event("delta", {"offset": length - len(piece), "text": piece})
     finally:
         await layer.group_discard(group_name(message.pk), channel)

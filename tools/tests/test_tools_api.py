@@ -23,6 +23,11 @@ Fata Morgana, a mirage that lifts distant ships above the horizon.</p></article>
 </body></html>"""
 
 
+def slow_article(_: object) -> tuple[int, dict[str, str], bytes]:
+    time.sleep(2.5)
+    return 200, {"Content-Type": "text/html"}, ARTICLE.encode()
+
+
 @pytest.fixture(scope="module")
 def site() -> Iterator[LoopbackServer]:
     server = LoopbackServer(
@@ -34,6 +39,7 @@ def site() -> Iterator[LoopbackServer]:
             "/huge": lambda _: (200, {"Content-Type": "text/plain"}, b"x" * 300_000),
             "/gone": lambda _: (404, {"Content-Type": "text/html"}, b"missing"),
             "/redirect": redirect_route,
+            "/slow": slow_article,
         }
     )
     yield server
@@ -172,3 +178,27 @@ def test_job_status_reports_the_result_and_progress(allow_site: LoopbackServer) 
     assert status["status"] == "succeeded" and status["progress"] == 100
     assert "async please" in status["result"]["text"]
     assert Client().get("/api/jobs/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_jobs_in_the_web_process_stop_at_the_soft_time_limit(allow_site: LoopbackServer, settings: Any) -> None:
+    # Before: in embedded mode (no Celery worker) nothing enforced CELERY_TASK_SOFT_TIME_LIMIT,
+    # so a slow job held one of the web process's tool threads for as long as it liked.
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 0  # already past at the first page
+    response = upload(text_pdf(["one", "two", "three", "four"]), HTTP_PREFER="respond-async")
+    status = wait_for_job(response["Location"])
+    assert status["status"] == "failed", status
+    assert status["error"]["code"] == "job_timeout" and status["error"]["status"] == 504
+
+
+def test_a_job_past_the_hard_limit_is_failed_and_its_late_result_discarded(
+    allow_site: LoopbackServer, settings: Any
+) -> None:
+    settings.CELERY_TASK_TIME_LIMIT = 1  # the fetch below takes 2.5 s
+    response = fetch(f"{allow_site.url}/slow", HTTP_PREFER="respond-async")
+    assert response.status_code == 202
+    time.sleep(1.5)
+    status = Client().get(response["Location"]).json()
+    assert status["status"] == "failed" and status["error"]["code"] == "job_timeout", status
+    time.sleep(2.0)  # the thread finishes the fetch meanwhile
+    job = Job.objects.get()
+    assert job.status == Job.Status.FAILED and job.result is None, "a late result must not overwrite the timeout"
