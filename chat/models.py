@@ -237,3 +237,26 @@ class AgentConnection(models.Model):
 
     def __str__(self) -> str:
         return f"agent {self.name or self.pk}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API response kept for `previous_response_id`, GET and input_items
+    (`store: true`, the default as on OpenAI) until `expires_at`. `context` holds the items
+    of the conversation before this request (earlier inputs and outputs), so continuing
+    from it is one read."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="stored_responses")
+    key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=200)
+    context = models.JSONField(default=list, blank=True)
+    input_items = models.JSONField(default=list, blank=True)
+    body = models.JSONField(help_text="The response object as it was returned.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-created_at"], name="stored_response_recent")]
+
+    def __str__(self) -> str:
+        return self.pk

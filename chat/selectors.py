@@ -7,10 +7,12 @@ from typing import Any
 
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
+from django.http import Http404
+from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
 from . import db
-from .models import Account, ApiKey, UsageRecord, hash_api_key
+from .models import Account, ApiKey, StoredResponse, UsageRecord, hash_api_key
 
 
 def _keys_for_auth(secret: str) -> QuerySet[ApiKey]:
@@ -85,3 +87,14 @@ def session_key_get(*, secret: str | None) -> ApiKey | None:
     except ApiError:
         return None
     return key
+
+
+async def stored_response_get(*, account_id: int, response_id: str) -> StoredResponse:
+    """A stored response of this account that has not expired; 404 otherwise (another
+    account's id looks exactly like an unknown one)."""
+    row = await StoredResponse.objects.filter(
+        pk=response_id, account_id=account_id, expires_at__gt=timezone.now()
+    ).afirst()
+    if row is None:
+        raise Http404(f"Response with id '{response_id}' not found.")
+    return row

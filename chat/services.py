@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import db
-from .models import Account, ApiKey, ModelPrice, Tier, hash_api_key
+from .models import Account, ApiKey, ModelPrice, StoredResponse, Tier, hash_api_key
 
 KEY_PREFIX = "gg-"
 SESSION_PREFIX = "ggs-"
@@ -189,3 +189,35 @@ def model_price_set(*, model: str, prompt_per_million: object, completion_per_mi
 
 async def api_key_mark_used(*, key_id: int) -> None:
     await db.run(ApiKey.objects.filter(pk=key_id).update, last_used_at=timezone.now())
+
+
+async def stored_response_save(
+    *,
+    account_id: int,
+    key_id: int | None,
+    body: dict[str, object],
+    context: list[dict[str, object]],
+    input_items: list[dict[str, object]],
+) -> StoredResponse:
+    """Keep a Responses API response (and what led to it) for GHOSTGPT_RESPONSES_TTL_DAYS."""
+    days = settings.GHOSTGPT["RESPONSES_TTL_DAYS"]
+    return await StoredResponse.objects.acreate(
+        id=body["id"],
+        account_id=account_id,
+        key_id=key_id,
+        model=str(body.get("model") or ""),
+        context=context,
+        input_items=input_items,
+        body=body,
+        expires_at=timezone.now() + timedelta(days=days),
+    )
+
+
+async def stored_response_delete(*, response: StoredResponse) -> None:
+    await StoredResponse.objects.filter(pk=response.pk).adelete()
+
+
+def stored_responses_purge() -> int:
+    """Remove the expired stored responses; how many went."""
+    deleted, _ = StoredResponse.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted

@@ -338,6 +338,8 @@ GHOSTGPT = {
     "QUEUE_MAX": env_int("GHOSTGPT_QUEUE_MAX", 32, minimum=0),
     # Seconds between `: ping` SSE comments while a stream waits (queue, prefill). 0 = off.
     "SSE_PING_SECONDS": env_int("GHOSTGPT_SSE_PING_SECONDS", 10, minimum=0),
+    # Responses API: stored responses (`store: true`) are kept this many days.
+    "RESPONSES_TTL_DAYS": env_int("GHOSTGPT_RESPONSES_TTL_DAYS", 30, minimum=1),
     # Parameter policy.
     "REJECTED_PARAMS": env_list("GHOSTGPT_REJECTED_PARAMS", "grammar,json_schema,logit_bias"),
     "MAX_TOKENS_MIN": env_int("GHOSTGPT_MAX_TOKENS_MIN", 32, minimum=1),

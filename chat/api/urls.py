@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import views
+from . import response_views, views
 
 urlpatterns = [
     path("v1", views.api_root),
@@ -18,6 +18,9 @@ urlpatterns = [
     path("v1/chat/completions", views.chat_completions),
     path("v1/completions", views.completions),
     path("v1/messages", views.anthropic_messages),
+    path("v1/responses", response_views.create_response),
+    path("v1/responses/<str:response_id>", response_views.response_detail),
+    path("v1/responses/<str:response_id>/input_items", response_views.response_input_items),
     re_path(r"^v1/", views.unknown_path),
     re_path(r"^v1beta/", views.unknown_path),
 ]

@@ -34,7 +34,7 @@ from .streaming import collect, sse_body, until_revoked
 logger = logging.getLogger(__name__)
 
 View = Callable[..., Awaitable[HttpResponse]]
-API_PATHS = ["/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/messages"]
+API_PATHS = ["/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses"]
 
 
 def openai_errors(*methods: str) -> Callable[[View], View]:
@@ -128,21 +128,45 @@ async def _generate(
     body = parse_json_object(request_body(request))
     parsed = parse(body, settings.GHOSTGPT)
     _check_wallet_flag(body)
+
+    def make_encoder(generation: GenerationRequest, meter: Meter) -> Encoder:
+        return encoder_class(
+            model=generation.model,
+            choice_count=generation.choice_count,
+            include_usage=parsed.include_usage,
+            costs=meter.cost_fields,
+            legacy_functions=parsed.legacy_functions,
+        )
+
+    return await serve(request, principal, parsed, make_encoder)
+
+
+Finished = Callable[[Encoder, bool], Awaitable[None]]
+
+
+async def serve(
+    request: HttpRequest,
+    principal: Principal,
+    parsed: ParsedRequest,
+    make_encoder: Callable[[GenerationRequest, Meter], Encoder],
+    finished: Finished | None = None,
+) -> HttpResponse:
+    """Admit, meter and run one parsed generation; the answer as SSE or one JSON body.
+    `finished(encoder, failed)` runs once the answer is complete (after billing)."""
     generation = parsed.generation
     backend = backend_for(generation.model, principal)
     generation = await fit_request(generation, backend)
     meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
     await meter.admit()  # 429 / 402 before any model is contacted
-    encoder = encoder_class(
-        model=generation.model,
-        choice_count=generation.choice_count,
-        include_usage=parsed.include_usage,
-        costs=meter.cost_fields,
-        legacy_functions=parsed.legacy_functions,
-    )
+    encoder = make_encoder(generation, meter)
 
     async def settle(failed: bool) -> None:
         await meter.settle(reported=encoder.usage, delivered_tokens=encoder.delivered_tokens, failed=failed)
+        if finished is not None:
+            try:
+                await finished(encoder, failed)
+            except Exception:  # the answer stands; only what follows it is lost
+                logger.exception("after-response step of %s failed", encoder.id)
 
     events = until_revoked(backend.stream(generation), principal.key_id)
     waited = time.perf_counter()

@@ -24,6 +24,10 @@ IMPLEMENTED = {
     ("/models", "get"): 10,
     ("/models/{model}", "get"): 20,
     ("/audio/transcriptions", "post"): 15,
+    ("/responses", "post"): 60,
+    ("/responses/{response_id}", "get"): 10,
+    ("/responses/{response_id}", "delete"): 10,
+    ("/responses/{response_id}/input_items", "get"): 10,
 }
 
 
