@@ -18,10 +18,11 @@ POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 VENDOR_STAMP := static/vendor/.installed
+CLIENTS_STAMP := clients/node_modules/.installed
 
 
 
-.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps clean
+.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,14 @@ $(VENDOR_STAMP): package.json package-lock.json
 	@touch $@
 
 vendor: $(VENDOR_STAMP)
+
+# Third-party clients the tests drive (Codex CLI with its Linux binary, openai-node), exact
+# versions from clients/package-lock.json. Only `make test` needs them.
+$(CLIENTS_STAMP): clients/package.json clients/package-lock.json
+	cd clients && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+client-deps: $(CLIENTS_STAMP)
 
 migrate: install vendor
 	$(PY) manage.py migrate --noinput
@@ -85,10 +94,10 @@ format: install
 # PostgreSQL or Redis is a failure; elsewhere it is reported and skipped.
 test: lint test-sqlite test-postgres
 
-test-sqlite: install vendor browser-deps
+test-sqlite: install vendor browser-deps client-deps
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
 
-test-postgres: install vendor browser-deps
+test-postgres: install vendor browser-deps client-deps
 	@if [ "$$CI" != "true" ] && ! $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "!! PostgreSQL is not reachable at $(POSTGRES_URL): the PostgreSQL run is skipped (CI=true makes this a failure)"; \
 	else \
@@ -117,4 +126,4 @@ browser-deps:
 	  else echo "!! /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the browser tests need it)"; fi; }
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache node_modules static/vendor test-artifacts bench/.venv-litellm
+	rm -rf $(VENV) var .pytest_cache .ruff_cache node_modules clients/node_modules static/vendor test-artifacts bench/.venv-litellm

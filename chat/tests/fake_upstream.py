@@ -11,6 +11,10 @@ by the URL's first path segment:
   /drop/v1/...      a few content chunks, then the connection is cut
   /stall/v1/...     a content chunk every 0.2 s for 60 s (for disconnect tests)
   /tools/v1/...     the recorded stream of two parallel tool calls (chat-stream-12.sse)
+  /agent/v1/...     a coding agent's model: asked with a shell-like function tool and no
+                    tool result yet, it calls that tool once to run AGENT_COMMAND (the
+                    recorded tool-call chunks, name and arguments replaced); given the
+                    result, it answers "Done: <the result>" (the recorded text chunks' shape)
   /prompt/v1/completions  the recorded text as `text_completion` chunks (prompt-only)
   /anthropic/v1/messages  the same text (or, when the request has tools, one tool_use
                     block) as Anthropic Messages SSE events; /anthropic529/… answers 529
@@ -124,6 +128,8 @@ class FakeUpstream:
             return handler._json(200, collected(recorded_chunks()))
         _start_stream(handler)
         chunks = recorded_chunks(TOOL_RECORDING if mode == "tools" else RECORDING)
+        if mode == "agent":
+            chunks = agent_chunks(body)
         if mode == "prompt":
             chunks = [
                 {
@@ -150,6 +156,9 @@ class FakeUpstream:
         for i, chunk in enumerate(chunks):
             _send(handler, b"data: " + json.dumps(chunk).encode() + b"\n\n")
             if mode == "drop" and i == 5:
+                # Mid-stream, as a real cut is: the text has reached the gateway first (a cut at
+                # once can land in the same read as the text, and look like a failed start).
+                time.sleep(0.3)
                 handler.connection.shutdown(2)
                 return
             if mode == "stall":
@@ -168,6 +177,50 @@ class FakeUpstream:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+AGENT_COMMAND = "echo ghost-was-here > proof.txt && cat proof.txt"
+
+
+def _shell_arguments(tool: dict[str, Any]) -> str | None:
+    """Arguments that run AGENT_COMMAND through this function tool, if it takes a command."""
+    properties = ((tool.get("function") or {}).get("parameters") or {}).get("properties") or {}
+    for name in ("command", "cmd"):
+        kind = (properties.get(name) or {}).get("type")
+        if kind == "array":
+            return json.dumps({name: ["bash", "-lc", AGENT_COMMAND]})
+        if kind == "string":
+            return json.dumps({name: AGENT_COMMAND})
+    return None
+
+
+def agent_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """One turn of a scripted coding agent, as chat.completion.chunk objects shaped like the
+    recordings: a call of the request's shell tool, or — once its result is in — the answer."""
+    messages = body.get("messages") or []
+    results = [m for m in messages if m.get("role") == "tool"]
+    shell = next(
+        ((t["function"]["name"], a) for t in body.get("tools") or [] if (a := _shell_arguments(t)) is not None), None
+    )
+    text_chunks = recorded_chunks(RECORDING)
+    if results or shell is None:
+        output = results[-1].get("content") if results else "no shell tool was offered"
+        answer = f"Done: {output if isinstance(output, str) else json.dumps(output)}"
+        head, tail = text_chunks[0], text_chunks[-1]
+        middle = dict(text_chunks[1], choices=[{"index": 0, "delta": {"content": answer}, "finish_reason": None}])
+        finish = dict(text_chunks[1], choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        return [head, middle, finish, tail]
+    name, arguments = shell
+    calls = recorded_chunks(TOOL_RECORDING)
+    first = next(c for c in calls if c["choices"] and c["choices"][0]["delta"].get("tool_calls"))
+    call = dict(first["choices"][0]["delta"]["tool_calls"][0], index=0)
+    call["function"] = {"name": name, "arguments": ""}
+    opening = dict(first, choices=[{"index": 0, "delta": {"role": "assistant", "tool_calls": [call]}}])
+    argument = {"index": 0, "function": {"arguments": arguments}}
+    piece = dict(first, choices=[{"index": 0, "delta": {"tool_calls": [argument]}, "finish_reason": None}])
+    finish = dict(first, choices=[{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
+    usage = next(c for c in calls if c.get("usage"))
+    return [opening, piece, finish, usage]
 
 
 def _start_stream(handler: Any) -> None:
