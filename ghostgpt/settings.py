@@ -53,6 +53,13 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -338,6 +345,10 @@ GHOSTGPT = {
     "QUEUE_MAX": env_int("GHOSTGPT_QUEUE_MAX", 32, minimum=0),
     # Seconds between `: ping` SSE comments while a stream waits (queue, prefill). 0 = off.
     "SSE_PING_SECONDS": env_int("GHOSTGPT_SSE_PING_SECONDS", 10, minimum=0),
+    # Requests with function tools to a model that cannot call functions (the embedded model,
+    # agents, prompt-only upstreams): "refuse" (400) or "drop" (served without the tools, named
+    # in X-GhostGPT-Dropped-Tools). A routed model's `unsupported_tools` overrides it.
+    "UNSUPPORTED_TOOLS": env_choice("GHOSTGPT_UNSUPPORTED_TOOLS", "refuse", ("refuse", "drop")),
     # Responses API: stored responses (`store: true`) are kept this many days.
     "RESPONSES_TTL_DAYS": env_int("GHOSTGPT_RESPONSES_TTL_DAYS", 30, minimum=1),
     # Parameter policy.

@@ -20,7 +20,7 @@ from .errors import ApiError, bad_request
 from .metering import Meter
 from .params import parse_json_object
 from .responses import ResponsesEncoder, parse_responses
-from .views import count_request, openai_errors, request_body, serve
+from .views import DROPPED_TOOLS_HEADER, count_request, openai_errors, request_body, serve
 
 PURGE_EVERY_SECONDS = 3600.0
 _last_purge = [0.0]
@@ -66,7 +66,8 @@ async def create_response(request: HttpRequest) -> HttpResponse:
 
     response = await serve(request, principal, parsed.parsed, make_encoder, finished)
     if parsed.dropped_tools:  # built-in tools this deployment cannot run: served without them
-        response["X-GhostGPT-Dropped-Tools"] = ",".join(parsed.dropped_tools)
+        also = [name for name in response.get(DROPPED_TOOLS_HEADER, "").split(",") if name]
+        response[DROPPED_TOOLS_HEADER] = ",".join([*parsed.dropped_tools, *also])
     return response
 
 

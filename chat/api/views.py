@@ -142,6 +142,7 @@ async def _generate(
 
 
 Finished = Callable[[Encoder, bool], Awaitable[None]]
+DROPPED_TOOLS_HEADER = "X-GhostGPT-Dropped-Tools"
 
 
 async def serve(
@@ -156,6 +157,7 @@ async def serve(
     generation = parsed.generation
     backend = backend_for(generation.model, principal)
     generation = await fit_request(generation, backend)
+    dropped = bool(parsed.generation.tools) and not generation.tools and parsed.generation.tool_choice != "none"
     meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
     await meter.admit()  # 429 / 402 before any model is contacted
     encoder = make_encoder(generation, meter)
@@ -186,11 +188,15 @@ async def serve(
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         response["Server-Timing"] = _server_timing(request, model=waited)
-        return response
-    result = await collect(events, encoder, first, settle)
-    response = JsonResponse(result, json_dumps_params={"ensure_ascii": False})
-    usage = encoder.usage or Usage(0, 0)
-    response["Server-Timing"] = _server_timing(request, model=waited + usage.model_seconds, queue=usage.queue_seconds)
+    else:
+        result = await collect(events, encoder, first, settle)
+        response = JsonResponse(result, json_dumps_params={"ensure_ascii": False})
+        usage = encoder.usage or Usage(0, 0)
+        response["Server-Timing"] = _server_timing(
+            request, model=waited + usage.model_seconds, queue=usage.queue_seconds
+        )
+    if dropped:  # unsupported_tools: drop — served without them, and said so
+        response[DROPPED_TOOLS_HEADER] = "function"
     return response
 
 
@@ -211,11 +217,13 @@ async def meter_for(generation: GenerationRequest, backend: Backend, principal: 
 
 async def fit_request(generation: GenerationRequest, backend: Backend) -> GenerationRequest:
     """The request as this model can take it: function calling only where the backend has
-    it (a clear 400 otherwise; `tool_choice: "none"` just drops the tools), images as
-    images for vision backends and as text (facts + OCR) for the rest."""
+    it (otherwise a clear 400, or — `unsupported_tools: drop` — served without the tools;
+    `tool_choice: "none"` just drops them), images as images for vision backends and as
+    text (facts + OCR) for the rest."""
     capabilities = backend.capabilities()
     if generation.tools and "tools" not in capabilities:
-        if generation.tool_choice != "none":
+        policy = registry.canonical_info(backend).unsupported_tools or settings.GHOSTGPT["UNSUPPORTED_TOOLS"]
+        if generation.tool_choice != "none" and policy != "drop":
             raise ApiError(
                 400,
                 f"Model '{generation.model}' does not support function calling ('tools'/'functions').",

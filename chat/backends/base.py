@@ -176,6 +176,9 @@ class ModelInfo:
     # What the model's API bills for its largest image (vision models only): the bound
     # GhostGPT reserves per image before it calls the model.
     image_tokens: int = 0
+    # A request with function tools to a model without function calling: "refuse" (400) or
+    # "drop" (served without them; the response says so). "" = the deployment's default.
+    unsupported_tools: str = ""
 
 
 Readiness = Literal["ready", "loading", "failed"]

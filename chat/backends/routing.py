@@ -133,6 +133,14 @@ def check_upstream_url(url: str, *, allow_link_local: bool, name: str) -> None:
             )
 
 
+def _unsupported_tools(model_id: str, value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    if value not in ("refuse", "drop"):
+        raise ImproperlyConfigured(f"model {model_id!r}: unsupported_tools must be 'refuse' or 'drop'")
+    return str(value)
+
+
 def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedModel:
     if not isinstance(spec, dict) or not isinstance(spec.get("deployments"), list) or not spec["deployments"]:
         raise ImproperlyConfigured(f"model {model_id!r}: at least one deployment is required")
@@ -156,6 +164,7 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         created=int(spec.get("created", time.time())),
         context_length=int(spec.get("context_length", 8192)),
         image_tokens=max(int(spec.get("image_tokens", default_image_tokens)), 0),
+        unsupported_tools=_unsupported_tools(model_id, spec.get("unsupported_tools")),
     )
     return RoutedModel(
         info,

@@ -250,3 +250,42 @@ def test_bad_requests_are_clear_400s(server: LiveServer, body: dict[str, Any], p
     )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+def test_unsupported_tools_drop_lets_a_tool_client_talk_to_a_local_model() -> None:
+    # Codex always sends function tools; the embedded model has no function calling. With
+    # GHOSTGPT_UNSUPPORTED_TOOLS=drop it is served without them (and says so); by default
+    # it is refused with a clear 400.
+    tools = [TOOLS[0]]
+    chat_tools = [{"type": "function", "function": {k: v for k, v in TOOLS[0].items() if k != "type"}}]
+    for policy, status in (("drop", 200), ("refuse", 400)):
+        live = LiveServer(env={"GHOSTGPT_UNSUPPORTED_TOOLS": policy})
+        try:
+            headers = {"Authorization": f"Bearer {live.api_key}"}
+            response = httpx.post(
+                live.base_url + "/v1/responses",
+                json={"model": "ghostgpt", "input": "Hi", "tools": tools, "max_output_tokens": 32},
+                headers=headers,
+                timeout=60,
+            )
+            assert response.status_code == status, response.text
+            chat = httpx.post(
+                live.base_url + "/v1/chat/completions",
+                json={
+                    "model": "ghostgpt",
+                    "messages": [{"role": "user", "content": "Hi"}],
+                    "tools": chat_tools,
+                    "max_tokens": 32,
+                },
+                headers=headers,
+                timeout=60,
+            )
+            assert chat.status_code == status, chat.text
+            if policy == "drop":
+                assert response.headers["x-ghostgpt-dropped-tools"] == "function"
+                assert chat.headers["x-ghostgpt-dropped-tools"] == "function"
+                assert response.json()["output_text"]
+            else:
+                assert response.json()["error"]["param"] == "tools"
+        finally:
+            live.stop()
