@@ -55,7 +55,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 def parse_chat(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
     model = _model(body)
     _apply_rejections(body, policy)
-    _refuse_unsupported(body, model)
+    response_format = _response_format(body)
     messages = _with_persona(_messages(body, model), policy)
     tools, choice, forced, legacy = _tools(body)
     parsed = _assemble(
@@ -72,6 +72,7 @@ def parse_chat(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
             forced_tool=forced,
             # Legacy `function_call` answers carry one call.
             parallel_tool_calls=False if legacy and tools else _optional(body, "parallel_tool_calls", bool),
+            response_format=response_format,
         ),
     )
     return replace(parsed, legacy_functions=legacy)
@@ -224,29 +225,32 @@ def _apply_rejections(body: dict[str, Any], policy: dict[str, Any]) -> None:
             raise bad_request(
                 f"The '{name}' parameter is not allowed on this server.", param=name, code="unsupported_parameter"
             )
-    response_format = body.get("response_format")
-    if (
-        isinstance(response_format, dict)
-        and response_format.get("type") == "json_schema"
-        and "json_schema" in policy["REJECTED_PARAMS"]
-    ):
-        raise bad_request(
-            "The 'json_schema' response format is not allowed on this server.",
-            param="response_format",
-            code="unsupported_parameter",
-        )
 
 
-def _refuse_unsupported(body: dict[str, Any], model: str) -> None:
-    """Capabilities the backends of this release cannot honour: a clear 400, not silence.
-    (Function calling depends on the model: the view checks its backend's capabilities.)"""
-    response_format = body.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-        raise bad_request(
-            f"Model '{model}' supports only the 'text' response format.",
-            param="response_format",
-            code="unsupported_parameter",
-        )
+def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """`response_format`: None for text, else OpenAI's object (whether this model can honour
+    it depends on its backend: the view checks its capabilities)."""
+    value = body.get("response_format")
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        schema = value.get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("name"), str):
+            raise bad_request(
+                "response_format.json_schema: expected an object with a name and a schema.",
+                param="response_format",
+            )
+        return {"type": "json_schema", "json_schema": schema}
+    raise bad_request(
+        "Invalid 'response_format': expected type text, json_object or json_schema.",
+        param="response_format",
+        code="invalid_value",
+    )
 
 
 # --- function calling ---------------------------------------------------------------------

@@ -231,6 +231,19 @@ async def fit_request(generation: GenerationRequest, backend: Backend) -> Genera
                 code="unsupported_parameter",
             )
         generation = replace(generation, tools=(), tool_choice="auto")
+    form = (generation.response_format or {}).get("type")
+    if form is not None and form not in capabilities:
+        detail = (
+            "constrained to JSON by a grammar this server owns; schemas and grammars from requests are not"
+            if form == "json_schema" and "json_object" in capabilities
+            else "not supported"
+        )
+        raise ApiError(
+            400,
+            f"The '{form}' response format is not available on model '{generation.model}' ({detail}).",
+            param="response_format",
+            code="unsupported_parameter",
+        )
     if has_images(generation):
         generation = await (images_inline if "vision" in capabilities else images_as_text)(generation)
     return generation

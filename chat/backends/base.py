@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-Capability = Literal["tools", "vision", "local_count"]
+Capability = Literal["tools", "vision", "local_count", "json_object", "json_schema"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,9 @@ class GenerationRequest:
     tool_choice: str = "auto"
     forced_tool: str | None = None
     parallel_tool_calls: bool | None = None
+    # OpenAI's `response_format` when not plain text: {"type": "json_object"} or
+    # {"type": "json_schema", "json_schema": {...}} (only where the backend declares it).
+    response_format: dict[str, Any] | None = None
 
     @property
     def is_chat(self) -> bool:

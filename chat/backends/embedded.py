@@ -122,8 +122,10 @@ class EmbeddedLlamaBackend:
     def capabilities(self) -> frozenset[Capability]:
         """Text only: a 135M model cannot call functions reliably (requests with `tools` get
         a clear 400) and cannot see (images become OCR text first). Its tokenizer counts the
-        prompt before any decoding: billing reserves the exact cost then."""
-        return frozenset({"local_count"})
+        prompt before any decoding: billing reserves the exact cost then. JSON mode decodes
+        under llama.cpp's JSON grammar, a fixed one GhostGPT owns (never one from a request:
+        a client grammar can cost unbounded CPU per token)."""
+        return frozenset({"local_count", "json_object"})
 
     def readiness(self) -> tuple[Readiness, str]:
         if self._state == "loading":
@@ -249,6 +251,7 @@ class EmbeddedLlamaBackend:
             top_k=TOP_K,
             min_p=MIN_P,
             repeat_penalty=REPEAT_PENALTY,
+            json=(job.request.response_format or {}).get("type") == "json_object",
         )
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopScanner(sampling.stop)

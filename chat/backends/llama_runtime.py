@@ -75,8 +75,11 @@ class LlamaRuntime:
         top_k: int,
         min_p: float,
         repeat_penalty: float,
+        json: bool = False,
     ) -> Iterator[int]:
-        """Sampled token ids, one at a time; the caller stops iterating to stop decoding."""
+        """Sampled token ids, one at a time; the caller stops iterating to stop decoding.
+        `json`: only tokens that keep the text a prefix of one JSON object (llama.cpp's
+        bundled JSON grammar)."""
         llama = self._llama
         if fresh:
             llama.reset()  # type: ignore[attr-defined]
@@ -90,6 +93,7 @@ class LlamaRuntime:
             repeat_penalty=repeat_penalty,
             frequency_penalty=sampling.frequency_penalty,
             presence_penalty=sampling.presence_penalty,
+            grammar=_json_grammar() if json else None,
         )
 
     def is_end_of_generation(self, token: int) -> bool:
@@ -97,3 +101,10 @@ class LlamaRuntime:
 
     def piece(self, token: int) -> bytes:
         return self._llama.detokenize([token])  # type: ignore[attr-defined, no-any-return]
+
+
+def _json_grammar() -> object:
+    """A fresh LlamaGrammar for one generation (it holds the parse state)."""
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    return LlamaGrammar.from_string(JSON_GBNF, verbose=False)

@@ -172,4 +172,5 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         aliases=tuple(str(a) for a in spec.get("aliases") or ()),
         tools=None if spec.get("tools") is None else bool(spec["tools"]),
         vision=bool(spec.get("vision")),
+        json_schema=bool(spec.get("json_schema")),
     )

@@ -157,6 +157,7 @@ class RoutedModel:
         *,
         tools: bool | None = None,
         vision: bool = False,
+        json_schema: bool = False,
     ) -> None:
         """`tools`: None = function calling wherever every deployment's API has it (prompt-only
         upstreams do not); `vision`: the operator says the model sees images."""
@@ -166,9 +167,17 @@ class RoutedModel:
         self.running = 0  # requests of this process streaming from an upstream now
         if tools is None:
             tools = all(d.upstream.kind != "prompt" for d in deployments)
+        # JSON mode passes through to OpenAI-compatible APIs; a schema only where the
+        # operator declared `json_schema: true` (the deployment enforces it, not GhostGPT).
+        openai_only = all(d.upstream.kind == "openai" for d in deployments)
         self._capabilities: frozenset[Capability] = frozenset(
             name
-            for name, on in (("tools", tools), ("vision", vision))
+            for name, on in (
+                ("tools", tools),
+                ("vision", vision),
+                ("json_object", openai_only),
+                ("json_schema", openai_only and json_schema),
+            )
             if on  # type: ignore[misc]
         )
 

@@ -58,9 +58,15 @@ def test_empty_anti_dos_values_count_as_absent(value: Any) -> None:
     chat(logit_bias=value, grammar=value)
 
 
-def test_response_format_json_schema_is_part_of_the_policy() -> None:
-    error = rejected(chat, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})
-    assert error.param == "response_format"
+def test_response_format_is_parsed_and_left_to_the_models_capabilities() -> None:
+    # Whether JSON mode or a schema can be honoured depends on the model (the view checks the
+    # backend: the embedded one has JSON mode, never a request's schema; see test_json_mode_live).
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+    assert chat(response_format=schema).generation.response_format == schema
+    assert chat(response_format={"type": "json_object"}).generation.response_format == {"type": "json_object"}
+    assert chat(response_format={"type": "text"}).generation.response_format is None
+    assert rejected(chat, response_format={"type": "xml"}).param == "response_format"
+    assert rejected(chat, response_format={"type": "json_schema"}).param == "response_format"
 
 
 def test_unknown_and_null_parameters_are_ignored() -> None:

@@ -31,6 +31,8 @@ class OpenAIWire:
         if request.is_chat:
             body["messages"] = [chat_message(m) for m in request.messages]
             body.update(tools_body(request))
+            if request.response_format is not None:  # where the model declared it (fit_request)
+                body["response_format"] = request.response_format
             return Outgoing("/chat/completions", body)
         body["prompt"] = [p if isinstance(p, str) else list(p) for p in request.prompts]
         return Outgoing("/completions", body)

@@ -1,0 +1,92 @@
+"""JSON mode and response schemas: the embedded model decodes `json_object` under
+llama.cpp's JSON grammar (owned by GhostGPT) and its answers parse; a request's schema is
+refused there. Routed OpenAI-compatible models get `json_object` passed through, and a
+`json_schema` only where the routing file declares `json_schema: true`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openai import BadRequestError, OpenAI
+
+from .fake_upstream import FakeUpstream
+from .live import LiveServer
+
+SCHEMA = {"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type": "object"}, "strict": True}}
+
+
+@pytest.fixture(scope="module")
+def server(fake: FakeUpstream) -> Iterator[LiveServer]:
+    folder = tempfile.TemporaryDirectory()
+    routes = {
+        "upstreams": {"ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"}},
+        "models": {
+            "gpt-4o": {"deployments": [{"upstream": "ok"}]},
+            "gpt-4o-schema": {"json_schema": True, "deployments": [{"upstream": "ok", "model": "gpt-4o"}]},
+        },
+    }
+    path = Path(folder.name) / "routes.json"
+    path.write_text(json.dumps(routes))
+    live = LiveServer(env={"GHOSTGPT_ROUTES_FILE": str(path)})
+    yield live
+    live.stop()
+    folder.cleanup()
+
+
+@pytest.fixture(scope="module")
+def sdk(server: LiveServer) -> OpenAI:
+    return OpenAI(base_url=server.base_url + "/v1", api_key=server.api_key, max_retries=0)
+
+
+def ask(sdk: OpenAI, model: str, **extra: Any) -> Any:
+    return sdk.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Describe a cat as JSON with a name and an age."}], **extra
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_embedded_models_json_mode_always_parses(sdk: OpenAI, seed: int) -> None:
+    # Before: `response_format: {"type": "json_object"}` was a 400 on every model.
+    reply = ask(sdk, "ghostgpt", response_format={"type": "json_object"}, seed=seed, max_tokens=400)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop", "the grammar lets the model end only after a whole object"
+    assert isinstance(json.loads(choice.message.content), dict)
+
+
+def test_json_mode_through_the_responses_api(server: LiveServer) -> None:
+    body = {
+        "model": "ghostgpt",
+        "input": "Describe a cat as JSON with a name and an age.",
+        "text": {"format": {"type": "json_object"}},
+    }
+    response = httpx.post(
+        server.base_url + "/v1/responses",
+        json={**body, "max_output_tokens": 400, "temperature": 0},  # greedy: the Responses API has no seed
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=300,
+    ).json()
+    assert response["text"]["format"] == {"type": "json_object"}
+    assert response["status"] == "completed" and isinstance(json.loads(response["output_text"]), dict)
+
+
+def test_a_requests_schema_is_refused_on_the_embedded_model(sdk: OpenAI) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        ask(sdk, "ghostgpt", response_format=SCHEMA)
+    assert caught.value.body["param"] == "response_format"  # type: ignore[index]
+
+
+def test_upstreams_get_json_mode_and_declared_schemas(sdk: OpenAI, fake: FakeUpstream) -> None:
+    ask(sdk, "gpt-4o", response_format={"type": "json_object"})
+    assert fake.requests[-1]["body"]["response_format"] == {"type": "json_object"}
+    ask(sdk, "gpt-4o-schema", response_format=SCHEMA)
+    assert fake.requests[-1]["body"]["response_format"] == SCHEMA
+    sent = len(fake.requests)
+    with pytest.raises(BadRequestError):
+        ask(sdk, "gpt-4o", response_format=SCHEMA)  # not declared for this model
+    assert len(fake.requests) == sent, "refused before the upstream is called"
