@@ -79,7 +79,8 @@ run: migrate
 # Concurrency 1-2 per core for PDF/transcription; time limits and memory cap per child.
 worker: migrate
 	@test -n "$$REDIS_URL" || { echo "make worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)"; exit 2; }
-	exec $(VENV)/bin/celery -A ghostgpt worker --loglevel=INFO --concurrency=$${WORKER_CONCURRENCY:-2} \
+	exec $(VENV)/bin/celery -A ghostgpt worker --beat --schedule=$${GHOSTGPT_DATA_DIR:-var}/celerybeat-schedule \
+	  --loglevel=INFO --concurrency=$${WORKER_CONCURRENCY:-2} \
 	  --max-memory-per-child=$${WORKER_MAX_MEMORY_KB:-1500000} --prefetch-multiplier=1
 
 lint: install

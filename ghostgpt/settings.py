@@ -201,6 +201,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
 # A task whose worker died is redelivered (acks_late); Redis waits this long first.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Upkeep on the worker's beat (`make worker` runs one): expired stored responses go hourly.
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-responses": {"task": "chat.purge_expired_responses", "schedule": 3600.0},
+}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("GHOSTGPT_CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 60, minimum=1)
 }

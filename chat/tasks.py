@@ -1,0 +1,13 @@
+"""Periodic upkeep run by `make worker`'s beat."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .services import stored_responses_purge
+
+
+@shared_task(name="chat.purge_expired_responses")
+def purge_expired_responses() -> int:
+    """Stored Responses API responses past GHOSTGPT_RESPONSES_TTL_DAYS go."""
+    return stored_responses_purge()
