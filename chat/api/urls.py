@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import response_views, views
+from . import embeddings, response_views, views
 
 urlpatterns = [
     path("v1", views.api_root),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("v1/completions", views.completions),
     path("v1/messages", views.anthropic_messages),
     path("v1/responses", response_views.create_response),
+    path("v1/embeddings", embeddings.create_embeddings),
     path("v1/responses/<str:response_id>", response_views.response_detail),
     path("v1/responses/<str:response_id>/input_items", response_views.response_input_items),
     re_path(r"^v1/", views.unknown_path),

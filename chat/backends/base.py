@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-Capability = Literal["tools", "vision", "local_count", "json_object", "json_schema"]
+Capability = Literal["tools", "vision", "local_count", "json_object", "json_schema", "embeddings"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .base import Backend, ModelInfo
 from .embedded import EmbeddedLlamaBackend
+from .embeddings import LocalEmbeddingBackend
 from .routing import load_routes
 from .upstream import Prober
 
@@ -39,6 +40,10 @@ def _build() -> dict[str, Backend]:
     )
     embedded.start()
     table: dict[str, Backend] = {config["MODEL_ID"]: embedded}
+    if config["EMBEDDING_MODEL"]:
+        embedder = LocalEmbeddingBackend(config["EMBEDDING_MODEL"], n_threads=config["N_THREADS"])
+        embedder.start()
+        table[config["EMBEDDING_MODEL"]] = embedder
     if config["AGENT_MODEL"]:
         from chat.agents.pool import AgentPool
 

@@ -146,7 +146,7 @@ def test_a_declared_length_past_the_limit_is_413_before_the_body(live: LiveServe
     assert answer.startswith("HTTP/1.1 413") and "request_too_large" in answer
 
 
-@pytest.mark.parametrize("path", ["/v1/batches", "/v1/embeddings", "/v1/chat/completion", "/v1beta/nothing"])
+@pytest.mark.parametrize("path", ["/v1/batches", "/v1/files", "/v1/chat/completion", "/v1beta/nothing"])
 def test_a_post_to_a_path_not_served_is_a_json_404(http: httpx.Client, path: str) -> None:
     # Before: Django's HTML "403 Forbidden" CSRF page.
     error = _error(http.post(path, json=CHAT), 404)

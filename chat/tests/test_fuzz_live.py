@@ -25,6 +25,7 @@ IMPLEMENTED = {
     ("/models/{model}", "get"): 20,
     ("/audio/transcriptions", "post"): 15,
     ("/responses", "post"): 60,
+    ("/embeddings", "post"): 30,
     ("/responses/{response_id}", "get"): 10,
     ("/responses/{response_id}", "delete"): 10,
     ("/responses/{response_id}/input_items", "get"): 10,

@@ -1,0 +1,100 @@
+"""/v1/embeddings throughput vs the embedding model called directly, in the same run.
+
+Both sides embed the same batches of 32 sentences (about 12 words each) with the same
+model, threads and pooling: the API side with POST /v1/embeddings (float encoding, one
+request at a time, a key on the unlimited tier, the server as `make run` runs it); the direct
+side with the backend's own tokenize + onnxruntime call in this process. The two sides
+alternate; medians of --runs. Target: API >= 0.8x direct.
+
+    .venv/bin/python bench/embeddings.py [--runs 5] [--batches 10] [--output bench/results/embeddings.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
+WORDS = ["ghost", "ship", "harbour", "night", "lantern", "sailor", "fog", "mirage", "compass", "storm"]
+
+
+def sentences(count: int, offset: int) -> list[str]:
+    return [" ".join(WORDS[(i + j + offset) % len(WORDS)] for j in range(12)) + f" {i + offset}." for i in range(count)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from chat.backends.embeddings import LocalEmbeddingBackend
+    from chat.tests.live import LiveServer
+
+    model = "all-MiniLM-L6-v2"
+    threads = settings.GHOSTGPT["N_THREADS"]
+    direct = LocalEmbeddingBackend(model, n_threads=threads)
+    direct.start()
+    server = LiveServer(env={"DATABASE_URL": ""})
+    batches = [sentences(32, 32 * b) for b in range(args.batches)]
+    inputs = 32 * args.batches
+    try:
+        client = httpx.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {server.api_key}"}, timeout=120
+        )
+
+        def through_api() -> float:
+            started = time.perf_counter()
+            for batch in batches:
+                response = client.post(
+                    "/v1/embeddings", json={"model": model, "input": batch, "encoding_format": "float"}
+                )
+                response.raise_for_status()
+            return time.perf_counter() - started
+
+        def called_directly() -> float:
+            started = time.perf_counter()
+            for batch in batches:
+                direct._run(direct.tokenize(batch))
+            return time.perf_counter() - started
+
+        through_api(), called_directly()  # warm both
+        api, lib = [], []
+        for _ in range(args.runs):
+            api.append(through_api())
+            lib.append(called_directly())
+    finally:
+        server.stop()
+    api_rate, lib_rate = inputs / statistics.median(api), inputs / statistics.median(lib)
+    lines = [
+        f"Embeddings, all-MiniLM-L6-v2 int8 ONNX, {threads} threads: {args.batches} requests of 32 sentences per run, "
+        f"medians of {args.runs} runs",
+        "",
+        "| side | inputs/s | ratio |",
+        "|---|---:|---:|",
+        f"| POST /v1/embeddings | {api_rate:.0f} | {api_rate / lib_rate:.2f}× |",
+        f"| model called directly (baseline) | {lib_rate:.0f} | 1.00× |",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""`POST /v1/embeddings`, OpenAI's shape: `input` as a string, strings, token ids or arrays
+of them; `encoding_format` float or base64 (little-endian float32, what the SDKs decode);
+`dimensions` only where the model has them; billed and rate limited like every /v1 call
+(the prompt is counted exactly before the model runs)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from chat.backends.base import Accepted, GenerationRequest, SamplingParams, Usage
+from chat.backends.embeddings import DIMENSIONS
+
+from .auth import authenticate
+from .errors import ApiError, bad_request
+from .params import parse_json_object
+from .views import backend_for, count_request, meter_for, openai_errors, request_body
+
+MAX_INPUTS = 2048
+
+
+def parse_input(value: Any) -> list[str | tuple[int, ...]]:
+    def is_token(item: Any) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool)
+
+    if isinstance(value, str):
+        items: list[Any] = [value]
+    elif isinstance(value, list) and value and all(is_token(t) for t in value):
+        items = [tuple(value)]
+    elif isinstance(value, list) and value:
+        items = value
+    else:
+        raise bad_request(
+            "input: expected a non-empty string, array of strings, or array of token arrays.", param="input"
+        )
+    if len(items) > MAX_INPUTS:
+        raise bad_request(f"input: at most {MAX_INPUTS} inputs per request.", param="input")
+    parsed: list[str | tuple[int, ...]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str) and item:
+            parsed.append(item)
+        elif isinstance(item, tuple) or (isinstance(item, list) and item and all(is_token(t) for t in item)):
+            parsed.append(tuple(item))
+        else:
+            raise bad_request(f"input[{i}]: expected a non-empty string or array of token ids.", param="input")
+    return parsed
+
+
+@openai_errors("POST")
+async def create_embeddings(request: HttpRequest) -> HttpResponse:
+    principal = await authenticate(request)
+    await count_request(request, principal)
+    body = parse_json_object(request_body(request))
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("model: Field required (a model id string).", param="model")
+    inputs = parse_input(body.get("input"))
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise bad_request("encoding_format: expected 'float' or 'base64'.", param="encoding_format")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
+        raise bad_request("dimensions: expected a positive integer.", param="dimensions")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise bad_request("user: expected a string.", param="user")
+    backend = backend_for(model, principal)
+    if "embeddings" not in backend.capabilities():
+        raise ApiError(400, f"Model '{model}' does not create embeddings.", param="model", code="unsupported_model")
+    if dimensions is not None and dimensions != DIMENSIONS:
+        raise ApiError(
+            400,
+            f"Model '{model}' makes {DIMENSIONS}-dimension vectors and cannot shorten them ('dimensions').",
+            param="dimensions",
+            code="unsupported_parameter",
+        )
+    # Billing reuses the generation meter: the inputs are the prompt, nothing is generated.
+    generation = GenerationRequest(model=model, sampling=SamplingParams(max_tokens=0), prompts=tuple(inputs), user=user)
+    meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
+    await meter.admit()
+    tokens = backend.tokenize(inputs)  # type: ignore[attr-defined]
+    counted = sum(len(t) for t in tokens)
+    usage: Usage | None = None
+    try:
+        await meter.accepted(Accepted(prompt_tokens=counted))  # the exact cost reserved (or 402) first
+        vectors = await backend.embed(tokens)  # type: ignore[attr-defined]
+        usage = Usage(counted, 0)
+    finally:
+        await meter.settle(reported=usage, delivered_tokens=0, failed=usage is None)
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encoded(vector, encoding)} for i, vector in enumerate(vectors)
+    ]
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": counted, "total_tokens": counted, **meter.cost_fields(Usage(counted, 0))},
+    }
+    return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})
+
+
+def _encoded(vector: np.ndarray, encoding: str) -> Any:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
