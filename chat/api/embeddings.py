@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from chat.backends.base import Accepted, GenerationRequest, SamplingParams, Usage
 from chat.backends.embeddings import DIMENSIONS
 
-from .auth import authenticate
+from .auth import Principal, authenticate
 from .errors import ApiError, bad_request
 from .params import parse_json_object
 from .views import backend_for, count_request, meter_for, openai_errors, request_body
@@ -70,6 +70,8 @@ async def create_embeddings(request: HttpRequest) -> HttpResponse:
     backend = backend_for(model, principal)
     if "embeddings" not in backend.capabilities():
         raise ApiError(400, f"Model '{model}' does not create embeddings.", param="model", code="unsupported_model")
+    if not hasattr(backend, "tokenize"):  # a routed upstream's embedding model
+        return await _remote(request, principal, backend, model, inputs, encoding, dimensions, user)
     if dimensions is not None and dimensions != DIMENSIONS:
         raise ApiError(
             400,
@@ -106,3 +108,53 @@ def _encoded(vector: np.ndarray, encoding: str) -> Any:
     if encoding == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
     return [float(x) for x in vector]
+
+
+async def _remote(
+    request: HttpRequest,
+    principal: Principal,
+    backend: Any,
+    model: str,
+    inputs: list[str | tuple[int, ...]],
+    encoding: str,
+    dimensions: int | None,
+    user: str | None,
+) -> HttpResponse:
+    """A routed model: the byte bound of the inputs is reserved before the upstream hears
+    anything, the upstream's reported count (clamped to that bound) is billed."""
+    generation = GenerationRequest(model=model, sampling=SamplingParams(max_tokens=0), prompts=tuple(inputs), user=user)
+    meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
+    await meter.admit()
+    body: dict[str, Any] = {
+        "input": [item if isinstance(item, str) else list(item) for item in inputs],
+        "encoding_format": encoding,
+    }
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    if user is not None:
+        body["user"] = user
+    usage: Usage | None = None
+    try:
+        answer = await backend.embed(body)
+        reported = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        prompt_tokens = reported.get("prompt_tokens")
+        usage = Usage(prompt_tokens if isinstance(prompt_tokens, int) else meter.prompt_bound, 0)
+    finally:
+        await meter.settle(reported=usage, delivered_tokens=0, failed=usage is None)
+    billed = meter.billable(usage, 0)
+    data = [
+        {"object": "embedding", "index": item.get("index", i), "embedding": item.get("embedding")}
+        for i, item in enumerate(answer["data"])
+        if isinstance(item, dict)
+    ]
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {
+            "prompt_tokens": billed.prompt_tokens,
+            "total_tokens": billed.prompt_tokens,
+            **meter.cost_fields(billed),
+        },
+    }
+    return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})

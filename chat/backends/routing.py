@@ -173,4 +173,5 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         tools=None if spec.get("tools") is None else bool(spec["tools"]),
         vision=bool(spec.get("vision")),
         json_schema=bool(spec.get("json_schema")),
+        embeddings=bool(spec.get("embeddings")),
     )

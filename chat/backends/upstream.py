@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 CIRCUIT_FAILURES = 3  # consecutive failures that open a deployment's circuit
 CIRCUIT_SECONDS = 30.0  # how long an open circuit is skipped (then one trial request)
 ERROR_BODY_LIMIT = 4096
+EMBEDDINGS_BODY_LIMIT = 256 * 1024 * 1024  # 2,048 vectors of 3,072 floats as JSON, with room
 __all__ = ["UpstreamBusy", "UpstreamFailed", "UpstreamRejected", "UpstreamTimeout", "estimate_prompt_tokens"]
 
 
@@ -158,6 +159,7 @@ class RoutedModel:
         tools: bool | None = None,
         vision: bool = False,
         json_schema: bool = False,
+        embeddings: bool = False,
     ) -> None:
         """`tools`: None = function calling wherever every deployment's API has it (prompt-only
         upstreams do not); `vision`: the operator says the model sees images."""
@@ -177,6 +179,7 @@ class RoutedModel:
                 ("vision", vision),
                 ("json_object", openai_only),
                 ("json_schema", openai_only and json_schema),
+                ("embeddings", openai_only and embeddings),
             )
             if on  # type: ignore[misc]
         )
@@ -238,6 +241,50 @@ class RoutedModel:
                 last = exc
             finally:
                 await attempt.aclose()
+        raise last or UpstreamFailed(f"No upstream is configured for '{self.info.id}'.")
+
+    async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """OpenAI's /embeddings on the first deployment that answers (by priority and weight,
+        failing over on connection errors, timeouts, 5xx and 429 as chat does); a 4xx is the
+        client's and is not retried elsewhere."""
+        last: BackendError | None = None
+        for deployment in self._order():
+            upstream, started = deployment.upstream, time.monotonic()
+            try:
+                response = await upstream.session().post(
+                    upstream.base_url + "/embeddings",
+                    json={**body, "model": deployment.model},
+                    headers=upstream.headers(),
+                )
+            except TimeoutError:
+                last = UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time.")
+                deployment.failed()
+                continue
+            except aiohttp.ClientError as exc:
+                last = UpstreamFailed(f"Could not reach the upstream '{upstream.name}' ({type(exc).__name__}).")
+                deployment.failed()
+                continue
+            try:
+                if response.status >= 400:
+                    await _raise_for(response, upstream)
+                raw = await response.content.read(EMBEDDINGS_BODY_LIMIT + 1)
+                if len(raw) > EMBEDDINGS_BODY_LIMIT:
+                    raise UpstreamFailed(f"The upstream '{upstream.name}' answered more than this server reads.")
+                data = json.loads(raw)
+                if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                    raise UpstreamFailed(f"The upstream '{upstream.name}' answered no embeddings list.")
+            except UpstreamFailed as exc:
+                deployment.failed()
+                last = exc
+                continue
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                deployment.failed()
+                last = UpstreamFailed(f"The upstream '{upstream.name}' broke off ({type(exc).__name__}).")
+                continue
+            finally:
+                response.release()
+            deployment.succeeded(time.monotonic() - started)
+            return data
         raise last or UpstreamFailed(f"No upstream is configured for '{self.info.id}'.")
 
     def _order(self) -> list[Deployment]:

@@ -11,6 +11,8 @@ by the URL's first path segment:
   /drop/v1/...      a few content chunks, then the connection is cut
   /stall/v1/...     a content chunk every 0.2 s for 60 s (for disconnect tests)
   /tools/v1/...     the recorded stream of two parallel tool calls (chat-stream-12.sse)
+  …/embeddings      OpenAI's documented embeddings answer: a deterministic 8-dimension
+                    vector per input (float or base64), one usage token per word
   /agent/v1/...     a coding agent's model: asked with a shell-like function tool and no
                     tool result yet, it calls that tool once to run AGENT_COMMAND (the
                     recorded tool-call chunks, name and arguments replaced); given the
@@ -29,7 +31,10 @@ It records every request (path, headers, JSON body) and every client disconnect.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,6 +129,8 @@ class FakeUpstream:
             return handler._json(503, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
         if mode in ("anthropic", "gemini"):
             return self._provider(handler, mode, body)
+        if handler.path.endswith("/embeddings"):
+            return handler._json(200, embeddings_body(body))
         if mode == "ok" and not body.get("stream"):  # a plain chat.completion, as OpenAI answers
             return handler._json(200, collected(recorded_chunks()))
         _start_stream(handler)
@@ -177,6 +184,37 @@ class FakeUpstream:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def fake_vector(text: str) -> list[float]:
+    """A deterministic 8-dimension unit vector for a text (the fake's model)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    values = [b - 127.5 for b in digest[:8]]
+    norm = sum(v * v for v in values) ** 0.5
+    return [v / norm for v in values]
+
+
+def embeddings_body(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's /embeddings answer, in the documented shape (CreateEmbeddingResponse); usage
+    counts one token per word."""
+    inputs = body.get("input")
+    items = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    texts = [item if isinstance(item, str) else " ".join(map(str, item)) for item in items]
+    data = []
+    for i, text in enumerate(texts):
+        vector = fake_vector(text)
+        if body.get("encoding_format") == "base64":
+            encoded: Any = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        else:
+            encoded = vector
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    tokens = sum(len(text.split()) for text in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 AGENT_COMMAND = "echo ghost-was-here > proof.txt && cat proof.txt"

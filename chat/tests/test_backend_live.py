@@ -166,7 +166,7 @@ def test_configured_model_id_and_unloadable_model(tmp_path: object) -> None:
         health = httpx.get(server.base_url + "/health")
         assert health.status_code == 503 and health.json()["error"]["code"] == "model_unavailable"
         client = OpenAI(base_url=server.base_url + "/v1", api_key=server.api_key, max_retries=0)
-        assert [m.id for m in client.models.list().data] == ["house-model"]
+        assert [m.id for m in client.models.list().data] == ["house-model", "all-MiniLM-L6-v2"]
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="house-model", messages=[{"role": "user", "content": "hi"}])
         assert caught.value.status_code == 503

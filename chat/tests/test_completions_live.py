@@ -11,7 +11,7 @@ from .sse import read_sse
 
 def test_models_list_and_retrieve(client: OpenAI, http: httpx.Client) -> None:
     models = client.models.list()
-    assert [m.id for m in models.data] == ["ghostgpt"]
+    assert [m.id for m in models.data] == ["ghostgpt", "all-MiniLM-L6-v2"]
     assert models.data[0].object == "model" and models.data[0].owned_by
     assert client.models.retrieve("ghostgpt").id == "ghostgpt"
     assert_matches("ListModelsResponse", http.get("/v1/models").json())

@@ -4,13 +4,16 @@ and quality: on a small labelled set a paraphrase ranks above an unrelated sente
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from openai import BadRequestError, OpenAI
 
+from .fake_upstream import FakeUpstream, fake_vector
 from .live import LiveServer
 from .openapi import assert_matches
 
@@ -111,3 +114,43 @@ def test_chat_with_the_embedding_model_is_a_clear_400(sdk: OpenAI) -> None:
         sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert "embedding model" in str(caught.value)
     assert MODEL in {m.id for m in sdk.models.list().data}
+
+
+def test_routed_upstreams_serve_embeddings_billed_by_their_count(fake: FakeUpstream, tmp_path: Path) -> None:
+    routes = {
+        "upstreams": {
+            "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
+            "down": {"base_url": f"{fake.url}/fail500/v1", "api_key": "sk-up"},
+        },
+        "models": {
+            "text-embedding-3-small": {
+                "embeddings": True,
+                "deployments": [{"upstream": "down"}, {"upstream": "ok", "priority": 1}],
+            },
+        },
+    }
+    (tmp_path / "routes.json").write_text(json.dumps(routes))
+    live = LiveServer(env={"GHOSTGPT_ROUTES_FILE": str(tmp_path / "routes.json")})
+    try:
+        sdk = OpenAI(base_url=live.base_url + "/v1", api_key=live.api_key, max_retries=0)
+        reply = sdk.embeddings.create(model="text-embedding-3-small", input=["one two three", "four"])
+        expected = np.array([fake_vector("one two three"), fake_vector("four")])
+        assert np.allclose([d.embedding for d in reply.data], expected, atol=1e-6)
+        assert reply.usage.prompt_tokens == 4  # the upstream's count
+        sent = fake.requests[-1]
+        assert sent["path"] == "/ok/v1/embeddings" and sent["body"]["encoding_format"] == "base64"
+        assert [r["mode"] for r in fake.requests[-2:]] == ["fail500", "ok"], "failed over from the broken deployment"
+        raw = httpx.post(
+            live.base_url + "/v1/embeddings",
+            json={"model": "text-embedding-3-small", "input": "x y", "encoding_format": "float"},
+            headers={"Authorization": f"Bearer {live.api_key}"},
+        ).json()
+        assert_matches("CreateEmbeddingResponse", raw)
+        chat_only = httpx.post(
+            live.base_url + "/v1/embeddings",
+            json={"model": "ghostgpt", "input": "x"},
+            headers={"Authorization": f"Bearer {live.api_key}"},
+        )
+        assert chat_only.status_code == 400
+    finally:
+        live.stop()
