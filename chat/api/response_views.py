@@ -3,6 +3,7 @@ through the same path as every /v1 generation, keep the response when asked to."
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -45,6 +46,14 @@ async def create_response(request: HttpRequest) -> HttpResponse:
                 code="previous_response_not_found",
             ) from None
         history = [*previous.context, *previous.input_items, *previous.body.get("output", [])]
+        # Each stored response keeps its whole conversation: bounded, or a chain of requests
+        # would grow storage quadratically for free.
+        if len(json.dumps(history)) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise bad_request(
+                "previous_response_id: the conversation is too long to continue; start a new one "
+                "with the context you need in `input`.",
+                param="previous_response_id",
+            )
     parsed = parse_responses(body, settings.GHOSTGPT, history)
 
     def make_encoder(generation: GenerationRequest, meter: Meter) -> Encoder:

@@ -289,3 +289,18 @@ def test_unsupported_tools_drop_lets_a_tool_client_talk_to_a_local_model() -> No
                 assert response.json()["error"]["param"] == "tools"
         finally:
             live.stop()
+
+
+def test_a_chain_past_the_body_limit_is_refused(sdk: OpenAI, server: LiveServer) -> None:
+    # Every stored response keeps its conversation; a chain of large inputs would grow the
+    # database quadratically at no cost, so continuing past the body limit is a 400.
+    big = "x" * (6 * 1024 * 1024)
+    first = sdk.responses.create(model="gpt-4o", input=big)
+    second = sdk.responses.create(model="gpt-4o", input=big, previous_response_id=first.id)
+    response = httpx.post(
+        server.base_url + "/v1/responses",
+        json={"model": "gpt-4o", "input": "more", "previous_response_id": second.id},
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=60,
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == "previous_response_id"
