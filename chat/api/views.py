@@ -20,6 +20,7 @@ from chat.backends import registry
 from chat.backends.base import Backend, BackendError, GenerationRequest, Usage
 from chat.billing.pricing import price_for
 from chat.billing.ratelimit import limiter
+from chat.executors import Busy
 
 from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
 from .auth import Principal, authenticate
@@ -71,6 +72,10 @@ async def _respond(
         return ApiError(404, str(exc) or "Not found.", error_type="not_found_error", code="not_found").response()
     except BackendError as exc:
         return ApiError.from_backend(exc).response()
+    except Busy as exc:  # a bounded pool (embeddings, OCR, fetches) is full
+        return ApiError(
+            503, str(exc), error_type="service_unavailable_error", code="server_overloaded", retry_after=2
+        ).response()
     except DatabaseOperationalError:
         logger.exception("database unavailable in %s", request.path)
         return ApiError(
