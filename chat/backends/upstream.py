@@ -21,10 +21,12 @@ Upstream keys come from the operator's config only and never appear in answers o
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
 import random
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -169,17 +171,19 @@ class RoutedModel:
         self.running = 0  # requests of this process streaming from an upstream now
         if tools is None:
             tools = all(d.upstream.kind != "prompt" for d in deployments)
-        # JSON mode passes through to OpenAI-compatible APIs; a schema only where the
-        # operator declared `json_schema: true` (the deployment enforces it, not GhostGPT).
-        openai_only = all(d.upstream.kind == "openai" for d in deployments)
+        # JSON mode passes through to OpenAI-compatible and Gemini APIs (responseMimeType);
+        # Anthropic and prompt-only ones have none. A schema only where the operator declared
+        # `json_schema: true` (the deployment enforces it, not GhostGPT). Embeddings likewise.
+        json_mode = all(d.upstream.kind in ("openai", "gemini") for d in deployments)
+        embeddings_api = all(d.upstream.kind in ("openai", "gemini") for d in deployments)
         self._capabilities: frozenset[Capability] = frozenset(
             name
             for name, on in (
                 ("tools", tools),
                 ("vision", vision),
-                ("json_object", openai_only),
-                ("json_schema", openai_only and json_schema),
-                ("embeddings", openai_only and embeddings),
+                ("json_object", json_mode),
+                ("json_schema", json_mode and json_schema),
+                ("embeddings", embeddings_api and embeddings),
             )
             if on  # type: ignore[misc]
         )
@@ -250,11 +254,10 @@ class RoutedModel:
         last: BackendError | None = None
         for deployment in self._order():
             upstream, started = deployment.upstream, time.monotonic()
+            path, payload = _embeddings_request(upstream.kind, deployment.model, body)
             try:
                 response = await upstream.session().post(
-                    upstream.base_url + "/embeddings",
-                    json={**body, "model": deployment.model},
-                    headers=upstream.headers(),
+                    upstream.base_url + path, json=payload, headers=upstream.headers()
                 )
             except TimeoutError:
                 last = UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time.")
@@ -270,7 +273,7 @@ class RoutedModel:
                 raw = await response.content.read(EMBEDDINGS_BODY_LIMIT + 1)
                 if len(raw) > EMBEDDINGS_BODY_LIMIT:
                     raise UpstreamFailed(f"The upstream '{upstream.name}' answered more than this server reads.")
-                data = json.loads(raw)
+                data = _embeddings_answer(upstream.kind, json.loads(raw), body)
                 if not isinstance(data, dict) or not isinstance(data.get("data"), list):
                     raise UpstreamFailed(f"The upstream '{upstream.name}' answered no embeddings list.")
             except UpstreamFailed as exc:
@@ -360,6 +363,42 @@ class Prober:
 
 
 # --- one try against one deployment ---------------------------------------------------------
+
+
+def _embeddings_request(kind: str, model: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """OpenAI's /embeddings body, or Gemini's batchEmbedContents (text inputs; a dimension
+    count as outputDimensionality)."""
+    if kind != "gemini":
+        return "/embeddings", {**body, "model": model}
+    requests = []
+    for item in body["input"]:
+        if not isinstance(item, str):
+            raise UpstreamRejected("Gemini embeds text: token-id inputs are not supported by this model.")
+        request: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": item}]}}
+        if body.get("dimensions") is not None:
+            request["outputDimensionality"] = body["dimensions"]
+        requests.append(request)
+    return f"/models/{model}:batchEmbedContents", {"requests": requests}
+
+
+def _embeddings_answer(kind: str, data: Any, body: dict[str, Any]) -> Any:
+    """Gemini's `{"embeddings": [{"values": [...]}]}` as OpenAI's list (no usage: the byte
+    bound is billed); OpenAI's as it came."""
+    if kind != "gemini":
+        return data
+    vectors = data.get("embeddings") if isinstance(data, dict) else None
+    if not isinstance(vectors, list):
+        return None
+    items = []
+    for i, vector in enumerate(vectors):
+        values = vector.get("values") if isinstance(vector, dict) else None
+        if not isinstance(values, list):
+            return None
+        encoded: Any = values
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+        items.append({"object": "embedding", "index": i, "embedding": encoded})
+    return {"object": "list", "data": items}
 
 
 async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncIterator[Event]:

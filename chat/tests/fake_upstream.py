@@ -12,7 +12,8 @@ by the URL's first path segment:
   /stall/v1/...     a content chunk every 0.2 s for 60 s (for disconnect tests)
   /tools/v1/...     the recorded stream of two parallel tool calls (chat-stream-12.sse)
   …/embeddings      OpenAI's documented embeddings answer: a deterministic 8-dimension
-                    vector per input (float or base64), one usage token per word
+                    vector per input (float or base64), one usage token per word;
+                    …:batchEmbedContents the same vectors in Gemini's shape
   /agent/v1/...     a coding agent's model: asked with a shell-like function tool and no
                     tool result yet, it calls that tool once to run AGENT_COMMAND (the
                     recorded tool-call chunks, name and arguments replaced); given the
@@ -127,10 +128,13 @@ class FakeUpstream:
             return handler._json(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
         if mode == "gemini503":
             return handler._json(503, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}})
-        if mode in ("anthropic", "gemini"):
-            return self._provider(handler, mode, body)
         if handler.path.endswith("/embeddings"):
             return handler._json(200, embeddings_body(body))
+        if handler.path.endswith(":batchEmbedContents"):  # Gemini's documented answer
+            texts = [r["content"]["parts"][0]["text"] for r in body.get("requests") or []]
+            return handler._json(200, {"embeddings": [{"values": fake_vector(text)} for text in texts]})
+        if mode in ("anthropic", "gemini"):
+            return self._provider(handler, mode, body)
         if mode == "ok" and not body.get("stream"):  # a plain chat.completion, as OpenAI answers
             return handler._json(200, collected(recorded_chunks()))
         _start_stream(handler)

@@ -121,12 +121,14 @@ def test_routed_upstreams_serve_embeddings_billed_by_their_count(fake: FakeUpstr
         "upstreams": {
             "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
             "down": {"base_url": f"{fake.url}/fail500/v1", "api_key": "sk-up"},
+            "google": {"kind": "gemini", "base_url": f"{fake.url}/gemini/v1beta", "api_key": "g-up"},
         },
         "models": {
             "text-embedding-3-small": {
                 "embeddings": True,
                 "deployments": [{"upstream": "down"}, {"upstream": "ok", "priority": 1}],
             },
+            "gemini-embedding": {"embeddings": True, "deployments": [{"upstream": "google", "model": "embed-1"}]},
         },
     }
     (tmp_path / "routes.json").write_text(json.dumps(routes))
@@ -146,6 +148,10 @@ def test_routed_upstreams_serve_embeddings_billed_by_their_count(fake: FakeUpstr
             headers={"Authorization": f"Bearer {live.api_key}"},
         ).json()
         assert_matches("CreateEmbeddingResponse", raw)
+        gemini = sdk.embeddings.create(model="gemini-embedding", input=["one two three"])
+        assert np.allclose(gemini.data[0].embedding, fake_vector("one two three"), atol=1e-6)
+        assert fake.requests[-1]["path"] == "/gemini/v1beta/models/embed-1:batchEmbedContents"
+        assert gemini.usage.prompt_tokens > 0  # Gemini reports no count: the byte bound is billed
         chat_only = httpx.post(
             live.base_url + "/v1/embeddings",
             json={"model": "ghostgpt", "input": "x"},

@@ -25,10 +25,16 @@ SCHEMA = {"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type
 def server(fake: FakeUpstream) -> Iterator[LiveServer]:
     folder = tempfile.TemporaryDirectory()
     routes = {
-        "upstreams": {"ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"}},
+        "upstreams": {
+            "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
+            "google": {"kind": "gemini", "base_url": f"{fake.url}/gemini/v1beta", "api_key": "g-up"},
+            "claude": {"kind": "anthropic", "base_url": f"{fake.url}/anthropic/v1", "api_key": "a-up"},
+        },
         "models": {
             "gpt-4o": {"deployments": [{"upstream": "ok"}]},
             "gpt-4o-schema": {"json_schema": True, "deployments": [{"upstream": "ok", "model": "gpt-4o"}]},
+            "gemini-flash": {"deployments": [{"upstream": "google"}]},
+            "claude": {"deployments": [{"upstream": "claude"}]},
         },
     }
     path = Path(folder.name) / "routes.json"
@@ -90,3 +96,7 @@ def test_upstreams_get_json_mode_and_declared_schemas(sdk: OpenAI, fake: FakeUps
     with pytest.raises(BadRequestError):
         ask(sdk, "gpt-4o", response_format=SCHEMA)  # not declared for this model
     assert len(fake.requests) == sent, "refused before the upstream is called"
+    ask(sdk, "gemini-flash", response_format={"type": "json_object"})  # Gemini's own JSON mode
+    assert fake.requests[-1]["body"]["generationConfig"]["responseMimeType"] == "application/json"
+    with pytest.raises(BadRequestError):
+        ask(sdk, "claude", response_format={"type": "json_object"})  # Anthropic's API has none

@@ -46,6 +46,11 @@ class GeminiWire:
             config["presencePenalty"] = sampling.presence_penalty
         if sampling.frequency_penalty:
             config["frequencyPenalty"] = sampling.frequency_penalty
+        form = request.response_format or {}
+        if form.get("type") in ("json_object", "json_schema"):  # JSON mode: Gemini's own switch
+            config["responseMimeType"] = "application/json"
+        if form.get("type") == "json_schema" and isinstance(form["json_schema"].get("schema"), dict):
+            config["responseJsonSchema"] = form["json_schema"]["schema"]
         if request.is_chat:
             system = "\n\n".join(m.content for m in request.messages if m.role == "system" and m.content)
             contents = _contents([m for m in request.messages if m.role != "system"])
