@@ -9,7 +9,8 @@ import base64
 from typing import Any
 
 import numpy as np
-from django.http import HttpRequest, HttpResponse, JsonResponse
+import orjson
+from django.http import HttpRequest, HttpResponse
 
 from chat.backends.base import Accepted, GenerationRequest, SamplingParams, Usage
 from chat.backends.embeddings import DIMENSIONS, embed_pool
@@ -101,13 +102,18 @@ async def create_embeddings(request: HttpRequest) -> HttpResponse:
         "model": model,
         "usage": {"prompt_tokens": counted, "total_tokens": counted, **meter.cost_fields(Usage(counted, 0))},
     }
-    return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})
+    return _json(payload)
+
+
+def _json(payload: dict[str, Any]) -> HttpResponse:
+    """orjson: 2,048 vectors as JSON numbers cost the stdlib encoder ~1 s; orjson ~30 ms."""
+    return HttpResponse(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json")
 
 
 def _encoded(vector: np.ndarray, encoding: str) -> Any:
     if encoding == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-    return [float(x) for x in vector]
+    return vector  # orjson writes float32 arrays itself: shortest round-trip digits, in C
 
 
 async def _remote(
@@ -157,4 +163,4 @@ async def _remote(
             **meter.cost_fields(billed),
         },
     }
-    return JsonResponse(payload, json_dumps_params={"ensure_ascii": False})
+    return _json(payload)
