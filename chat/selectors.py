@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -89,9 +90,14 @@ def session_key_get(*, secret: str | None) -> ApiKey | None:
     return key
 
 
+RESPONSE_ID = re.compile(r"resp_[0-9a-f]{48}")
+
+
 async def stored_response_get(*, account_id: int, response_id: str) -> StoredResponse:
     """A stored response of this account that has not expired; 404 otherwise (another
-    account's id looks exactly like an unknown one)."""
+    account's id looks exactly like an unknown one; a malformed one never reaches SQL)."""
+    if not RESPONSE_ID.fullmatch(response_id):
+        raise Http404(f"Response with id '{response_id[:64]}' not found.")
     row = await StoredResponse.objects.filter(
         pk=response_id, account_id=account_id, expires_at__gt=timezone.now()
     ).afirst()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -191,6 +192,18 @@ async def api_key_mark_used(*, key_id: int) -> None:
     await db.run(ApiKey.objects.filter(pk=key_id).update, last_used_at=timezone.now())
 
 
+def _storable(value: Any) -> Any:
+    """JSON that PostgreSQL's jsonb takes: it refuses U+0000 in strings (a client may send
+    it); it is kept as U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
+
+
 async def stored_response_save(
     *,
     account_id: int,
@@ -206,9 +219,9 @@ async def stored_response_save(
         account_id=account_id,
         key_id=key_id,
         model=str(body.get("model") or ""),
-        context=context,
-        input_items=input_items,
-        body=body,
+        context=_storable(context),
+        input_items=_storable(input_items),
+        body=_storable(body),
         expires_at=timezone.now() + timedelta(days=days),
     )
 

@@ -304,3 +304,19 @@ def test_a_chain_past_the_body_limit_is_refused(sdk: OpenAI, server: LiveServer)
         timeout=60,
     )
     assert response.status_code == 400 and response.json()["error"]["param"] == "previous_response_id"
+
+
+def test_malformed_ids_and_nul_characters_are_handled(sdk: OpenAI, server: LiveServer) -> None:
+    # Found by the fuzz run on PostgreSQL: a NUL in previous_response_id reached SQL (500).
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    for bad in ["resp_\x00", "x" * 500, "resp_" + "0" * 47 + "\x00"]:
+        response = httpx.post(
+            server.base_url + "/v1/responses",
+            json={"model": "gpt-4o", "input": "x", "previous_response_id": bad},
+            headers=headers,
+        )
+        assert response.status_code == 404, response.text
+    assert httpx.get(server.base_url + "/v1/responses/resp_%00", headers=headers).status_code == 404
+    stored = sdk.responses.create(model="gpt-4o", input="a\x00b")  # jsonb refuses U+0000: kept as U+FFFD
+    items = sdk.responses.input_items.list(stored.id)
+    assert items.data[0].content[0].text == "a\ufffdb"  # type: ignore[union-attr]
