@@ -3,10 +3,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from chat.api import health
 from chat.api import views as api_views
 
 urlpatterns = [
     path("health", api_views.health),
+    path("health/live", health.live),
+    path("health/ready", health.ready),
     # The operator API lives under /admin/… too: its exact paths come before Django's admin.
     path("", include("chat.accounts.urls")),
     path("", include("tools.urls")),
