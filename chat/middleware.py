@@ -32,6 +32,8 @@ from django.middleware.locale import LocaleMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.decorators import sync_and_async_middleware
 
+from chat.logs import current_request_id
+
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECRET_PARAMS = {"key", "api_key", "apikey", "admin_key", "token", "access_token"}
 access_log = logging.getLogger("ghostgpt.access")
@@ -41,6 +43,7 @@ def _begin(request: HttpRequest) -> str:
     incoming = request.headers.get("x-request-id", "")
     request_id = incoming if SAFE_REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
     request.request_id = request_id  # type: ignore[attr-defined]
+    current_request_id.set(request_id)  # for every log line of this request (chat.logs)
     request.started_at = time.perf_counter()  # type: ignore[attr-defined]
     return request_id
 
