@@ -33,6 +33,7 @@ from django.middleware.security import SecurityMiddleware
 from django.utils.decorators import sync_and_async_middleware
 
 from chat.logs import current_request_id
+from chat.metrics import REQUESTS, RESPONSE_START
 
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECRET_PARAMS = {"key", "api_key", "apikey", "admin_key", "token", "access_token"}
@@ -61,6 +62,11 @@ def redacted_path(request: HttpRequest) -> str:
 def _finish(request: HttpRequest, response: HttpResponseBase, request_id: str) -> None:
     response["x-request-id"] = request_id
     elapsed = (time.perf_counter() - request.started_at) * 1000  # type: ignore[attr-defined]
+    match = getattr(request, "resolver_match", None)
+    route = "/" + match.route if match is not None and match.route else "unmatched"
+    model = getattr(request, "metrics_model", "")
+    REQUESTS.labels(route, request.method or "", str(response.status_code), model).inc()
+    RESPONSE_START.labels(route).observe(elapsed / 1000)
     access_log.info(
         '%s "%s %s" %s %.1fms', request_id, request.method, redacted_path(request), response.status_code, elapsed
     )

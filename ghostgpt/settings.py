@@ -367,6 +367,8 @@ GHOSTGPT = {
     # agents, prompt-only upstreams): "refuse" (400) or "drop" (served without the tools, named
     # in X-GhostGPT-Dropped-Tools). A routed model's `unsupported_tools` overrides it.
     "UNSUPPORTED_TOOLS": env_choice("GHOSTGPT_UNSUPPORTED_TOOLS", "refuse", ("refuse", "drop")),
+    # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
+    "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
     # Responses API: stored responses (`store: true`) are kept this many days.
     "RESPONSES_TTL_DAYS": env_int("GHOSTGPT_RESPONSES_TTL_DAYS", 30, minimum=1),
     # Parameter policy.

@@ -5,11 +5,13 @@ from django.urls import include, path
 
 from chat.api import health
 from chat.api import views as api_views
+from chat.metrics import metrics_view
 
 urlpatterns = [
     path("health", api_views.health),
     path("health/live", health.live),
     path("health/ready", health.ready),
+    path("metrics", metrics_view),
     # The operator API lives under /admin/… too: its exact paths come before Django's admin.
     path("", include("chat.accounts.urls")),
     path("", include("tools.urls")),

@@ -16,6 +16,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from chat.executors import Busy, tool_pool
+from chat.metrics import JOB_SECONDS, JOBS
 from chat.models import Account
 
 from .base import ToolError, get_tool
@@ -101,19 +102,26 @@ def job_execute(*, job_id: str, deadline: float | None = None) -> None:
             ).as_dict(),
         )
         return
+    started, outcome = time.monotonic(), "succeeded"
     try:
         result = get_tool(job.tool).run(job.params, _progress_writer(job_id, deadline))
     except ToolError as exc:
+        outcome = "failed"
         _fail(job_id, exc.as_dict())
     except SoftTimeLimitExceeded:
+        outcome = "timeout"
         _fail(job_id, ToolError("The job took too long.", status=504, code="job_timeout").as_dict())
     except Exception:
+        outcome = "error"
         logger.exception("tool job %s (%s) failed", job_id, job.tool)
         _fail(job_id, ToolError("The tool failed unexpectedly.", status=500, code="tool_error").as_dict())
     else:  # not over a job already failed meanwhile (timed out by job_get, say)
         Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
             status=Job.Status.SUCCEEDED, result=result, progress=100, finished_at=timezone.now()
         )
+    finally:
+        JOBS.labels(job.tool, outcome).inc()
+        JOB_SECONDS.labels(job.tool).observe(time.monotonic() - started)
 
 
 def job_get(*, job_id: uuid.UUID, account: Account | None) -> Job:

@@ -12,6 +12,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from chat.metrics import AGENTS
 from chat.revocation import revoked_group
 
 from . import services
@@ -45,6 +46,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
         self.key_id = key.pk
         await self.channel_layer.group_add(revoked_group(key.pk), self.channel_name)
         await self.accept()
+        AGENTS.inc()
         heartbeat = settings.GHOSTGPT["AGENT_HEARTBEAT_SECONDS"]
         await self.send_json({"type": "welcome", "id": str(connection.pk), "heartbeat_seconds": heartbeat})
         logger.info("agent %s connected (%s)", connection.pk, key.name)
@@ -90,6 +92,7 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.connection_id is None:
             return
+        AGENTS.dec()
         await self.channel_layer.group_discard(revoked_group(self.key_id), self.channel_name)
         for reply in self.jobs.values():  # the requests waiting on it fail over or end cleanly
             await self.channel_layer.send(

@@ -34,6 +34,7 @@ from chat.billing.wallet import (
     wallet_reserve,
     wallet_settle,
 )
+from chat.metrics import COST, TOKENS
 from chat.models import UsageRecord
 
 from .auth import Principal
@@ -206,6 +207,9 @@ class Meter:
                 await db.run(wallet_settle, reservation=self.reservation, cost=cost, usage=record, failed=failed)
             elif usage.total_tokens:
                 await db.run(usage_record, usage=record)
+            TOKENS.labels(self.model, "in").inc(usage.prompt_tokens)
+            TOKENS.labels(self.model, "out").inc(usage.completion_tokens)
+            COST.labels(self.model).inc(float(record.prompt_cost + record.completion_cost))
             if self.hold is not None:
                 await limiter().correct_tokens(self.hold, usage.total_tokens)
             else:

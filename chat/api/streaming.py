@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from chat.backends.base import Accepted, BackendError, Event
+from chat.metrics import LIVE_STREAMS
 from chat.revocation import REVOCATION_POLL_SECONDS, key_is_revoked
 
 from .encoders import PING, Encoder
@@ -124,6 +125,7 @@ async def sse_body(
     """
     items = with_pings(events, ping_seconds, encoder.ping)
     failed = False
+    LIVE_STREAMS.inc()
     try:
         yield encoder.encode(first)
         async for item in items:
@@ -143,6 +145,7 @@ async def sse_body(
     finally:
         # The ping wrapper first: it may hold a pending read of the backend stream,
         # and cancelling that read is what lets the backend stream close.
+        LIVE_STREAMS.dec()
         await items.aclose()  # type: ignore[attr-defined]
         await events.aclose()  # type: ignore[attr-defined]
         await asyncio.shield(settle(failed))

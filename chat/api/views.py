@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +17,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
-from chat.backends.base import Backend, BackendError, GenerationRequest, Usage
+from chat.backends.base import Backend, BackendError, Event, GenerationRequest, TextDelta, ToolCallDelta, Usage
 from chat.billing.pricing import price_for
 from chat.billing.ratelimit import limiter
 from chat.executors import Busy
+from chat.metrics import FIRST_TOKEN, GENERATION
 
 from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
 from .auth import Principal, authenticate
@@ -161,6 +162,8 @@ async def serve(
     `finished(encoder, failed)` runs once the answer is complete (after billing)."""
     generation = parsed.generation
     backend = backend_for(generation.model, principal)
+    canonical = registry.canonical_info(backend).id
+    request.metrics_model = canonical  # type: ignore[attr-defined]
     generation = await fit_request(generation, backend)
     dropped = bool(parsed.generation.tools) and not generation.tools and parsed.generation.tool_choice != "none"
     meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
@@ -175,7 +178,8 @@ async def serve(
             except Exception:  # the answer stands; only what follows it is lost
                 logger.exception("after-response step of %s failed", encoder.id)
 
-    events = until_revoked(backend.stream(generation), principal.key_id)
+    started = getattr(request, "started_at", time.perf_counter())
+    events = _observed(until_revoked(backend.stream(generation), principal.key_id), canonical, started)
     waited = time.perf_counter()
     try:
         first = await anext(events)  # admission: errors up to here are still HTTP errors
@@ -203,6 +207,20 @@ async def serve(
     if dropped:  # unsupported_tools: drop — served without them, and said so
         response[DROPPED_TOOLS_HEADER] = "function"
     return response
+
+
+async def _observed(events: AsyncIterator[Event], model: str, started: float) -> AsyncIterator[Event]:
+    """The events, timing the first token and the whole generation for /metrics."""
+    first = True
+    try:
+        async for event in events:
+            if first and isinstance(event, TextDelta | ToolCallDelta):
+                first = False
+                FIRST_TOKEN.labels(model).observe(time.perf_counter() - started)
+            yield event
+    finally:
+        GENERATION.labels(model).observe(time.perf_counter() - started)
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 async def meter_for(generation: GenerationRequest, backend: Backend, principal: Principal, request_id: str) -> Meter:

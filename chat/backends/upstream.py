@@ -35,6 +35,8 @@ from typing import Any
 
 import aiohttp
 
+from chat.metrics import FAILOVERS, UPSTREAM_ERRORS
+
 from .base import (
     Accepted,
     BackendError,
@@ -236,9 +238,12 @@ class RoutedModel:
                     yield event
                 if not sent_text:
                     deployment.succeeded(time.monotonic() - started)
+                if last is not None:
+                    FAILOVERS.labels(self.info.id).inc()
                 return
             except UpstreamFailed as exc:
                 deployment.failed()
+                UPSTREAM_ERRORS.labels(self.info.id, deployment.upstream.name).inc()
                 logger.warning("upstream %s failed: %s", deployment.label, exc.message)
                 if sent_text:
                     raise  # text already reached the client: end the stream with an error

@@ -1,0 +1,75 @@
+"""Prometheus metrics (the official `prometheus_client`). One process: the default
+registry. Several (`make up`): set PROMETHEUS_MULTIPROC_DIR to a directory every process of
+the node shares, and `/metrics` aggregates them (gauges sum the live processes).
+
+`/metrics` answers loopback clients (the client address as resolved through trusted proxies,
+so nginx on loopback does not make every visitor local) or a bearer `GHOSTGPT_METRICS_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from chat.network import client_address
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter("ghostgpt_requests_total", "HTTP requests answered.", ["route", "method", "status", "model"])
+RESPONSE_START = Histogram(
+    "ghostgpt_response_start_seconds",
+    "From the request to its response head (a whole JSON answer; a stream's headers).",
+    ["route"],
+    buckets=LATENCY,
+)
+FIRST_TOKEN = Histogram(
+    "ghostgpt_time_to_first_token_seconds", "From the request to the first generated token.", ["model"], buckets=LATENCY
+)
+GENERATION = Histogram(
+    "ghostgpt_generation_seconds", "From the request to the end of its generation.", ["model"], buckets=LATENCY
+)
+TOKENS = Counter("ghostgpt_tokens_total", "Tokens billed.", ["model", "direction"])
+COST = Counter("ghostgpt_cost_total", "Money billed, in the configured currency.", ["model"])
+UPSTREAM_ERRORS = Counter("ghostgpt_upstream_errors_total", "Failed upstream attempts.", ["model", "upstream"])
+FAILOVERS = Counter("ghostgpt_failovers_total", "Requests served by another deployment after a failure.", ["model"])
+LIVE_STREAMS = Gauge("ghostgpt_live_streams", "SSE responses streaming now.", multiprocess_mode="livesum")
+AGENTS = Gauge("ghostgpt_agents_connected", "Dial-in agents connected now.", multiprocess_mode="livesum")
+JOBS = Counter("ghostgpt_jobs_total", "Tool jobs finished.", ["tool", "outcome"])
+JOB_SECONDS = Histogram("ghostgpt_job_seconds", "Tool job run time.", ["tool"], buckets=(*LATENCY, 300, 600))
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.GHOSTGPT["METRICS_TOKEN"]
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):
+        return True
+    address = client_address(request.META)
+    return address is not None and address.is_loopback
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        return HttpResponse(
+            '{"error": {"message": "Metrics are served to loopback clients or with GHOSTGPT_METRICS_TOKEN.", '
+            '"type": "permission_error", "param": null, "code": "forbidden"}}',
+            status=403,
+            content_type="application/json",
+        )
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
