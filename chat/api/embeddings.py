@@ -84,7 +84,8 @@ async def create_embeddings(request: HttpRequest) -> HttpResponse:
     generation = GenerationRequest(model=model, sampling=SamplingParams(max_tokens=0), prompts=tuple(inputs), user=user)
     meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
     await meter.admit()
-    tokens = await embed_pool.run(backend.tokenize, inputs)  # type: ignore[attr-defined]  (off the loop)
+    # Off the event loop, on the embedding pool.
+    tokens = await embed_pool.run(backend.tokenize, inputs)  # type: ignore[attr-defined]
     counted = sum(len(t) for t in tokens)
     usage: Usage | None = None
     try:
