@@ -119,6 +119,9 @@ bench: install
 	$(PY) bench/tools.py --output bench/results/tools.md
 	$(PY) bench/web.py --output bench/results/web.md
 	$(PY) bench/gateway.py --output bench/results/gateway.md
+	$(PY) bench/embeddings.py --output bench/results/embeddings.md
+	env -u DATABASE_URL $(PY) bench/search.py --database sqlite --output bench/results/search-sqlite.md
+	env -u DATABASE_URL $(PY) bench/search.py --database postgres --output bench/results/search-postgres.md
 
 # The browser tests drive Debian's Chromium (Playwright's Python package, no browser download).
 browser-deps:
