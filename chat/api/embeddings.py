@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 from django.http import HttpRequest, HttpResponse
 
+from chat.backends import registry
 from chat.backends.base import Accepted, GenerationRequest, SamplingParams, Usage
 from chat.backends.embeddings import DIMENSIONS, embed_pool
 
@@ -69,6 +70,7 @@ async def create_embeddings(request: HttpRequest) -> HttpResponse:
     if user is not None and not isinstance(user, str):
         raise bad_request("user: expected a string.", param="user")
     backend = backend_for(model, principal)
+    request.metrics_model = registry.canonical_info(backend).id  # type: ignore[attr-defined]
     if "embeddings" not in backend.capabilities():
         raise ApiError(400, f"Model '{model}' does not create embeddings.", param="model", code="unsupported_model")
     if not hasattr(backend, "tokenize"):  # a routed upstream's embedding model
