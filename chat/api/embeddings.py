@@ -16,8 +16,9 @@ from chat.backends import registry
 from chat.backends.base import Accepted, GenerationRequest, SamplingParams, Usage
 from chat.backends.embeddings import DIMENSIONS, embed_pool
 
-from .auth import Principal, authenticate
+from .auth import authenticate
 from .errors import ApiError, bad_request
+from .metering import Meter
 from .params import parse_json_object
 from .views import backend_for, count_request, meter_for, openai_errors, request_body
 
@@ -73,9 +74,8 @@ async def create_embeddings(request: HttpRequest) -> HttpResponse:
     request.metrics_model = registry.canonical_info(backend).id  # type: ignore[attr-defined]
     if "embeddings" not in backend.capabilities():
         raise ApiError(400, f"Model '{model}' does not create embeddings.", param="model", code="unsupported_model")
-    if not hasattr(backend, "tokenize"):  # a routed upstream's embedding model
-        return await _remote(request, principal, backend, model, inputs, encoding, dimensions, user)
-    if dimensions is not None and dimensions != DIMENSIONS:
+    local = "local_count" in backend.capabilities()  # the embedded model; else a routed upstream
+    if local and dimensions is not None and dimensions != DIMENSIONS:
         raise ApiError(
             400,
             f"Model '{model}' makes {DIMENSIONS}-dimension vectors and cannot shorten them ('dimensions').",
@@ -85,77 +85,16 @@ async def create_embeddings(request: HttpRequest) -> HttpResponse:
     # Billing reuses the generation meter: the inputs are the prompt, nothing is generated.
     generation = GenerationRequest(model=model, sampling=SamplingParams(max_tokens=0), prompts=tuple(inputs), user=user)
     meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
-    await meter.admit()
-    # Off the event loop, on the embedding pool.
-    tokens = await embed_pool.run(backend.tokenize, inputs)  # type: ignore[attr-defined]
-    counted = sum(len(t) for t in tokens)
+    await meter.admit()  # the byte bound held (TPM) and, for an upstream, reserved
     usage: Usage | None = None
     try:
-        await meter.accepted(Accepted(prompt_tokens=counted))  # the exact cost reserved (or 402) first
-        vectors = await backend.embed(tokens)  # type: ignore[attr-defined]
-        usage = Usage(counted, 0)
-    finally:
-        await meter.settle(reported=usage, delivered_tokens=0, failed=usage is None)
-    data = [
-        {"object": "embedding", "index": i, "embedding": _encoded(vector, encoding)} for i, vector in enumerate(vectors)
-    ]
-    payload = {
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": counted, "total_tokens": counted, **meter.cost_fields(Usage(counted, 0))},
-    }
-    return _json(payload)
-
-
-def _json(payload: dict[str, Any]) -> HttpResponse:
-    """orjson: 2,048 vectors as JSON numbers cost the stdlib encoder ~1 s; orjson ~30 ms."""
-    return HttpResponse(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json")
-
-
-def _encoded(vector: np.ndarray, encoding: str) -> Any:
-    if encoding == "base64":
-        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-    return vector  # orjson writes float32 arrays itself: shortest round-trip digits, in C
-
-
-async def _remote(
-    request: HttpRequest,
-    principal: Principal,
-    backend: Any,
-    model: str,
-    inputs: list[str | tuple[int, ...]],
-    encoding: str,
-    dimensions: int | None,
-    user: str | None,
-) -> HttpResponse:
-    """A routed model: the byte bound of the inputs is reserved before the upstream hears
-    anything, the upstream's reported count (clamped to that bound) is billed."""
-    generation = GenerationRequest(model=model, sampling=SamplingParams(max_tokens=0), prompts=tuple(inputs), user=user)
-    meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
-    await meter.admit()
-    body: dict[str, Any] = {
-        "input": [item if isinstance(item, str) else list(item) for item in inputs],
-        "encoding_format": encoding,
-    }
-    if dimensions is not None:
-        body["dimensions"] = dimensions
-    if user is not None:
-        body["user"] = user
-    usage: Usage | None = None
-    try:
-        answer = await backend.embed(body)
-        reported = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
-        prompt_tokens = reported.get("prompt_tokens")
-        usage = Usage(prompt_tokens if isinstance(prompt_tokens, int) else meter.prompt_bound, 0)
+        if local:
+            data, usage = await _embed_here(backend, meter, inputs, encoding)
+        else:
+            data, usage = await _embed_upstream(backend, meter, inputs, encoding, dimensions, user)
     finally:
         await meter.settle(reported=usage, delivered_tokens=0, failed=usage is None)
     billed = meter.billable(usage, 0)
-    data = [
-        {"object": "embedding", "index": item.get("index", i), "embedding": item.get("embedding")}
-        for i, item in enumerate(answer["data"])
-        if isinstance(item, dict)
-    ]
     payload = {
         "object": "list",
         "data": data,
@@ -167,3 +106,56 @@ async def _remote(
         },
     }
     return _json(payload)
+
+
+Embedded = tuple[list[dict[str, Any]], Usage]
+
+
+async def _embed_here(backend: Any, meter: Meter, inputs: list[str | tuple[int, ...]], encoding: str) -> Embedded:
+    """The embedded model: counted exactly on the embedding pool (off the event loop), the
+    exact cost reserved (or 402) before the model runs."""
+    tokens = await embed_pool.run(backend.tokenize, inputs)
+    counted = sum(len(t) for t in tokens)
+    await meter.accepted(Accepted(prompt_tokens=counted))
+    vectors = await backend.embed(tokens)
+    data = [{"object": "embedding", "index": i, "embedding": _encoded(v, encoding)} for i, v in enumerate(vectors)]
+    return data, Usage(counted, 0)
+
+
+async def _embed_upstream(
+    backend: Any,
+    meter: Meter,
+    inputs: list[str | tuple[int, ...]],
+    encoding: str,
+    dimensions: int | None,
+    user: str | None,
+) -> Embedded:
+    """A routed model: its reported count is billed (clamped to the bound reserved)."""
+    body: dict[str, Any] = {
+        "input": [item if isinstance(item, str) else list(item) for item in inputs],
+        "encoding_format": encoding,
+    }
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    if user is not None:
+        body["user"] = user
+    answer = await backend.embed(body)
+    reported = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    prompt_tokens = reported.get("prompt_tokens")
+    data = [
+        {"object": "embedding", "index": item.get("index", i), "embedding": item.get("embedding")}
+        for i, item in enumerate(answer["data"])
+        if isinstance(item, dict)
+    ]
+    return data, Usage(prompt_tokens if isinstance(prompt_tokens, int) else meter.prompt_bound, 0)
+
+
+def _json(payload: dict[str, Any]) -> HttpResponse:
+    """orjson: 2,048 vectors as JSON numbers cost the stdlib encoder ~1 s; orjson ~30 ms."""
+    return HttpResponse(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json")
+
+
+def _encoded(vector: np.ndarray, encoding: str) -> Any:
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector  # orjson writes float32 arrays itself: shortest round-trip digits, in C

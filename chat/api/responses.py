@@ -108,7 +108,7 @@ def parse_responses(
         "temperature": generation.sampling.temperature,
         "top_p": generation.sampling.top_p,
         "text": {"format": response_format or {"type": "text"}},
-        "tool_choice": _echo_choice(body.get("tool_choice"), bool(tools)),
+        "tool_choice": _echo_choice(body.get("tool_choice")),
         "tools": [_echo_tool(t) for t in tools],
         **({"user": body["user"]} if isinstance(body.get("user"), str) else {}),
         "store": _flag(body, "store", True),
@@ -322,7 +322,7 @@ def _tool_choice(value: Any, names: set[str]) -> Any:
     raise bad_request("tool_choice: expected auto, none, required or a function.", param="tool_choice")
 
 
-def _echo_choice(value: Any, has_tools: bool) -> Any:
+def _echo_choice(value: Any) -> Any:
     if value in ("auto", "none", "required") or (isinstance(value, dict) and value.get("type") == "function"):
         return value
     return "auto"
@@ -367,8 +367,6 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
 
 class ResponsesEncoder(Encoder):
     """Backend events → a `response` object, or OpenAI's Responses stream events."""
-
-    id_prefix = "resp_"
 
     def __init__(self, *, echo: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -261,15 +261,9 @@ class RoutedModel:
             upstream, started = deployment.upstream, time.monotonic()
             path, payload = _embeddings_request(upstream.kind, deployment.model, body)
             try:
-                response = await upstream.session().post(
-                    upstream.base_url + path, json=payload, headers=upstream.headers()
-                )
-            except TimeoutError:
-                last = UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time.")
-                deployment.failed()
-                continue
-            except aiohttp.ClientError as exc:
-                last = UpstreamFailed(f"Could not reach the upstream '{upstream.name}' ({type(exc).__name__}).")
+                response = await _post(upstream, path, payload)
+            except UpstreamFailed as exc:
+                last = exc
                 deployment.failed()
                 continue
             try:
@@ -406,20 +400,25 @@ def _embeddings_answer(kind: str, data: Any, body: dict[str, Any]) -> Any:
     return {"object": "list", "data": items}
 
 
-async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncIterator[Event]:
-    upstream = deployment.upstream
-    outgoing = upstream.wire.prepare(deployment.model, request)
+async def _post(
+    upstream: Upstream, path: str, body: dict[str, Any], params: dict[str, str] | None = None
+) -> aiohttp.ClientResponse:
+    """POST to the upstream; a timeout or a connection failure is an UpstreamFailed (the
+    caller fails over)."""
     try:
-        response = await upstream.session().post(
-            upstream.base_url + outgoing.path,
-            params=outgoing.params or None,
-            json=outgoing.body,
-            headers=upstream.headers(),
+        return await upstream.session().post(
+            upstream.base_url + path, params=params or None, json=body, headers=upstream.headers()
         )
     except TimeoutError:
         raise UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time.") from None
     except aiohttp.ClientError as exc:
         raise UpstreamFailed(f"Could not reach the upstream '{upstream.name}' ({type(exc).__name__}).") from None
+
+
+async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncIterator[Event]:
+    upstream = deployment.upstream
+    outgoing = upstream.wire.prepare(deployment.model, request)
+    response = await _post(upstream, outgoing.path, outgoing.body, outgoing.params)
     try:
         if response.status >= 400:
             await _raise_for(response, upstream)

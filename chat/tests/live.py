@@ -7,6 +7,7 @@ each server gets a fresh database that is dropped afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -36,12 +38,19 @@ class LiveServer:
         wait_ready: bool = True,
         postgres_url: str | None = None,
         database_url: str | None = None,
+        routes: dict[str, Any] | None = None,
     ) -> None:
         """`postgres_url`: make a fresh database on that server (default: on DATABASE_URL's,
-        if it is PostgreSQL, else SQLite). `database_url`: share an existing database."""
+        if it is PostgreSQL, else SQLite). `database_url`: share an existing database.
+        `routes`: a routing table (chat/backends/routing.py), written to the server's own
+        data directory as its GHOSTGPT_ROUTES_FILE."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="ghostgpt-live-")
+        if routes is not None:
+            routes_file = Path(self._tmp.name) / "routes.json"
+            routes_file.write_text(json.dumps(routes))
+            env = {"GHOSTGPT_ROUTES_FILE": str(routes_file), **(env or {})}
         self._database = None if database_url else _Database.create(postgres_url or os.environ.get("DATABASE_URL", ""))
         database_url = database_url or (self._database.url if self._database else None)
         inherited = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # opt in per server

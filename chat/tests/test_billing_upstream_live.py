@@ -4,10 +4,7 @@ clamped, and the ledger always sums to the balance."""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,9 +22,6 @@ BALANCE = 100_000
 
 @pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream) -> Iterator[LiveServer]:
-    folder = tempfile.TemporaryDirectory()
-    path = Path(folder.name) / "routes.json"
-
     def upstream(mode: str) -> dict[str, Any]:
         return {"base_url": f"{fake.url}/{mode}/v1", "api_key": "sk-upstream"}
 
@@ -38,15 +32,11 @@ def gateway(fake: FakeUpstream) -> Iterator[LiveServer]:
             "absurd": {"deployments": [{"upstream": "absurd"}]},
         },
     }
-    path.write_text(json.dumps(routes))
-    server = LiveServer(
-        env={"GHOSTGPT_ROUTES_FILE": str(path), "GHOSTGPT_ADMIN_KEY": ADMIN_KEY, "GHOSTGPT_PRICE_CACHE_SECONDS": "0"}
-    )
+    server = LiveServer(routes=routes, env={"GHOSTGPT_ADMIN_KEY": ADMIN_KEY, "GHOSTGPT_PRICE_CACHE_SECONDS": "0"})
     for model in ("gpt-4o", "absurd"):
         manage(server, "set_price", model, "--prompt", str(PRICE), "--completion", str(PRICE))
     yield server
     server.stop()
-    folder.cleanup()
 
 
 def funded(server: LiveServer, name: str, amount: int) -> str:

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +33,6 @@ CODEX = CLIENTS / "node_modules" / ".bin" / "codex"
 
 @pytest.fixture(scope="module")
 def server(fake: FakeUpstream) -> Iterator[LiveServer]:
-    folder = tempfile.TemporaryDirectory()
     routes = {
         "upstreams": {
             "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
@@ -45,12 +43,9 @@ def server(fake: FakeUpstream) -> Iterator[LiveServer]:
             "coder": {"context_length": 128000, "deployments": [{"upstream": "agent"}]},
         },
     }
-    path = Path(folder.name) / "routes.json"
-    path.write_text(json.dumps(routes))
-    live = LiveServer(env={"GHOSTGPT_ROUTES_FILE": str(path)})
+    live = LiveServer(routes=routes)
     yield live
     live.stop()
-    folder.cleanup()
 
 
 def test_codex_cli_runs_the_command_the_model_asks_for(server: LiveServer, fake: FakeUpstream, tmp_path: Path) -> None:

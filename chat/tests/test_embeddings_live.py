@@ -4,9 +4,7 @@ and quality: on a small labelled set a paraphrase ranks above an unrelated sente
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -116,7 +114,7 @@ def test_chat_with_the_embedding_model_is_a_clear_400(sdk: OpenAI) -> None:
     assert MODEL in {m.id for m in sdk.models.list().data}
 
 
-def test_routed_upstreams_serve_embeddings_billed_by_their_count(fake: FakeUpstream, tmp_path: Path) -> None:
+def test_routed_upstreams_serve_embeddings_billed_by_their_count(fake: FakeUpstream) -> None:
     routes = {
         "upstreams": {
             "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
@@ -131,8 +129,7 @@ def test_routed_upstreams_serve_embeddings_billed_by_their_count(fake: FakeUpstr
             "gemini-embedding": {"embeddings": True, "deployments": [{"upstream": "google", "model": "embed-1"}]},
         },
     }
-    (tmp_path / "routes.json").write_text(json.dumps(routes))
-    live = LiveServer(env={"GHOSTGPT_ROUTES_FILE": str(tmp_path / "routes.json")})
+    live = LiveServer(routes=routes)
     try:
         sdk = OpenAI(base_url=live.base_url + "/v1", api_key=live.api_key, max_retries=0)
         reply = sdk.embeddings.create(model="text-embedding-3-small", input=["one two three", "four"])

@@ -6,9 +6,7 @@ refused there. Routed OpenAI-compatible models get `json_object` passed through,
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +21,6 @@ SCHEMA = {"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type
 
 @pytest.fixture(scope="module")
 def server(fake: FakeUpstream) -> Iterator[LiveServer]:
-    folder = tempfile.TemporaryDirectory()
     routes = {
         "upstreams": {
             "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
@@ -37,12 +34,9 @@ def server(fake: FakeUpstream) -> Iterator[LiveServer]:
             "claude": {"deployments": [{"upstream": "claude"}]},
         },
     }
-    path = Path(folder.name) / "routes.json"
-    path.write_text(json.dumps(routes))
-    live = LiveServer(env={"GHOSTGPT_ROUTES_FILE": str(path)})
+    live = LiveServer(routes=routes)
     yield live
     live.stop()
-    folder.cleanup()
 
 
 @pytest.fixture(scope="module")

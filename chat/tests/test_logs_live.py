@@ -4,8 +4,6 @@ belongs to — also lines logged deep inside a request (an upstream failure)."""
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import httpx
 
@@ -14,16 +12,11 @@ from .live import LiveServer
 
 
 def test_json_logs_carry_the_request_id_on_every_line(fake: FakeUpstream) -> None:
-    folder = tempfile.TemporaryDirectory()
     routes = {
         "upstreams": {"broken": {"base_url": f"{fake.url}/fail500/v1", "api_key": "sk-up"}},
         "models": {"broken": {"deployments": [{"upstream": "broken"}]}},
     }
-    path = Path(folder.name) / "routes.json"
-    path.write_text(json.dumps(routes))
-    server = LiveServer(
-        env={"GHOSTGPT_LOG_FORMAT": "json", "GHOSTGPT_LOG_LEVEL": "INFO", "GHOSTGPT_ROUTES_FILE": str(path)}
-    )
+    server = LiveServer(routes=routes, env={"GHOSTGPT_LOG_FORMAT": "json", "GHOSTGPT_LOG_LEVEL": "INFO"})
     try:
         headers = {"Authorization": f"Bearer {server.api_key}", "x-request-id": "trace-42"}
         body = {"model": "broken", "messages": [{"role": "user", "content": "hi"}]}
@@ -31,7 +24,6 @@ def test_json_logs_carry_the_request_id_on_every_line(fake: FakeUpstream) -> Non
         log = server.log()
     finally:
         server.stop()
-        folder.cleanup()
     lines = [json.loads(line) for line in log.splitlines() if line.strip().startswith("{")]
     assert lines and all({"time", "level", "logger", "request_id", "message"} <= set(line) for line in lines)
     mine = [line for line in lines if line["request_id"] == "trace-42"]

@@ -4,10 +4,7 @@ live streams back to zero, tool jobs by outcome — and who may read it."""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,7 +19,6 @@ from .live import LiveServer
 
 @pytest.fixture(scope="module")
 def server(fake: FakeUpstream) -> Iterator[LiveServer]:
-    folder = tempfile.TemporaryDirectory()
     routes = {
         "upstreams": {
             "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
@@ -33,18 +29,15 @@ def server(fake: FakeUpstream) -> Iterator[LiveServer]:
             "failover": {"deployments": [{"upstream": "down"}, {"upstream": "ok", "model": "gpt-4o", "priority": 1}]},
         },
     }
-    path = Path(folder.name) / "routes.json"
-    path.write_text(json.dumps(routes))
     live = LiveServer(
+        routes=routes,
         env={
-            "GHOSTGPT_ROUTES_FILE": str(path),
             "GHOSTGPT_TRUSTED_PROXIES": "127.0.0.1/32",
             "GHOSTGPT_METRICS_TOKEN": "scrape-secret",
-        }
+        },
     )
     yield live
     live.stop()
-    folder.cleanup()
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

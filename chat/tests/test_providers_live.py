@@ -7,10 +7,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -80,19 +78,14 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream) -> Iterator[LiveServer]:
-    folder = tempfile.TemporaryDirectory()
-    path = Path(folder.name) / "routes.json"
-    path.write_text(json.dumps(routes(fake)))
     env = {
-        "GHOSTGPT_ROUTES_FILE": str(path),
         "GHOSTGPT_PROBE_SECONDS": "1",
         "GHOSTGPT_SYSTEM_PROMPT": "",
         "GHOSTGPT_SSE_PING_SECONDS": "1",
     }
-    server = LiveServer(env=env)
+    server = LiveServer(routes=routes(fake), env=env)
     yield server
     server.stop()
-    folder.cleanup()
 
 
 @pytest.fixture(scope="module")

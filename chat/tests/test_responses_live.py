@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,7 +49,6 @@ TOOLS = [
 
 @pytest.fixture(scope="module")
 def server(fake: FakeUpstream) -> Iterator[LiveServer]:
-    folder = tempfile.TemporaryDirectory()
     routes = {
         "upstreams": {
             "ok": {"base_url": f"{fake.url}/ok/v1", "api_key": "sk-up"},
@@ -64,12 +61,9 @@ def server(fake: FakeUpstream) -> Iterator[LiveServer]:
             "drops": {"deployments": [{"upstream": "drop"}]},
         },
     }
-    path = Path(folder.name) / "routes.json"
-    path.write_text(json.dumps(routes))
-    live = LiveServer(env={"GHOSTGPT_ROUTES_FILE": str(path)})
+    live = LiveServer(routes=routes)
     yield live
     live.stop()
-    folder.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,13 +69,9 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream) -> Iterator[LiveServer]:
-    folder = tempfile.TemporaryDirectory()
-    path = Path(folder.name) / "routes.json"
-    path.write_text(json.dumps(routes(fake)))
-    server = LiveServer(env={"GHOSTGPT_ROUTES_FILE": str(path), "GHOSTGPT_LOG_LEVEL": "DEBUG"})
+    server = LiveServer(routes=routes(fake), env={"GHOSTGPT_LOG_LEVEL": "DEBUG"})
     yield server
     server.stop()
-    folder.cleanup()
 
 
 @pytest.fixture(scope="module")
