@@ -22,7 +22,7 @@ CLIENTS_STAMP := clients/node_modules/.installed
 
 
 
-.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean
+.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,60 @@ worker: migrate
 	  --loglevel=INFO --concurrency=$${WORKER_CONCURRENCY:-2} \
 	  --max-memory-per-child=$${WORKER_MAX_MEMORY_KB:-1500000} --prefetch-multiplier=1
 
+# The production topology on this machine (README, "Production topology"): nginx on
+# UP_HOST:UP_PORT in front of WEB_PROCESSES web processes, MODEL_PROCESSES model servers, a
+# Celery worker and beat, on PostgreSQL and Redis, supervised by supervisord (the config is
+# rendered into UP_DIR from deploy/). `make up` returns once /health/ready answers 200
+# through nginx; `make down` stops everything (web processes drain their streams first).
+UP_DIR          ?= var/up
+UP_ENV          ?= deploy/up.env
+UP_HOST         ?= 127.0.0.1
+UP_PORT         ?= 8000
+UP_BASE_PORT    ?= 9000
+WEB_PROCESSES   ?= 2
+MODEL_PROCESSES ?= 1
+UP_DATABASE_URL ?= $(or $(DATABASE_URL),postgresql://postgres@127.0.0.1:5432/ghostgpt)
+UP_REDIS_URL    ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+UP_READY_SECONDS ?= 180
+UP_ABS := $(abspath $(UP_DIR))
+# The env file first, then what `make up` decides (ports, URLs, the shared secrets).
+UP_SHELL = set -a && . $(abspath $(UP_ENV)) && set +a && \
+  export UP_DIR=$(UP_ABS) UP_HOST=$(UP_HOST) UP_PORT=$(UP_PORT) UP_BASE_PORT=$(UP_BASE_PORT) \
+    WEB_PROCESSES=$(WEB_PROCESSES) MODEL_PROCESSES=$(MODEL_PROCESSES) \
+    DATABASE_URL=$(UP_DATABASE_URL) REDIS_URL=$(UP_REDIS_URL) && \
+  export GHOSTGPT_DATA_DIR=$${GHOSTGPT_DATA_DIR:-$(UP_ABS)/nodes/make}
+
+up: install vendor nginx-deps
+	@mkdir -p $(UP_ABS)
+	@if [ -f $(UP_ABS)/supervisord.pid ] && kill -0 $$(cat $(UP_ABS)/supervisord.pid) 2>/dev/null; then \
+	  echo "GhostGPT is already up ($(UP_DIR)): make down first"; exit 1; fi
+	@$(UP_SHELL) && \
+	  $(PY) manage.py deploy_config --run-dir $(UP_ABS) --create-database && \
+	  export GHOSTGPT_MODEL_TIER_KEY=$$(cat $(UP_ABS)/model-tier-key) DJANGO_SECRET_KEY=$$(cat $(UP_ABS)/secret-key) && \
+	  $(PY) manage.py migrate --noinput && \
+	  $(VENV)/bin/supervisord -c $(UP_ABS)/supervisord.conf && \
+	  { $(PY) manage.py wait_ready http://$(UP_HOST):$(UP_PORT) --seconds $(UP_READY_SECONDS) \
+	      --log $(UP_ABS)/supervisord.log || { $(MAKE) --no-print-directory down UP_DIR=$(UP_DIR); exit 1; }; } && \
+	  { key=$$($(PY) manage.py dev_api_key 2>/dev/null) || key="(production: manage.py create_api_key --name NAME)"; } && \
+	  echo "" && \
+	  echo "  GhostGPT on http://$(UP_HOST):$(UP_PORT) (nginx; $(WEB_PROCESSES) web, $(MODEL_PROCESSES) model processes)" && \
+	  echo "  Dev API key:     $$key" && \
+	  echo "  Processes:       $(VENV)/bin/supervisorctl -c $(UP_DIR)/supervisord.conf status" && \
+	  echo "  Logs:            $(UP_DIR)/logs/    Stop: make down" && \
+	  echo ""
+
+down:
+	@if [ -f $(UP_ABS)/supervisord.pid ] && kill -0 $$(cat $(UP_ABS)/supervisord.pid) 2>/dev/null; then \
+	  pid=$$(cat $(UP_ABS)/supervisord.pid); kill -TERM $$pid; \
+	  while kill -0 $$pid 2>/dev/null; do sleep 0.2; done; echo "GhostGPT stopped"; \
+	else echo "GhostGPT is not up ($(UP_DIR))"; fi
+
+# Debian's nginx for `make up` and the topology tests (as root; otherwise say how).
+nginx-deps:
+	@test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else echo "!! /usr/sbin/nginx is missing: run 'sudo apt-get install nginx'"; exit 1; fi; }
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -95,10 +149,10 @@ format: install
 # PostgreSQL or Redis is a failure; elsewhere it is reported and skipped.
 test: lint test-sqlite test-postgres
 
-test-sqlite: install vendor browser-deps client-deps
+test-sqlite: install vendor browser-deps client-deps nginx-deps
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
 
-test-postgres: install vendor browser-deps client-deps
+test-postgres: install vendor browser-deps client-deps nginx-deps
 	@if [ "$$CI" != "true" ] && ! $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "!! PostgreSQL is not reachable at $(POSTGRES_URL): the PostgreSQL run is skipped (CI=true makes this a failure)"; \
 	else \

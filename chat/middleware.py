@@ -24,7 +24,7 @@ from asgiref.sync import iscoroutinefunction
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
@@ -32,6 +32,8 @@ from django.middleware.locale import LocaleMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.decorators import sync_and_async_middleware
 
+from chat import lifecycle
+from chat.api.errors import error_payload
 from chat.logs import current_request_id
 from chat.metrics import REQUESTS, RESPONSE_START
 
@@ -72,13 +74,28 @@ def _finish(request: HttpRequest, response: HttpResponseBase, request_id: str) -
     )
 
 
+def _draining() -> HttpResponseBase:
+    payload = error_payload(
+        "This server process is restarting; retry the request.",
+        "service_unavailable_error",
+        code="server_shutting_down",
+    )
+    response = JsonResponse(payload, status=503)
+    response["Retry-After"] = "1"
+    response["Connection"] = "close"
+    return response
+
+
 @sync_and_async_middleware
 def RequestIdMiddleware(get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]):  # noqa: N802
     if iscoroutinefunction(get_response):
 
         async def async_middleware(request: HttpRequest) -> HttpResponseBase:
             request_id = _begin(request)
-            response = await get_response(request)  # type: ignore[misc]
+            if lifecycle.draining():  # on a kept-alive connection after SIGTERM: another process takes it
+                response = _draining()
+            else:
+                response = await get_response(request)  # type: ignore[misc]
             _finish(request, response, request_id)
             return response
 

@@ -124,7 +124,18 @@ MIDDLEWARE = [
     "chat.middleware.InlineXFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "ghostgpt.urls"
+# What this process serves (see "Production topology" in the README):
+#   all   — everything, the embedded model inside (`make run`);
+#   web   — everything but the models: `ghostgpt` and the embeddings model are routed (the
+#           routing file) to model-tier processes, so web processes stay small and many;
+#   model — only the model routes (/v1/chat/completions, /v1/completions, /v1/embeddings,
+#           /v1/models, health, metrics) for the web tier, which authenticates with
+#           GHOSTGPT_MODEL_TIER_KEY; no accounts, limits or billing (the web tier did those).
+ROLE = env_choice("GHOSTGPT_ROLE", "all", ("all", "web", "model"))
+MODEL_TIER_KEY = env_str("GHOSTGPT_MODEL_TIER_KEY")
+if ROLE == "model" and len(MODEL_TIER_KEY) < 32:
+    raise ImproperlyConfigured("GHOSTGPT_ROLE=model needs GHOSTGPT_MODEL_TIER_KEY (32 characters or more)")
+ROOT_URLCONF = "ghostgpt.urls_model" if ROLE == "model" else "ghostgpt.urls"
 ASGI_APPLICATION = "ghostgpt.asgi.application"
 APPEND_SLASH = False
 
@@ -204,6 +215,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Upkeep on the worker's beat (`make worker` runs one): expired stored responses go hourly.
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-responses": {"task": "chat.purge_expired_responses", "schedule": 3600.0},
+    "purge-uploads": {"task": "tools.purge_uploads", "schedule": 3600.0},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("GHOSTGPT_CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 60, minimum=1)
@@ -271,7 +283,6 @@ LOGGING = {
 TOOLS = {
     # How long a tool endpoint waits for its job before answering 202 + Location.
     "SYNC_WAIT_SECONDS": env_int("GHOSTGPT_TOOLS_SYNC_WAIT_SECONDS", 30, minimum=0),
-    "UPLOAD_DIR": DATA_DIR / "uploads",
     "PDF_MAX_BYTES": env_int("GHOSTGPT_PDF_MAX_BYTES", 25 * 1024 * 1024, minimum=1024),
     "PDF_MAX_PAGES": env_int("GHOSTGPT_PDF_MAX_PAGES", 2000, minimum=1),
     "PDF_MAX_SECONDS": env_int("GHOSTGPT_PDF_MAX_SECONDS", 120, minimum=1),
@@ -367,6 +378,9 @@ GHOSTGPT = {
     # agents, prompt-only upstreams): "refuse" (400) or "drop" (served without the tools, named
     # in X-GhostGPT-Dropped-Tools). A routed model's `unsupported_tools` overrides it.
     "UNSUPPORTED_TOOLS": env_choice("GHOSTGPT_UNSUPPORTED_TOOLS", "refuse", ("refuse", "drop")),
+    # SIGTERM under `manage.py serve`: seconds running generations get to finish before they
+    # are ended with an error event (chat.lifecycle).
+    "DRAIN_SECONDS": env_float("GHOSTGPT_DRAIN_SECONDS", 20.0),
     # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
     # Responses API: stored responses (`store: true`) are kept this many days.

@@ -35,3 +35,17 @@ class Job(models.Model):
     @property
     def done(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class Upload(models.Model):
+    """The file a job works on (a PDF, an audio recording), kept in the database until the job
+    ends: every web process and every worker, on any machine, reaches the database, so no
+    node needs a shared directory. Uploads are bounded (GHOSTGPT_PDF_MAX_BYTES,
+    GHOSTGPT_TRANSCRIBE_MAX_BYTES: 25 MB by default) and short-lived, which a bytea/BLOB
+    column holds well; the row goes when its job ends (and with it, if the job is deleted)."""
+
+    job = models.OneToOneField(Job, primary_key=True, on_delete=models.CASCADE, related_name="upload")
+    suffix = models.CharField(max_length=16, blank=True)
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)

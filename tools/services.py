@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -20,19 +25,59 @@ from chat.metrics import JOB_SECONDS, JOBS
 from chat.models import Account
 
 from .base import ToolError, get_tool
-from .models import Job
+from .models import Job, Upload
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
-def job_create(*, tool: str, params: dict[str, Any], account: Account | None = None) -> Job:
-    """Validate in the web process, store the job, and enqueue it once the row is committed."""
-    clean = get_tool(tool).validate(params)
-    job = Job.objects.create(tool=tool, params=clean, account=account)
-    transaction.on_commit(lambda: _enqueue(str(job.pk)))
+def job_create(*, tool: str, params: dict[str, Any], account: Account | None = None, upload: Path | None = None) -> Job:
+    """Validate in the web process, store the job, and enqueue it once the row is committed.
+    `upload`: a local file the tool works on (validated as `params["path"]`); it is stored
+    with the job in the database, so a worker on any machine can read it."""
+    clean = get_tool(tool).validate({**params, "path": str(upload)} if upload else params)
+    with transaction.atomic():
+        if upload is None:
+            job = Job.objects.create(tool=tool, params=clean, account=account)
+        else:
+            stored = {name: value for name, value in clean.items() if name != "path"}
+            job = Job.objects.create(tool=tool, params={**stored, "upload": True}, account=account)
+            data = upload.read_bytes()
+            Upload.objects.create(job=job, suffix=upload.suffix[:16], size=len(data), data=data)
+        transaction.on_commit(lambda: _enqueue(str(job.pk)))
     return job
+
+
+@contextlib.contextmanager
+def _uploaded_file(job: Job) -> Iterator[dict[str, Any]]:
+    """The job's params, with its stored upload (if any) as a local temporary file under
+    `path` for the duration of the run."""
+    if not job.params.get("upload"):
+        yield job.params
+        return
+    row = Upload.objects.filter(job_id=job.pk).values_list("data", "suffix").first()
+    if row is None:
+        raise ToolError("The uploaded file is gone; upload it again.", status=410, code="upload_gone")
+    descriptor, name = tempfile.mkstemp(prefix="ghostgpt-upload-", suffix=row[1])
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(row[0])
+        yield {**job.params, "path": name}
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _drop_upload(job_id: uuid.UUID | str) -> None:
+    Upload.objects.filter(job_id=job_id).delete()
+
+
+def uploads_purge(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Uploads whose job has ended (a worker that died between finishing and cleaning up) or
+    that waited longer than `older_than`. Run by beat."""
+    ended = Upload.objects.filter(job__status__in=[Job.Status.SUCCEEDED, Job.Status.FAILED])
+    stale = Upload.objects.filter(created_at__lt=timezone.now() - older_than)
+    return ended.delete()[0] + stale.delete()[0]
 
 
 def _enqueue(job_id: str) -> None:
@@ -65,6 +110,7 @@ def _fail(job_id: uuid.UUID | str, error: dict[str, Any]) -> None:
     Job.objects.filter(pk=job_id).exclude(status=Job.Status.SUCCEEDED).update(
         status=Job.Status.FAILED, error=error, finished_at=timezone.now()
     )
+    _drop_upload(job_id)
 
 
 def _progress_writer(job_id: str, deadline: float | None = None) -> Callable[[int], None]:
@@ -104,7 +150,8 @@ def job_execute(*, job_id: str, deadline: float | None = None) -> None:
         return
     started, outcome = time.monotonic(), "succeeded"
     try:
-        result = get_tool(job.tool).run(job.params, _progress_writer(job_id, deadline))
+        with _uploaded_file(job) as params:
+            result = get_tool(job.tool).run(params, _progress_writer(job_id, deadline))
     except ToolError as exc:
         outcome = "failed"
         _fail(job_id, exc.as_dict())
@@ -119,6 +166,7 @@ def job_execute(*, job_id: str, deadline: float | None = None) -> None:
         Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
             status=Job.Status.SUCCEEDED, result=result, progress=100, finished_at=timezone.now()
         )
+        _drop_upload(job_id)
     finally:
         JOBS.labels(job.tool, outcome).inc()
         JOB_SECONDS.labels(job.tool).observe(time.monotonic() - started)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -71,10 +73,10 @@ class ToolApi(APIView):
             limits = Limits(f"tools:ip:{client_key(request._request)}", config["RATE_ANONYMOUS"], None)
         count_or_429(limits, "tool requests")
 
-    def start(self, request: Request, params: dict[str, Any]) -> Response:
+    def start(self, request: Request, params: dict[str, Any], upload: Path | None = None) -> Response:
         self._limit(request)
         try:
-            job = job_create(tool=self.tool, params=params, account=request.user)
+            job = job_create(tool=self.tool, params=params, account=request.user, upload=upload)
         except ToolError as exc:
             raise ApiError(exc.status, exc.message, code=exc.code) from None
         wants_async = (
@@ -107,19 +109,18 @@ class WebResearchApi(ToolApi):
 
 
 def save_upload(request: Request, *, max_bytes: int, suffix: str) -> Path:
-    """The multipart `file` field, stored where the workers can read it (the data dir)."""
+    """The multipart `file` field as a local temporary file, for validation here; job_create
+    stores it in the database, where the workers read it."""
     upload = request.FILES.get("file")
     if upload is None:
         raise ApiError(400, "Send the file as multipart form field 'file'.", param="file", code="missing_file")
     if upload.size > max_bytes:
         raise ApiError(413, f"The file is larger than {max_bytes} bytes.", param="file", code="too_large")
-    folder = settings.TOOLS["UPLOAD_DIR"]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}{suffix}"
-    with path.open("wb") as handle:
+    descriptor, name = tempfile.mkstemp(prefix="ghostgpt-upload-", suffix=suffix)
+    with os.fdopen(descriptor, "wb") as handle:
         for chunk in upload.chunks():
             handle.write(chunk)
-    return path
+    return Path(name)
 
 
 class UploadToolApi(ToolApi):
@@ -134,10 +135,9 @@ class UploadToolApi(ToolApi):
         options = self.options_from(request)
         path = save_upload(request, max_bytes=settings.TOOLS[self.max_bytes_setting], suffix=self.suffix)
         try:
-            return self.start(request, {"path": str(path), **options})
-        except ApiError:
+            return self.start(request, options, upload=path)
+        finally:
             path.unlink(missing_ok=True)
-            raise
 
 
 class PdfExtractApi(UploadToolApi):

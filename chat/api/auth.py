@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from dataclasses import dataclass
 
@@ -58,6 +59,21 @@ class Principal:
         rpm = key.rpm_override if key.rpm_override is not None else tier.rpm
         tpm = key.tpm_override if key.tpm_override is not None else tier.tpm
         return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), Limits(f"key:{key.pk}", rpm, tpm), key.kind)
+
+
+# The one caller of a model-tier process (GHOSTGPT_ROLE=model): the web tier, which has
+# already authenticated, limited and billed the request.
+MODEL_TIER = Principal(0, 0, (), Limits("model-tier", None, None), "internal")
+
+
+def _model_tier(request: HttpRequest) -> Principal:
+    secret = (presented_key(request) or "").encode()
+    if not hmac.compare_digest(secret, settings.MODEL_TIER_KEY.encode()):
+        raise _unauthorized(
+            "This is a GhostGPT model server: it serves only its web tier (GHOSTGPT_MODEL_TIER_KEY).",
+            "invalid_api_key",
+        )
+    return MODEL_TIER
 
 
 def _unauthorized(message: str, code: str) -> ApiError:
@@ -127,6 +143,8 @@ def session_csrf_error(request: HttpRequest) -> ApiError | None:
 async def authenticate(request: HttpRequest) -> Principal:
     """The caller's Principal, or 401. One database query. An API key (header) wins over
     the browser session cookie; the cookie needs a CSRF token on state-changing requests."""
+    if settings.ROLE == "model":
+        return _model_tier(request)
     secret = presented_key(request)
     if (
         secret is None

@@ -37,7 +37,7 @@ from chat.billing.wallet import (
 from chat.metrics import COST, TOKENS
 from chat.models import UsageRecord
 
-from .auth import Principal
+from .auth import MODEL_TIER, Principal
 from .errors import ApiError, rate_limited
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,11 @@ class Meter:
         if self._settled:
             return
         self._settled = True
+        if self.principal.kind == MODEL_TIER.kind:  # the web tier bills this request; count it only
+            usage = self.billable(reported, delivered_tokens)
+            TOKENS.labels(self.model, "in").inc(usage.prompt_tokens)
+            TOKENS.labels(self.model, "out").inc(usage.completion_tokens)
+            return
         if failed and reported is None and not delivered_tokens:
             usage = Usage(0, 0, estimated=True)
         else:

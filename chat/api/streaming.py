@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from chat import lifecycle
 from chat.backends.base import Accepted, BackendError, Event
 from chat.metrics import LIVE_STREAMS
 from chat.revocation import REVOCATION_POLL_SECONDS, key_is_revoked
@@ -57,6 +58,12 @@ class AccessRevoked(BackendError):
     code = "api_key_revoked"
 
 
+class ServerShuttingDown(BackendError):
+    status = 503
+    error_type = "service_unavailable_error"
+    code = "server_shutting_down"
+
+
 async def until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> AsyncIterator[Event]:
     """The events until the stream ends or `stop` is set — also while the backend is still
     queueing, prefilling or waiting on a stalled upstream, when no event would arrive to
@@ -88,27 +95,36 @@ async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncItera
     """The events, until the key that asked for them is deleted or disabled (checked in the
     shared cache every REVOCATION_POLL_SECONDS, by a watcher beside the stream): then
     AccessRevoked ends the stream (an error event, then the end) at once, even while the
-    backend sends nothing (a stalled upstream, a long prefill)."""
-    revoked = asyncio.Event()
+    backend sends nothing (a stalled upstream, a long prefill). The end of a drain
+    (chat.lifecycle) ends it the same way, with ServerShuttingDown."""
+    revoked = False
 
-    async def watch() -> None:  # authentication checked the key just now: the first look is a poll later
-        while True:
-            await asyncio.sleep(REVOCATION_POLL_SECONDS)
-            if await key_is_revoked(key_id):
-                revoked.set()
-                return
+    with lifecycle.generation_stopper() as stop:
 
-    watcher = asyncio.ensure_future(watch())
-    try:
-        async for event in until_stopped(events, revoked):
-            yield event
-        if revoked.is_set():
-            raise AccessRevoked("This API key was deleted or disabled while the response streamed.")
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
-        await events.aclose()  # type: ignore[attr-defined]
+        async def watch() -> None:  # authentication checked the key just now: the first look is a poll later
+            nonlocal revoked
+            while True:
+                await asyncio.sleep(REVOCATION_POLL_SECONDS)
+                if await key_is_revoked(key_id):
+                    revoked = True
+                    stop.set()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            async for event in until_stopped(events, stop):
+                yield event
+            if revoked:
+                raise AccessRevoked("This API key was deleted or disabled while the response streamed.")
+            if stop.is_set():
+                raise ServerShuttingDown(
+                    "The server restarted before the response was complete; retry the request.", retry_after=1
+                )
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+            await events.aclose()  # type: ignore[attr-defined]
 
 
 Settle = Callable[[bool], Awaitable[None]]

@@ -30,17 +30,19 @@ def bundled_model_path() -> str:
 
 def _build() -> dict[str, Backend]:
     config = settings.GHOSTGPT
-    embedded = EmbeddedLlamaBackend(
-        model_id=config["MODEL_ID"],
-        model_path=config["MODEL_PATH"] or bundled_model_path(),
-        n_ctx=config["N_CTX"],
-        n_threads=config["N_THREADS"],
-        parallel=config["PARALLEL"],
-        queue_max=config["QUEUE_MAX"],
-    )
-    embedded.start()
-    table: dict[str, Backend] = {config["MODEL_ID"]: embedded}
-    if config["EMBEDDING_MODEL"]:
+    table: dict[str, Backend] = {}
+    if settings.ROLE != "web":  # a web-tier process routes its models to the model tier
+        embedded = EmbeddedLlamaBackend(
+            model_id=config["MODEL_ID"],
+            model_path=config["MODEL_PATH"] or bundled_model_path(),
+            n_ctx=config["N_CTX"],
+            n_threads=config["N_THREADS"],
+            parallel=config["PARALLEL"],
+            queue_max=config["QUEUE_MAX"],
+        )
+        embedded.start()
+        table[config["MODEL_ID"]] = embedded
+    if config["EMBEDDING_MODEL"] and settings.ROLE != "web":
         embedder = LocalEmbeddingBackend(config["EMBEDDING_MODEL"], n_threads=config["N_THREADS"])
         embedder.start()
         table[config["EMBEDDING_MODEL"]] = embedder

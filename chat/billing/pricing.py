@@ -54,6 +54,8 @@ def price_table() -> dict[str, Price]:
 
 
 async def price_for(model: str) -> Price:
+    if settings.ROLE == "model":  # the web tier prices and bills; a model tier has no accounts
+        return FREE
     table = await db.run(price_table) if _stale() else _cache[1]
     return table.get(model, FREE)
 

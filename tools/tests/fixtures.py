@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import io
+import os
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable
@@ -102,3 +105,8 @@ def bomb_pdf(decompressed_bytes: int = 300_000_000) -> bytes:
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
+
+
+def leftover_files() -> list[str]:
+    """Temporary upload files still on disk (the view's and the run's are both removed)."""
+    return glob.glob(os.path.join(tempfile.gettempdir(), "ghostgpt-upload-*"))

@@ -10,9 +10,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from tools.models import Job
+from tools.models import Job, Upload
 
-from .fixtures import LoopbackServer, bomb_pdf, html, redirect_route, text_pdf
+from .fixtures import LoopbackServer, bomb_pdf, html, leftover_files, redirect_route, text_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +52,6 @@ def allow_site(settings: Any, site: LoopbackServer, tmp_path: Any) -> LoopbackSe
         **settings.TOOLS,
         "FETCH_ALLOW": [f"127.0.0.1:{site.port}"],
         "FETCH_MAX_BYTES": 200_000,
-        "UPLOAD_DIR": tmp_path,
         "RATE_ANONYMOUS": 1000,
     }
     return site
@@ -118,7 +117,7 @@ def test_pdf_pages_text_and_metadata(allow_site: LoopbackServer, tmp_path: Any) 
     assert body["pages_text"][0].strip() == "First page says hello" and body["pages_text"][1] == ""
     assert "--- Page 3 ---\nThird page says goodbye" in body["text"]
     assert body["metadata"]["title"] == "Report"
-    assert list(tmp_path.iterdir()) == [], "uploads are removed after the job"
+    assert not Upload.objects.exists() and not leftover_files(), "uploads are removed after the job"
 
 
 def test_pdf_with_an_empty_user_password_opens(allow_site: LoopbackServer) -> None:

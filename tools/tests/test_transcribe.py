@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from django.test import Client
 from openai import OpenAI
 
 from chat.tests.live import LiveServer
+from tools.models import Upload
+
+from .fixtures import leftover_files
 
 SPEECH = Path(__file__).parent / "data" / "speech.wav"
 SAID = "The quick brown fox jumps over the lazy dog. Ghost ships sail the northern sea at midnight."
@@ -62,18 +66,19 @@ def post(data: bytes, name: str, **fields: Any) -> Any:
 
 
 @pytest.fixture
-def uploads(settings: Any, tmp_path: Path) -> Path:
-    settings.TOOLS = {**settings.TOOLS, "UPLOAD_DIR": tmp_path, "RATE_ANONYMOUS": 1000}
-    return tmp_path
+def uploads(settings: Any) -> Callable[[], bool]:
+    """Whether any upload is left behind (a database row or a temporary file)."""
+    settings.TOOLS = {**settings.TOOLS, "RATE_ANONYMOUS": 1000}
+    return lambda: Upload.objects.exists() or bool(leftover_files())
 
 
 @pytest.mark.django_db(transaction=True)
-def test_speech_is_transcribed_within_the_word_error_budget(uploads: Path) -> None:
+def test_speech_is_transcribed_within_the_word_error_budget(uploads: Callable[[], bool]) -> None:
     body = post(SPEECH.read_bytes(), "speech.wav").json()
     assert word_error_rate(SAID, body["text"]) <= MAX_WER, body["text"]
     assert body["language"] == "en" and 6 < body["duration"] < 7
     assert body["segments"] and body["segments"][-1]["end"] <= body["duration"] + 0.5
-    assert list(uploads.iterdir()) == []
+    assert not uploads()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -86,13 +91,13 @@ def test_speech_is_transcribed_within_the_word_error_budget(uploads: Path) -> No
         ("mp4", "aac", "voice.m4a"),
     ],
 )
-def test_browser_and_phone_formats(uploads: Path, container: str, codec: str, name: str) -> None:
+def test_browser_and_phone_formats(uploads: Callable[[], bool], container: str, codec: str, name: str) -> None:
     body = post(convert(container, codec), name).json()
     assert word_error_rate(SAID, body["text"]) <= MAX_WER, body["text"]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_transcription_errors(uploads: Path, settings: Any) -> None:
+def test_transcription_errors(uploads: Callable[[], bool], settings: Any) -> None:
     assert post(b"just some text, not audio", "notes.txt").json()["error"]["code"] == "unsupported_audio"
     assert post(SPEECH.read_bytes(), "speech.wav", language="english").status_code == 400
     assert Client().post("/api/transcribe", {}).json()["error"]["code"] == "missing_file"
@@ -101,7 +106,7 @@ def test_transcription_errors(uploads: Path, settings: Any) -> None:
     assert too_long.status_code == 413 and too_long.json()["error"]["code"] == "audio_too_long"
     settings.TOOLS = {**settings.TOOLS, "TRANSCRIBE_MAX_BYTES": 2048}
     assert post(SPEECH.read_bytes(), "speech.wav").status_code == 413
-    assert list(uploads.iterdir()) == []
+    assert not uploads()
 
 
 def test_openai_sdk_transcriptions(client: OpenAI, live: LiveServer) -> None:
@@ -159,7 +164,7 @@ def forged_short_mp4() -> bytes:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_header_that_lies_about_the_duration_is_caught_by_counting_samples(
-    uploads: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+    uploads: Callable[[], bool], settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     forged = forged_short_mp4()
     with av.open(io.BytesIO(forged)) as container:
@@ -169,4 +174,4 @@ def test_a_header_that_lies_about_the_duration_is_caught_by_counting_samples(
     response = post(forged, "voice.m4a")
     assert response.status_code == 413 and response.json()["error"]["code"] == "audio_too_long"
     assert "counted while decoding" in response.json()["error"]["message"]
-    assert list(uploads.iterdir()) == []
+    assert not uploads()

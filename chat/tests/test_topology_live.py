@@ -1,0 +1,547 @@
+"""The production topology, brought up by `make up` exactly as an operator does (the
+production env template filled in, supervisord, Debian's nginx, two web processes, a model
+server, a Celery worker and beat, PostgreSQL and Redis), and driven through nginx — or one
+web process directly, to force a request, the generation it watches, the agent serving it
+and the worker running its tool job into different processes. Every process has its own
+data directory: they share the database and Redis, never a filesystem."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from openai import OpenAI
+from prometheus_client.parser import text_string_to_metric_families
+
+from tools.tests.fixtures import text_pdf
+
+from .conftest import require_service
+from .fake_upstream import FakeUpstream, recorded_chunks
+from .live import ROOT, _Database, free_port
+
+NGINX = "/usr/sbin/nginx"
+AGENT_MODEL = "ghost-agent"
+LONG = "List the numbers from 1 to 1000 separated by commas."  # with seed 1: thousands of tokens
+
+
+class Topology:
+    def __init__(self, postgres_url: str, redis_url: str, fake: FakeUpstream, folder: Path) -> None:
+        self.folder = folder
+        self.database = _Database.create(postgres_url)
+        assert self.database is not None
+        self.port = free_port()
+        self.base_port = _free_base_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.web = [f"http://127.0.0.1:{self.base_port + n}" for n in range(2)]
+        self.admin_key = "adm-" + secrets.token_urlsafe(32)
+        self.metrics_token = secrets.token_urlsafe(24)
+        routes = folder / "operator-routes.json"
+        routes.write_text(
+            json.dumps(
+                {
+                    "upstreams": {
+                        "fake": {"base_url": f"{fake.url}/ok/v1"},
+                        "stall": {"base_url": f"{fake.url}/stall/v1"},
+                    },
+                    "models": {
+                        "fake": {"deployments": [{"upstream": "fake", "model": "gpt-4o"}]},
+                        "paid": {"deployments": [{"upstream": "fake", "model": "gpt-4o"}]},
+                        "stall": {"deployments": [{"upstream": "stall", "model": "gpt-4o"}]},
+                    },
+                }
+            )
+        )
+        self.env_file = folder / "production.env"
+        self.env_file.write_text(self._production_env())
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+            "UP_ROUTES_FILE": str(routes),
+        }
+        self.make_vars = [
+            f"UP_DIR={folder / 'up'}",
+            f"UP_ENV={self.env_file}",
+            f"UP_PORT={self.port}",
+            f"UP_BASE_PORT={self.base_port}",
+            f"UP_DATABASE_URL={self.database.url}",
+            f"UP_REDIS_URL={redis_url}",
+        ]
+        result = self.make("up", timeout=600)
+        assert "GhostGPT on " + self.url in result.stdout, result.stdout
+        self.api_key = (
+            self.manage("create_api_key", "--name", "topology", "--tier", "unlimited").strip().splitlines()[-1]
+        )
+
+    def _production_env(self) -> str:
+        """The shipped template with every CHANGE-ME filled in, as an operator fills it."""
+        text = (ROOT / "deploy" / "production.env.example").read_text()
+        values = {
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "GHOSTGPT_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "GHOSTGPT_CSRF_TRUSTED_ORIGINS": ",".join(
+                f"http://127.0.0.1:{port}" for port in (self.port, self.base_port, self.base_port + 1)
+            ),
+            "GHOSTGPT_PUBLIC_BASE_URL": self.url,
+            "GHOSTGPT_ADMIN_KEY": self.admin_key,
+            "GHOSTGPT_MODEL_TIER_KEY": secrets.token_urlsafe(32),
+            "GHOSTGPT_METRICS_TOKEN": self.metrics_token,
+            "GHOSTGPT_DATA_DIR": str(self.folder / "data"),
+        }
+        lines = []
+        for line in text.splitlines():
+            name = line.split("=", 1)[0]
+            lines.append(f"{name}={values[name]}" if name in values else line)
+            if "CHANGE-ME" in lines[-1] and not line.startswith("#"):
+                raise AssertionError(f"the template has a value this test does not fill: {line}")
+        extra = {  # what these tests need beyond the template
+            "GHOSTGPT_AGENT_MODEL": AGENT_MODEL,
+            "GHOSTGPT_AGENT_HEARTBEAT_SECONDS": "1",
+            "GHOSTGPT_MAX_TOKENS_MIN": "1",
+            "GHOSTGPT_PRICE_CACHE_SECONDS": "0",
+            "GHOSTGPT_DRAIN_SECONDS": "3",
+            "GHOSTGPT_CELERY_VISIBILITY_TIMEOUT": "5",
+            "GHOSTGPT_LOG_FORMAT": "plain",
+        }
+        lines = [line for line in lines if line.split("=", 1)[0] not in extra]
+        return "\n".join([*lines, *(f"{k}={v}" for k, v in extra.items())]) + "\n"
+
+    def make(self, target: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["make", "--no-print-directory", target, *self.make_vars],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"make {target} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result
+
+    def ctl(self, *args: str) -> str:
+        conf = self.folder / "up" / "supervisord.conf"
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("supervisorctl")), "-c", str(conf), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return result.stdout
+
+    def pid(self, program: str) -> int:
+        return int(self.ctl("pid", program).strip())
+
+    def wait_running(self, program: str, within: float = 60) -> None:
+        wait_for(lambda: "RUNNING" in self.ctl("status", program), f"{program} to run again", within)
+        base = self.web[int(program.split("-")[1]) - 1] if program.startswith("web-") else None
+        if base:
+            wait_for(lambda: _answers(base + "/health/live"), f"{program} to listen", within)
+
+    def manage(self, *args: str) -> str:
+        env = {**self.env, "DATABASE_URL": self.database.url, "GHOSTGPT_DATA_DIR": str(self.folder / "data")}
+        env.update(
+            line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line and line[0] != "#"
+        )  # type: ignore[arg-type]
+        env["GHOSTGPT_DATA_DIR"] = str(self.folder / "data")
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    def operator(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = httpx.post(self.url + path, json=body, headers={"Authorization": f"Bearer {self.admin_key}"})
+        assert response.status_code in (200, 201), response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def funded_user(self, name: str, amount: Decimal) -> tuple[int, str]:
+        user = self.operator("/admin/users/add", {"name": name, "tier": "unlimited"})
+        self.operator("/admin/topup", {"user_id": user["user_id"], "amount": str(amount), "idempotency_key": name})
+        return user["user_id"], user["token"]
+
+    def books(self, user_id: int) -> tuple[Decimal, Decimal, Counter[str]]:
+        with psycopg.connect(self.database.url) as conn:
+            balance = conn.execute("select balance from chat_account where id = %s", (user_id,)).fetchone()[0]
+            total = conn.execute(
+                "select coalesce(sum(amount), 0) from chat_ledgerentry where account_id = %s", (user_id,)
+            ).fetchone()[0]
+            rows = conn.execute(
+                "select kind, count(*) from chat_ledgerentry where account_id = %s group by kind", (user_id,)
+            ).fetchall()
+        return balance, total, Counter(dict(rows))
+
+    def metrics(self, base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {self.metrics_token}"}, timeout=10).text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def down(self) -> None:
+        try:
+            self.make("down", timeout=180)
+        finally:
+            self.database.drop()
+
+
+def _free_base_port() -> int:
+    """A base port with base, base+1 and base+100 free (two web processes, one model server)."""
+    for _ in range(50):
+        base = free_port()
+        if base + 100 > 65000:
+            continue
+        try:
+            for port in (base, base + 1, base + 100):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port range")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for(condition: Callable[[], Any], what: str, within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture(scope="module")
+def topology(
+    postgres_url: str, redis_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Topology]:
+    if not Path(NGINX).exists():
+        require_service("Debian's nginx", f"{NGINX} is missing (make test installs it as root)")
+    up = Topology(postgres_url, redis_url, fake, tmp_path_factory.mktemp("topology"))
+    yield up
+    up.down()
+
+
+def sdk(base: str, key: str) -> OpenAI:
+    return OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def test_make_up_serves_every_process_through_nginx(topology: Topology) -> None:
+    status = topology.ctl("status")
+    for program in ("web-1", "web-2", "model-1", "worker", "beat", "nginx"):
+        assert re.search(rf"^{program}\s+RUNNING", status, re.M), status
+    ready = httpx.get(topology.url + "/health/ready", timeout=10).json()
+    assert ready["status"] == "ready" and ready["checks"]["broker"] == "ok", ready
+    client = sdk(topology.url, topology.api_key)
+    answer = client.chat.completions.create(
+        model="ghostgpt", messages=[{"role": "user", "content": "Say hi"}], max_tokens=8, seed=1
+    )
+    assert answer.choices[0].message.content and answer.usage.completion_tokens <= 8
+    vectors = client.embeddings.create(model="all-MiniLM-L6-v2", input=["ghost", "ship"])
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 384
+    # The web processes hold no model: `ghostgpt` is served by the model server.
+    for base in topology.web:
+        health = httpx.get(base + "/health", timeout=5).json()
+        deployments = [row["deployment"] for row in health["models"]["ghostgpt"]["deployments"]]
+        assert deployments == ["model-1/ghostgpt"], health
+    model = topology.metrics(f"http://127.0.0.1:{topology.base_port + 100}")
+    assert any(name == "ghostgpt_tokens_total" and value > 0 for (name, _), value in model.items())
+    # nginx is the proxy: X-Forwarded-For reaches the app (metrics from afar need the token).
+    afar = {"X-Forwarded-For": "203.0.113.9"}
+    assert httpx.get(topology.url + "/metrics", headers=afar).status_code == 403
+    token = {**afar, "Authorization": f"Bearer {topology.metrics_token}"}
+    assert httpx.get(topology.url + "/metrics", headers=token).status_code == 200
+    assert httpx.get(topology.url + "/health/live").headers.get("server", "").startswith("nginx")
+
+
+def test_rate_limits_are_exact_across_both_web_processes(topology: Topology) -> None:
+    key = httpx.post(
+        topology.url + "/api/v1/keys",
+        json={"name": "rpm-12", "rpm": 12},
+        headers={"Authorization": f"Bearer {topology.api_key}"},
+    ).json()["key"]
+    before = [_served(topology, base) for base in topology.web]
+
+    async def fire() -> list[int]:
+        limits = httpx.Limits(max_connections=36, max_keepalive_connections=0)
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60, limits=limits) as client:
+            body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+            calls = [client.post(topology.url + "/v1/chat/completions", json=body) for _ in range(36)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert Counter(asyncio.run(fire())) == Counter({200: 12, 429: 24})
+    after = [_served(topology, base) for base in topology.web]
+    assert all(a > b for a, b in zip(after, before, strict=True)), f"both processes took requests: {before} → {after}"
+
+
+def _served(topology: Topology, base: str) -> float:
+    return sum(
+        value
+        for (name, labels), value in topology.metrics(base).items()
+        if name == "ghostgpt_requests_total" and dict(labels).get("route") == "/v1/chat/completions"
+    )
+
+
+def test_the_wallet_is_exact_across_both_web_processes(topology: Topology) -> None:
+    completion = next(c["usage"] for c in recorded_chunks() if c.get("usage"))["completion_tokens"]
+    topology.manage("set_price", "paid", "--prompt", "0", "--completion", "1000000")  # 1 per completion token
+    user_id, token = topology.funded_user("wallet-100", Decimal(completion * 100))
+    body = {"model": "paid", "messages": [{"role": "user", "content": "hi"}], "max_tokens": completion}
+
+    async def fire() -> list[int]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"}, timeout=120, limits=limits
+        ) as client:
+            calls = [client.post(topology.url + "/v1/chat/completions", json=body) for _ in range(200)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert Counter(asyncio.run(fire())) == Counter({200: 100, 402: 100})
+    balance, ledger, kinds = topology.books(user_id)
+    assert balance == 0 and ledger == balance
+    assert kinds == Counter({"topup": 1, "reserve": 100, "settle": 100})
+
+
+def test_a_share_and_a_tool_job_cross_processes(topology: Topology) -> None:
+    first, second = topology.web
+    blocks = [{"conv": {"id": "c1", "name": "Across"}, "messages": [{"role": "user", "content": "Ghost ships?"}]}]
+    share = httpx.post(first + "/api/share", json=blocks, headers={"Authorization": f"Bearer {topology.api_key}"})
+    assert share.status_code == 201, share.text
+    read = httpx.get(second + f"/api/share/{share.json()['id']}")
+    assert read.status_code == 200 and "Ghost ships?" in read.text, read.text
+    assert httpx.get(second + f"/share/{share.json()['id']}").status_code == 200
+
+    pdf = text_pdf([f"Page {n}: the ghost ship sails." for n in range(1, 41)])
+    accepted = httpx.post(
+        first + "/api/pdf/extract",
+        files={"file": ("ships.pdf", pdf, "application/pdf")},
+        headers={"Prefer": "respond-async", "Authorization": f"Bearer {topology.api_key}"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["Location"]
+    job = wait_for(
+        lambda: (j := _job(topology, second, location))["status"] in ("succeeded", "failed") and j,
+        "the worker to run the job",
+        within=120,
+    )
+    assert job["status"] == "succeeded", job
+    assert job["result"]["pages"] == 40 and "Page 40: the ghost ship sails." in job["result"]["text"]
+    worker_files = list((topology.folder / "up" / "nodes" / "worker").rglob("*"))
+    assert not any(path.suffix == ".pdf" for path in worker_files), "the upload came through the database"
+    with psycopg.connect(topology.database.url) as conn:
+        assert conn.execute("select count(*) from tools_upload").fetchone()[0] == 0
+
+
+def _job(topology: Topology, base: str, location: str) -> dict[str, Any]:
+    response = httpx.get(base + location, headers={"Authorization": f"Bearer {topology.api_key}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_an_agent_on_one_process_serves_a_request_from_the_other(topology: Topology, fake: FakeUpstream) -> None:
+    first, second = topology.web
+    token = topology.manage("create_agent_token", "--name", "across").strip().splitlines()[-1]
+    env = {**topology.env, "GHOSTGPT_AGENT_TOKEN": token, "GHOSTGPT_DATA_DIR": str(topology.folder / "agent")}
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run_agent",
+            "--server",
+            first,
+            "--upstream",
+            f"{fake.url}/ok/v1",
+            "--model",
+            "gpt-4o",
+            "--name",
+            "across",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        headers = {"Authorization": f"Bearer {topology.api_key}"}
+        wait_for(
+            lambda: any(
+                row["name"] == "across"
+                for row in httpx.get(second + "/api/connections", headers=headers, timeout=10).json()["data"]
+            ),
+            "the agent to show on the other process",
+        )
+        answer = sdk(second, topology.api_key).chat.completions.create(
+            model=AGENT_MODEL, messages=[{"role": "user", "content": "Weather?"}], max_tokens=64
+        )
+        assert answer.choices[0].message.content == "".join(
+            (c["choices"][0]["delta"].get("content") or "") for c in recorded_chunks() if c["choices"]
+        )
+    finally:
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(timeout=10)
+
+
+def test_a_browser_generation_moves_between_processes(topology: Topology) -> None:
+    from .browser.conftest import CHROMIUM, FLAGS, wait_until
+
+    if not Path(CHROMIUM).exists():
+        require_service("Debian's chromium", f"{CHROMIUM} is missing (make test installs it as root)")
+    from playwright.sync_api import sync_playwright
+
+    first, second = topology.web
+    answer = "() => document.querySelector('article.assistant .bubble')?.textContent.length || 0"
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_context().new_page()
+            page.goto(first + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            page.click("#settings-toggle")
+            page.fill("#opt-seed", "1")
+            page.fill("#opt-max_tokens", "3000")
+            page.fill("#input", LONG)
+            page.keyboard.press("Enter")  # the generation runs in process A
+            wait_until(page, f"({answer})() > 100", timeout=90_000)
+            conversation = page.evaluate("new URLSearchParams(location.search).get('c')")
+
+            page.goto(second + f"/?c={conversation}")  # re-attached through process B
+            page.wait_for_selector("body[data-ready=true]")
+            page.wait_for_selector("article.assistant.streaming", timeout=15_000)
+            before = page.evaluate(answer)
+            wait_until(page, f"({answer})() > {before + 60}", timeout=30_000)
+            page.keyboard.press("Escape")  # stopped through process B
+            page.wait_for_selector("article.assistant:not(.streaming) .status", timeout=15_000)
+            assert page.inner_text("article.assistant .status") == "Stopped"
+            shown = page.inner_text("article.assistant .bubble")
+            saved = page.evaluate(f"fetch('/api/conversations/{conversation}').then(r => r.json())")
+            reply = next(m for m in saved["messages"] if m["role"] == "assistant")
+            assert reply["status"] == "stopped" and reply["content"] == shown
+        finally:
+            browser.close()
+
+
+def _stream(base: str, key: str, model: str, max_tokens: int = 4096) -> tuple[list[str], BaseException | None, float]:
+    """Read an SSE stream to its end: (data lines, the error that ended it if any, seconds)."""
+    started, lines, error = time.monotonic(), [], None
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens}
+    try:
+        with httpx.stream(
+            "POST", base + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as response:
+            assert response.status_code == 200, response.read()
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    lines.append(line[6:])
+    except httpx.HTTPError as exc:
+        error = exc
+    return lines, error, time.monotonic() - started
+
+
+def _live_streams(topology: Topology, base: str) -> float:
+    return sum(v for (name, _), v in topology.metrics(base).items() if name == "ghostgpt_live_streams")
+
+
+def test_killing_a_web_process_mid_stream_ends_its_streams_and_the_other_serves(topology: Topology) -> None:
+    import threading
+
+    outcome: list[Any] = []
+    reader = threading.Thread(target=lambda: outcome.append(_stream(topology.url, topology.api_key, "stall")))
+    reader.start()
+    serving = wait_for(
+        lambda: next((n for n, base in enumerate(topology.web, 1) if _live_streams(topology, base) > 0), None),
+        "the stream to start",
+    )
+    os.killpg(topology.pid(f"web-{serving}"), signal.SIGKILL)
+    reader.join(timeout=15)
+    assert not reader.is_alive(), "the client of a killed process hangs"
+    lines, error, _ = outcome[0]
+    assert error is not None or lines[-1] == "[DONE]", "an error or a clean end, never a silent cut"
+    answers = [
+        httpx.post(
+            topology.url + "/v1/chat/completions",
+            json={"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50},
+            headers={"Authorization": f"Bearer {topology.api_key}"},
+            timeout=30,
+        ).status_code
+        for _ in range(10)
+    ]
+    assert answers == [200] * 10, "new requests go to the other process"
+    topology.wait_running(f"web-{serving}")  # supervisord starts it again
+
+
+def test_sigterm_drains_streams_then_ends_them_with_an_error_event(topology: Topology) -> None:
+    import threading
+
+    base = topology.web[1]
+    results: dict[str, Any] = {}
+    long = threading.Thread(target=lambda: results.update(long=_stream(base, topology.api_key, "stall")))
+    long.start()
+    wait_for(lambda: _live_streams(topology, base) > 0, "the long stream to start")
+    signalled = time.monotonic()
+    os.kill(topology.pid("web-2"), signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises(httpx.ConnectError):  # no longer accepting
+        httpx.get(base + "/health/live", timeout=2)
+    long.join(timeout=20)
+    lines, error, _ = results["long"]
+    waited = time.monotonic() - signalled
+    assert error is None and lines[-1] == "[DONE]", (error, lines[-3:])
+    failure = json.loads(lines[-2])
+    assert failure["error"]["code"] == "server_shutting_down", failure
+    assert 2.5 <= waited <= 12, f"ended {waited:.1f}s after SIGTERM (GHOSTGPT_DRAIN_SECONDS=3)"
+    content = [json.loads(line) for line in lines[:-2]]
+    assert sum(1 for chunk in content if chunk["choices"] and chunk["choices"][0]["delta"].get("content")) > 5
+    topology.wait_running("web-2")
+
+
+def test_a_job_survives_its_worker_being_killed(topology: Topology) -> None:
+    big = text_pdf([f"Page {n} of a long report about ghosts." for n in range(1500)])
+    accepted = httpx.post(
+        topology.url + "/api/pdf/extract",
+        files={"file": ("big.pdf", big, "application/pdf")},
+        headers={"Prefer": "respond-async", "Authorization": f"Bearer {topology.api_key}"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["Location"]
+    wait_for(lambda: _job(topology, topology.url, location)["status"] == "running", "the job to start", within=60)
+    os.killpg(topology.pid("worker"), signal.SIGKILL)  # the worker and its pool
+    job = wait_for(
+        lambda: (j := _job(topology, topology.url, location))["status"] in ("succeeded", "failed") and j,
+        "the restarted worker to finish the job",
+        within=180,
+    )
+    assert job["status"] == "succeeded" and job["attempts"] >= 2, job
+    assert job["result"]["pages"] == 1500
