@@ -11,6 +11,7 @@ PORT   ?= 8000
 # burst of clients would be reset).
 BACKLOG ?= 1024
 STAMP  := $(VENV)/.requirements-installed
+DEV_STAMP := $(VENV)/.requirements-dev-installed
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 # llama-cpp-python ships no wheel: it compiles. Portable flags: a native build on the
@@ -22,15 +23,31 @@ CLIENTS_STAMP := clients/node_modules/.installed
 
 
 
-.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps
+.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps dev-install lock
 
+# Every package pinned with its hashes (requirements*.txt, compiled by `make lock` from the
+# .in files): a release that is not the one locked does not install.
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check --quiet --upgrade pip==25.3
-	$(PY) -m pip install --disable-pip-version-check --quiet -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check --quiet --require-hashes -r requirements.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Tests, linters, client SDKs and benchmarks: only `make test`, `make lint` and `make bench`.
+$(DEV_STAMP): requirements-dev.txt $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check --quiet --require-hashes -r requirements-dev.txt
+	@touch $(DEV_STAMP)
+
+dev-install: $(DEV_STAMP)
+
+# Recompile the lock files after editing requirements.in / requirements-dev.in.
+lock: dev-install
+	$(VENV)/bin/uv pip compile requirements.in --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" -o requirements.txt
+	$(VENV)/bin/uv pip compile requirements-dev.in -c requirements.txt --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" -o requirements-dev.txt
 
 # Browser libraries from npm (exact versions in package-lock.json), copied into
 # static/vendor/ and served as /vendor/*. Not committed.
@@ -137,11 +154,12 @@ nginx-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	  else echo "!! /usr/sbin/nginx is missing: run 'sudo apt-get install nginx'"; exit 1; fi; }
 
-lint: install
+lint: dev-install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
-format: install
+format: dev-install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
@@ -149,10 +167,10 @@ format: install
 # PostgreSQL or Redis is a failure; elsewhere it is reported and skipped.
 test: lint test-sqlite test-postgres
 
-test-sqlite: install vendor browser-deps client-deps nginx-deps
+test-sqlite: dev-install vendor browser-deps client-deps nginx-deps
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
 
-test-postgres: install vendor browser-deps client-deps nginx-deps
+test-postgres: dev-install vendor browser-deps client-deps nginx-deps
 	@if [ "$$CI" != "true" ] && ! $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "!! PostgreSQL is not reachable at $(POSTGRES_URL): the PostgreSQL run is skipped (CI=true makes this a failure)"; \
 	else \
@@ -168,7 +186,7 @@ messages: install
 	$(PY) manage.py makemessages -l ru -d djangojs $(MESSAGES_IGNORE)
 	$(PY) manage.py compilemessages -l ru --ignore=.venv
 
-bench: install
+bench: dev-install
 	$(PY) bench/engine.py --output bench/results/engine.md
 	$(PY) bench/tools.py --output bench/results/tools.md
 	$(PY) bench/web.py --output bench/results/web.md

@@ -142,7 +142,7 @@ def pages_only(middleware: type) -> type:
     async def __acall__(self: Any, request: HttpRequest) -> HttpResponseBase:  # noqa: N807
         if request.path.startswith(API_PATHS):
             return await self.get_response(request)  # type: ignore[no-any-return]
-        return await middleware.__acall__(self, request)  # type: ignore[no-any-return]
+        return await middleware.__acall__(self, request)  # type: ignore[attr-defined, no-any-return]
 
     namespace = {"__acall__": __acall__, "__doc__": f"{middleware.__name__}, for pages only."}
     return type(f"PagesOnly{middleware.__name__}", (middleware,), namespace)

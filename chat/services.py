@@ -45,6 +45,11 @@ class GrantRefused(PermissionError):
         self.param = param
 
 
+def _wider_limit(granter: int | None, target: int | None) -> bool:
+    """Whether `target` allows more than `granter` (None: no limit)."""
+    return granter is not None and (target is None or target > granter)
+
+
 def _effective_limit(key: ApiKey, field: str) -> int | None:
     override = getattr(key, f"{field}_override")
     if override is not None:
@@ -100,12 +105,7 @@ def api_key_check_manageable(*, granter: ApiKey, target: ApiKey) -> None:
         )
         or (granter.expires_at and (target.expires_at is None or target.expires_at > granter.expires_at))
         or any(
-            _effective_limit(granter, field) is not None
-            and (
-                _effective_limit(target, field) is None
-                or _effective_limit(target, field) > _effective_limit(granter, field)
-            )  # type: ignore[operator]
-            for field in ("rpm", "tpm")
+            _wider_limit(_effective_limit(granter, field), _effective_limit(target, field)) for field in ("rpm", "tpm")
         )
     )
     if wider:
@@ -119,7 +119,7 @@ def api_key_create(
     name: str,
     allowed_models: Sequence[str] = (),
     expires_at: datetime | None = None,
-    scope: str = ApiKey.Scope.FULL,
+    scope: str = ApiKey.Scope.FULL,  # type: ignore[assignment]
     rpm_override: int | None = None,
     tpm_override: int | None = None,
     created_by: ApiKey | None = None,

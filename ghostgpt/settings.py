@@ -408,5 +408,5 @@ GHOSTGPT = {
 }
 if GHOSTGPT["CLIENT_SYSTEM"] not in {"append", "drop"}:
     raise ImproperlyConfigured("GHOSTGPT_CLIENT_SYSTEM must be 'append' or 'drop'")
-if GHOSTGPT["MAX_TOKENS_MIN"] > GHOSTGPT["MAX_TOKENS_MAX"]:
+if int(GHOSTGPT["MAX_TOKENS_MIN"]) > int(GHOSTGPT["MAX_TOKENS_MAX"]):  # type: ignore[call-overload]
     raise ImproperlyConfigured("GHOSTGPT_MAX_TOKENS_MIN must not exceed GHOSTGPT_MAX_TOKENS_MAX")

@@ -177,7 +177,7 @@ class SafeFetcher:
             infos = await asyncio.get_running_loop().run_in_executor(_resolvers, lookup)
         except (socket.gaierror, UnicodeError):
             raise ToolError(f"The host {host!r} could not be found.", status=502, code="dns_failed") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not addresses:
             raise ToolError(f"The host {host!r} could not be found.", status=502, code="dns_failed")
         for address in addresses:

@@ -55,7 +55,7 @@ def _open(source: io.BytesIO | Path) -> PdfReader:
 
 def _metadata(reader: PdfReader) -> dict[str, str]:
     try:
-        info = reader.metadata or {}
+        info: Any = reader.metadata or {}
         return {str(k).lstrip("/").lower(): str(v) for k, v in info.items() if isinstance(v, str | int | float)}
     except UNREADABLE:
         return {}

@@ -99,7 +99,7 @@ class AgentPool:
                     self.failovers += 1
                     last = exc
                 finally:
-                    await attempt.aclose()
+                    await attempt.aclose()  # type: ignore[attr-defined]
         finally:
             self.running -= 1
 

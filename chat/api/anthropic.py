@@ -85,7 +85,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         kind = choice.get("type")
-        mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind)  # type: ignore[arg-type]
+        mapped: Any = {"auto": "auto", "any": "required", "none": "none"}.get(kind)  # type: ignore[arg-type]
         if kind == "tool":
             mapped = {"type": "function", "function": {"name": choice.get("name")}}
         if mapped is None:
@@ -161,7 +161,7 @@ def _content(content: Any, where: str) -> Any:
         if kind == "text":
             parts.append({"type": "text", "text": str(block.get("text", ""))})
         elif kind == "image":
-            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, f"{where}.content.{j}")}})
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, f"{where}.content.{j}")}})  # type: ignore[dict-item]
         else:
             raise bad_request(
                 f"{where}.content.{j}: content blocks of type {kind!r} are not supported by this model.",
@@ -171,7 +171,7 @@ def _content(content: Any, where: str) -> Any:
 
 
 def _image_url(block: dict[str, Any], where: str) -> str:
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+    source: dict[str, Any] = block["source"] if isinstance(block.get("source"), dict) else {}
     if source.get("type") == "base64" and isinstance(source.get("data"), str):
         return f"data:{source.get('media_type', 'image/png')};base64,{source['data']}"
     if source.get("type") == "url" and isinstance(source.get("url"), str):
@@ -193,7 +193,7 @@ class MessagesEncoder(Encoder):
     _block_call: int | None = None  # the call the open block belongs to (None: text)
 
     def _start(self) -> bytes:
-        message = {
+        message: dict[str, Any] = {
             "id": self.id,
             "type": "message",
             "role": "assistant",

@@ -428,7 +428,7 @@ class ResponsesEncoder(Encoder):
         self._open, self._open_call = item, None
         added = ("response.output_item.added", {"output_index": len(self.output) - 1, "item": _copy(item)})
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        item["content"].append(part)
+        item["content"].append(part)  # type: ignore[attr-defined]
         part_added = ("response.content_part.added", {**self._where(), "content_index": 0, "part": _copy(part)})
         return [*out, added, part_added]
 

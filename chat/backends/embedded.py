@@ -225,7 +225,7 @@ class EmbeddedLlamaBackend:
                 if reason is None:
                     self._count(cancelled=+1)
                     return
-                job.emit(Finish(index=index, reason=reason))
+                job.emit(Finish(index=index, reason=reason))  # type: ignore[arg-type]
         job.emit(
             Usage(
                 prompt_tokens=sum(map(len, job.prompts)),

@@ -125,7 +125,7 @@ class LocalEmbeddingBackend:
             if i in encoded:
                 out.append(encoded[i])
                 continue
-            ids = list(item)  # type: ignore[arg-type]
+            ids: list[int] = list(item)  # type: ignore[arg-type]
             bad = next((t for t in ids if not 0 <= t < self._vocab), None)
             if bad is not None:
                 raise InvalidPrompt(f"input[{i}]: token id {bad} is outside the model's vocabulary.", param="input")

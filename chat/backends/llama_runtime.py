@@ -31,7 +31,7 @@ class LlamaRuntime:
         template = llama.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE  # type: ignore[attr-defined]
         self._formatter = Jinja2ChatFormatter(
             template=template,
-            eos_token=self._token_text(llama.token_eos()),
+            eos_token=self._token_text(llama.token_eos()),  # type: ignore[attr-defined]
             bos_token=self._token_text(llama.token_bos()),  # type: ignore[attr-defined]
         )
 
@@ -49,7 +49,7 @@ class LlamaRuntime:
 
     def chat_prompt(self, messages: tuple[ChatMessage, ...]) -> list[int]:
         try:
-            rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+            rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])  # type: ignore[misc]
         except Exception as exc:  # the model's own template rejected the conversation
             raise InvalidPrompt(f"The model's chat template rejected these messages: {exc}", param="messages") from None
         # The template writes the special tokens itself (BOS included where it wants one).

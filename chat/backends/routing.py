@@ -124,7 +124,7 @@ def check_upstream_url(url: str, *, allow_link_local: bool, name: str) -> None:
     except OSError:
         return  # not resolvable now (DNS at start-up); connecting will fail clearly later
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
+        ip = ipaddress.ip_address(str(address).split("%")[0])
         mapped = getattr(ip, "ipv4_mapped", None)
         if ip.is_link_local or (mapped is not None and mapped.is_link_local):
             raise ImproperlyConfigured(
@@ -146,7 +146,7 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         raise ImproperlyConfigured(f"model {model_id!r}: at least one deployment is required")
     deployments = []
     for i, item in enumerate(spec["deployments"]):
-        upstream = upstreams.get(item.get("upstream")) if isinstance(item, dict) else None
+        upstream = upstreams.get(str(item.get("upstream"))) if isinstance(item, dict) else None
         if upstream is None:
             raise ImproperlyConfigured(f"model {model_id!r}, deployment {i}: unknown upstream")
         deployments.append(

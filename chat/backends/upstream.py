@@ -179,7 +179,7 @@ class RoutedModel:
         json_mode = all(d.upstream.kind in ("openai", "gemini") for d in deployments)
         embeddings_api = all(d.upstream.kind in ("openai", "gemini") for d in deployments)
         self._capabilities: frozenset[Capability] = frozenset(
-            name
+            name  # type: ignore[misc]
             for name, on in (
                 ("tools", tools),
                 ("vision", vision),
@@ -217,7 +217,7 @@ class RoutedModel:
                 yield event
         finally:
             self.running -= 1
-            await events.aclose()  # now, not at garbage collection: this closes the upstream connection
+            await events.aclose()  # type: ignore[attr-defined]  # now, not at garbage collection: this closes the upstream connection
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
         accepted = False
@@ -249,7 +249,7 @@ class RoutedModel:
                     raise  # text already reached the client: end the stream with an error
                 last = exc
             finally:
-                await attempt.aclose()
+                await attempt.aclose()  # type: ignore[attr-defined]
         raise last or UpstreamFailed(f"No upstream is configured for '{self.info.id}'.")
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:

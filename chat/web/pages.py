@@ -79,7 +79,7 @@ def api_json(request: HttpRequest) -> JsonResponse:
 
 def _first_lines(snapshot: list[dict[str, object]]) -> str:
     for block in snapshot:
-        for message in block.get("messages", []):  # type: ignore[union-attr]
+        for message in block.get("messages", []):  # type: ignore[attr-defined]
             text = " ".join(str(message.get("content", "")).split())
             if text:
                 return text if len(text) <= DESCRIPTION_LENGTH else text[: DESCRIPTION_LENGTH - 1] + "…"

@@ -51,7 +51,7 @@ def conversation_update(*, conversation: Conversation, changes: dict[str, Any]) 
         if not conversation.messages.filter(pk=_uuid_or_400(leaf, "current_leaf")).exists():
             raise _bad("'current_leaf' is not a message of this conversation.", "current_leaf")
         conversation.current_leaf = uuid.UUID(str(leaf))
-        fields.append("current_leaf")
+        fields.append("current_leaf")  # type: ignore[arg-type]
     if fields:
         conversation.save(update_fields=[*fields, "updated_at"])
     return conversation
@@ -248,7 +248,7 @@ def share_create(*, account_id: int | None, blocks: Any, creator_bucket: str = "
         }
         for block in blocks
     ]
-    title = next((b["conv"]["name"] for b in snapshot if b["conv"]["name"]), "") or _first_text(snapshot)
+    title = next((b["conv"]["name"] for b in snapshot if b["conv"]["name"]), "") or _first_text(snapshot)  # type: ignore[index]
     size = len(json.dumps(snapshot, ensure_ascii=False).encode())
     _check_share_quota(account_id=account_id, creator_bucket=creator_bucket, size=size)
     return Share.objects.create(

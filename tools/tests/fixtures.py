@@ -107,6 +107,7 @@ def bomb_pdf(decompressed_bytes: int = 300_000_000) -> bytes:
     return buffer.getvalue()
 
 
-def leftover_files() -> list[str]:
-    """Temporary upload files still on disk (the view's and the run's are both removed)."""
-    return glob.glob(os.path.join(tempfile.gettempdir(), "ghostgpt-upload-*"))
+def upload_files() -> set[str]:
+    """Temporary upload files on disk now (the view's and the run's are both removed when
+    their request and job end; compare before and after)."""
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "ghostgpt-upload-*")))

@@ -12,7 +12,7 @@ from django.test import Client
 
 from tools.models import Job, Upload
 
-from .fixtures import LoopbackServer, bomb_pdf, html, leftover_files, redirect_route, text_pdf
+from .fixtures import LoopbackServer, bomb_pdf, html, redirect_route, text_pdf, upload_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,12 +112,13 @@ def upload(data: bytes, name: str = "doc.pdf", **extra: Any) -> Any:
 
 
 def test_pdf_pages_text_and_metadata(allow_site: LoopbackServer, tmp_path: Any) -> None:
+    before = upload_files()
     body = upload(text_pdf(["First page says hello", "", "Third page says goodbye"], title="Report")).json()
     assert body["pages"] == 3
     assert body["pages_text"][0].strip() == "First page says hello" and body["pages_text"][1] == ""
     assert "--- Page 3 ---\nThird page says goodbye" in body["text"]
     assert body["metadata"]["title"] == "Report"
-    assert not Upload.objects.exists() and not leftover_files(), "uploads are removed after the job"
+    assert not Upload.objects.exists() and upload_files() <= before, "uploads are removed after the job"
 
 
 def test_pdf_with_an_empty_user_password_opens(allow_site: LoopbackServer) -> None:

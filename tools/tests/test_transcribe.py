@@ -21,7 +21,7 @@ from openai import OpenAI
 from chat.tests.live import LiveServer
 from tools.models import Upload
 
-from .fixtures import leftover_files
+from .fixtures import upload_files
 
 SPEECH = Path(__file__).parent / "data" / "speech.wav"
 SAID = "The quick brown fox jumps over the lazy dog. Ghost ships sail the northern sea at midnight."
@@ -69,7 +69,8 @@ def post(data: bytes, name: str, **fields: Any) -> Any:
 def uploads(settings: Any) -> Callable[[], bool]:
     """Whether any upload is left behind (a database row or a temporary file)."""
     settings.TOOLS = {**settings.TOOLS, "RATE_ANONYMOUS": 1000}
-    return lambda: Upload.objects.exists() or bool(leftover_files())
+    before = upload_files()
+    return lambda: Upload.objects.exists() or bool(upload_files() - before)
 
 
 @pytest.mark.django_db(transaction=True)

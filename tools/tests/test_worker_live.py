@@ -133,4 +133,4 @@ def test_killing_the_worker_mid_job_does_not_lose_it(server: LiveServer) -> None
 
 def stored_uploads(server: LiveServer) -> int:
     code = "from tools.models import Upload; print(Upload.objects.count())"
-    return int(server._manage("shell", "-c", code).strip())
+    return int(server._manage("shell", "-c", code).strip().splitlines()[-1])

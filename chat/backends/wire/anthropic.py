@@ -103,7 +103,7 @@ def _tools(request: GenerationRequest) -> dict[str, Any]:
             for t in request.tools
         ]
     }
-    choice: dict[str, Any] = {
+    choice: dict[str, Any] = {  # type: ignore[assignment]
         "auto": {"type": "auto"},
         "none": {"type": "none"},
         "required": {"type": "any"},

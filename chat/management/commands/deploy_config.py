@@ -48,7 +48,7 @@ MULTIPART_ROOM = 1024 * 1024  # the multipart envelope around an upload
 class Template(string.Template):
     """Only `${UPPER_CASE}` is a placeholder: nginx's own `$host`, `$http_upgrade`… stay."""
 
-    pattern = r"\$(?:(?P<escaped>(?!))|\{(?P<braced>[A-Z_]+)\}|(?P<named>(?!))|(?P<invalid>(?!)))"
+    pattern = r"\$(?:(?P<escaped>(?!))|\{(?P<braced>[A-Z_]+)\}|(?P<named>(?!))|(?P<invalid>(?!)))"  # type: ignore[assignment]
 
 
 def _int(name: str, default: int) -> int:

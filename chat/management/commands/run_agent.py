@@ -58,6 +58,6 @@ class Command(BaseCommand):
             source,
             name=str(options["name"]),
             models=models,
-            parallel=int(options["parallel"]),  # type: ignore[arg-type]
+            parallel=int(options["parallel"]),  # type: ignore[call-overload]
         )
         asyncio.run(agent.run_forever())

@@ -87,9 +87,9 @@ class Drain:
         elif time.monotonic() >= self.deadline:
             logger.warning("drain time over: ending %d generations", lifecycle.running())
             lifecycle.end_generations()
-            reactor.callLater(FLUSH_SECONDS, self.stop)
+            reactor.callLater(FLUSH_SECONDS, self.stop)  # type: ignore[arg-type]
         else:
-            reactor.callLater(POLL_SECONDS, self.check)
+            reactor.callLater(POLL_SECONDS, self.check)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         logger.info("stopped")
