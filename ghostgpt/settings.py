@@ -181,12 +181,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+# Connections each process keeps to Redis per pool; a burst beyond them waits for one (a
+# blocking pool) rather than failing with "Too many connections".
+REDIS_MAX_CONNECTIONS = env_int("GHOSTGPT_REDIS_MAX_CONNECTIONS", 200, minimum=1)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "ghostgpt",
+            "OPTIONS": {
+                "pool_class": "redis.BlockingConnectionPool",
+                "max_connections": REDIS_MAX_CONNECTIONS,
+                "timeout": 10,
+            },
         }
     }
     CHANNEL_LAYERS = {

@@ -85,9 +85,12 @@ async def until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> As
             yield event
     finally:
         stopper.cancel()
-        if step is not None and not step.done():  # stopped, or closed by our own caller
-            step.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+        if step is not None:  # stopped, or closed by our own caller
+            if not step.done():
+                step.cancel()
+            # Awaited even when it finished meanwhile: its outcome is consumed here, not
+            # reported later as "Task exception was never retrieved".
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
                 await step
 
 

@@ -144,11 +144,19 @@ class MemoryLimiter:
             del self._counts[key]
 
 
+REDIS_POOL_TIMEOUT = 10.0
+
+
 class RedisLimiter:
     def __init__(self, url: str) -> None:
         import redis.asyncio as redis
 
-        self._client = redis.Redis.from_url(url)
+        # A burst past the pool's size waits for a connection (REDIS_POOL_TIMEOUT) instead of
+        # failing: redis-py's plain pool raises "Too many connections" at 100.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_TIMEOUT
+        )
+        self._client = redis.Redis(connection_pool=pool)
         self._hit = self._client.register_script(HIT_SCRIPT)
         self._add = self._client.register_script(ADD_TOKENS_SCRIPT)
         self._hold = self._client.register_script(HOLD_TOKENS_SCRIPT)

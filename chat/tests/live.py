@@ -30,6 +30,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_base_port() -> int:
+    """A base port with base, base+1 and base+100 free (two web processes, one model server)."""
+    for _ in range(50):
+        base = free_port()
+        if base + 100 > 65000:
+            continue
+        try:
+            for port in (base, base + 1, base + 100):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port range")
+
+
 class LiveServer:
     def __init__(
         self,

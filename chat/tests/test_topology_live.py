@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from tools.tests.fixtures import text_pdf
 
 from .conftest import require_service
 from .fake_upstream import FakeUpstream, recorded_chunks
-from .live import ROOT, _Database, free_port
+from .live import ROOT, _Database, free_base_port, free_port
 
 NGINX = "/usr/sbin/nginx"
 AGENT_MODEL = "ghost-agent"
@@ -46,7 +45,7 @@ class Topology:
         self.database = _Database.create(postgres_url)
         assert self.database is not None
         self.port = free_port()
-        self.base_port = _free_base_port()
+        self.base_port = free_base_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.web = [f"http://127.0.0.1:{self.base_port + n}" for n in range(2)]
         self.admin_key = "adm-" + secrets.token_urlsafe(32)
@@ -202,22 +201,6 @@ class Topology:
             self.make("down", timeout=180)
         finally:
             self.database.drop()
-
-
-def _free_base_port() -> int:
-    """A base port with base, base+1 and base+100 free (two web processes, one model server)."""
-    for _ in range(50):
-        base = free_port()
-        if base + 100 > 65000:
-            continue
-        try:
-            for port in (base, base + 1, base + 100):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 def _answers(url: str) -> bool:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from chat import lifecycle
 
@@ -40,10 +40,15 @@ class Command(BaseCommand):
 
         class DrainingServer(Server):  # type: ignore[misc]
             ports: list[Any]
+            failed: bool
 
             def listen_success(self, listening_port: Any) -> None:
                 self.ports.append(listening_port)
                 super().listen_success(listening_port)
+
+            def listen_error(self, failure: Any) -> None:
+                self.failed = True  # a supervisor must see a failure, not a clean exit
+                super().listen_error(failure)
 
         server = DrainingServer(
             application=application,
@@ -53,11 +58,14 @@ class Command(BaseCommand):
             application_close_timeout=10,
         )
         server.ports = []
+        server.failed = False
         drain = Drain(server, settings.GHOSTGPT["DRAIN_SECONDS"])
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, drain.signalled)
         logger.info("serving on http://%s:%s (pid %s)", host, port, os.getpid())
         server.run()
+        if server.failed:
+            raise CommandError(f"could not listen on {host}:{port}")
 
 
 class Drain:

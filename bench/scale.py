@@ -1,0 +1,310 @@
+"""Sizing `make up`: what one web process carries, and what a second one adds behind nginx.
+
+The topology is brought up with `make up` itself (a fresh PostgreSQL database, Redis, nginx,
+the model server, worker and beat), once with WEB_PROCESSES=1 and once with 2. The gateway
+path is measured against a fast upstream: a second nginx on loopback answering every
+POST with a recorded chat.completion at once, routed as model `fast` (UP_ROUTES_FILE), so
+what is measured is GhostGPT (auth, limits, billing, metrics, logging) and not a model.
+
+- requests/s and latency p50/p99 with wrk (Debian's package; 16 and 32 connections, 10 s),
+  through nginx, and to the web process directly with one process;
+- PostgreSQL transactions and Redis commands per request (pg_stat_database, INFO stats;
+  Redis's idle rate — beat, the worker's polling — measured for as long and subtracted);
+- idle streams: 400 SSE streams held open on a model that is slow to answer (headers, then
+  silence), the web processes' memory per stream (VmRSS), and whether every one stayed open.
+
+    .venv/bin/python bench/scale.py [--seconds 10] [--output bench/results/scale.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+IDLE_STREAMS = 400
+
+
+def run(command: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+class FastUpstream:
+    """nginx answering every request with one recorded chat.completion stream: it reads the
+    POST and fetches the stream (a static file) from itself with a GET."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        from chat.tests.fake_upstream import recorded_chunks
+        from chat.tests.live import free_port
+
+        files = free_port()
+
+        # The recorded stream as SSE (the gateway always streams from its upstreams).
+        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in recorded_chunks()] + ["data: [DONE]\n\n"]
+        (folder / "stream.sse").write_text("".join(events))
+        folder.chmod(0o755)  # nginx's workers (www-data) read it
+        (folder / "stream.sse").chmod(0o644)
+        self.conf = folder / "fast-upstream.conf"
+        self.conf.write_text(
+            f"""worker_processes 1; pid {folder}/fast.pid; error_log {folder}/fast-error.log warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; client_body_temp_path {folder}/fast-body; proxy_temp_path {folder}/fast-proxy;
+  fastcgi_temp_path {folder}/fast-fcgi; uwsgi_temp_path {folder}/fast-uwsgi; scgi_temp_path {folder}/fast-scgi;
+  server {{ listen 127.0.0.1:{port}; keepalive_requests 100000;
+    location / {{ proxy_method GET; proxy_pass_request_body off; proxy_set_header Content-Length "";
+      rewrite ^ /stream.sse break; proxy_pass http://127.0.0.1:{files}; }} }}
+  server {{ listen 127.0.0.1:{files}; keepalive_requests 100000;
+    location / {{ default_type text/event-stream; root {folder}; }} }} }}
+"""
+        )
+        self.process = subprocess.Popen(["/usr/sbin/nginx", "-c", str(self.conf), "-g", "daemon off;"])
+        time.sleep(0.5)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the fast upstream did not start: {(folder / 'fast-error.log').read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Up:
+    def __init__(self, folder: Path, processes: int, database_url: str, routes: Path) -> None:
+        from chat.tests.live import free_base_port, free_port
+
+        self.folder = folder / f"up-{processes}"
+        self.port, self.base = free_port(), free_base_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "UP_ROUTES_FILE": str(routes)}
+        self.vars = [
+            f"UP_DIR={self.folder}",
+            f"UP_PORT={self.port}",
+            f"UP_BASE_PORT={self.base}",
+            f"WEB_PROCESSES={processes}",
+            f"UP_DATABASE_URL={database_url}",
+            "UP_REDIS_URL=redis://127.0.0.1:6379/0",
+        ]
+        run(["make", "--no-print-directory", "up", *self.vars], env=self.env)
+        self.database_url = database_url
+        self.web = [f"http://127.0.0.1:{self.base + n}" for n in range(processes)]
+        manage_env = {
+            **self.env,
+            "DATABASE_URL": database_url,
+            "GHOSTGPT_DATA_DIR": str(self.folder / "nodes" / "make"),
+        }
+        self.key = run(
+            [sys.executable, "manage.py", "create_api_key", "--name", "scale", "--tier", "unlimited"], env=manage_env
+        ).splitlines()[-1]
+
+    def pids(self) -> list[int]:
+        conf = self.folder / "supervisord.conf"
+        ctl = str(Path(sys.executable).with_name("supervisorctl"))
+        return [int(run([ctl, "-c", str(conf), "pid", f"web-{n + 1}"]).strip()) for n in range(len(self.web))]
+
+    def down(self) -> None:
+        run(["make", "--no-print-directory", "down", *self.vars], env=self.env)
+
+
+def wrk(url: str, key: str, connections: int, seconds: int, folder: Path) -> dict[str, float]:
+    script = folder / "post.lua"
+    body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50})
+    script.write_text(
+        f"""wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %f %f\\n", summary.requests, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+    )
+    out = run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url + "/v1/chat/completions",
+        ]
+    )
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)", out)
+    assert match, out
+    requests, bad_status, socket_errors, p50, p99 = match.groups()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {
+        "rps": rps,
+        "requests": int(requests),
+        "errors": int(bad_status) + int(socket_errors),
+        "p50": float(p50) / 1e6,  # wrk reports microseconds
+        "p99": float(p99) / 1e6,
+    }
+
+
+def counters(database_url: str) -> tuple[int, int]:
+    import psycopg
+    import redis
+
+    with psycopg.connect(database_url) as conn:
+        name = conn.info.dbname
+        commits = conn.execute(
+            "select xact_commit + xact_rollback from pg_stat_database where datname = %s", [name]
+        ).fetchone()[0]
+    commands = redis.Redis.from_url("redis://127.0.0.1:6379/0").info("stats")["total_commands_processed"]
+    return int(commits), int(commands)
+
+
+def per_request(up: Up, folder: Path) -> dict[str, float]:
+    """Transactions and Redis commands per request, idle rates subtracted."""
+    idle_start, t0 = counters(up.database_url), time.monotonic()
+    time.sleep(5)
+    idle_end, idle_seconds = counters(up.database_url), time.monotonic() - t0
+    start, t1 = counters(up.database_url), time.monotonic()
+    result = wrk(up.url, up.key, 8, 5, folder)
+    end, seconds = counters(up.database_url), time.monotonic() - t1
+    rates = [(b - a) / idle_seconds for a, b in zip(idle_start, idle_end, strict=True)]
+    spent = [(b - a) - rate * seconds for a, b, rate in zip(start, end, rates, strict=True)]
+    return {"pg": spent[0] / result["requests"], "redis": spent[1] / result["requests"]}
+
+
+def rss_kb(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+
+
+async def hold_streams(up: Up, count: int) -> tuple[int, float]:
+    """`count` streams on the slow model, held open together: (how many got their headers
+    and stayed open for 5 s, web memory per stream in KB)."""
+    pids = up.pids()
+    before = sum(rss_kb(pid) for pid in pids)
+    body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {up.key}"}, timeout=60, limits=limits) as client:
+        opened: list[Any] = []
+
+        async def open_one() -> None:
+            request = client.build_request("POST", up.url + "/v1/chat/completions", json=body)
+            response = await client.send(request, stream=True)
+            opened.append(response)
+
+        await asyncio.gather(*(open_one() for _ in range(count)), return_exceptions=True)
+        await asyncio.sleep(5)
+        held = sum(1 for r in opened if r.status_code == 200 and not r.is_closed)
+        after = sum(rss_kb(pid) for pid in pids)
+        for response in opened:
+            await response.aclose()
+    return held, (after - before) / max(count, 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
+    from chat.tests.fake_upstream import FakeUpstream
+    from chat.tests.live import _Database, free_port
+
+    folder = Path(tempfile.mkdtemp(prefix="scale-"))
+    fast = FastUpstream(folder, free_port())
+    slow = FakeUpstream()
+    routes = folder / "routes.json"
+    routes.write_text(
+        json.dumps(
+            {
+                "upstreams": {
+                    "fast": {"base_url": f"http://127.0.0.1:{_port(fast.conf)}/v1", "max_connections": 1000},
+                    "slow": {"base_url": f"{slow.url}/slow/v1", "first_token_timeout": 60, "max_connections": 1000},
+                },
+                "models": {
+                    "fast": {"deployments": [{"upstream": "fast", "model": "gpt-4o"}]},
+                    "slow": {"deployments": [{"upstream": "slow", "model": "gpt-4o"}]},
+                },
+            }
+        )
+    )
+    postgres = os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    results: dict[int, dict[str, Any]] = {}
+    try:
+        for processes in (1, 2):
+            database = _Database.create(postgres)
+            assert database is not None
+            up = Up(folder, processes, database.url, routes)
+            try:
+                wrk(up.url, up.key, 16, 3, folder)  # warm
+                row: dict[str, Any] = {
+                    "nginx16": wrk(up.url, up.key, 16, args.seconds, folder),
+                    "nginx32": wrk(up.url, up.key, 32, args.seconds, folder),
+                }
+                if processes == 1:
+                    row["direct16"] = wrk(up.web[0], up.key, 16, args.seconds, folder)
+                    row["per_request"] = per_request(up, folder)
+                row["held"], row["kb_per_stream"] = asyncio.run(hold_streams(up, IDLE_STREAMS))
+                results[processes] = row
+            finally:
+                up.down()
+                database.drop()
+    finally:
+        fast.stop()
+        slow.close()
+    one, two = results[1], results[2]
+    lines = [
+        f"# Sizing `make up` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; "
+        f"fast upstream, {args.seconds} s runs)",
+        "",
+        "| setup | connections | requests/s | p50 | p99 | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def row(name: str, connections: int, r: dict[str, float]) -> str:
+        return (
+            f"| {name} | {connections} | {r['rps']:.0f} | {r['p50'] * 1000:.1f} ms | {r['p99'] * 1000:.1f} ms | "
+            f"{r['errors']} |"
+        )
+
+    lines += [
+        row("1 web process, direct (no nginx)", 16, one["direct16"]),
+        row("1 web process behind nginx", 16, one["nginx16"]),
+        row("1 web process behind nginx", 32, one["nginx32"]),
+        row("2 web processes behind nginx", 16, two["nginx16"]),
+        row("2 web processes behind nginx", 32, two["nginx32"]),
+        "",
+        f"- 2 processes / 1 process behind nginx: {two['nginx16']['rps'] / one['nginx16']['rps']:.2f}× at 16 "
+        f"connections, {two['nginx32']['rps'] / one['nginx32']['rps']:.2f}× at 32 (target ≥ 1.7×)",
+        f"- per request (1 process): {one['per_request']['pg']:.2f} PostgreSQL transactions, "
+        f"{one['per_request']['redis']:.1f} Redis commands",
+        f"- {IDLE_STREAMS} idle SSE streams: {one['held']} held open by 1 process "
+        f"({one['kb_per_stream']:.0f} KB each), {two['held']} by 2 ({two['kb_per_stream']:.0f} KB each)",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output:
+        args.output.write_text(text)
+    return 0
+
+
+def _port(conf: Path) -> int:
+    return int(re.search(r"listen 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))  # type: ignore[union-attr]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
