@@ -47,6 +47,24 @@ UPSTREAM_ERRORS = Counter("ghostgpt_upstream_errors_total", "Failed upstream att
 FAILOVERS = Counter("ghostgpt_failovers_total", "Requests served by another deployment after a failure.", ["model"])
 LIVE_STREAMS = Gauge("ghostgpt_live_streams", "SSE responses streaming now.", multiprocess_mode="livesum")
 AGENTS = Gauge("ghostgpt_agents_connected", "Dial-in agents connected now.", multiprocess_mode="livesum")
+QUEUE_DEPTH = Gauge(
+    "ghostgpt_queue_depth",
+    "Generations waiting for an embedded model instance.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+DECODED_TOKENS = Counter("ghostgpt_decoded_tokens_total", "Tokens decoded by the embedded model.", ["model"])
+DECODE_SECONDS = Counter(
+    "ghostgpt_decode_seconds_total",
+    "Seconds the embedded model spent generating (decode tokens/s = rate of tokens / rate of this).",
+    ["model"],
+)
+CIRCUIT_OPEN = Gauge(
+    "ghostgpt_upstream_circuit_open",
+    "1 while an upstream deployment's circuit is open (skipped after repeated failures).",
+    ["deployment"],
+    multiprocess_mode="livemax",
+)
 JOBS = Counter("ghostgpt_jobs_total", "Tool jobs finished.", ["tool", "outcome"])
 JOB_SECONDS = Histogram("ghostgpt_job_seconds", "Tool job run time.", ["tool"], buckets=(*LATENCY, 300, 600))
 

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chat.metrics import DECODE_SECONDS, DECODED_TOKENS, QUEUE_DEPTH
+
 from .base import (
     Accepted,
     Capability,
@@ -193,6 +195,8 @@ class EmbeddedLlamaBackend:
                     retry_after=2,
                 )
             self._counters["waiting"] += 1
+            waiting = self._counters["waiting"]
+        QUEUE_DEPTH.labels(self.model_id).set(waiting)
         self._jobs.put(job)
 
     # --- decoding (decode threads only) -----------------------------------------------
@@ -220,7 +224,10 @@ class EmbeddedLlamaBackend:
         for prompt_index, tokens in enumerate(job.prompts):
             for sample in range(n):
                 index = prompt_index * n + sample
+                decoding = time.monotonic()
                 produced, reason = self._decode(runtime, tokens, job, index)
+                DECODE_SECONDS.labels(self.model_id).inc(time.monotonic() - decoding)
+                DECODED_TOKENS.labels(self.model_id).inc(produced)
                 completion_tokens += produced
                 if reason is None:
                     self._count(cancelled=+1)
@@ -283,6 +290,9 @@ class EmbeddedLlamaBackend:
         with self._lock:
             for name, delta in deltas.items():
                 self._counters[name] += delta
+            waiting = self._counters["waiting"]
+        if "waiting" in deltas:
+            QUEUE_DEPTH.labels(self.model_id).set(waiting)
 
 
 def _created(model_path: str) -> int:

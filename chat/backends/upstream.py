@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from chat.metrics import FAILOVERS, UPSTREAM_ERRORS
+from chat.metrics import CIRCUIT_OPEN, FAILOVERS, UPSTREAM_ERRORS
 
 from .base import (
     Accepted,
@@ -130,6 +130,8 @@ class Deployment:
     def succeeded(self, seconds: float) -> None:
         self.requests += 1
         self.failures_in_row = 0
+        if self.open_until:
+            CIRCUIT_OPEN.labels(self.label).set(0)
         self.open_until = 0.0
         self.latency_ewma = seconds if self.latency_ewma is None else 0.8 * self.latency_ewma + 0.2 * seconds
 
@@ -139,6 +141,7 @@ class Deployment:
         self.failures_in_row += 1
         if self.failures_in_row >= CIRCUIT_FAILURES:
             self.open_until = time.monotonic() + CIRCUIT_SECONDS
+            CIRCUIT_OPEN.labels(self.label).set(1)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -321,9 +324,11 @@ class RoutedModel:
                 if deployment.circuit_open(now):
                     deployment.open_until = 0.0  # came back: close the circuit early
                     deployment.failures_in_row = 0
+                    CIRCUIT_OPEN.labels(deployment.label).set(0)
             else:
                 deployment.probe = f"failed ({why})"
                 deployment.open_until = max(deployment.open_until, now + CIRCUIT_SECONDS)
+                CIRCUIT_OPEN.labels(deployment.label).set(1)
                 logger.warning("probe of upstream %s failed: %s", deployment.label, why)
             results[deployment.label] = ok
         return results

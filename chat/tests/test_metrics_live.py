@@ -82,6 +82,27 @@ def test_known_traffic_shows_in_the_metrics(server: LiveServer) -> None:
     assert grew("ghostgpt_jobs_total", tool="pdf-extract", outcome="succeeded") == 1
 
 
+def test_decode_rate_queue_depth_and_circuit_state(server: LiveServer) -> None:
+    sdk = OpenAI(base_url=server.base_url + "/v1", api_key=server.api_key, max_retries=0)
+    before = samples(httpx.get(server.base_url + "/metrics").text)
+    reply = sdk.chat.completions.create(
+        model="ghostgpt", messages=[{"role": "user", "content": "Count to twenty."}], max_tokens=40, seed=1
+    )
+    for _ in range(3):  # three failures in a row open the circuit of the failing deployment
+        sdk.chat.completions.create(model="failover", messages=[{"role": "user", "content": "hi"}])
+    after = samples(httpx.get(server.base_url + "/metrics").text)
+    decoded = value(after, "ghostgpt_decoded_tokens_total", model="ghostgpt") - value(
+        before, "ghostgpt_decoded_tokens_total", model="ghostgpt"
+    )
+    seconds = value(after, "ghostgpt_decode_seconds_total", model="ghostgpt") - value(
+        before, "ghostgpt_decode_seconds_total", model="ghostgpt"
+    )
+    assert reply.usage is not None and decoded == reply.usage.completion_tokens
+    assert seconds > 0 and decoded / seconds > 1, "decode tokens/s follows from the two counters"
+    assert value(after, "ghostgpt_queue_depth", model="ghostgpt") == 0
+    assert value(after, "ghostgpt_upstream_circuit_open", deployment="down/failover") == 1
+
+
 def test_metrics_are_for_loopback_or_the_token(server: LiveServer) -> None:
     # Behind a trusted proxy, a visitor's forwarded address is what counts: not loopback.
     visitor = {"X-Forwarded-For": "203.0.113.7"}
