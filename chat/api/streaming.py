@@ -106,6 +106,8 @@ async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncItera
 
         async def watch() -> None:  # authentication checked the key just now: the first look is a poll later
             nonlocal revoked
+            if not key_id:  # the model tier's one caller (GHOSTGPT_ROLE=model) has no key to revoke
+                return
             while True:
                 await asyncio.sleep(REVOCATION_POLL_SECONDS)
                 if await key_is_revoked(key_id):

@@ -24,7 +24,7 @@ from chat.executors import Busy
 from chat.metrics import FIRST_TOKEN, GENERATION
 
 from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
-from .auth import Principal, authenticate
+from .auth import MODEL_TIER, Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error, rate_limited
 from .gemini import GenerateContentEncoder, gemini_errors, parser_for
@@ -282,6 +282,8 @@ def _check_wallet_flag(body: dict[str, Any]) -> None:
 
 async def count_request(request: HttpRequest, principal: Principal, *, count: bool = True) -> None:
     """Count the request against the key's limits (one Redis round trip); 429 when over."""
+    if principal.kind == MODEL_TIER.kind:  # a model server: the web tier counted it
+        return
     state = await limiter().hit(principal.limits, count=count)
     request.ratelimit_headers = state.headers()  # type: ignore[attr-defined]
     if count and (state.over_requests or state.over_tokens):
