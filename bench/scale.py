@@ -52,7 +52,7 @@ class FastUpstream:
         from chat.tests.fake_upstream import recorded_chunks
         from chat.tests.live import free_port
 
-        files = free_port()
+        self.port, files = port, free_port()
 
         # The recorded stream as SSE (the gateway always streams from its upstreams).
         events = [f"data: {json.dumps(chunk)}\n\n" for chunk in recorded_chunks()] + ["data: [DONE]\n\n"]
@@ -232,7 +232,7 @@ def main() -> int:
         json.dumps(
             {
                 "upstreams": {
-                    "fast": {"base_url": f"http://127.0.0.1:{_port(fast.conf)}/v1", "max_connections": 1000},
+                    "fast": {"base_url": f"http://127.0.0.1:{fast.port}/v1", "max_connections": 1000},
                     "slow": {"base_url": f"{slow.url}/slow/v1", "first_token_timeout": 60, "max_connections": 1000},
                 },
                 "models": {
@@ -300,10 +300,6 @@ def main() -> int:
     if args.output:
         args.output.write_text(text)
     return 0
-
-
-def _port(conf: Path) -> int:
-    return int(re.search(r"listen 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

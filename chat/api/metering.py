@@ -37,7 +37,7 @@ from chat.billing.wallet import (
 from chat.metrics import COST, TOKENS
 from chat.models import UsageRecord
 
-from .auth import MODEL_TIER, Principal
+from .auth import Principal
 from .errors import ApiError, rate_limited
 
 logger = logging.getLogger(__name__)
@@ -185,11 +185,6 @@ class Meter:
         if self._settled:
             return
         self._settled = True
-        if self.principal.kind == MODEL_TIER.kind:  # the web tier bills this request; count it only
-            usage = self.billable(reported, delivered_tokens)
-            TOKENS.labels(self.model, "in").inc(usage.prompt_tokens)
-            TOKENS.labels(self.model, "out").inc(usage.completion_tokens)
-            return
         if failed and reported is None and not delivered_tokens:
             usage = Usage(0, 0, estimated=True)
         else:
@@ -221,3 +216,23 @@ class Meter:
                 await limiter().add_tokens(self.principal.limits, usage.total_tokens)
         except Exception:
             logger.exception("settling request %s failed", self.request_id)
+
+
+class Unmetered(Meter):
+    """A model server's meter (GHOSTGPT_ROLE=model): the web tier in front already limited,
+    reserved and billed the request, so nothing is held or billed here — the tokens are only
+    counted for /metrics."""
+
+    async def admit(self) -> None:
+        return None
+
+    async def accepted(self, event: Accepted) -> None:
+        return None
+
+    async def settle(self, *, reported: Usage | None, delivered_tokens: int, failed: bool = False) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        usage = self.billable(reported, delivered_tokens)
+        TOKENS.labels(self.model, "in").inc(usage.prompt_tokens)
+        TOKENS.labels(self.model, "out").inc(usage.completion_tokens)

@@ -29,7 +29,7 @@ from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error, rate_limited
 from .gemini import GenerateContentEncoder, gemini_errors, parser_for
 from .images import has_images, images_as_text, images_inline
-from .metering import Meter
+from .metering import Meter, Unmetered
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
 from .streaming import collect, sse_body, until_revoked
 
@@ -226,7 +226,8 @@ async def _observed(events: AsyncIterator[Event], model: str, started: float) ->
 async def meter_for(generation: GenerationRequest, backend: Backend, principal: Principal, request_id: str) -> Meter:
     """The request's Meter, priced by the canonical model id (an alias costs what its model costs)."""
     info = registry.canonical_info(backend)
-    return Meter(
+    meter_class = Unmetered if principal.kind == MODEL_TIER.kind else Meter
+    return meter_class(
         principal=principal,
         model=info.id,
         requested_model=generation.model,

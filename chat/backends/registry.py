@@ -31,7 +31,8 @@ def bundled_model_path() -> str:
 def _build() -> dict[str, Backend]:
     config = settings.GHOSTGPT
     table: dict[str, Backend] = {}
-    if settings.ROLE != "web":  # a web-tier process routes its models to the model tier
+    holds_models = settings.ROLE != "web"  # a web-tier process routes its models to the model tier
+    if holds_models:
         embedded = EmbeddedLlamaBackend(
             model_id=config["MODEL_ID"],
             model_path=config["MODEL_PATH"] or bundled_model_path(),
@@ -42,7 +43,7 @@ def _build() -> dict[str, Backend]:
         )
         embedded.start()
         table[config["MODEL_ID"]] = embedded
-    if config["EMBEDDING_MODEL"] and settings.ROLE != "web":
+    if config["EMBEDDING_MODEL"] and holds_models:
         embedder = LocalEmbeddingBackend(config["EMBEDDING_MODEL"], n_threads=config["N_THREADS"])
         embedder.start()
         table[config["EMBEDDING_MODEL"]] = embedder

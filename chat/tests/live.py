@@ -15,6 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -188,3 +191,43 @@ class _Database:
 
         with psycopg.connect(self.admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
             conn.execute(sql)  # type: ignore[arg-type]
+
+
+def wait_for(condition: Callable[[], Any], what: str, within: float = 30.0) -> Any:
+    """The first truthy value of `condition()`, polled every 0.2 s; fails after `within` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def operator_call(base_url: str, admin_key: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A POST to the operator API (/admin/…)."""
+    response = httpx.post(base_url + path, json=body, headers={"Authorization": f"Bearer {admin_key}"})
+    assert response.status_code in (200, 201), response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def funded_account(base_url: str, admin_key: str, name: str, amount: Decimal) -> tuple[int, str]:
+    """A new unlimited-tier account topped up with `amount`: (account id, its key)."""
+    user = operator_call(base_url, admin_key, "/admin/users/add", {"name": name, "tier": "unlimited"})
+    topup = {"user_id": user["user_id"], "amount": str(amount), "idempotency_key": name}
+    operator_call(base_url, admin_key, "/admin/topup", topup)
+    return user["user_id"], user["token"]
+
+
+def books(database_url: str, account_id: int) -> tuple[Decimal, Decimal, Counter[str]]:
+    """(balance, sum of ledger amounts, entries per kind) straight from the database."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        balance = conn.execute("select balance from chat_account where id = %s", (account_id,)).fetchone()[0]  # type: ignore[index]
+        total = conn.execute(
+            "select coalesce(sum(amount), 0) from chat_ledgerentry where account_id = %s", (account_id,)
+        ).fetchone()[0]  # type: ignore[index]
+        rows = conn.execute(
+            "select kind, count(*) from chat_ledgerentry where account_id = %s group by kind", (account_id,)
+        ).fetchall()
+    return balance, total, Counter(dict(rows))

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import websockets
 from openai import OpenAI
 
 from .fake_upstream import FakeUpstream, recorded_text
-from .live import LiveServer
+from .live import LiveServer, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,15 +82,6 @@ class Agents:
         )
         assert response.status_code == 200, response.text
         return {row["name"]: row for row in response.json()["data"]}
-
-
-def wait_for(condition: Callable[[], Any], what: str, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from .live import ROOT, LiveServer
+from .live import ROOT, LiveServer, books, funded_account, operator_call
 
 ADMIN_KEY = "adm-billing-" + "k" * 30
 QUICK = {
@@ -59,15 +59,7 @@ def manage(server: LiveServer, *args: str) -> str:
 
 
 def operator(server: LiveServer, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(server.base_url + path, json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
-    assert response.status_code in (200, 201), response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def new_funded_user(server: LiveServer, amount: Decimal, name: str) -> tuple[int, str]:
-    user = operator(server, "/admin/users/add", {"name": name, "tier": "unlimited"})
-    operator(server, "/admin/topup", {"user_id": user["user_id"], "amount": str(amount), "idempotency_key": name})
-    return user["user_id"], user["token"]
+    return operator_call(server.base_url, ADMIN_KEY, path, body)
 
 
 def prompt_tokens(server: LiveServer) -> int:
@@ -79,23 +71,6 @@ def prompt_tokens(server: LiveServer) -> int:
         timeout=60,
     )
     return int(reply.json()["usage"]["prompt_tokens"])
-
-
-def books(postgres_url: str, server: LiveServer, user_id: int) -> tuple[Decimal, Decimal, Counter[str]]:
-    """(balance, sum of ledger amounts, entries per kind) straight from the database."""
-    with psycopg.connect(server.env["DATABASE_URL"]) as conn:
-        balance = conn.execute("select balance from chat_account where id = %s", (user_id,)).fetchone()[0]
-        total = conn.execute(
-            "select coalesce(sum(amount), 0) from chat_ledgerentry where account_id = %s", (user_id,)
-        ).fetchone()[0]
-        kinds = Counter(
-            dict(
-                conn.execute(
-                    "select kind, count(*) from chat_ledgerentry where account_id = %s group by kind", (user_id,)
-                ).fetchall()
-            )
-        )
-    return balance, total, kinds
 
 
 async def _fire(server: LiveServer, token: str, bodies: list[dict[str, Any]]) -> list[int]:
@@ -122,12 +97,12 @@ async def _fire(server: LiveServer, token: str, bodies: list[dict[str, Any]]) ->
 def test_200_concurrent_requests_against_a_balance_for_100(billing_server: LiveServer, postgres_url: str) -> None:
     per_request = prompt_tokens(billing_server)
     manage(billing_server, "set_price", "ghostgpt", "--prompt", "1000000", "--completion", "0")  # 1 per token
-    user_id, token = new_funded_user(billing_server, Decimal(per_request * 100), "exact-100")
+    user_id, token = funded_account(billing_server.base_url, ADMIN_KEY, "exact-100", Decimal(per_request * 100))
 
     statuses = Counter(asyncio.run(_fire(billing_server, token, [QUICK] * 200)))
 
     assert statuses == Counter({200: 100, 402: 100})
-    balance, ledger_total, kinds = books(postgres_url, billing_server, user_id)
+    balance, ledger_total, kinds = books(billing_server.env["DATABASE_URL"], user_id)
     assert balance == 0
     assert ledger_total == balance, "ledger entries sum to the balance"
     assert kinds == Counter({"topup": 1, "reserve": 100, "settle": 100})
@@ -136,7 +111,7 @@ def test_200_concurrent_requests_against_a_balance_for_100(billing_server: LiveS
 def test_aborted_stream_mix_never_overspends(billing_server: LiveServer, postgres_url: str) -> None:
     per_request = prompt_tokens(billing_server)
     manage(billing_server, "set_price", "ghostgpt", "--prompt", "1000000", "--completion", "0")
-    user_id, token = new_funded_user(billing_server, Decimal(per_request * 50), "abort-mix")
+    user_id, token = funded_account(billing_server.base_url, ADMIN_KEY, "abort-mix", Decimal(per_request * 50))
     long_stream = {
         **QUICK,
         "stop": None,
@@ -151,9 +126,11 @@ def test_aborted_stream_mix_never_overspends(billing_server: LiveServer, postgre
     assert statuses == Counter({200: 50, 402: 50})
     billing_server.wait_idle(within=2.0)  # the last aborted generations stop within a token
     deadline = time.monotonic() + 5  # and settle as the server notices each disconnect
-    while (kinds := books(postgres_url, billing_server, user_id)[2])["settle"] < 50 and time.monotonic() < deadline:
+    while (kinds := books(billing_server.env["DATABASE_URL"], user_id)[2])[
+        "settle"
+    ] < 50 and time.monotonic() < deadline:
         time.sleep(0.05)
-    balance, ledger_total, kinds = books(postgres_url, billing_server, user_id)
+    balance, ledger_total, kinds = books(billing_server.env["DATABASE_URL"], user_id)
     assert balance == 0 and ledger_total == 0
     assert kinds["reserve"] == kinds["settle"] == 50
 
@@ -162,7 +139,7 @@ def test_disconnect_bills_the_tokens_delivered(billing_server: LiveServer, postg
     manage(
         billing_server, "set_price", "ghostgpt", "--prompt", "0", "--completion", "1000000"
     )  # 1 per completion token
-    user_id, token = new_funded_user(billing_server, Decimal(100_000), "disconnect")
+    user_id, token = funded_account(billing_server.base_url, ADMIN_KEY, "disconnect", Decimal(100_000))
     body = {"model": "ghostgpt", "prompt": "1, 2, 3, 4, 5,", "max_tokens": 4096, "temperature": 0, "stream": True}
     delivered = 0
     with httpx.stream(
@@ -188,7 +165,7 @@ def test_disconnect_bills_the_tokens_delivered(billing_server: LiveServer, postg
         time.sleep(0.05)
     assert row is not None, "the aborted request was never settled"
     completion, estimated = row
-    balance, ledger_total, _ = books(postgres_url, billing_server, user_id)
+    balance, ledger_total, _ = books(billing_server.env["DATABASE_URL"], user_id)
     assert completion == delivered, "billed exactly the tokens that reached the client"
     assert estimated is True
     assert balance == Decimal(100_000) - completion and ledger_total == balance

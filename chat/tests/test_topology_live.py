@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from tools.tests.fixtures import text_pdf
 
 from .conftest import require_service
 from .fake_upstream import FakeUpstream, recorded_chunks
-from .live import ROOT, _Database, free_base_port, free_port
+from .live import ROOT, _Database, books, free_base_port, free_port, funded_account, wait_for
 
 NGINX = "/usr/sbin/nginx"
 AGENT_MODEL = "ghost-agent"
@@ -68,6 +68,10 @@ class Topology:
         )
         self.env_file = folder / "production.env"
         self.env_file.write_text(self._production_env())
+        # What the processes run with, for the manage.py commands the tests run beside them.
+        self.settings = dict(
+            line.split("=", 1) for line in self.env_file.read_text().splitlines() if line and not line.startswith("#")
+        )
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
             "UP_ROUTES_FILE": str(routes),
@@ -152,11 +156,7 @@ class Topology:
             wait_for(lambda: _answers(base + "/health/live"), f"{program} to listen", within)
 
     def manage(self, *args: str) -> str:
-        env = {**self.env, "DATABASE_URL": self.database.url, "GHOSTGPT_DATA_DIR": str(self.folder / "data")}
-        env.update(
-            line.split("=", 1) for line in self.env_file.read_text().splitlines() if "=" in line and line[0] != "#"
-        )  # type: ignore[arg-type]
-        env["GHOSTGPT_DATA_DIR"] = str(self.folder / "data")
+        env = {**self.env, **self.settings, "DATABASE_URL": self.database.url}
         return subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
@@ -166,27 +166,6 @@ class Topology:
             timeout=60,
             check=True,
         ).stdout
-
-    def operator(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = httpx.post(self.url + path, json=body, headers={"Authorization": f"Bearer {self.admin_key}"})
-        assert response.status_code in (200, 201), response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    def funded_user(self, name: str, amount: Decimal) -> tuple[int, str]:
-        user = self.operator("/admin/users/add", {"name": name, "tier": "unlimited"})
-        self.operator("/admin/topup", {"user_id": user["user_id"], "amount": str(amount), "idempotency_key": name})
-        return user["user_id"], user["token"]
-
-    def books(self, user_id: int) -> tuple[Decimal, Decimal, Counter[str]]:
-        with psycopg.connect(self.database.url) as conn:
-            balance = conn.execute("select balance from chat_account where id = %s", (user_id,)).fetchone()[0]
-            total = conn.execute(
-                "select coalesce(sum(amount), 0) from chat_ledgerentry where account_id = %s", (user_id,)
-            ).fetchone()[0]
-            rows = conn.execute(
-                "select kind, count(*) from chat_ledgerentry where account_id = %s group by kind", (user_id,)
-            ).fetchall()
-        return balance, total, Counter(dict(rows))
 
     def metrics(self, base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {self.metrics_token}"}, timeout=10).text
@@ -208,15 +187,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def wait_for(condition: Callable[[], Any], what: str, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +270,7 @@ def _served(topology: Topology, base: str) -> float:
 def test_the_wallet_is_exact_across_both_web_processes(topology: Topology) -> None:
     completion = next(c["usage"] for c in recorded_chunks() if c.get("usage"))["completion_tokens"]
     topology.manage("set_price", "paid", "--prompt", "0", "--completion", "1000000")  # 1 per completion token
-    user_id, token = topology.funded_user("wallet-100", Decimal(completion * 100))
+    user_id, token = funded_account(topology.url, topology.admin_key, "wallet-100", Decimal(completion * 100))
     body = {"model": "paid", "messages": [{"role": "user", "content": "hi"}], "max_tokens": completion}
 
     async def fire() -> list[int]:
@@ -312,7 +282,7 @@ def test_the_wallet_is_exact_across_both_web_processes(topology: Topology) -> No
             return [r.status_code for r in await asyncio.gather(*calls)]
 
     assert Counter(asyncio.run(fire())) == Counter({200: 100, 402: 100})
-    balance, ledger, kinds = topology.books(user_id)
+    balance, ledger, kinds = books(topology.database.url, user_id)
     assert balance == 0 and ledger == balance
     assert kinds == Counter({"topup": 1, "reserve": 100, "settle": 100})
 

@@ -83,7 +83,9 @@ class Command(BaseCommand):
         (folder / "routes.yaml").write_text(yaml.safe_dump(self.routes(models), sort_keys=False))
         if create_database:
             self.create_database()
-        self.stdout.write(f"{folder}: nginx.conf, routes.yaml ({len(web)} web, {len(models)} model processes)")
+        self.stdout.write(
+            f"{folder}: supervisord.conf, nginx.conf, routes.yaml ({len(web)} web, {len(models)} model processes)"
+        )
 
     def supervisord(self, folder: Path, web: list[int], models: list[int]) -> str:
         python = shlex.quote(sys.executable)
@@ -105,24 +107,15 @@ class Command(BaseCommand):
                 )
             )
 
-        for n, port in enumerate(web, start=1):
-            program(
-                f"web-{n}",
-                f"{python} manage.py serve --port {port}",
-                drain + 10,
-                GHOSTGPT_ROLE="web",
-                GHOSTGPT_ROUTES_FILE=str(folder / "routes.yaml"),
-            )
-        for n, port in enumerate(models, start=1):
-            program(
-                f"model-{n}",
-                f"{python} manage.py serve --port {port}",
-                drain + 10,
-                GHOSTGPT_ROLE="model",
-                GHOSTGPT_SYSTEM_PROMPT="",  # the web tier put the persona in already
-                GHOSTGPT_ROUTES_FILE="",
-                GHOSTGPT_AGENT_MODEL="",
-            )
+        tiers = (
+            ("web", web, {"GHOSTGPT_ROUTES_FILE": str(folder / "routes.yaml")}),
+            # The web tier already put the persona in; agents and routes are the web tier's.
+            ("model", models, {"GHOSTGPT_SYSTEM_PROMPT": "", "GHOSTGPT_ROUTES_FILE": "", "GHOSTGPT_AGENT_MODEL": ""}),
+        )
+        for role, ports, environment in tiers:
+            for n, port in enumerate(ports, start=1):
+                serve = f"{python} manage.py serve --port {port}"
+                program(f"{role}-{n}", serve, drain + 10, GHOSTGPT_ROLE=role, **environment)
         worker = os.environ.get("WORKER_CONCURRENCY", "2")
         memory = os.environ.get("WORKER_MAX_MEMORY_KB", "1500000")
         program(
