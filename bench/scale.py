@@ -1,10 +1,11 @@
 """Sizing `make up`: what one web process carries, and what a second one adds behind nginx.
 
 The topology is brought up with `make up` itself (a fresh PostgreSQL database, Redis, nginx,
-the model server, worker and beat), once with WEB_PROCESSES=1 and once with 2. The gateway
+the model server, worker and beat) twice, WEB_PROCESSES=1 and 2, measured in alternation. The gateway
 path is measured against a fast upstream: a second nginx on loopback answering every
 POST with a recorded chat.completion at once, routed as model `fast` (UP_ROUTES_FILE), so
 what is measured is GhostGPT (auth, limits, billing, metrics, logging) and not a model.
+`fast` has a price and the key's account a balance: each request reserves and settles.
 
 - requests/s and latency p50/p99 with wrk (Debian's package; 16 and 32 connections, 10 s),
   through nginx, and to the web process directly with one process;
@@ -45,15 +46,15 @@ def run(command: list[str], env: dict[str, str] | None = None, timeout: float = 
 
 
 class FastUpstream:
-    """nginx answering every request with one recorded chat.completion stream: it reads the
-    POST and fetches the stream (a static file) from itself with a GET."""
+    """nginx answering every POST at once with one recorded chat.completion stream: a static
+    file, which nginx's static module refuses to POST (405) and `error_page 405 =200` then
+    serves as a GET within the same request — no second hop, so that the upstream costs
+    next to nothing beside what is measured."""
 
     def __init__(self, folder: Path, port: int) -> None:
         from chat.tests.fake_upstream import recorded_chunks
-        from chat.tests.live import free_port
 
-        self.port, files = port, free_port()
-
+        self.port = port
         # The recorded stream as SSE (the gateway always streams from its upstreams).
         events = [f"data: {json.dumps(chunk)}\n\n" for chunk in recorded_chunks()] + ["data: [DONE]\n\n"]
         (folder / "stream.sse").write_text("".join(events))
@@ -66,16 +67,16 @@ events {{ worker_connections 4096; }}
 http {{ access_log off; client_body_temp_path {folder}/fast-body; proxy_temp_path {folder}/fast-proxy;
   fastcgi_temp_path {folder}/fast-fcgi; uwsgi_temp_path {folder}/fast-uwsgi; scgi_temp_path {folder}/fast-scgi;
   server {{ listen 127.0.0.1:{port}; keepalive_requests 100000;
-    location / {{ proxy_method GET; proxy_pass_request_body off; proxy_set_header Content-Length "";
-      rewrite ^ /stream.sse break; proxy_pass http://127.0.0.1:{files}; }} }}
-  server {{ listen 127.0.0.1:{files}; keepalive_requests 100000;
-    location / {{ default_type text/event-stream; root {folder}; }} }} }}
+    root {folder}; location / {{ default_type text/event-stream; rewrite ^ /stream.sse break;
+      error_page 405 =200 $uri; }} }} }}
 """
         )
         self.process = subprocess.Popen(["/usr/sbin/nginx", "-c", str(self.conf), "-g", "daemon off;"])
         time.sleep(0.5)
         if self.process.poll() is not None:
             raise RuntimeError(f"the fast upstream did not start: {(folder / 'fast-error.log').read_text()}")
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={}).text
+        assert answer == "".join(events), "the fast upstream does not answer the recorded stream"
 
     def stop(self) -> None:
         self.process.terminate()
@@ -84,12 +85,16 @@ http {{ access_log off; client_body_temp_path {folder}/fast-body; proxy_temp_pat
 
 class Up:
     def __init__(self, folder: Path, processes: int, database_url: str, routes: Path) -> None:
-        from chat.tests.live import free_base_port, free_port
+        import secrets
+        from decimal import Decimal
+
+        from chat.tests.live import free_base_port, free_port, funded_account
 
         self.folder = folder / f"up-{processes}"
         self.port, self.base = free_port(), free_base_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "UP_ROUTES_FILE": str(routes)}
+        admin_key = "adm-" + secrets.token_urlsafe(32)
+        self.env = {**os.environ, "UP_ROUTES_FILE": str(routes), "GHOSTGPT_ADMIN_KEY": admin_key}
         self.vars = [
             f"UP_DIR={self.folder}",
             f"UP_PORT={self.port}",
@@ -106,9 +111,10 @@ class Up:
             "DATABASE_URL": database_url,
             "GHOSTGPT_DATA_DIR": str(self.folder / "nodes" / "make"),
         }
-        self.key = run(
-            [sys.executable, "manage.py", "create_api_key", "--name", "scale", "--tier", "unlimited"], env=manage_env
-        ).splitlines()[-1]
+        # `fast` is priced and the key's account funded: every request reserves its worst case
+        # and settles, as a paying key holder's does.
+        run([sys.executable, "manage.py", "set_price", "fast", "--prompt", "2.5", "--completion", "10"], env=manage_env)
+        self.account, self.key = funded_account(self.url, admin_key, f"scale-{processes}", Decimal(1_000_000))
 
     def pids(self) -> list[int]:
         conf = self.folder / "supervisord.conf"
@@ -186,6 +192,55 @@ def per_request(up: Up, folder: Path) -> dict[str, float]:
     return {"pg": spent[0] / result["requests"], "redis": spent[1] / result["requests"]}
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_by_component(web: list[int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by every process on the machine, grouped: the
+    web processes, nginx (front and fast upstream), PostgreSQL, Redis, wrk, and the rest."""
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        if int(entry.name) in web:
+            group = "web"
+        elif name.startswith("nginx"):
+            group = "nginx"
+        elif name.startswith("postgres"):
+            group = "postgres"
+        elif name.startswith("redis"):
+            group = "redis"
+        elif name.startswith("wrk"):
+            group = "wrk"
+        else:
+            group = "other"
+        totals[group] = totals.get(group, 0.0) + seconds
+    return totals
+
+
+def measured(up: Up, url: str, connections: int, seconds: int, folder: Path) -> dict[str, Any]:
+    """A wrk run with the CPU each component spent per request (ms). wrk's own threads are
+    children of this process and finish with it, so they are read from RUSAGE_CHILDREN."""
+    import resource
+
+    pids = up.pids()
+    before, children = cpu_seconds_by_component(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = wrk(url, up.key, connections, seconds, folder)
+    after, children_after = cpu_seconds_by_component(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = {group: after.get(group, 0.0) - before.get(group, 0.0) for group in after}
+    spent["wrk"] = (children_after.ru_utime + children_after.ru_stime) - (children.ru_utime + children.ru_stime)
+    requests = max(result["requests"], 1)
+    result["cpu_ms"] = {group: value * 1000 / requests for group, value in spent.items()}
+    return result
+
+
 def rss_kb(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
@@ -218,11 +273,12 @@ async def hold_streams(up: Up, count: int) -> tuple[int, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each setup; the median is shown")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
     from chat.tests.fake_upstream import FakeUpstream
-    from chat.tests.live import _Database, free_port
+    from chat.tests.live import _Database, books, free_port
 
     folder = Path(tempfile.mkdtemp(prefix="scale-"))
     fast = FastUpstream(folder, free_port())
@@ -243,42 +299,59 @@ def main() -> int:
         )
     )
     postgres = os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, dict[str, Any]] = {1: {}, 2: {}}
+    ups: dict[int, Up] = {}
+    databases = []
     try:
+        # Both topologies up at once (the idle one costs nothing) and measured in alternation,
+        # round after round: this VM's speed drifts by tens of percent over minutes, which
+        # one run of each, minutes apart, read as a difference between them.
         for processes in (1, 2):
             database = _Database.create(postgres)
             assert database is not None
-            up = Up(folder, processes, database.url, routes)
-            try:
-                wrk(up.url, up.key, 16, 3, folder)  # warm
-                row: dict[str, Any] = {
-                    "nginx16": wrk(up.url, up.key, 16, args.seconds, folder),
-                    "nginx32": wrk(up.url, up.key, 32, args.seconds, folder),
-                }
-                if processes == 1:
-                    row["direct16"] = wrk(up.web[0], up.key, 16, args.seconds, folder)
-                    row["per_request"] = per_request(up, folder)
-                row["held"], row["kb_per_stream"] = asyncio.run(hold_streams(up, IDLE_STREAMS))
-                results[processes] = row
-            finally:
-                up.down()
-                database.drop()
+            databases.append(database)
+            ups[processes] = Up(folder, processes, database.url, routes)
+        for up in ups.values():
+            wrk(up.url, up.key, 16, 3, folder)  # warm
+        runs: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for _ in range(args.rounds):
+            for connections in (16, 32):
+                for processes, up in ups.items():
+                    run_ = measured(up, up.url, connections, args.seconds, folder)
+                    runs.setdefault((processes, connections), []).append(run_)
+        for (processes, connections), measured_runs in runs.items():
+            ordered = sorted(measured_runs, key=lambda r: r["rps"])
+            median = dict(ordered[len(ordered) // 2])
+            median["all"] = [r["rps"] for r in measured_runs]
+            results[processes][f"nginx{connections}"] = median
+        results[1]["direct16"] = measured(ups[1], ups[1].web[0], 16, args.seconds, folder)
+        results[1]["per_request"] = per_request(ups[1], folder)
+        for processes, up in ups.items():
+            balance, ledger, _ = books(up.database_url, up.account)
+            results[processes]["books"] = (balance, ledger)
+            results[processes]["held"], results[processes]["kb_per_stream"] = asyncio.run(
+                hold_streams(up, IDLE_STREAMS)
+            )
     finally:
+        for up in ups.values():
+            up.down()
+        for database in databases:
+            database.drop()
         fast.stop()
         slow.close()
     one, two = results[1], results[2]
     lines = [
         f"# Sizing `make up` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; "
-        f"fast upstream, {args.seconds} s runs)",
+        f"fast upstream, {args.seconds} s runs; behind nginx: the median of {args.rounds} alternating runs)",
         "",
-        "| setup | connections | requests/s | p50 | p99 | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| setup | connections | requests/s | p50 | p99 | errors | every run, req/s |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
 
     def row(name: str, connections: int, r: dict[str, float]) -> str:
         return (
             f"| {name} | {connections} | {r['rps']:.0f} | {r['p50'] * 1000:.1f} ms | {r['p99'] * 1000:.1f} ms | "
-            f"{r['errors']} |"
+            f"{r['errors']} | {', '.join(f'{rps:.0f}' for rps in r.get('all', [r['rps']]))} |"
         )
 
     lines += [
@@ -290,10 +363,43 @@ def main() -> int:
         "",
         f"- 2 processes / 1 process behind nginx: {two['nginx16']['rps'] / one['nginx16']['rps']:.2f}× at 16 "
         f"connections, {two['nginx32']['rps'] / one['nginx32']['rps']:.2f}× at 32 (target ≥ 1.7×)",
+        f"- the books after the runs: balance {one['books'][0]} = ledger {one['books'][1]} (1 process), "
+        f"{two['books'][0]} = {two['books'][1]} (2): "
+        f"{'exact' if all(r['books'][0] == r['books'][1] for r in (one, two)) else 'MISMATCH'}",
         f"- per request (1 process): {one['per_request']['pg']:.2f} PostgreSQL transactions, "
         f"{one['per_request']['redis']:.1f} Redis commands",
         f"- {IDLE_STREAMS} idle SSE streams: {one['held']} held open by 1 process "
         f"({one['kb_per_stream']:.0f} KB each), {two['held']} by 2 ({two['kb_per_stream']:.0f} KB each)",
+    ]
+    groups = ["web", "nginx", "postgres", "redis", "wrk", "other"]
+    lines += [
+        "",
+        "CPU per request (ms, user + system, every process on the machine; 'other' = model server, "
+        "worker, beat, supervisord, this script):",
+        "",
+        "| setup | connections | " + " | ".join(groups) + " | total | all cores busy at |",
+        "|---|---:|" + "---:|" * (len(groups) + 2),
+    ]
+    for name, connections, r in (
+        ("1 web, direct", 16, one["direct16"]),
+        ("1 web + nginx", 16, one["nginx16"]),
+        ("1 web + nginx", 32, one["nginx32"]),
+        ("2 web + nginx", 16, two["nginx16"]),
+        ("2 web + nginx", 32, two["nginx32"]),
+    ):
+        cpu = r["cpu_ms"]
+        total = sum(cpu.get(group, 0.0) for group in groups)
+        cells = " | ".join(f"{cpu.get(group, 0.0):.2f}" for group in groups)
+        ceiling = (os.cpu_count() or 1) * 1000 / total if total else 0.0
+        lines.append(f"| {name} | {connections} | {cells} | {total:.2f} | {ceiling:.0f} req/s |")
+    web = one["nginx16"]["cpu_ms"]["web"]
+    rest = sum(one["nginx16"]["cpu_ms"].get(group, 0.0) for group in groups) - web
+    lines += [
+        "",
+        f"- one web process is bound by its own core at {1000 / web:.0f} req/s ({web:.2f} ms each); "
+        f"two share {os.cpu_count()} cores with everything else ({rest:.2f} ms per request outside the web "
+        f"process), so two can reach at most {(os.cpu_count() or 1) * 1000 / (web + rest):.0f} req/s: "
+        f"{min(2.0, (os.cpu_count() or 1) * web / (web + rest)):.2f}× on this machine",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -48,6 +48,29 @@ class TestWallet:
         account.refresh_from_db()
         assert account.balance == Decimal("1.00") and LedgerEntry.objects.filter(account=account).count() == 1
 
+    def test_each_money_move_is_one_statement_with_its_records(self) -> None:
+        """On PostgreSQL the account's row lock lives for one statement (bench/scale.py: an
+        account's requests queued on it); everywhere, the entry and the usage row are written
+        with the change, balance_after as the UPDATE left it."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        account = self.account("1.00")
+        with CaptureQueriesContext(connection) as reserve_queries:
+            reservation = wallet_reserve(account_id=account.pk, amount=Decimal("0.60"), request_id="r1")
+        usage = self.usage(account)
+        usage.request_id = "r1"
+        with CaptureQueriesContext(connection) as settle_queries:
+            wallet_settle(reservation=reservation, cost=Decimal("0.25"), usage=usage)
+        if connection.vendor == "postgresql":
+            assert len(reserve_queries) == 1 and len(settle_queries) == 1
+        reserve, settle = LedgerEntry.objects.filter(account=account).exclude(kind="topup").order_by("id")
+        assert (reserve.kind, reserve.amount, reserve.balance_after) == ("reserve", Decimal("-0.60"), Decimal("0.40"))
+        assert (settle.kind, settle.amount, settle.balance_after) == ("settle", Decimal("0.35"), Decimal("0.75"))
+        assert reserve.request_id == settle.request_id == "r1" and reserve.created_at is not None
+        row = UsageRecord.objects.get(account=account)
+        assert (row.request_id, row.prompt_tokens, row.model) == ("r1", 1, "m") and row.created_at is not None
+
     def test_settle_returns_the_unused_reservation(self) -> None:
         account = self.account("1.00")
         reservation = wallet_reserve(account_id=account.pk, amount=Decimal("0.60"), request_id="r1")
