@@ -28,7 +28,11 @@ def _call(function: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, A
     return function(*args, **kwargs)
 
 
+# One wrapper for every call (building it inspects the function: ~3% of a request's time).
+_on_db_thread = sync_to_async(_call, thread_sensitive=False, executor=_executor)
+
+
 async def run(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """`function(*args, **kwargs)` on a database thread (it must not rely on anything
     thread-local from the request other than its own connection)."""
-    return await sync_to_async(_call, thread_sensitive=False, executor=_executor)(function, args, kwargs)
+    return await _on_db_thread(function, args, kwargs)  # type: ignore[no-any-return]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from pypdf import PdfReader
@@ -37,7 +37,7 @@ def page_marker(number: int) -> str:
     return f"--- Page {number} ---"
 
 
-def _open(source: io.BytesIO | Path) -> PdfReader:
+def _open(source: BinaryIO | Path) -> PdfReader:
     try:
         reader = PdfReader(source)
         if reader.is_encrypted and not reader.decrypt(""):
@@ -111,11 +111,7 @@ class PdfExtractTool:
         return params
 
     def run(self, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        path = Path(params["path"])
-        try:
-            return extract(_open(path), progress)
-        finally:
-            path.unlink(missing_ok=True)
+        return extract(_open(params["file"]), progress)  # the upload, in memory (tools.services)
 
 
 register(PdfExtractTool())

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,21 +50,17 @@ def job_create(*, tool: str, params: dict[str, Any], account: Account | None = N
 
 @contextlib.contextmanager
 def _uploaded_file(job: Job) -> Iterator[dict[str, Any]]:
-    """The job's params, with its stored upload (if any) as a local temporary file under
-    `path` for the duration of the run."""
+    """The job's params, with its stored upload (if any) as an in-memory file under `file`
+    for the duration of the run: nothing is written to the worker's disk, so a worker
+    killed mid-job leaves nothing behind (uploads are bounded: PDF_MAX_BYTES, TRANSCRIBE_MAX_BYTES)."""
     if not job.params.get("upload"):
         yield job.params
         return
-    row = Upload.objects.filter(job_id=job.pk).values_list("data", "suffix").first()
-    if row is None:
+    data = Upload.objects.filter(job_id=job.pk).values_list("data", flat=True).first()
+    if data is None:
         raise ToolError("The uploaded file is gone; upload it again.", status=410, code="upload_gone")
-    descriptor, name = tempfile.mkstemp(prefix="ghostgpt-upload-", suffix=row[1])
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(row[0])
-        yield {**job.params, "path": name}
-    finally:
-        Path(name).unlink(missing_ok=True)
+    with io.BytesIO(bytes(data)) as file:
+        yield {**job.params, "file": file}
 
 
 def _drop_upload(job_id: uuid.UUID | str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 from django.conf import settings
@@ -78,7 +78,7 @@ def probe_duration(path: Path) -> float:
 WHISPER_RATE = 16000  # what faster-whisper takes: mono float32 samples at 16 kHz
 
 
-def decode_limited(path: Path, max_seconds: float) -> Any:
+def decode_limited(source: BinaryIO, max_seconds: float) -> Any:
     """The audio as whisper's input, decoded frame by frame and counted as it goes: past
     `max_seconds` of real samples it stops with 413, whatever the container's header
     claimed (a 25 MB Opus or an MP4 with a forged duration can hold hours)."""
@@ -88,7 +88,7 @@ def decode_limited(path: Path, max_seconds: float) -> Any:
     resampler = av.AudioResampler(format="s16", layout="mono", rate=WHISPER_RATE)
     chunks, count = [], 0
     try:
-        with av.open(str(path)) as container:
+        with av.open(source, mode="r") as container:
             frames = container.decode(container.streams.audio[0])
             for frame in itertools.chain(frames, [None]):  # None flushes the resampler
                 for resampled in resampler.resample(frame):
@@ -121,12 +121,11 @@ class TranscribeTool:
         return {**params, "duration": probe_duration(Path(params["path"]))}
 
     def run(self, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        path = Path(params["path"])
         try:
             options: dict[str, Any] = {}
             if params.get("temperature"):  # 0 (the default) keeps whisper's fallback to higher temperatures, as OpenAI
                 options["temperature"] = params["temperature"]
-            audio = decode_limited(path, settings.TOOLS["TRANSCRIBE_MAX_SECONDS"])
+            audio = decode_limited(params["file"], settings.TOOLS["TRANSCRIBE_MAX_SECONDS"])
             segments, info = whisper_model().transcribe(
                 audio,
                 language=params.get("language"),
@@ -142,8 +141,6 @@ class TranscribeTool:
                 progress(int(min(segment.end / total, 1.0) * 100))
         except (av.FFmpegError, RuntimeError, ValueError):
             raise ToolError("The audio could not be decoded.", status=422, code="audio_unreadable") from None
-        finally:
-            path.unlink(missing_ok=True)
         return {
             "text": " ".join(row["text"] for row in rows).strip(),
             "language": info.language,

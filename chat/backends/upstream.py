@@ -334,6 +334,9 @@ class RoutedModel:
         return results
 
 
+RETRY_FIRST_SECONDS = 1.0
+
+
 class Prober:
     """Probes routed models every `interval` seconds on its own thread and event loop, so
     health is known before a request needs it and no server loop is ever blocked."""
@@ -353,15 +356,26 @@ class Prober:
         self._stop.set()
 
     def _run(self) -> None:
+        """After a failed probe the next comes sooner — 1 s, then doubling up to `interval` —
+        so that an upstream started beside this process (the model tier under `make up`)
+        counts as healthy a second after it answers, not an interval later."""
         loop = asyncio.new_event_loop()
+        retry = RETRY_FIRST_SECONDS
         try:
             while not self._stop.is_set():
+                healthy = True
                 for model in self.models:
                     try:
-                        loop.run_until_complete(model.probe())
+                        healthy = all(loop.run_until_complete(model.probe()).values()) and healthy
                     except Exception:
+                        healthy = False
                         logger.exception("probing %s failed", model.info.id)
-                self._stop.wait(self.interval)
+                if healthy:
+                    retry = RETRY_FIRST_SECONDS
+                    self._stop.wait(self.interval)
+                else:
+                    self._stop.wait(min(retry, self.interval))
+                    retry *= 2
         finally:
             loop.close()
 

@@ -215,3 +215,52 @@ def test_the_routing_file_refuses_metadata_addresses(tmp_path: Path) -> None:
         path = tmp_path / "bad.json"
         path.write_text(json.dumps({"upstreams": {}, "models": {"m": {"deployments": [{"upstream": "x"}]}}}))
         load_routes(str(path))
+
+
+def test_a_failed_probe_is_retried_within_seconds_not_an_interval_later(tmp_path: Path) -> None:
+    """`make up` starts the web processes beside the model server they route to: the first
+    probe fails (nothing listens yet), and the model must count as healthy soon after it
+    answers — not PROBE_SECONDS later."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from chat.backends.upstream import Prober
+
+    port = closed_port()
+    path = tmp_path / "routes.json"
+    upstream = {"base_url": f"http://127.0.0.1:{port}/v1"}
+    path.write_text(json.dumps({"upstreams": {"u": upstream}, "models": {"m": {"deployments": [{"upstream": "u"}]}}}))
+    model = load_routes(str(path))[0]
+    deployment = model.deployments[0]
+    prober = Prober([model], interval=600).start()
+    try:
+        deadline = time.monotonic() + 5
+        while deployment.probe == "not yet" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert deployment.probe.startswith("failed") and deployment.circuit_open(time.monotonic())
+
+        class Models(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b'{"object": "list", "data": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Models)
+        Thread(target=server.serve_forever, daemon=True).start()
+        answering = time.monotonic()
+        try:
+            while deployment.probe != "ok" and time.monotonic() < answering + 10:
+                time.sleep(0.05)
+            assert deployment.probe == "ok" and not deployment.circuit_open(time.monotonic())
+            assert time.monotonic() - answering < 5  # retried at 1, 2, 4 s after the first failure
+        finally:
+            server.shutdown()
+            server.server_close()
+    finally:
+        prober.stop()
