@@ -196,8 +196,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds_by_component(web: list[int]) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by every process on the machine, grouped: the
-    web processes, nginx (front and fast upstream), PostgreSQL, Redis, wrk, and the rest."""
+    """CPU seconds (user + system) used so far by every running process on the machine,
+    grouped: the web processes, nginx (front and fast upstream), PostgreSQL, Redis, and the
+    rest (wrk is not running between runs: `measured` reads it from RUSAGE_CHILDREN)."""
     totals: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -217,8 +218,6 @@ def cpu_seconds_by_component(web: list[int]) -> dict[str, float]:
             group = "postgres"
         elif name.startswith("redis"):
             group = "redis"
-        elif name.startswith("wrk"):
-            group = "wrk"
         else:
             group = "other"
         totals[group] = totals.get(group, 0.0) + seconds
@@ -317,8 +316,8 @@ def main() -> int:
         for _ in range(args.rounds):
             for connections in (16, 32):
                 for processes, up in ups.items():
-                    run_ = measured(up, up.url, connections, args.seconds, folder)
-                    runs.setdefault((processes, connections), []).append(run_)
+                    result = measured(up, up.url, connections, args.seconds, folder)
+                    runs.setdefault((processes, connections), []).append(result)
         for (processes, connections), measured_runs in runs.items():
             ordered = sorted(measured_runs, key=lambda r: r["rps"])
             median = dict(ordered[len(ordered) // 2])

@@ -45,7 +45,6 @@ class Upload(models.Model):
     column holds well; the row goes when its job ends (and with it, if the job is deleted)."""
 
     job = models.OneToOneField(Job, primary_key=True, on_delete=models.CASCADE, related_name="upload")
-    suffix = models.CharField(max_length=16, blank=True)
     size = models.PositiveIntegerField()
     data = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)

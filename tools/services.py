@@ -43,7 +43,7 @@ def job_create(*, tool: str, params: dict[str, Any], account: Account | None = N
             stored = {name: value for name, value in clean.items() if name != "path"}
             job = Job.objects.create(tool=tool, params={**stored, "upload": True}, account=account)
             data = upload.read_bytes()
-            Upload.objects.create(job=job, suffix=upload.suffix[:16], size=len(data), data=data)
+            Upload.objects.create(job=job, size=len(data), data=data)
         transaction.on_commit(lambda: _enqueue(str(job.pk)))
     return job
 
@@ -59,7 +59,7 @@ def _uploaded_file(job: Job) -> Iterator[dict[str, Any]]:
     data = Upload.objects.filter(job_id=job.pk).values_list("data", flat=True).first()
     if data is None:
         raise ToolError("The uploaded file is gone; upload it again.", status=410, code="upload_gone")
-    with io.BytesIO(bytes(data)) as file:
+    with io.BytesIO(data) as file:  # bytes (SQLite) or a memoryview (PostgreSQL)
         yield {**job.params, "file": file}
 
 
