@@ -67,6 +67,7 @@ $(VENDOR_STAMP): package.json package-lock.json
 	cp node_modules/katex/dist/katex.min.js node_modules/katex/dist/katex.min.css static/vendor/
 	cp -r node_modules/katex/dist/fonts static/vendor/fonts
 	cp node_modules/pdfjs-dist/build/pdf.min.mjs node_modules/pdfjs-dist/build/pdf.worker.min.mjs static/vendor/
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css static/vendor/
 	@touch $@
 
 vendor: $(VENDOR_STAMP)

@@ -86,8 +86,13 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             status=403,
             content_type="application/json",
         )
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(node_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def node_registry() -> CollectorRegistry:
+    """This node's metrics: this process's, or every process's of the node in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry

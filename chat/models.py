@@ -137,11 +137,51 @@ class UsageRecord(models.Model):
     prompt_cost = models.DecimalField(**MONEY)
     completion_cost = models.DecimalField(**MONEY)
     estimated = models.BooleanField(default=False, help_text="Usage counted by us, not reported by the model.")
+    dialect = models.CharField(max_length=24, blank=True, help_text="The API the client spoke (chat, messages, …).")
+    failed = models.BooleanField(default=False, help_text="The request ended in an error.")
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to the first token.")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From the request to its end.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-id"], name="usage_account_latest")]
 
     @property
     def total_cost(self) -> Decimal:
         return self.prompt_cost + self.completion_cost
+
+
+class UsageHour(models.Model):
+    """Usage rolled up per account, key, model and UTC hour — written in the same statement
+    as each usage row (chat.billing.wallet), so a year of an account's usage is read from
+    at most 24×365 rows per key and model however many requests it made."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    # The key's id, kept after the key is deleted (its usage stays attributable); 0 = none.
+    key_id = models.BigIntegerField(default=0)
+    model = models.CharField(max_length=200)
+    hour = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "key_id", "model", "hour"], name="usage_hour_unique")]
+        indexes = [models.Index(fields=["account", "hour"], name="usage_hour_account")]
+
+
+class TrafficSample(models.Model):
+    """What one web process saw in one sampling interval (chat.traffic), for the operators'
+    live-traffic chart. Rows older than two hours are deleted by the sampler."""
+
+    at = models.DateTimeField(db_index=True)
+    process = models.CharField(max_length=100)
+    seconds = models.FloatField()
+    requests = models.PositiveIntegerField(default=0)
+    streams = models.PositiveIntegerField(default=0)
+    queue = models.PositiveIntegerField(default=0)
+    agents = models.PositiveIntegerField(default=0)
 
 
 # --- The browser product: conversations, messages, shares ---------------------------------

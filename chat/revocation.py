@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from chat.models import ApiKey
+from chat.models import Account, ApiKey
 
 logger = logging.getLogger(__name__)
 REVOKED_SECONDS = 7 * 24 * 3600  # longer than any stream lives
@@ -67,3 +67,17 @@ def key_switched(sender: type, instance: ApiKey, created: bool, **kwargs: object
         transaction.on_commit(lambda: _announce(key_id))
     else:
         transaction.on_commit(lambda: _forget(key_id))
+
+
+@receiver(post_save, sender=Account, dispatch_uid="ghostgpt-account-switched")
+def account_switched(sender: type, instance: Account, created: bool, **kwargs: object) -> None:
+    """A disabled account's keys lose their connections as if each had been disabled; when
+    it is enabled again, its keys that are themselves usable are cleared."""
+    if created:
+        return
+    keys = list(instance.keys.values_list("pk", "is_active", "disabled_by_operator"))
+    for key_id, active, disabled in keys:
+        if not instance.is_active:
+            transaction.on_commit(lambda key_id=key_id: _announce(key_id))
+        elif active and not disabled:
+            transaction.on_commit(lambda key_id=key_id: _forget(key_id))

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import db
+from .billing.pricing import forget_prices
 from .models import Account, ApiKey, ModelPrice, StoredResponse, Tier, hash_api_key
 
 KEY_PREFIX = "gg-"
@@ -175,16 +176,26 @@ def api_key_delete(*, key: ApiKey) -> None:
     key.delete()
 
 
+def account_set_active(*, account: Account, active: bool) -> Account:
+    """Disable (or enable) an account: its keys stop working at once, live streams and
+    agents included (chat.revocation)."""
+    account.is_active = active
+    account.save(update_fields=["is_active"])
+    return account
+
+
 def account_delete(*, account: Account) -> None:
     """Delete the account; its keys go with it and stop working at once."""
     account.delete()
 
 
 def model_price_set(*, model: str, prompt_per_million: object, completion_per_million: object) -> ModelPrice:
+    """Set a price; this process charges it at once, others within GHOSTGPT_PRICE_CACHE_SECONDS."""
     price, _ = ModelPrice.objects.update_or_create(
         model=model,
         defaults={"prompt_per_million": prompt_per_million, "completion_per_million": completion_per_million},
     )
+    forget_prices()
     return price
 
 

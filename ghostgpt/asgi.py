@@ -18,6 +18,13 @@ from chat.backends import registry  # noqa: E402  (needs the app registry ready)
 # and the first request does not pay the load time.
 registry.warm_up()
 
+from django.conf import settings  # noqa: E402
+
+if settings.ROLE != "model":  # a model server has no accounts, hence no console to feed
+    from chat.traffic import TrafficSampler
+
+    TrafficSampler(float(settings.GHOSTGPT["TRAFFIC_SAMPLE_SECONDS"])).start()
+
 from chat.agents.consumer import AgentConsumer  # noqa: E402
 from ghostgpt.body_limits import BodyLimitMiddleware, install_daphne_limits  # noqa: E402
 

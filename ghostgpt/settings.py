@@ -391,6 +391,10 @@ GHOSTGPT = {
     "DRAIN_SECONDS": env_float("GHOSTGPT_DRAIN_SECONDS", 20.0),
     # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
+    # Each web process samples its traffic this often for the operators' console (0 = off).
+    "TRAFFIC_SAMPLE_SECONDS": env_float("GHOSTGPT_TRAFFIC_SAMPLE_SECONDS", 10.0),
+    # Console sign-ins (key or admin key) one client address may try per rate window.
+    "CONSOLE_SIGNIN_RATE": env_int("GHOSTGPT_CONSOLE_SIGNIN_RATE", 20, minimum=1),
     # Responses API: stored responses (`store: true`) are kept this many days.
     "RESPONSES_TTL_DAYS": env_int("GHOSTGPT_RESPONSES_TTL_DAYS", 30, minimum=1),
     # Parameter policy.

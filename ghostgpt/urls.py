@@ -14,6 +14,7 @@ urlpatterns = [
     path("metrics", metrics_view),
     # The operator API lives under /admin/… too: its exact paths come before Django's admin.
     path("", include("chat.accounts.urls")),
+    path("", include("chat.console.urls")),
     path("", include("tools.urls")),
     path("admin/", admin.site.urls),
     path("", include("chat.api.urls")),

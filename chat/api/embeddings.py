@@ -84,7 +84,14 @@ async def create_embeddings(request: HttpRequest) -> HttpResponse:
         )
     # Billing reuses the generation meter: the inputs are the prompt, nothing is generated.
     generation = GenerationRequest(model=model, sampling=SamplingParams(max_tokens=0), prompts=tuple(inputs), user=user)
-    meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
+    meter = await meter_for(
+        generation,
+        backend,
+        principal,
+        request.request_id,  # type: ignore[attr-defined]
+        dialect="embeddings",
+        started=getattr(request, "started_at", None),
+    )
     await meter.admit()  # the byte bound held (TPM) and, for an upstream, reserved
     usage: Usage | None = None
     try:

@@ -16,6 +16,7 @@ delivered — and TPM is corrected to the same count.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -48,6 +49,26 @@ def _money(value: Decimal) -> float:
     return float(value.quantize(COST_PLACES))
 
 
+# The API a request spoke, by path prefix (most specific first), for the requests list.
+DIALECTS = (
+    ("/v1/chat/completions", "chat"),
+    ("/v1/completions", "completions"),
+    ("/v1/messages", "messages"),
+    ("/v1/responses", "responses"),
+    ("/v1/embeddings", "embeddings"),
+    ("/v1beta/", "gemini"),
+    ("/v1/models/", "gemini"),
+)
+
+
+def dialect_of(path: str) -> str:
+    return next((name for prefix, name in DIALECTS if path.startswith(prefix)), "other")
+
+
+def _millis(seconds: float | None) -> int | None:
+    return None if seconds is None else max(0, round(seconds * 1000))
+
+
 def _clamp(value: Any, bound: int) -> int:
     """A model's token count as a number between 0 and what the request allows."""
     try:
@@ -69,9 +90,13 @@ class Meter:
         image_tokens: int = 0,
         requested_model: str = "",
         counted_locally: bool = False,
+        dialect: str = "",
+        started: float | None = None,
     ):
         """`model` is the canonical id (the price's); `requested_model` what the client sent;
-        `counted_locally`: the backend counts the prompt exactly before any model work."""
+        `counted_locally`: the backend counts the prompt exactly before any model work;
+        `dialect` the API it spoke and `started` its perf_counter() start, for the requests
+        list (time to first token and total)."""
         self.principal = principal
         self.model = model
         self.requested_model = requested_model or model
@@ -83,7 +108,15 @@ class Meter:
         self.counted_locally = counted_locally
         self.reservation: Reservation | None = None
         self.hold: TokenHold | None = None
+        self.dialect = dialect
+        self.started = time.perf_counter() if started is None else started
+        self.first_token_seconds: float | None = None
         self._settled = False
+
+    def first_token(self) -> None:
+        """The first generated token reached the client's response now."""
+        if self.first_token_seconds is None:
+            self.first_token_seconds = time.perf_counter() - self.started
 
     @property
     def worst_case_tokens(self) -> int:
@@ -200,6 +233,10 @@ class Meter:
             prompt_cost=self.price.prompt_cost(usage.prompt_tokens),
             completion_cost=self.price.completion_cost(usage.completion_tokens),
             estimated=usage.estimated,
+            dialect=self.dialect,
+            failed=failed,
+            ttft_ms=_millis(self.first_token_seconds),
+            duration_ms=_millis(time.perf_counter() - self.started),
         )
         try:
             if self.reservation is not None:

@@ -29,7 +29,7 @@ from .encoders import ChatEncoder, CompletionEncoder, Encoder
 from .errors import ApiError, error_payload, internal_error, rate_limited
 from .gemini import GenerateContentEncoder, gemini_errors, parser_for
 from .images import has_images, images_as_text, images_inline
-from .metering import Meter, Unmetered
+from .metering import Meter, Unmetered, dialect_of
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
 from .streaming import collect, sse_body, until_revoked
 
@@ -166,7 +166,15 @@ async def serve(
     request.metrics_model = canonical  # type: ignore[attr-defined]
     generation = await fit_request(generation, backend)
     dropped = bool(parsed.generation.tools) and not generation.tools and parsed.generation.tool_choice != "none"
-    meter = await meter_for(generation, backend, principal, request.request_id)  # type: ignore[attr-defined]
+    started = getattr(request, "started_at", time.perf_counter())
+    meter = await meter_for(
+        generation,
+        backend,
+        principal,
+        request.request_id,  # type: ignore[attr-defined]
+        dialect=dialect_of(request.path),
+        started=started,
+    )
     await meter.admit()  # 429 / 402 before any model is contacted
     encoder = make_encoder(generation, meter)
 
@@ -178,8 +186,7 @@ async def serve(
             except Exception:  # the answer stands; only what follows it is lost
                 logger.exception("after-response step of %s failed", encoder.id)
 
-    started = getattr(request, "started_at", time.perf_counter())
-    events = _observed(until_revoked(backend.stream(generation), principal.key_id), canonical, started)
+    events = observed(until_revoked(backend.stream(generation), principal.key_id), canonical, meter)
     waited = time.perf_counter()
     try:
         first = await anext(events)  # admission: errors up to here are still HTTP errors
@@ -209,21 +216,31 @@ async def serve(
     return response
 
 
-async def _observed(events: AsyncIterator[Event], model: str, started: float) -> AsyncIterator[Event]:
-    """The events, timing the first token and the whole generation for /metrics."""
+async def observed(events: AsyncIterator[Event], model: str, meter: Meter) -> AsyncIterator[Event]:
+    """The events, timing the first token and the whole generation for /metrics and the
+    request's usage row."""
     first = True
     try:
         async for event in events:
             if first and isinstance(event, TextDelta | ToolCallDelta):
                 first = False
-                FIRST_TOKEN.labels(model).observe(time.perf_counter() - started)
+                meter.first_token()
+                FIRST_TOKEN.labels(model).observe(meter.first_token_seconds or 0.0)
             yield event
     finally:
-        GENERATION.labels(model).observe(time.perf_counter() - started)
+        GENERATION.labels(model).observe(time.perf_counter() - meter.started)
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def meter_for(generation: GenerationRequest, backend: Backend, principal: Principal, request_id: str) -> Meter:
+async def meter_for(
+    generation: GenerationRequest,
+    backend: Backend,
+    principal: Principal,
+    request_id: str,
+    *,
+    dialect: str = "",
+    started: float | None = None,
+) -> Meter:
     """The request's Meter, priced by the canonical model id (an alias costs what its model costs)."""
     info = registry.canonical_info(backend)
     meter_class = Unmetered if principal.kind == MODEL_TIER.kind else Meter
@@ -236,6 +253,8 @@ async def meter_for(generation: GenerationRequest, backend: Backend, principal: 
         request=generation,
         image_tokens=info.image_tokens,
         counted_locally="local_count" in backend.capabilities(),
+        dialect=dialect,
+        started=started,
     )
 
 

@@ -26,7 +26,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 
-from chat.models import Account, LedgerEntry, UsageRecord
+from chat.models import Account, LedgerEntry, UsageHour, UsageRecord
 
 ZERO = Decimal(0)
 
@@ -56,10 +56,12 @@ def _record(
     )
 
 
-def _insert_from_update(instance: models.Model, computed: dict[str, str]) -> tuple[str, list[object]]:
-    """`INSERT INTO <table> (...) SELECT ... FROM moved` for an unsaved model instance:
+def _insert_from_update(
+    instance: models.Model, computed: dict[str, str], source: str = "moved"
+) -> tuple[str, list[object]]:
+    """`INSERT INTO <table> (...) SELECT ... [FROM source]` for an unsaved model instance:
     every concrete column but the primary key, prepared as Django saves it (auto_now_add
-    included), except `computed` — field name to an SQL expression over `moved`."""
+    included), except `computed` — field name to an SQL expression over `source`."""
     meta = instance._meta
     columns, values, params = [], [], []
     for field in meta.concrete_fields:
@@ -72,7 +74,46 @@ def _insert_from_update(instance: models.Model, computed: dict[str, str]) -> tup
             values.append("%s")
             params.append(field.get_db_prep_save(field.pre_save(instance, add=True), connection))
     table = connection.ops.quote_name(meta.db_table)
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM moved", params
+    source = f" FROM {source}" if source else ""
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)}{source}", params
+
+
+def _rollup(usage: UsageRecord, source: str = "") -> tuple[str, list[object]]:
+    """The upsert that adds a saved-or-being-saved usage row to its hour's rollup
+    (UsageHour): `INSERT … [SELECT … FROM source | VALUES …] ON CONFLICT DO UPDATE`, the
+    same SQL on PostgreSQL and SQLite."""
+    quote = connection.ops.quote_name
+    table = quote(UsageHour._meta.db_table)
+    created = usage.created_at
+    hour = created.replace(minute=0, second=0, microsecond=0)
+    hour_field = UsageHour._meta.get_field("hour")
+    cost_field = UsageHour._meta.get_field("cost")
+    values: list[object] = [
+        usage.account_id,
+        usage.key_id or 0,
+        usage.model,
+        hour_field.get_db_prep_save(hour, connection),
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        cost_field.get_db_prep_save(usage.prompt_cost + usage.completion_cost, connection),
+    ]
+    keys = ["account_id", "key_id", "model", "hour"]
+    sums = ["requests", "prompt_tokens", "completion_tokens", "cost"]
+    columns = ", ".join(quote(c) for c in keys + sums)
+    select = "SELECT %s, %s, %s, %s, 1, %s, %s, %s" + (f" FROM {source}" if source else "")
+    added = ", ".join(f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}" for c in sums)
+    sql = (
+        f"INSERT INTO {table} ({columns}) {select} "
+        f"ON CONFLICT ({', '.join(quote(c) for c in keys)}) DO UPDATE SET {added}"
+    )
+    return sql, values
+
+
+def _save_usage(usage: UsageRecord) -> None:
+    """The usage row and its rollup, inside the caller's transaction (SQLite's path)."""
+    usage.save()
+    with connection.cursor() as cursor:
+        cursor.execute(*_rollup(usage))
 
 
 def _move(
@@ -95,7 +136,7 @@ def _move(
                 return False
             _record(account_id, kind, delta, request_id=request_id)
             if usage is not None:
-                usage.save()
+                _save_usage(usage)
             return True
     quote = connection.ops.quote_name
     balance = quote(Account._meta.get_field("balance").column)
@@ -114,6 +155,10 @@ def _move(
             sql, values = _insert_from_update(instance, {"balance_after": f"moved.{balance}"})
             steps.append(f"{name} AS ({sql})")
             params += values
+    if usage is not None:  # created_at was set by preparing its INSERT above
+        sql, values = _rollup(usage, source="moved")
+        steps.append(f"rollup AS ({sql})")
+        params += values
     with connection.cursor() as cursor:
         cursor.execute(f"WITH {', '.join(steps)} SELECT 1 FROM moved", params)
         return cursor.fetchone() is not None
@@ -143,7 +188,16 @@ def wallet_settle(*, reservation: Reservation, cost: Decimal, usage: UsageRecord
 
 
 def usage_record(*, usage: UsageRecord) -> None:
-    usage.save()
+    """A usage row without money (a free model): the row and its rollup — one statement on
+    PostgreSQL, one transaction on SQLite."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            _save_usage(usage)
+        return
+    insert, params = _insert_from_update(usage, {}, source="")
+    rollup, values = _rollup(usage)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH usage_row AS ({insert}) {rollup}", params + values)
 
 
 def wallet_top_up(*, account_id: int, amount: Decimal, idempotency_key: str | None) -> tuple[LedgerEntry, bool]:

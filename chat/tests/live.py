@@ -203,6 +203,11 @@ def wait_for(condition: Callable[[], Any], what: str, within: float = 30.0) -> A
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def manage(server: LiveServer, *args: str) -> str:
+    """`manage.py …` against a live server's database and settings; its stdout."""
+    return server._manage(*args)
+
+
 def operator_call(base_url: str, admin_key: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """A POST to the operator API (/admin/…)."""
     response = httpx.post(base_url + path, json=body, headers={"Authorization": f"Bearer {admin_key}"})

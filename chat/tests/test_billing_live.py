@@ -7,8 +7,6 @@ its (identical) prompt and the balance pays for an exact number of requests.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from .live import ROOT, LiveServer, books, funded_account, operator_call
+from .live import LiveServer, books, funded_account, manage, operator_call
 
 ADMIN_KEY = "adm-billing-" + "k" * 30
 QUICK = {
@@ -43,19 +41,6 @@ def billing_server(postgres_url: str) -> Iterator[LiveServer]:
     )
     yield server
     server.stop()
-
-
-def manage(server: LiveServer, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout
 
 
 def operator(server: LiveServer, path: str, body: dict[str, Any]) -> dict[str, Any]:

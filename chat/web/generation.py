@@ -133,7 +133,9 @@ async def _generate(generation: Generation) -> None:
     delivered, usage, failed = 0, None, False
     try:
         generation.request = await fit_request(generation.request, generation.backend)
-        meter = await meter_for(generation.request, generation.backend, generation.principal, generation.request_id)
+        meter = await meter_for(
+            generation.request, generation.backend, generation.principal, generation.request_id, dialect="web"
+        )
         await meter.admit()  # 429 / 402 before any model is contacted
     except ApiError as exc:
         generation.status, generation.error = Message.Status.FAILED, _error(exc)
@@ -145,6 +147,7 @@ async def _generate(generation: Generation) -> None:
         async for event in until_stopped(events, generation.stop_requested):
             if isinstance(event, TextDelta) and event.index == 0 and event.text:
                 offset = len(generation.text)
+                meter.first_token()
                 generation.text += event.text
                 delivered += event.tokens
                 await _publish(generation, {"type": "gen.delta", "offset": offset, "text": event.text})

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("console", views.console_page, name="console"),
+    path("console/ops", views.ops_page, name="console-ops"),
+    path("console/api/session", views.SessionApi.as_view()),
+    path("console/api/overview", views.OverviewApi.as_view()),
+    path("console/api/usage", views.UsageApi.as_view()),
+    path("console/api/usage.csv", views.UsageCsvApi.as_view()),
+    path("console/api/requests", views.RequestsApi.as_view()),
+    path("console/api/keys", views.KeysApi.as_view()),
+    path("console/api/keys/<int:key_id>", views.KeyApi.as_view()),
+    path("console/api/quote", views.QuoteApi.as_view()),
+    path("console/api/ops/session", views.OperatorSessionApi.as_view()),
+    path("console/api/ops/accounts", views.AccountsApi.as_view()),
+    path("console/api/ops/accounts/<int:account_id>", views.AccountApi.as_view()),
+    path("console/api/ops/topup", views.OpsTopUpApi.as_view()),
+    path("console/api/ops/topups", views.TopUpsApi.as_view()),
+    path("console/api/ops/models", views.ModelsHealthApi.as_view()),
+    path("console/api/ops/traffic", views.TrafficApi.as_view()),
+]

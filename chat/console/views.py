@@ -1,0 +1,397 @@
+"""The console: pages for key holders (/console) and operators (/console/ops), and the JSON
+they read (/console/api/…). Thin views: reads in chat.console.selectors and .health, money
+in chat.billing.wallet, keys through the management API's own views."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.accounts.admin_views import TopUpApi
+from chat.accounts.views import KeyDetailApi, KeyListCreateApi
+from chat.api.auth import Principal
+from chat.api.errors import ApiError, count_or_429
+from chat.backends import registry
+from chat.billing.pricing import Price, price_table
+from chat.billing.ratelimit import Limits, limiter
+from chat.models import Account, ApiKey
+from chat.network import client_address
+from chat.services import account_set_active
+from tools.models import Job
+
+from . import auth, health, selectors
+
+MAX_DAYS = {"day": 3 * 366, "hour": 31}
+CSV_NAME = "ghostgpt-usage-{start}-{end}.csv"
+
+
+# --- Pages ------------------------------------------------------------------------------------
+
+
+CONSOLE_TABS = [
+    ("overview", _("Overview")),
+    ("usage", _("Usage")),
+    ("keys", _("Keys")),
+    ("requests", _("Requests")),
+    ("rates", _("Rates")),
+]
+OPS_TABS = [("accounts", _("Accounts")), ("models", _("Models")), ("traffic", _("Live traffic"))]
+
+
+@require_GET
+@ensure_csrf_cookie
+def console_page(request: HttpRequest) -> HttpResponse:
+    context = {"currency": settings.GHOSTGPT["CURRENCY"], "page": "console", "tabs": CONSOLE_TABS}
+    return render(request, "console.html", context)
+
+
+@require_GET
+@ensure_csrf_cookie
+def ops_page(request: HttpRequest) -> HttpResponse:
+    context = {"currency": settings.GHOSTGPT["CURRENCY"], "page": "ops", "tabs": OPS_TABS}
+    return render(request, "console_ops.html", context)
+
+
+# --- Signing in -----------------------------------------------------------------------------
+
+
+def _limit_sign_ins(request: HttpRequest) -> None:
+    """Guessing keys is hopeless (256 bits), but each guess costs a lookup: a few per minute."""
+    address = client_address(request.META)
+    count_or_429(
+        Limits(f"console-signin:{address}", settings.GHOSTGPT["CONSOLE_SIGNIN_RATE"], None), "sign-in attempts"
+    )
+
+
+def _who(request: HttpRequest) -> dict[str, Any]:
+    key = auth.signed_in_key(request)
+    body: dict[str, Any] = {"object": "console_session", "operator": auth.is_operator(request), "key": None}
+    if key is not None:
+        body["key"] = {
+            "id": key.pk,
+            "name": key.name,
+            "prefix": key.prefix,
+            "scope": key.scope,
+            "manage": key.scope == ApiKey.Scope.FULL,
+        }
+        body["account"] = {"id": key.account_id, "name": key.account.name}
+    return body
+
+
+class SessionApi(APIView):
+    """GET: who is signed in; POST {"key"}: sign in with an API key; DELETE: sign out."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(serializers.Serializer):
+        key = serializers.CharField(max_length=200, trim_whitespace=True)
+
+    def get(self, request: Request) -> Response:
+        return Response(_who(request._request))
+
+    def post(self, request: Request) -> Response:
+        _limit_sign_ins(request._request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        auth.console_sign_in(request._request, secret=data.validated_data["key"])
+        return Response(_who(request._request), status=status.HTTP_201_CREATED)
+
+    def delete(self, request: Request) -> Response:
+        auth.console_sign_out(request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OperatorSessionApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(serializers.Serializer):
+        admin_key = serializers.CharField(max_length=500, trim_whitespace=True)
+
+    def post(self, request: Request) -> Response:
+        _limit_sign_ins(request._request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        auth.operator_sign_in(request._request, admin_key=data.validated_data["admin_key"])
+        return Response(_who(request._request), status=status.HTTP_201_CREATED)
+
+
+# --- Key holders ------------------------------------------------------------------------------
+
+
+class ConsoleApi(APIView):
+    authentication_classes = [auth.ConsoleKeyAuthentication]
+    permission_classes = [auth.SignedIn]
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise serializers.ValidationError({"tz": [f"unknown time zone {name!r}"]}) from None
+
+
+class UsageParams(serializers.Serializer):
+    to = serializers.DateField(required=False)
+    bucket = serializers.ChoiceField(choices=["day", "hour"], default="day")
+    tz = serializers.CharField(max_length=64, required=False)
+    key = serializers.IntegerField(required=False, min_value=0)
+    model = serializers.CharField(max_length=200, required=False)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = serializers.DateField(required=False)  # a keyword in Python
+        return fields
+
+    def query(self, account_id: int) -> selectors.UsageQuery:
+        self.is_valid(raise_exception=True)
+        data = self.validated_data
+        tz = _zone(data.get("tz"))
+        end = data.get("to") or timezone.now().astimezone(tz).date()
+        bucket = data["bucket"]
+        start = data.get("from") or end - timedelta(days=29 if bucket == "day" else 1)
+        if start > end:
+            raise serializers.ValidationError({"from": ["must not be after 'to'"]})
+        if (end - start).days >= MAX_DAYS[bucket]:
+            raise serializers.ValidationError(
+                {"from": [f"{bucket} buckets cover at most {MAX_DAYS[bucket]} days; pick day buckets or fewer days"]}
+            )
+        return selectors.UsageQuery(
+            account_id=account_id,
+            start=start,
+            end=end,
+            tz=tz,
+            bucket=bucket,
+            key_id=data.get("key"),
+            model=data.get("model") or None,
+        )
+
+
+def _day_start(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=tz)
+
+
+class OverviewApi(ConsoleApi):
+    def get(self, request: Request) -> Response:
+        key: ApiKey = request.auth
+        account: Account = request.user
+        tz = _zone(request.query_params.get("tz"))
+        today = timezone.now().astimezone(tz).date()
+        tomorrow = _day_start(today + timedelta(days=1), tz)
+        limits = Principal.of(key).limits
+        window = async_to_sync(limiter().hit)(limits, count=False)
+        trend = selectors.UsageQuery(account_id=account.pk, start=today - timedelta(days=29), end=today, tz=tz)
+        return Response(
+            {
+                "currency": settings.GHOSTGPT["CURRENCY"],
+                "balance": selectors.money(account.balance),
+                "tier": (key.tier or account.tier).name,
+                "membership_expires_at": account.membership_expires_at,
+                "rate": {
+                    "rpm": limits.rpm,
+                    "tpm": limits.tpm,
+                    "requests": window.requests,
+                    "tokens": window.tokens,
+                    "reset_seconds": window.reset_seconds,
+                },
+                "spend": {
+                    "today": selectors.money(
+                        selectors.spend_between(account_id=account.pk, since=_day_start(today, tz), until=tomorrow)
+                    ),
+                    "month": selectors.money(
+                        selectors.spend_between(
+                            account_id=account.pk, since=_day_start(today.replace(day=1), tz), until=tomorrow
+                        )
+                    ),
+                },
+                "trend": {"from": trend.start, "to": trend.end, "data": selectors.usage_report(trend)["data"]},
+            }
+        )
+
+
+class UsageApi(ConsoleApi):
+    def get(self, request: Request) -> Response:
+        query = UsageParams(data=request.query_params).query(request.user.pk)
+        return Response(
+            {
+                "object": "usage",
+                "currency": settings.GHOSTGPT["CURRENCY"],
+                "from": query.start,
+                "to": query.end,
+                "bucket": query.bucket,
+                "tz": str(query.tz),
+                **selectors.usage_report(query),
+            }
+        )
+
+
+class UsageCsvApi(ConsoleApi):
+    def get(self, request: Request) -> HttpResponse:
+        query = UsageParams(data=request.query_params).query(request.user.pk)
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(selectors.usage_csv_rows(query))
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        name = CSV_NAME.format(start=query.start, end=query.end)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+class RequestsApi(ConsoleApi):
+    class InputSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(default=50, min_value=1, max_value=200)
+        before = serializers.IntegerField(required=False, min_value=1)
+        key = serializers.IntegerField(required=False, min_value=0)
+        model = serializers.CharField(max_length=200, required=False)
+
+    def get(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        params = data.validated_data
+        rows = selectors.requests_page(
+            account_id=request.user.pk,
+            limit=params["limit"],
+            before=params.get("before"),
+            key_id=params.get("key"),
+            model=params.get("model") or None,
+        )
+        return Response(
+            {
+                "object": "list",
+                "currency": settings.GHOSTGPT["CURRENCY"],
+                "data": rows,
+                "has_more": len(rows) == params["limit"],
+            }
+        )
+
+
+class KeysApi(KeyListCreateApi):
+    authentication_classes = [auth.ConsoleKeyAuthentication]
+    permission_classes = [auth.SignedIn]
+
+
+class KeyApi(KeyDetailApi):
+    authentication_classes = [auth.ConsoleKeyAuthentication]
+    permission_classes = [auth.SignedIn]
+
+
+class QuoteApi(APIView):
+    """What a request of a given size costs at each model's price (public, like the rates)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class InputSerializer(serializers.Serializer):
+        prompt_tokens = serializers.IntegerField(min_value=0, max_value=10**9)
+        completion_tokens = serializers.IntegerField(min_value=0, max_value=10**9)
+        requests = serializers.IntegerField(min_value=1, max_value=10**9, default=1)
+
+    def get(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        size = data.validated_data
+        prices = price_table()
+        served = {info.id for info, _ in registry.all_models()}
+        rows = []
+        for model in sorted(served | set(prices)):
+            price = prices.get(model, Price())
+            one = price.cost(size["prompt_tokens"], size["completion_tokens"])
+            rows.append(
+                {
+                    "model": model,
+                    "prompt_per_million": selectors.money(price.prompt_per_million),
+                    "completion_per_million": selectors.money(price.completion_per_million),
+                    "cost": selectors.money(one),
+                    "total": selectors.money(one * size["requests"]),
+                    "served": model in served,
+                }
+            )
+        return Response({"object": "list", "currency": settings.GHOSTGPT["CURRENCY"], **size, "data": rows})
+
+
+# --- Operators --------------------------------------------------------------------------------
+
+
+class OpsApi(APIView):
+    authentication_classes = [auth.ConsoleOperatorAuthentication]
+    permission_classes = [auth.SignedInOperator]
+
+
+class AccountsApi(OpsApi):
+    class InputSerializer(serializers.Serializer):
+        q = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+        offset = serializers.IntegerField(min_value=0, default=0)
+        limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
+
+    def get(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        params = data.validated_data
+        total, rows = selectors.accounts_search(text=params["q"], limit=params["limit"], offset=params["offset"])
+        return Response({"object": "list", "total": total, "currency": settings.GHOSTGPT["CURRENCY"], "data": rows})
+
+
+class AccountApi(OpsApi):
+    class InputSerializer(serializers.Serializer):
+        active = serializers.BooleanField()
+
+    def patch(self, request: Request, account_id: int) -> Response:
+        account = Account.objects.filter(pk=account_id).first()
+        if account is None:
+            raise ApiError(404, "No such account.", error_type="not_found_error", code="not_found")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = account_set_active(account=account, active=data.validated_data["active"])
+        return Response({"id": account.pk, "active": account.is_active})
+
+
+class OpsTopUpApi(TopUpApi):
+    authentication_classes = [auth.ConsoleOperatorAuthentication]
+    permission_classes = [auth.SignedInOperator]
+
+
+class TopUpsApi(OpsApi):
+    def get(self, request: Request) -> Response:
+        account = request.query_params.get("account")
+        account_id = int(account) if account and account.isdigit() else None
+        return Response({"object": "list", "data": selectors.top_ups(account_id=account_id)})
+
+
+class ModelsHealthApi(OpsApi):
+    def get(self, request: Request) -> Response:
+        return Response({"object": "list", "data": health.model_health()})
+
+
+class TrafficApi(OpsApi):
+    def get(self, request: Request) -> Response:
+        since = timezone.now() - timedelta(hours=1)
+        jobs_now = dict(Job.objects.values_list("status").annotate(count=Count("id")).order_by())
+        jobs_hour = dict(
+            Job.objects.filter(created_at__gte=since).values_list("status").annotate(count=Count("id")).order_by()
+        )
+        return Response(
+            {
+                "object": "traffic",
+                "sample_seconds": settings.GHOSTGPT["TRAFFIC_SAMPLE_SECONDS"],
+                "data": selectors.traffic_series(minutes=60),
+                "jobs": {"now": jobs_now, "last_hour": jobs_hour},
+            }
+        )

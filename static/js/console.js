@@ -1,0 +1,435 @@
+// The key holder's console: overview, usage charts with their tables and CSV, keys,
+// latest requests, rates. Everything comes from /console/api/… with the session cookie.
+/* global gettext, interpolate */
+import {
+  $,
+  ApiFailure,
+  TIME_ZONE,
+  announce,
+  api,
+  bucketSeconds,
+  cell,
+  colorOf,
+  commonControls,
+  copyText,
+  count,
+  dateTime,
+  el,
+  fillRows,
+  isoDate,
+  millis,
+  money,
+  redrawAll,
+  showFailure,
+  signedInLayout,
+  sparkline,
+  stackedBars,
+  tabs,
+} from "./console-kit.js";
+
+const state = { session: null, requestsBefore: null, loaded: new Set() };
+
+// Runs `work`, showing what failed; a 401 means the session ended (signed out elsewhere, the
+// key disabled): back to the sign-in form. While signing in, a 401 is the answer itself.
+async function guarded(work, { signingIn = false } = {}) {
+  try {
+    showFailure(null);
+    return await work();
+  } catch (failure) {
+    if (failure instanceof ApiFailure && failure.status === 401 && !signingIn) {
+      await refreshSession();
+      return null;
+    }
+    showFailure(failure);
+    return null;
+  }
+}
+
+// --- session ------------------------------------------------------------------------------
+
+async function refreshSession() {
+  state.session = await api("/console/api/session");
+  const key = state.session.key;
+  signedInLayout(Boolean(key));
+  $("who").textContent = key ? `${state.session.account.name} · ${key.name} (${key.prefix}…)` : "";
+  if (key) {
+    state.loaded.clear();
+    showTab();
+  } else {
+    $("signin-key").focus();
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    await api("/console/api/session", { method: "POST", body: { key: $("signin-key").value } });
+    $("signin-key").value = "";
+    await refreshSession();
+    announce(gettext("Signed in."));
+  }, { signingIn: true });
+}
+
+async function signOut() {
+  await guarded(() => api("/console/api/session", { method: "DELETE" }));
+  await refreshSession();
+  announce(gettext("Signed out."));
+}
+
+// --- overview -----------------------------------------------------------------------------
+
+function rateLine(used, limit) {
+  return limit === null ? interpolate(gettext("%s (no limit)"), [count(used)]) : `${count(used)} / ${count(limit)}`;
+}
+
+function setMeter(id, used, limit) {
+  const meter = $(id);
+  meter.max = limit || 1;
+  meter.value = limit ? Math.min(used, limit) : 0;
+  meter.hidden = limit === null;
+}
+
+async function loadOverview() {
+  const data = await api(`/console/api/overview?tz=${encodeURIComponent(TIME_ZONE)}`);
+  $("ov-balance").textContent = money(data.balance);
+  $("ov-tier").textContent = data.tier;
+  $("ov-membership").textContent = data.membership_expires_at
+    ? interpolate(gettext("Membership until %s"), [dateTime(data.membership_expires_at)])
+    : gettext("No expiry");
+  $("ov-rpm").textContent = rateLine(data.rate.requests, data.rate.rpm);
+  $("ov-tpm").textContent = rateLine(data.rate.tokens, data.rate.tpm);
+  setMeter("ov-rpm-meter", data.rate.requests, data.rate.rpm);
+  setMeter("ov-tpm-meter", data.rate.tokens, data.rate.tpm);
+  $("ov-today").textContent = money(data.spend.today);
+  $("ov-month").textContent = money(data.spend.month);
+  const days = [];
+  for (let day = new Date(`${data.trend.from}T00:00`); isoDate(day) <= data.trend.to; day.setDate(day.getDate() + 1)) {
+    days.push(isoDate(day));
+  }
+  const models = [...new Set(data.trend.data.map((row) => row.model))].sort();
+  const rows = models.map((model, index) => {
+    const mine = data.trend.data.filter((row) => row.model === model);
+    const byDay = new Map(mine.map((row) => [row.bucket, Number(row.cost)]));
+    const total = (name) => mine.reduce((sum, row) => sum + Number(row[name]), 0);
+    return el(
+      "tr",
+      {},
+      el("th", { scope: "row" }, model),
+      el("td", {}, sparkline(days.map((day) => byDay.get(day) || 0), colorOf(index))),
+      cell(count(total("requests")), true),
+      cell(count(total("prompt_tokens") + total("completion_tokens")), true),
+      cell(money(mine.reduce((sum, row) => sum + Number(row.cost), 0)), true),
+    );
+  });
+  fillRows($("ov-models").tBodies[0], rows, gettext("No usage in the last 30 days."));
+}
+
+// --- usage --------------------------------------------------------------------------------
+
+function usageParams() {
+  const params = new URLSearchParams({
+    from: $("usage-from").value,
+    to: $("usage-to").value,
+    bucket: $("usage-bucket").value,
+    tz: TIME_ZONE,
+  });
+  if ($("usage-key").value) params.set("key", $("usage-key").value);
+  if ($("usage-model").value) params.set("model", $("usage-model").value);
+  return params;
+}
+
+function fillSelect(select, options, chosen) {
+  const first = select.options[0];
+  select.replaceChildren(first, ...options.map(([value, label]) => el("option", { value }, label)));
+  select.value = options.some(([value]) => String(value) === chosen) ? chosen : "";
+}
+
+// Rows = buckets, columns = models + total: the chart's numbers, readable without it.
+function pivotTable(table, buckets, models, valueOf, format) {
+  const head = el("tr", {}, el("th", { scope: "col" }, gettext("Time")));
+  for (const model of models) head.append(el("th", { scope: "col", class: "num" }, model));
+  head.append(el("th", { scope: "col", class: "num" }, gettext("Total")));
+  table.tHead.replaceChildren(head);
+  const columnTotals = models.map(() => 0);
+  const rows = buckets.map((bucket) => {
+    const row = el("tr", {}, el("th", { scope: "row" }, bucket));
+    let total = 0;
+    models.forEach((model, i) => {
+      const value = valueOf(bucket, model);
+      total += value;
+      columnTotals[i] += value;
+      row.append(cell(format(value), true));
+    });
+    row.append(cell(format(total), true));
+    return row;
+  });
+  fillRows(table.tBodies[0], rows, gettext("No usage in this range."));
+  const foot = el("tr", {}, el("th", { scope: "row" }, gettext("Total")));
+  for (const value of columnTotals) foot.append(cell(format(value), true));
+  foot.append(cell(format(columnTotals.reduce((a, b) => a + b, 0)), true));
+  table.tFoot.replaceChildren(buckets.length ? foot : "");
+}
+
+async function loadUsage() {
+  const params = usageParams();
+  const data = await api(`/console/api/usage?${params}`);
+  fillSelect(
+    $("usage-key"),
+    data.keys.map((k) => [k.id, k.name ? `${k.name} (${k.prefix}…)` : interpolate(gettext("deleted key #%s"), [k.id])]),
+    params.get("key") || "",
+  );
+  fillSelect($("usage-model"), data.models.map((m) => [m, m]), params.get("model") || "");
+  $("usage-csv").href = `/console/api/usage.csv?${params}`;
+  $("usage-totals").textContent = interpolate(
+    gettext("%(requests)s requests · %(tokens)s tokens · %(cost)s %(currency)s"),
+    {
+      requests: count(data.totals.requests),
+      tokens: count(data.totals.prompt_tokens + data.totals.completion_tokens),
+      cost: money(data.totals.cost),
+      currency: data.currency,
+    },
+    true,
+  );
+  const buckets = [...new Set(data.data.map((row) => row.bucket))].sort();
+  const axis = everyBucket(String(data.from), String(data.to), data.bucket); // the chart shows empty ones too
+  const models = [...new Set(data.data.map((row) => row.model))].sort();
+  const cellOf = new Map(data.data.map((row) => [`${row.bucket}|${row.model}`, row]));
+  const value = (name) => (bucket, model) => {
+    const row = cellOf.get(`${bucket}|${model}`);
+    if (!row) return 0;
+    return name === "tokens" ? row.prompt_tokens + row.completion_tokens : Number(row[name]);
+  };
+  const xs = axis.map(bucketSeconds);
+  for (const [name, format] of [
+    ["cost", money],
+    ["tokens", count],
+  ]) {
+    const series = models.map((model) => ({ label: model, values: axis.map((b) => value(name)(b, model)) }));
+    stackedBars($(`chart-${name}`), xs, series, format, data.bucket === "day" ? 86400 : 3600);
+    pivotTable($(`table-${name}`), buckets, models, value(name), format);
+  }
+}
+
+// Every bucket label of the range, in the browser's zone (the API's labels for its buckets).
+function everyBucket(from, to, bucket) {
+  const labels = [];
+  const pad = (n) => String(n).padStart(2, "0");
+  const end = new Date(`${to}T23:59:59`);
+  for (const at = new Date(`${from}T00:00:00`); at <= end; ) {
+    labels.push(bucket === "day" ? isoDate(at) : `${isoDate(at)}T${pad(at.getHours())}:00`);
+    if (bucket === "day") at.setDate(at.getDate() + 1);
+    else at.setHours(at.getHours() + 1);
+  }
+  return labels;
+}
+
+function usageDefaults() {
+  const today = new Date();
+  const from = new Date(today);
+  from.setDate(from.getDate() - 29);
+  $("usage-from").value = isoDate(from);
+  $("usage-to").value = isoDate(today);
+}
+
+// --- keys ---------------------------------------------------------------------------------
+
+function keyState(key) {
+  if (key.disabled_by_operator) return gettext("Disabled by the operator");
+  if (!key.active) return gettext("Disabled");
+  if (key.expires_at && new Date(key.expires_at) <= new Date()) return gettext("Expired");
+  return gettext("Active");
+}
+
+function keyLimits(key) {
+  const parts = [];
+  if (key.rpm !== null) parts.push(interpolate(gettext("%s RPM"), [count(key.rpm)]));
+  if (key.tpm !== null) parts.push(interpolate(gettext("%s TPM"), [count(key.tpm)]));
+  return parts.join(", ") || gettext("tier");
+}
+
+async function patchKey(key, body, done) {
+  await guarded(async () => {
+    await api(`/console/api/keys/${key.id}`, { method: "PATCH", body });
+    announce(done);
+    await loadKeys();
+  });
+}
+
+function keyActions(key) {
+  const current = key.id === state.session.key.id;
+  const actions = el("td", { class: "actions" });
+  actions.append(
+    el(
+      "button",
+      {
+        type: "button",
+        onclick: () => {
+          const name = prompt(gettext("New name for this key:"), key.name);
+          if (name && name.trim()) patchKey(key, { name: name.trim() }, gettext("Key renamed."));
+        },
+      },
+      gettext("Rename"),
+    ),
+  );
+  if (!current) {
+    actions.append(
+      el(
+        "button",
+        {
+          type: "button",
+          onclick: () =>
+            patchKey(key, { active: !key.active }, key.active ? gettext("Key disabled.") : gettext("Key enabled.")),
+        },
+        key.active ? gettext("Disable") : gettext("Enable"),
+      ),
+      el(
+        "button",
+        {
+          type: "button",
+          class: "danger",
+          onclick: async () => {
+            if (!confirm(interpolate(gettext("Delete the key “%s”? Programs using it stop working."), [key.name]))) return;
+            await guarded(async () => {
+              await api(`/console/api/keys/${key.id}`, { method: "DELETE" });
+              announce(gettext("Key deleted."));
+              await loadKeys();
+            });
+          },
+        },
+        gettext("Delete"),
+      ),
+    );
+  }
+  return actions;
+}
+
+async function loadKeys() {
+  const manage = state.session.key.manage;
+  $("keys-readonly").hidden = manage;
+  $("key-form").hidden = !manage;
+  if (!manage) {
+    fillRows($("keys-table").tBodies[0], [], gettext("Keys are listed for keys with the full scope."));
+    return;
+  }
+  const data = await api("/console/api/keys");
+  const rows = data.data.map((key) =>
+    el(
+      "tr",
+      { "data-key": key.id },
+      el("th", { scope: "row" }, key.name, key.id === state.session.key.id ? el("span", { class: "badge" }, gettext("this session")) : null),
+      el("td", {}, el("code", {}, `${key.prefix}…`)),
+      cell(key.scope === "full" ? gettext("Full") : gettext("Inference")),
+      cell(key.models.length ? key.models.join(", ") : gettext("all")),
+      cell(keyLimits(key)),
+      cell(key.expires_at ? dateTime(key.expires_at) : gettext("never")),
+      cell(key.last_used_at ? dateTime(key.last_used_at) : gettext("never")),
+      cell(keyState(key)),
+      keyActions(key),
+    ),
+  );
+  fillRows($("keys-table").tBodies[0], rows);
+}
+
+async function createKey(event) {
+  event.preventDefault();
+  const body = { name: $("key-name").value.trim(), scope: $("key-scope").value };
+  const models = $("key-models").value.split(",").map((m) => m.trim()).filter(Boolean);
+  if (models.length) body.models = models;
+  if ($("key-expires").value) body.expires_at = new Date(`${$("key-expires").value}T23:59:59`).toISOString();
+  for (const name of ["rpm", "tpm"]) if ($(`key-${name}`).value !== "") body[name] = Number($(`key-${name}`).value);
+  await guarded(async () => {
+    const created = await api("/console/api/keys", { method: "POST", body });
+    $("key-form").reset();
+    $("secret-value").value = created.key;
+    $("secret-copy").textContent = gettext("Copy");
+    $("secret-dialog").showModal();
+    $("secret-value").select();
+    await loadKeys();
+  });
+}
+
+// --- requests -----------------------------------------------------------------------------
+
+async function loadRequests(more = false) {
+  const params = new URLSearchParams({ limit: "50" });
+  if (more && state.requestsBefore) params.set("before", state.requestsBefore);
+  const data = await api(`/console/api/requests?${params}`);
+  const rows = data.data.map((row) =>
+    el(
+      "tr",
+      { "data-request": row.request_id },
+      cell(dateTime(row.created_at)),
+      cell(row.requested_model && row.requested_model !== row.model ? `${row.model} (${row.requested_model})` : row.model),
+      cell(row.dialect || "—"),
+      cell(row.key ? `${row.key.name} (${row.key.prefix}…)` : "—"),
+      cell(count(row.prompt_tokens), true),
+      cell(count(row.completion_tokens), true),
+      cell(money(row.cost), true),
+      el("td", {}, el("span", { class: `status ${row.status}` }, row.status === "ok" ? gettext("OK") : gettext("Error"))),
+      cell(millis(row.ttft_ms), true),
+      cell(millis(row.duration_ms), true),
+      el("td", {}, el("code", {}, row.request_id)),
+    ),
+  );
+  const body = $("requests-table").tBodies[0];
+  if (more) body.append(...rows);
+  else fillRows(body, rows, gettext("No requests yet."));
+  state.requestsBefore = data.data.length ? data.data[data.data.length - 1].id : null;
+  $("requests-more").hidden = !data.has_more;
+}
+
+// --- rates --------------------------------------------------------------------------------
+
+async function loadRates(event) {
+  event?.preventDefault();
+  const params = new URLSearchParams({
+    prompt_tokens: $("quote-prompt").value || "0",
+    completion_tokens: $("quote-completion").value || "0",
+    requests: $("quote-requests").value || "1",
+  });
+  const data = await api(`/console/api/quote?${params}`);
+  const rows = data.data.map((row) =>
+    el(
+      "tr",
+      {},
+      el("th", { scope: "row" }, row.model, row.served ? null : el("span", { class: "badge" }, gettext("not served"))),
+      cell(money(row.prompt_per_million), true),
+      cell(money(row.completion_per_million), true),
+      cell(money(row.cost), true),
+      cell(money(row.total), true),
+    ),
+  );
+  fillRows($("rates-table").tBodies[0], rows);
+}
+
+// --- wiring -------------------------------------------------------------------------------
+
+const LOADERS = { overview: loadOverview, usage: loadUsage, keys: loadKeys, requests: () => loadRequests(), rates: loadRates };
+
+const showTab = tabs((name) => {
+  if (!state.session?.key) return;
+  guarded(LOADERS[name]);
+});
+
+async function start() {
+  commonControls(redrawAll);
+  usageDefaults();
+  $("signin-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+  $("usage-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(loadUsage);
+  });
+  $("key-form").addEventListener("submit", createKey);
+  $("quote-form").addEventListener("submit", (event) => guarded(() => loadRates(event)));
+  $("requests-more").addEventListener("click", () => guarded(() => loadRequests(true)));
+  $("secret-copy").addEventListener("click", async () => {
+    await copyText($("secret-value").value);
+    $("secret-copy").textContent = gettext("Copied");
+  });
+  $("secret-dialog").addEventListener("close", () => ($("secret-value").value = ""));
+  await guarded(refreshSession);
+  document.body.dataset.ready = "true";
+}
+
+start();

@@ -1,0 +1,266 @@
+// The operators' page: accounts (search, top-up, disable) and top-ups, model and upstream
+// health, live traffic over the last hour. Reads /console/api/ops/… with the session cookie.
+/* global gettext, ngettext, interpolate */
+import {
+  $,
+  ApiFailure,
+  announce,
+  api,
+  cell,
+  commonControls,
+  count,
+  dateTime,
+  el,
+  fillRows,
+  lines,
+  millis,
+  money,
+  redrawAll,
+  seconds,
+  showFailure,
+  signedInLayout,
+  tabs,
+} from "./console-kit.js";
+
+const REFRESH_MS = 10_000;
+const state = { signedIn: false, offset: 0, topUpAccount: null, timer: null };
+
+// Runs `work`, showing what failed; a 401 means the session ended (signed out elsewhere, the
+// key disabled): back to the sign-in form. While signing in, a 401 is the answer itself.
+async function guarded(work, { signingIn = false } = {}) {
+  try {
+    showFailure(null);
+    return await work();
+  } catch (failure) {
+    if (failure instanceof ApiFailure && failure.status === 401 && !signingIn) {
+      await refreshSession();
+      return null;
+    }
+    showFailure(failure);
+    return null;
+  }
+}
+
+async function refreshSession() {
+  const session = await api("/console/api/session");
+  state.signedIn = session.operator;
+  signedInLayout(state.signedIn);
+  $("who").textContent = state.signedIn ? gettext("Operator") : "";
+  if (state.signedIn) showTab();
+  else $("signin-key").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    await api("/console/api/ops/session", { method: "POST", body: { admin_key: $("signin-key").value } });
+    $("signin-key").value = "";
+    await refreshSession();
+    announce(gettext("Signed in."));
+  }, { signingIn: true });
+}
+
+async function signOut() {
+  await guarded(() => api("/console/api/session", { method: "DELETE" }));
+  await refreshSession();
+}
+
+// --- accounts -----------------------------------------------------------------------------
+
+function accountRow(account) {
+  return el(
+    "tr",
+    { "data-account": account.id },
+    cell(String(account.id), true),
+    el("th", { scope: "row" }, account.name),
+    cell(account.tier),
+    el("td", { class: "num", "data-balance": "" }, money(account.balance)),
+    cell(count(account.keys), true),
+    cell(account.active ? gettext("Active") : gettext("Disabled")),
+    el(
+      "td",
+      { class: "actions" },
+      el("button", { type: "button", class: "primary", onclick: () => openTopUp(account) }, gettext("Top up")),
+      el(
+        "button",
+        {
+          type: "button",
+          class: account.active ? "danger" : "",
+          onclick: () =>
+            guarded(async () => {
+              await api(`/console/api/ops/accounts/${account.id}`, { method: "PATCH", body: { active: !account.active } });
+              announce(account.active ? gettext("Account disabled.") : gettext("Account enabled."));
+              await loadAccounts();
+            }),
+        },
+        account.active ? gettext("Disable") : gettext("Enable"),
+      ),
+    ),
+  );
+}
+
+async function loadAccounts(more = false) {
+  state.offset = more ? state.offset + 50 : 0;
+  const params = new URLSearchParams({ q: $("accounts-q").value, offset: String(state.offset), limit: "50" });
+  const data = await api(`/console/api/ops/accounts?${params}`);
+  const rows = data.data.map(accountRow);
+  const body = $("accounts-table").tBodies[0];
+  if (more) body.append(...rows);
+  else fillRows(body, rows, gettext("No accounts match."));
+  $("accounts-count").textContent = interpolate(ngettext("%s account", "%s accounts", data.total), [count(data.total)]);
+  $("accounts-more").hidden = state.offset + data.data.length >= data.total;
+  await loadTopUps();
+}
+
+async function loadTopUps() {
+  const data = await api("/console/api/ops/topups");
+  const rows = data.data.map((entry) =>
+    el(
+      "tr",
+      {},
+      cell(dateTime(entry.created_at)),
+      cell(`#${entry.account.id} ${entry.account.name}`),
+      cell(money(entry.amount), true),
+      cell(money(entry.balance_after), true),
+      el("td", {}, el("code", {}, entry.idempotency_key || "—")),
+    ),
+  );
+  fillRows($("topups-table").tBodies[0], rows, gettext("No top-ups yet."));
+}
+
+function openTopUp(account) {
+  state.topUpAccount = account;
+  $("topup-form").reset();
+  $("topup-account").textContent = interpolate(gettext("Account #%(id)s %(name)s, balance %(balance)s"), {
+    id: account.id, name: account.name, balance: money(account.balance) }, true);
+  $("topup-idempotency").value = crypto.randomUUID(); // one per dialog: a double submit adds once
+  $("topup-result").textContent = "";
+  $("topup-dialog").showModal();
+  $("topup-amount").focus();
+}
+
+async function topUp(event) {
+  event.preventDefault();
+  const account = state.topUpAccount;
+  await guarded(async () => {
+    const result = await api("/console/api/ops/topup", {
+      method: "POST",
+      body: { user_id: account.id, amount: $("topup-amount").value, idempotency_key: $("topup-idempotency").value },
+    });
+    $("topup-result").textContent = result.applied
+      ? interpolate(gettext("Added. Balance now %s."), [money(result.balance)])
+      : interpolate(gettext("Already applied with this idempotency key. Balance %s."), [money(result.balance)]);
+    announce($("topup-result").textContent);
+    await loadAccounts();
+  });
+}
+
+// --- models -------------------------------------------------------------------------------
+
+function percentiles(p50, p95) {
+  return p50 === null ? "—" : `${seconds(p50)} / ${seconds(p95)}`;
+}
+
+async function loadModels() {
+  const data = await api("/console/api/ops/models");
+  const rows = [];
+  for (const model of data.data) {
+    rows.push(
+      el(
+        "tr",
+        { "data-model": model.model },
+        el("th", { scope: "row" }, model.model),
+        el("td", {}, el("span", { class: `status ${model.state === "ready" ? "ok" : "error"}` }, model.state), model.detail ? ` ${model.detail}` : ""),
+        cell(count(model.requests), true),
+        cell(model.error_rate === null ? "—" : `${(model.error_rate * 100).toFixed(1)} %`, true),
+        cell(percentiles(model.ttft_p50, model.ttft_p95), true),
+        cell(percentiles(model.total_p50, model.total_p95), true),
+        cell(model.tokens_per_second === null ? "—" : count(model.tokens_per_second), true),
+        cell(count(model.failovers), true),
+        cell(count(model.agents), true),
+        cell(`${count(model.running ?? 0)} / ${count(model.queue ?? 0)}`, true),
+      ),
+    );
+    for (const d of model.deployments) {
+      rows.push(
+        el(
+          "tr",
+          { class: "sub" },
+          el("td", {}, `↳ ${d.deployment}`),
+          el("td", {}, el("span", { class: `status ${d.circuit === "open" ? "error" : "ok"}` }, d.circuit === "open" ? gettext("circuit open") : gettext("circuit closed")), ` ${d.probe || ""}`),
+          cell(count(d.requests), true),
+          cell(d.requests ? `${((d.errors / d.requests) * 100).toFixed(1)} %` : "—", true),
+          cell(d.latency_ms === null ? "—" : millis(Math.round(d.latency_ms)), true),
+          cell(""), cell(""), cell(""), cell(""), cell(""),
+        ),
+      );
+    }
+  }
+  fillRows($("models-table").tBodies[0], rows, gettext("No models."));
+}
+
+// --- traffic ------------------------------------------------------------------------------
+
+async function loadTraffic() {
+  const data = await api("/console/api/ops/traffic");
+  $("traffic-note").textContent = interpolate(
+    gettext("The last hour, sampled every %s s by every web process; refreshed every 10 s."),
+    [data.sample_seconds],
+  );
+  const xs = data.data.map((row) => new Date(row.at).getTime() / 1000);
+  const now = Date.now() / 1000;
+  const hour = [now - 3600, now];
+  const rate = (v) => Number(v).toLocaleString(document.documentElement.lang || undefined, { maximumFractionDigits: 2 });
+  lines($("chart-rps"), xs, [{ label: gettext("Requests/s"), values: data.data.map((r) => r.requests_per_second) }], rate, hour);
+  lines(
+    $("chart-load"),
+    xs,
+    [
+      { label: gettext("Open streams"), values: data.data.map((r) => r.streams) },
+      { label: gettext("Queue"), values: data.data.map((r) => r.queue) },
+      { label: gettext("Agents"), values: data.data.map((r) => r.agents) },
+    ],
+    count,
+    hour,
+  );
+  const states = [...new Set([...Object.keys(data.jobs.now), ...Object.keys(data.jobs.last_hour)])].sort();
+  fillRows(
+    $("jobs-table").tBodies[0],
+    states.map((name) => el("tr", {}, el("th", { scope: "row" }, name), cell(count(data.jobs.now[name] || 0), true), cell(count(data.jobs.last_hour[name] || 0), true))),
+    gettext("No tool jobs."),
+  );
+  fillRows(
+    $("traffic-table").tBodies[0],
+    [...data.data].reverse().map((row) =>
+      el("tr", {}, cell(dateTime(row.at)), cell(rate(row.requests_per_second), true), cell(count(row.streams), true), cell(count(row.queue), true), cell(count(row.agents), true)),
+    ),
+    gettext("No samples yet: the web processes sample their traffic every few seconds."),
+  );
+}
+
+// --- wiring -------------------------------------------------------------------------------
+
+const LOADERS = { accounts: () => loadAccounts(), models: loadModels, traffic: loadTraffic };
+
+const showTab = tabs((name) => {
+  clearInterval(state.timer);
+  if (!state.signedIn) return;
+  guarded(LOADERS[name]);
+  if (name !== "accounts") state.timer = setInterval(() => guarded(LOADERS[name]), REFRESH_MS);
+});
+
+async function start() {
+  commonControls(redrawAll);
+  $("signin-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+  $("accounts-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(() => loadAccounts());
+  });
+  $("accounts-more").addEventListener("click", () => guarded(() => loadAccounts(true)));
+  $("topup-form").addEventListener("submit", topUp);
+  await guarded(refreshSession);
+  document.body.dataset.ready = "true";
+}
+
+start();
