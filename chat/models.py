@@ -141,6 +141,9 @@ class UsageRecord(models.Model):
     failed = models.BooleanField(default=False, help_text="The request ended in an error.")
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to the first token.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From the request to its end.")
+    # Only with GHOSTGPT_CONSOLE_REQUEST_TEXT > 0: the start of the last user message and of the answer.
+    prompt_excerpt = models.TextField(blank=True)
+    answer_excerpt = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

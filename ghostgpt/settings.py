@@ -393,6 +393,9 @@ GHOSTGPT = {
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
     # Each web process samples its traffic this often for the operators' console (0 = off).
     "TRAFFIC_SAMPLE_SECONDS": env_float("GHOSTGPT_TRAFFIC_SAMPLE_SECONDS", 10.0),
+    # Characters of each request's last user message and of its answer kept for the console's
+    # requests list (the key holder sees their own); 0 (the default) keeps no text at all.
+    "CONSOLE_REQUEST_TEXT": env_int("GHOSTGPT_CONSOLE_REQUEST_TEXT", 0, minimum=0),
     # Console sign-ins (key or admin key) one client address may try per rate window.
     "CONSOLE_SIGNIN_RATE": env_int("GHOSTGPT_CONSOLE_SIGNIN_RATE", 20, minimum=1),
     # Responses API: stored responses (`store: true`) are kept this many days.

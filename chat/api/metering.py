@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from chat import db
-from chat.backends.base import Accepted, GenerationRequest, Usage
+from chat.backends.base import Accepted, GenerationRequest, TextDelta, Usage
 from chat.billing.estimate import completion_bound, prompt_bound
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import Limits, TokenHold, limiter, window_reset_seconds
@@ -69,6 +69,14 @@ def _millis(seconds: float | None) -> int | None:
     return None if seconds is None else max(0, round(seconds * 1000))
 
 
+def _last_user_text(request: GenerationRequest) -> str:
+    for message in reversed(request.messages):
+        if message.role == "user":
+            return message.content
+    text = request.prompts[-1] if request.prompts else ""
+    return text if isinstance(text, str) else ""
+
+
 def _clamp(value: Any, bound: int) -> int:
     """A model's token count as a number between 0 and what the request allows."""
     try:
@@ -111,7 +119,18 @@ class Meter:
         self.dialect = dialect
         self.started = time.perf_counter() if started is None else started
         self.first_token_seconds: float | None = None
+        self.excerpt_limit = int(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"])
+        self.prompt_excerpt = _last_user_text(request)[: self.excerpt_limit] if self.excerpt_limit else ""
+        self._answer: list[str] = []
+        self._answer_length = 0
         self._settled = False
+
+    def seen(self, event: TextDelta) -> None:
+        """Keep the start of the first answer, when the operator keeps request text."""
+        if event.index == 0 and self._answer_length < self.excerpt_limit:
+            piece = event.text[: self.excerpt_limit - self._answer_length]
+            self._answer.append(piece)
+            self._answer_length += len(piece)
 
     def first_token(self) -> None:
         """The first generated token reached the client's response now."""
@@ -237,6 +256,8 @@ class Meter:
             failed=failed,
             ttft_ms=_millis(self.first_token_seconds),
             duration_ms=_millis(time.perf_counter() - self.started),
+            prompt_excerpt=self.prompt_excerpt,
+            answer_excerpt="".join(self._answer),
         )
         try:
             if self.reservation is not None:

@@ -226,6 +226,8 @@ async def observed(events: AsyncIterator[Event], model: str, meter: Meter) -> As
                 first = False
                 meter.first_token()
                 FIRST_TOKEN.labels(model).observe(meter.first_token_seconds or 0.0)
+            if meter.excerpt_limit and isinstance(event, TextDelta):
+                meter.seen(event)
             yield event
     finally:
         GENERATION.labels(model).observe(time.perf_counter() - meter.started)

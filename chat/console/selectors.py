@@ -134,7 +134,13 @@ def ledger_charges(*, account_id: int, since: datetime, until: datetime) -> Deci
 
 
 def requests_page(
-    *, account_id: int, limit: int, before: int | None = None, key_id: int | None = None, model: str | None = None
+    *,
+    account_id: int,
+    limit: int,
+    before: int | None = None,
+    key_id: int | None = None,
+    model: str | None = None,
+    with_text: bool = False,
 ) -> list[dict[str, Any]]:
     """The latest requests, newest first; `before` is the last id of the previous page."""
     rows = UsageRecord.objects.filter(account_id=account_id)
@@ -161,6 +167,8 @@ def requests_page(
             "status": "error" if row.failed else "ok",
             "ttft_ms": row.ttft_ms,
             "duration_ms": row.duration_ms,
+            # Present only where the operator keeps request text (GHOSTGPT_CONSOLE_REQUEST_TEXT).
+            **({"prompt": row.prompt_excerpt, "answer": row.answer_excerpt} if with_text else {}),
         }
         for row in rows
     ]

@@ -59,7 +59,12 @@ OPS_TABS = [("accounts", _("Accounts")), ("models", _("Models")), ("traffic", _(
 @require_GET
 @ensure_csrf_cookie
 def console_page(request: HttpRequest) -> HttpResponse:
-    context = {"currency": settings.GHOSTGPT["CURRENCY"], "page": "console", "tabs": CONSOLE_TABS}
+    context = {
+        "currency": settings.GHOSTGPT["CURRENCY"],
+        "page": "console",
+        "tabs": CONSOLE_TABS,
+        "request_text": bool(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"]),
+    }
     return render(request, "console.html", context)
 
 
@@ -272,11 +277,13 @@ class RequestsApi(ConsoleApi):
             before=params.get("before"),
             key_id=params.get("key"),
             model=params.get("model") or None,
+            with_text=bool(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"]),
         )
         return Response(
             {
                 "object": "list",
                 "currency": settings.GHOSTGPT["CURRENCY"],
+                "text": bool(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"]),
                 "data": rows,
                 "has_more": len(rows) == params["limit"],
             }

@@ -148,6 +148,7 @@ async def _generate(generation: Generation) -> None:
             if isinstance(event, TextDelta) and event.index == 0 and event.text:
                 offset = len(generation.text)
                 meter.first_token()
+                meter.seen(event)
                 generation.text += event.text
                 delivered += event.tokens
                 await _publish(generation, {"type": "gen.delta", "offset": offset, "text": event.text})

@@ -33,6 +33,20 @@ ENDPOINTS = [
     ("GET", "/share/{id}", "none", "A shared snapshot as a page", "Снимок переписки страницей"),
     ("GET", "/api/v1/balance", "key", "Wallet balance", "Баланс кошелька"),
     ("GET", "/api/v1/usage", "key", "Usage and costs", "Расход и стоимость"),
+    (
+        "GET",
+        "/console",
+        "none",
+        "Console: usage charts, keys, requests, rates",
+        "Консоль: графики расхода, ключи, цены",
+    ),
+    (
+        "GET",
+        "/console/ops",
+        "none",
+        "Operators: accounts, model health, traffic",
+        "Операторам: аккаунты, модели, трафик",
+    ),
     ("GET", "/api/jobs/{id}", "none", "Status of a tool job", "Статус задачи инструмента"),
 ]
 

@@ -368,7 +368,7 @@ async function loadRequests(more = false) {
       el("td", {}, el("span", { class: `status ${row.status}` }, row.status === "ok" ? gettext("OK") : gettext("Error"))),
       cell(millis(row.ttft_ms), true),
       cell(millis(row.duration_ms), true),
-      el("td", {}, el("code", {}, row.request_id)),
+      el("td", {}, el("code", {}, row.request_id), data.text ? requestText(row) : null),
     ),
   );
   const body = $("requests-table").tBodies[0];
@@ -376,6 +376,17 @@ async function loadRequests(more = false) {
   else fillRows(body, rows, gettext("No requests yet."));
   state.requestsBefore = data.data.length ? data.data[data.data.length - 1].id : null;
   $("requests-more").hidden = !data.has_more;
+}
+
+// The start of the prompt and the answer, where the operator keeps them.
+function requestText(row) {
+  return el(
+    "details",
+    { class: "request-text" },
+    el("summary", {}, gettext("Text")),
+    el("p", {}, el("strong", {}, gettext("Prompt")), ": ", row.prompt || "—"),
+    el("p", {}, el("strong", {}, gettext("Answer")), ": ", row.answer || "—"),
+  );
 }
 
 // --- rates --------------------------------------------------------------------------------

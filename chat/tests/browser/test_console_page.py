@@ -32,7 +32,12 @@ PAGES = {
 
 @pytest.fixture(scope="module")
 def console_site() -> Iterator[LiveServer]:
-    server = LiveServer(env={"GHOSTGPT_ADMIN_KEY": ADMIN_KEY, "GHOSTGPT_TRAFFIC_SAMPLE_SECONDS": "1"})
+    env = {
+        "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
+        "GHOSTGPT_TRAFFIC_SAMPLE_SECONDS": "1",
+        "GHOSTGPT_CONSOLE_REQUEST_TEXT": "40",
+    }
+    server = LiveServer(env=env)
     manage(server, "set_price", "ghostgpt", "--prompt", str(PROMPT_PRICE), "--completion", str(COMPLETION_PRICE))
     yield server
     server.stop()
@@ -123,6 +128,7 @@ def test_holder_and_operator_flow(open_tab: Any, console_site: LiveServer) -> No
         model="ghostgpt", messages=[{"role": "user", "content": "Say hi"}], max_tokens=12, seed=1
     )
     request_id = raw.headers["x-request-id"]
+    answer = raw.parse().choices[0].message.content
     usage = raw.parse().usage
     expected = (PROMPT_PRICE * usage.prompt_tokens + COMPLETION_PRICE * usage.completion_tokens) / 1_000_000
 
@@ -135,6 +141,9 @@ def test_holder_and_operator_flow(open_tab: Any, console_site: LiveServer) -> No
     assert cells[6].inner_text() == shown_money(page, str(expected))
     assert cells[7].inner_text() == "OK"
     assert cells[8].inner_text().endswith((" ms", " s")) and cells[9].inner_text().endswith((" ms", " s"))
+    cells[10].query_selector("summary").click()  # the operator keeps 40 characters of each side
+    text = " ".join(cells[10].inner_text().split())
+    assert "Prompt: Say hi" in text and "Answer: " + " ".join(answer[:40].split()) in text
 
     show(page, "usage")
     page.wait_for_selector("#chart-cost canvas")
