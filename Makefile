@@ -195,6 +195,7 @@ bench: dev-install
 	$(PY) bench/embeddings.py --output bench/results/embeddings.md
 	env -u DATABASE_URL $(PY) bench/search.py --database sqlite --output bench/results/search-sqlite.md
 	env -u DATABASE_URL $(PY) bench/search.py --database postgres --output bench/results/search-postgres.md
+	env -u DATABASE_URL $(PY) bench/console.py --output bench/results/console.md
 
 # The browser tests drive Debian's Chromium (Playwright's Python package, no browser download).
 browser-deps:
