@@ -67,9 +67,10 @@ def _populate(rows: int, others: int) -> tuple[int, str]:
     insert = (
         "INSERT INTO chat_usagerecord (account_id, key_id, model, requested_model, request_id, prompt_tokens, "
         "completion_tokens, prompt_cost, completion_cost, estimated, dialect, failed, ttft_ms, duration_ms, "
+        "prompt_excerpt, answer_excerpt, "
         f"created_at) SELECT %s, ({key_array})[1 + n %% 3], ({models})[1 + (n / 7) %% 3], '', 'req-' || n, "
         "100 + n %% 900, 10 + n %% 300, (100 + n %% 900) * 0.0000025, (10 + n %% 300) * 0.00001, false, 'chat', "
-        "false, 100 + n %% 400, 500 + n %% 4000, now() - (n * (365 * 86400.0 / %s)) * interval '1 second' "
+        "false, 100 + n %% 400, 500 + n %% 4000, '', '', now() - (n * (365 * 86400.0 / %s)) * interval '1 second' "
         "FROM generate_series(1, %s) AS n"
     )
     with connection.cursor() as cursor:
@@ -135,6 +136,15 @@ def _raw(account_id: int, since: Any, until: Any, bucket: str) -> Callable[[], A
     return run
 
 
+def _report(account_id: int, start: Any, end: Any, bucket: str) -> Callable[[], Any]:
+    from zoneinfo import ZoneInfo
+
+    from chat.console.selectors import UsageQuery, usage_report
+
+    query = UsageQuery(account_id=account_id, start=start, end=end, tz=ZoneInfo("UTC"), bucket=bucket)
+    return lambda: usage_report(query)
+
+
 def _check_books(account_id: int) -> str:
     from django.db.models import F, Sum
 
@@ -190,39 +200,48 @@ def main() -> None:
             (
                 "usage: a year, day buckets",
                 _get(client, "/console/api/usage", year),
-                _raw(account_id, now - timedelta(days=366), now, "day"),
+                _report(account_id, today - timedelta(days=364), today, "day"),
+                _raw(account_id, now - timedelta(days=365), now, "day"),
             ),
             (
                 "usage: 31 days, hour buckets",
                 _get(client, "/console/api/usage", month),
+                _report(account_id, today - timedelta(days=30), today, "hour"),
                 _raw(account_id, now - timedelta(days=31), now, "hour"),
             ),
-            ("usage CSV: a year", _get(client, "/console/api/usage.csv", year), None),
-            ("overview (balance, spend, 30-day trend)", _get(client, "/console/api/overview", {"tz": "UTC"}), None),
-            ("requests: latest 50", _get(client, "/console/api/requests", {"limit": 50}), None),
+            ("usage CSV: a year", _get(client, "/console/api/usage.csv", year), None, None),
+            (
+                "overview (balance, spend, 30-day trend)",
+                _get(client, "/console/api/overview", {"tz": "UTC"}),
+                None,
+                None,
+            ),
+            ("requests: latest 50", _get(client, "/console/api/requests", {"limit": 50}), None, None),
         ]
         lines = [
             f"Console reads, PostgreSQL: one account with {rows:,} usage rows over 365 days ({hours:,} hourly "
             f"rollup rows), {args.others} other accounts × 1,000 rows; loaded in {loaded:.0f} s; {books}. "
-            f"Server time through Django's whole request path, medians of {args.runs} runs, ms.",
+            f"Medians of {args.runs} runs, ms.",
             "",
-            "| read | served (ms) | baseline: from the usage rows (ms) | baseline / served | under 300 ms |",
-            "|---|---:|---:|---:|---|",
+            "| read | whole request (ms) | under 300 ms | the query: from the rollups (ms) | "
+            "baseline: the same buckets from the usage rows (ms) | baseline / rollups |",
+            "|---|---:|---|---:|---:|---:|",
         ]
-        for name, served, baseline in cases:
+        for name, served, report, baseline in cases:
             served_ms = _timed(served, args.runs)
-            if baseline is not None:
+            query, base, ratio = "—", "—", "—"
+            if report is not None and baseline is not None:
+                report_ms = _timed(report, args.runs)
                 base_ms = _timed(baseline, max(1, args.runs // 2))
-                base, ratio = f"{base_ms:.1f}", f"{base_ms / served_ms:.1f}×"
-            else:
-                base, ratio = "—", "—"
-            lines.append(
-                f"| {name} | {served_ms:.1f} | {base} | {ratio} | {'yes' if served_ms < TARGET_MS else 'NO'} |"
-            )
+                query, base, ratio = f"{report_ms:.1f}", f"{base_ms:.1f}", f"{base_ms / report_ms:.1f}×"
+            verdict = "yes" if served_ms < TARGET_MS else "NO"
+            lines.append(f"| {name} | {served_ms:.1f} | {verdict} | {query} | {base} | {ratio} |")
         lines += [
             "",
-            "Baseline: the same buckets aggregated from the usage rows (no rollups) with the account and time",
-            "filter on the (account, -id) and created_at indexes, as the console would otherwise run it.",
+            "Whole request: through Django's request path in-process (middleware, session, view, JSON). The",
+            "query: `usage_report` (buckets per model, totals, the filters' models and keys) from the hourly",
+            "rollups. Baseline: the same buckets aggregated from the usage rows themselves (no rollups), on the",
+            "account and created_at indexes — what the console would run without them.",
         ]
         text = "\n".join(lines)
         print(text)

@@ -55,42 +55,38 @@ class UsageQuery:
 def usage_report(query: UsageQuery) -> dict[str, Any]:
     """One row per bucket and model that has usage (requests, tokens, cost; oldest first),
     their totals, and the models and keys the range has usage for (the filters' choices,
-    whatever the filters are) — from one grouped pass over the range's rollups."""
+    whatever the filters are)."""
     in_range = UsageHour.objects.filter(account_id=query.account_id, hour__gte=query.since, hour__lt=query.until)
+    pairs = set(in_range.values_list("model", "key_id").distinct())
+    rows = in_range
+    if query.key_id is not None:
+        rows = rows.filter(key_id=query.key_id)
+    if query.model:
+        rows = rows.filter(model=query.model)
     if query.bucket == "day":
-        in_range = in_range.annotate(bucket=TruncDay("hour", tzinfo=query.tz))
+        rows = rows.annotate(bucket=TruncDay("hour", tzinfo=query.tz))
     else:  # the rollups' own hours, labelled in `tz` below
-        in_range = in_range.annotate(bucket=F("hour"))
-    grouped = in_range.values_list("bucket", "model", "key_id").annotate(*(Sum(name) for name in SUMS)).order_by()
-    cells: dict[tuple[Any, str], list[Any]] = {}
-    models, key_ids = set(), set()
-    for bucket, model, key_id, *sums in grouped:
-        models.add(model)
-        key_ids.add(key_id)
-        if (query.key_id is not None and key_id != query.key_id) or (query.model and model != query.model):
-            continue
-        cell = cells.setdefault((bucket, model), [0, 0, 0, Decimal(0)])
-        for index, value in enumerate(sums):
-            cell[index] += value
-    rows = []
+        rows = rows.annotate(bucket=F("hour"))
+    grouped = rows.values_list("bucket", "model").annotate(*(Sum(name) for name in SUMS)).order_by("bucket", "model")
+    data = []
     requests, prompt, completion, cost = 0, 0, 0, Decimal(0)
-    for (bucket, model), (n, p, c, money_spent) in sorted(cells.items()):
-        requests, prompt, completion, cost = requests + n, prompt + p, completion + c, cost + money_spent
-        rows.append(
+    for bucket, model, n, p, c, spent in grouped:
+        requests, prompt, completion, cost = requests + n, prompt + p, completion + c, cost + spent
+        data.append(
             {
                 "bucket": _bucket_label(bucket, query),
                 "model": model,
                 "requests": n,
                 "prompt_tokens": p,
                 "completion_tokens": c,
-                "cost": money(money_spent),
+                "cost": money(spent),
             }
         )
     return {
-        "data": rows,
+        "data": data,
         "totals": {"requests": requests, "prompt_tokens": prompt, "completion_tokens": completion, "cost": money(cost)},
-        "models": sorted(models),
-        "keys": _keys(query.account_id, {key_id for key_id in key_ids if key_id}),
+        "models": sorted({model for model, _ in pairs}),
+        "keys": _keys(query.account_id, {key_id for _, key_id in pairs if key_id}),
     }
 
 
