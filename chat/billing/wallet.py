@@ -80,8 +80,8 @@ def _insert_from_update(
 
 def _rollup(usage: UsageRecord, source: str = "") -> tuple[str, list[object]]:
     """The upsert that adds a saved-or-being-saved usage row to its hour's rollup
-    (UsageHour): `INSERT … [SELECT … FROM source | VALUES …] ON CONFLICT DO UPDATE`, the
-    same SQL on PostgreSQL and SQLite."""
+    (UsageHour): `INSERT … SELECT … [FROM source] ON CONFLICT … DO UPDATE SET n = n + EXCLUDED.n`,
+    the same SQL on PostgreSQL and SQLite; the hour is the usage row's, in UTC."""
     quote = connection.ops.quote_name
     table = quote(UsageHour._meta.db_table)
     created = usage.created_at
