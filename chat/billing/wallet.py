@@ -12,8 +12,9 @@ top-up makes it positive again.
 On PostgreSQL a reservation and a settlement are each one statement (a data-modifying WITH:
 the UPDATE, then the ledger entry, the usage row and its hourly rollup (chat.models.UsageHour,
 what the console charts read) written from what it returned), run in autocommit: the
-account's row lock lives for that statement inside the server only. As a Django transaction each was 4–5 round trips to this process with the lock held, each
-waiting for a busy process's GIL; bench/scale.py measured 59 paying requests/s for one web
+account's row lock lives for that statement inside the server only. As a Django transaction
+each was 4–5 round trips to this process with the lock held, each waiting for a busy
+process's GIL; bench/scale.py measured 59 paying requests/s for one web
 process that way and 90 this way (web CPU 16 → 10.5 ms, PostgreSQL 3.1 → 1.9 ms per
 request). On SQLite, which takes one writer at a time anyway, the same change runs as ORM
 calls in one transaction."""
