@@ -10,8 +10,12 @@ worker, no database; installed by this script into bench/.venv-litellm, pinned):
   non-streaming (JSON) and streaming (SSE until [DONE]): p50 / p95 / p99;
 - requests per second at 16 concurrent keep-alive connections, for a bounded time;
 - 1,000 concurrent idle SSE streams through GhostGPT (the upstream sends headers, then
-  nothing): how many opened, errors, and the server's memory per open stream.
-Target: GhostGPT's added latency <= 0.5x LiteLLM's. Loopback only, bounded in count and time.
+  nothing): how many opened, errors, and the server's memory per open stream;
+- the floor a Django gateway can reach (bench/floor_app.py: one async view forwarding the
+  body with a shared httpx client under the same Daphne, nothing else) measured the same
+  way: GhostGPT's added latency and requests/s against it.
+Targets: GhostGPT's added latency <= 0.5x LiteLLM's; <= 1.3x the floor's (JSON and SSE) and
+requests/s >= 0.85x the floor's. Loopback only, bounded in count and time.
 
     .venv/bin/python bench/gateway.py [--requests 300] [--seconds 10] [--streams 1000] [--output FILE]
 """
@@ -190,6 +194,38 @@ def litellm_proxy(upstream: str, workdir: Path) -> tuple[subprocess.Popen[bytes]
     raise RuntimeError("LiteLLM did not start:\n" + (workdir / "litellm.log").read_text()[-3000:])
 
 
+def floor_server(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+    """bench/floor_app.py under Daphne on a free port, started as GhostGPT is."""
+    from chat.tests.live import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "--access-log",
+            os.devnull,
+            "-e",
+            f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
+            "bench.floor_app:application",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "FLOOR_UPSTREAM": upstream},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.post(f"{base}/v1/chat/completions", json=BODY, timeout=5).status_code == 200:
+                return process, base
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the floor app did not start")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
@@ -227,6 +263,8 @@ def main() -> int:
         "direct": (f"{fake.url}/ok/v1/chat/completions", {}),
         "ghostgpt": (f"{server.base_url}/v1/chat/completions", {"Authorization": f"Bearer {server.api_key}"}),
     }
+    floor, floor_base = floor_server(f"{fake.url}/ok/v1")
+    sides["floor"] = (f"{floor_base}/v1/chat/completions", {})
     litellm = None
     if not args.no_litellm:
         litellm, litellm_base = litellm_proxy(f"{fake.url}/ok/v1", workdir)
@@ -246,6 +284,7 @@ def main() -> int:
             rps[name] = asyncio.run(throughput(url, headers, args.seconds, 16))
         idle = asyncio.run(idle_streams(sides["ghostgpt"][0], sides["ghostgpt"][1], args.streams, server.process.pid))
     finally:
+        floor.terminate()
         if litellm is not None:
             litellm.terminate()
         server.stop()
@@ -290,6 +329,19 @@ def main() -> int:
         f"| errors | {idle['errors']} ({idle['reasons']}) |",
         f"| server memory | {idle['rss_before_mb']:.0f} MB → {idle['rss_during_mb']:.0f} MB |",
         f"| memory per open stream | {idle['kb_per_stream']:.0f} KB |",
+    ]
+    floor_ratio = {s: added("ghostgpt", s, 50) / added("floor", s, 50) for s in (False, True)}
+    rps_ratio = rps["ghostgpt"] / rps["floor"]
+    lines += [
+        "",
+        "| GhostGPT against the bare-Django floor (same server, same run) | floor | GhostGPT | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| added latency, JSON, p50 | {added('floor', False, 50):.2f} ms | {added('ghostgpt', False, 50):.2f} ms "
+        f"| {floor_ratio[False]:.2f}x | <= 1.3x ({'met' if floor_ratio[False] <= 1.3 else 'missed'}) |",
+        f"| added latency, SSE, p50 | {added('floor', True, 50):.2f} ms | {added('ghostgpt', True, 50):.2f} ms "
+        f"| {floor_ratio[True]:.2f}x | <= 1.3x ({'met' if floor_ratio[True] <= 1.3 else 'missed'}) |",
+        f"| requests/s at 16 connections | {rps['floor']:.0f} | {rps['ghostgpt']:.0f} | {rps_ratio:.2f}x "
+        f"| >= 0.85x ({'met' if rps_ratio >= 0.85 else 'missed'}) |",
     ]
     table = "\n".join(lines)
     print(table)
