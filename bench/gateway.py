@@ -196,20 +196,11 @@ def litellm_proxy(upstream: str, workdir: Path) -> tuple[subprocess.Popen[bytes]
 
 def floor_server(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
     """bench/floor_app.py under Daphne on a free port, started as GhostGPT is."""
-    from chat.tests.live import free_port
+    from chat.tests.live import daphne_command, free_port
 
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "--access-log",
-            os.devnull,
-            "-e",
-            f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
-            "bench.floor_app:application",
-        ],
+        daphne_command(port, "bench.floor_app:application"),
         cwd=ROOT,
         env={**os.environ, "FLOOR_UPSTREAM": upstream},
         stdout=subprocess.DEVNULL,

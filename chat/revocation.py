@@ -70,10 +70,13 @@ def key_switched(sender: type, instance: ApiKey, created: bool, **kwargs: object
 
 
 @receiver(post_save, sender=Account, dispatch_uid="ghostgpt-account-switched")
-def account_switched(sender: type, instance: Account, created: bool, **kwargs: object) -> None:
+def account_switched(
+    sender: type, instance: Account, created: bool, update_fields: frozenset[str] | None = None, **kwargs: object
+) -> None:
     """A disabled account's keys lose their connections as if each had been disabled; when
-    it is enabled again, its keys that are themselves usable are cleared."""
-    if created:
+    it is enabled again, its keys that are themselves usable are cleared. Saves that name
+    the fields they change and leave out `is_active` cost nothing here."""
+    if created or (update_fields is not None and "is_active" not in update_fields):
         return
     keys = list(instance.keys.values_list("pk", "is_active", "disabled_by_operator"))
     for key_id, active, disabled in keys:

@@ -118,17 +118,6 @@ def spend_between(*, account_id: int, since: datetime, until: datetime) -> Decim
     return total or Decimal(0)
 
 
-def ledger_charges(*, account_id: int, since: datetime, until: datetime) -> Decimal:
-    """What requests took from the balance in [since, until): the negated sum of every
-    entry but top-ups (reservations, their settlements, refunds and overages)."""
-    total = (
-        LedgerEntry.objects.filter(account_id=account_id, created_at__gte=since, created_at__lt=until)
-        .exclude(kind=LedgerEntry.Kind.TOPUP)
-        .aggregate(total=Sum("amount"))["total"]
-    )
-    return -(total or Decimal(0))
-
-
 def requests_page(
     *,
     account_id: int,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import ops_views, views
 
 urlpatterns = [
     path("console", views.console_page, name="console"),
@@ -16,10 +16,10 @@ urlpatterns = [
     path("console/api/keys/<int:key_id>", views.KeyApi.as_view()),
     path("console/api/quote", views.QuoteApi.as_view()),
     path("console/api/ops/session", views.OperatorSessionApi.as_view()),
-    path("console/api/ops/accounts", views.AccountsApi.as_view()),
-    path("console/api/ops/accounts/<int:account_id>", views.AccountApi.as_view()),
-    path("console/api/ops/topup", views.OpsTopUpApi.as_view()),
-    path("console/api/ops/topups", views.TopUpsApi.as_view()),
-    path("console/api/ops/models", views.ModelsHealthApi.as_view()),
-    path("console/api/ops/traffic", views.TrafficApi.as_view()),
+    path("console/api/ops/accounts", ops_views.AccountsApi.as_view()),
+    path("console/api/ops/accounts/<int:account_id>", ops_views.AccountApi.as_view()),
+    path("console/api/ops/topup", ops_views.OpsTopUpApi.as_view()),
+    path("console/api/ops/topups", ops_views.TopUpsApi.as_view()),
+    path("console/api/ops/models", ops_views.ModelsHealthApi.as_view()),
+    path("console/api/ops/traffic", ops_views.TrafficApi.as_view()),
 ]

@@ -1,6 +1,6 @@
-"""The console: pages for key holders (/console) and operators (/console/ops), and the JSON
-they read (/console/api/…). Thin views: reads in chat.console.selectors and .health, money
-in chat.billing.wallet, keys through the management API's own views."""
+"""The console: pages for key holders (/console) and operators (/console/ops), signing in,
+and the key holders' JSON (/console/api/…; the operators' is in .ops_views). Thin views:
+reads in chat.console.selectors, keys through the management API's own views."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -25,19 +24,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.accounts.admin_views import TopUpApi
 from chat.accounts.views import KeyDetailApi, KeyListCreateApi
 from chat.api.auth import Principal
-from chat.api.errors import ApiError, count_or_429
+from chat.api.errors import count_or_429
 from chat.backends import registry
 from chat.billing.pricing import Price, price_table
 from chat.billing.ratelimit import Limits, limiter
 from chat.models import Account, ApiKey
 from chat.network import client_address
-from chat.services import account_set_active
-from tools.models import Job
 
-from . import auth, health, selectors
+from . import auth, selectors
 
 MAX_DAYS = {"day": 3 * 366, "hour": 31}
 CSV_NAME = "ghostgpt-usage-{start}-{end}.csv"
@@ -332,73 +328,3 @@ class QuoteApi(APIView):
                 }
             )
         return Response({"object": "list", "currency": settings.GHOSTGPT["CURRENCY"], **size, "data": rows})
-
-
-# --- Operators --------------------------------------------------------------------------------
-
-
-class OpsApi(APIView):
-    authentication_classes = [auth.ConsoleOperatorAuthentication]
-    permission_classes = [auth.SignedInOperator]
-
-
-class AccountsApi(OpsApi):
-    class InputSerializer(serializers.Serializer):
-        q = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
-        offset = serializers.IntegerField(min_value=0, default=0)
-        limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
-
-    def get(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.query_params)
-        data.is_valid(raise_exception=True)
-        params = data.validated_data
-        total, rows = selectors.accounts_search(text=params["q"], limit=params["limit"], offset=params["offset"])
-        return Response({"object": "list", "total": total, "currency": settings.GHOSTGPT["CURRENCY"], "data": rows})
-
-
-class AccountApi(OpsApi):
-    class InputSerializer(serializers.Serializer):
-        active = serializers.BooleanField()
-
-    def patch(self, request: Request, account_id: int) -> Response:
-        account = Account.objects.filter(pk=account_id).first()
-        if account is None:
-            raise ApiError(404, "No such account.", error_type="not_found_error", code="not_found")
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        account = account_set_active(account=account, active=data.validated_data["active"])
-        return Response({"id": account.pk, "active": account.is_active})
-
-
-class OpsTopUpApi(TopUpApi):
-    authentication_classes = [auth.ConsoleOperatorAuthentication]
-    permission_classes = [auth.SignedInOperator]
-
-
-class TopUpsApi(OpsApi):
-    def get(self, request: Request) -> Response:
-        account = request.query_params.get("account")
-        account_id = int(account) if account and account.isdigit() else None
-        return Response({"object": "list", "data": selectors.top_ups(account_id=account_id)})
-
-
-class ModelsHealthApi(OpsApi):
-    def get(self, request: Request) -> Response:
-        return Response({"object": "list", "data": health.model_health()})
-
-
-class TrafficApi(OpsApi):
-    def get(self, request: Request) -> Response:
-        since = timezone.now() - timedelta(hours=1)
-        jobs_now = dict(Job.objects.values_list("status").annotate(count=Count("id")).order_by())
-        jobs_hour = dict(
-            Job.objects.filter(created_at__gte=since).values_list("status").annotate(count=Count("id")).order_by()
-        )
-        return Response(
-            {
-                "object": "traffic",
-                "sample_seconds": settings.GHOSTGPT["TRAFFIC_SAMPLE_SECONDS"],
-                "data": selectors.traffic_series(minutes=60),
-                "jobs": {"now": jobs_now, "last_hour": jobs_hour},
-            }
-        )

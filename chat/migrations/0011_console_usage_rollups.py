@@ -90,6 +90,16 @@ class Migration(migrations.Migration):
             name='ttft_ms',
             field=models.PositiveIntegerField(blank=True, help_text='Time to the first token.', null=True),
         ),
+        migrations.AddField(
+            model_name='usagerecord',
+            name='answer_excerpt',
+            field=models.TextField(blank=True),
+        ),
+        migrations.AddField(
+            model_name='usagerecord',
+            name='prompt_excerpt',
+            field=models.TextField(blank=True),
+        ),
         migrations.AddIndex(
             model_name='usagerecord',
             index=models.Index(fields=['account', '-id'], name='usage_account_latest'),

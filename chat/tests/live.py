@@ -49,6 +49,20 @@ def free_base_port() -> int:
     raise RuntimeError("no free port range")
 
 
+def daphne_command(port: int, application: str) -> list[str]:
+    """Daphne on 127.0.0.1:`port` serving `application`, as `make run` starts it."""
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "--access-log",
+        os.devnull,
+        "-e",
+        f"tcp:port={port}:interface=127.0.0.1:backlog=1024",
+        application,
+    ]
+
+
 class LiveServer:
     def __init__(
         self,
@@ -88,16 +102,7 @@ class LiveServer:
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "--access-log",
-                os.devnull,
-                "-e",
-                f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024",  # as `make run` starts it
-                "ghostgpt.asgi:application",
-            ],
+            daphne_command(self.port, "ghostgpt.asgi:application"),
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

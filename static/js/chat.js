@@ -8,6 +8,7 @@ import {
   copyText,
   csrfToken,
   describeFailure,
+  el,
   renderMarkdown,
   toggleTheme,
 } from "./render.js";
@@ -30,17 +31,6 @@ const state = {
 };
 
 // --- helpers ------------------------------------------------------------------------------
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 function announce(text) {
   $("announcer").textContent = text;

@@ -2,6 +2,18 @@
 // header, and error messages people understand. No third-party library needed.
 /* global gettext, ngettext, interpolate */
 
+// An element with attributes (`class`, `on…` listeners, the rest as attributes) and children.
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value === true ? "" : value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
 export async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);

@@ -1,29 +1,18 @@
 // What the console and the operators' page share: DOM helpers, tabs, formatting, and the
 // charts (uPlot, from npm through `make vendor`) with a table of the same numbers under each.
-/* global uPlot, gettext, interpolate */
-import { ApiFailure, api, applyTheme, copyText, describeFailure, toggleTheme } from "./common.js";
+/* global uPlot, gettext */
+import { ApiFailure, api, applyTheme, copyText, describeFailure, el, toggleTheme } from "./common.js";
 
-export { ApiFailure, api, copyText, describeFailure };
+export { api, copyText, el };
 
 export const $ = (id) => document.getElementById(id);
 const LOCALE = document.documentElement.lang || undefined;
-
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
 
 export function announce(text) {
   $("announcer").textContent = text;
 }
 
-export function showFailure(failure) {
+function showFailure(failure) {
   const box = $("failure");
   if (!failure) {
     box.hidden = true;
@@ -85,7 +74,7 @@ export function tabs(onShow) {
   return show;
 }
 
-export function signedInLayout(signedIn) {
+function signedInLayout(signedIn) {
   $("signin").hidden = signedIn;
   $("tabs").hidden = !signedIn;
   $("sign-out").hidden = !signedIn;
@@ -102,6 +91,56 @@ export function commonControls(redrawCharts) {
   for (const button of document.querySelectorAll("dialog [data-close]")) {
     button.addEventListener("click", () => button.closest("dialog").close());
   }
+}
+
+// --- the session --------------------------------------------------------------------------
+
+// The page's sign-in form, sign-out button and session. `onSession(session)` keeps what the
+// page needs of GET /console/api/session and returns the line shown for who is signed in, or
+// null when nobody is; then `show()` loads the current tab. `guarded(work)` runs a request,
+// showing what failed; a 401 means the session ended (signed out elsewhere, the key
+// disabled): back to the sign-in form — except while signing in, where it is the answer.
+export function consoleSession({ signInPath, field, onSession, show }) {
+  async function refresh() {
+    const who = onSession(await api("/console/api/session"));
+    signedInLayout(who !== null);
+    $("who").textContent = who || "";
+    if (who !== null) show();
+    else $("signin-key").focus();
+  }
+
+  async function guarded(work, { signingIn = false } = {}) {
+    try {
+      showFailure(null);
+      return await work();
+    } catch (failure) {
+      if (failure instanceof ApiFailure && failure.status === 401 && !signingIn) {
+        await refresh();
+        return null;
+      }
+      showFailure(failure);
+      return null;
+    }
+  }
+
+  $("signin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(
+      async () => {
+        await api(signInPath, { method: "POST", body: { [field]: $("signin-key").value } });
+        $("signin-key").value = "";
+        await refresh();
+        announce(gettext("Signed in."));
+      },
+      { signingIn: true },
+    );
+  });
+  $("sign-out").addEventListener("click", async () => {
+    await guarded(() => api("/console/api/session", { method: "DELETE" }));
+    await refresh();
+    announce(gettext("Signed out."));
+  });
+  return { guarded, refresh };
 }
 
 // --- tables -------------------------------------------------------------------------------
@@ -266,8 +305,4 @@ export function bucketSeconds(label) {
   const [y, m, d] = day.split("-").map(Number);
   const hour = time ? Number(time.slice(0, 2)) : 0;
   return new Date(y, m - 1, d, hour).getTime() / 1000;
-}
-
-export function sayCount(template, value) {
-  return interpolate(template, [count(value)]);
 }

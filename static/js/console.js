@@ -3,7 +3,6 @@
 /* global gettext, interpolate */
 import {
   $,
-  ApiFailure,
   TIME_ZONE,
   announce,
   api,
@@ -11,6 +10,7 @@ import {
   cell,
   colorOf,
   commonControls,
+  consoleSession,
   copyText,
   count,
   dateTime,
@@ -20,61 +20,25 @@ import {
   millis,
   money,
   redrawAll,
-  showFailure,
-  signedInLayout,
   sparkline,
   stackedBars,
   tabs,
 } from "./console-kit.js";
 
-const state = { session: null, requestsBefore: null, loaded: new Set() };
-
-// Runs `work`, showing what failed; a 401 means the session ended (signed out elsewhere, the
-// key disabled): back to the sign-in form. While signing in, a 401 is the answer itself.
-async function guarded(work, { signingIn = false } = {}) {
-  try {
-    showFailure(null);
-    return await work();
-  } catch (failure) {
-    if (failure instanceof ApiFailure && failure.status === 401 && !signingIn) {
-      await refreshSession();
-      return null;
-    }
-    showFailure(failure);
-    return null;
-  }
-}
+const state = { session: null, requestsBefore: null };
 
 // --- session ------------------------------------------------------------------------------
 
-async function refreshSession() {
-  state.session = await api("/console/api/session");
-  const key = state.session.key;
-  signedInLayout(Boolean(key));
-  $("who").textContent = key ? `${state.session.account.name} · ${key.name} (${key.prefix}…)` : "";
-  if (key) {
-    state.loaded.clear();
-    showTab();
-  } else {
-    $("signin-key").focus();
-  }
-}
-
-async function signIn(event) {
-  event.preventDefault();
-  await guarded(async () => {
-    await api("/console/api/session", { method: "POST", body: { key: $("signin-key").value } });
-    $("signin-key").value = "";
-    await refreshSession();
-    announce(gettext("Signed in."));
-  }, { signingIn: true });
-}
-
-async function signOut() {
-  await guarded(() => api("/console/api/session", { method: "DELETE" }));
-  await refreshSession();
-  announce(gettext("Signed out."));
-}
+const { guarded, refresh } = consoleSession({
+  signInPath: "/console/api/session",
+  field: "key",
+  onSession: (session) => {
+    state.session = session;
+    const key = session.key;
+    return key ? `${session.account.name} · ${key.name} (${key.prefix}…)` : null;
+  },
+  show: () => showTab(),
+});
 
 // --- overview -----------------------------------------------------------------------------
 
@@ -425,8 +389,6 @@ const showTab = tabs((name) => {
 async function start() {
   commonControls(redrawAll);
   usageDefaults();
-  $("signin-form").addEventListener("submit", signIn);
-  $("sign-out").addEventListener("click", signOut);
   $("usage-form").addEventListener("submit", (event) => {
     event.preventDefault();
     guarded(loadUsage);
@@ -439,7 +401,7 @@ async function start() {
     $("secret-copy").textContent = gettext("Copied");
   });
   $("secret-dialog").addEventListener("close", () => ($("secret-value").value = ""));
-  await guarded(refreshSession);
+  await guarded(refresh);
   document.body.dataset.ready = "true";
 }
 

@@ -3,11 +3,11 @@
 /* global gettext, ngettext, interpolate */
 import {
   $,
-  ApiFailure,
   announce,
   api,
   cell,
   commonControls,
+  consoleSession,
   count,
   dateTime,
   el,
@@ -17,53 +17,21 @@ import {
   money,
   redrawAll,
   seconds,
-  showFailure,
-  signedInLayout,
   tabs,
 } from "./console-kit.js";
 
 const REFRESH_MS = 10_000;
 const state = { signedIn: false, offset: 0, topUpAccount: null, timer: null };
 
-// Runs `work`, showing what failed; a 401 means the session ended (signed out elsewhere, the
-// key disabled): back to the sign-in form. While signing in, a 401 is the answer itself.
-async function guarded(work, { signingIn = false } = {}) {
-  try {
-    showFailure(null);
-    return await work();
-  } catch (failure) {
-    if (failure instanceof ApiFailure && failure.status === 401 && !signingIn) {
-      await refreshSession();
-      return null;
-    }
-    showFailure(failure);
-    return null;
-  }
-}
-
-async function refreshSession() {
-  const session = await api("/console/api/session");
-  state.signedIn = session.operator;
-  signedInLayout(state.signedIn);
-  $("who").textContent = state.signedIn ? gettext("Operator") : "";
-  if (state.signedIn) showTab();
-  else $("signin-key").focus();
-}
-
-async function signIn(event) {
-  event.preventDefault();
-  await guarded(async () => {
-    await api("/console/api/ops/session", { method: "POST", body: { admin_key: $("signin-key").value } });
-    $("signin-key").value = "";
-    await refreshSession();
-    announce(gettext("Signed in."));
-  }, { signingIn: true });
-}
-
-async function signOut() {
-  await guarded(() => api("/console/api/session", { method: "DELETE" }));
-  await refreshSession();
-}
+const { guarded, refresh } = consoleSession({
+  signInPath: "/console/api/ops/session",
+  field: "admin_key",
+  onSession: (session) => {
+    state.signedIn = session.operator;
+    return session.operator ? gettext("Operator") : null;
+  },
+  show: () => showTab(),
+});
 
 // --- accounts -----------------------------------------------------------------------------
 
@@ -251,15 +219,13 @@ const showTab = tabs((name) => {
 
 async function start() {
   commonControls(redrawAll);
-  $("signin-form").addEventListener("submit", signIn);
-  $("sign-out").addEventListener("click", signOut);
   $("accounts-form").addEventListener("submit", (event) => {
     event.preventDefault();
     guarded(() => loadAccounts());
   });
   $("accounts-more").addEventListener("click", () => guarded(() => loadAccounts(true)));
   $("topup-form").addEventListener("submit", topUp);
-  await guarded(refreshSession);
+  await guarded(refresh);
   document.body.dataset.ready = "true";
 }
 

@@ -69,4 +69,4 @@ export function renderMarkdown(element, text) {
   }
 }
 
-export { ApiFailure, api, applyTheme, copyText, csrfToken, describeFailure, toggleTheme } from "./common.js";
+export { ApiFailure, api, applyTheme, copyText, csrfToken, describeFailure, el, toggleTheme } from "./common.js";
