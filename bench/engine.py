@@ -1,12 +1,21 @@
-"""Decode speed of the embedded model through the gateway vs llama-cpp-python directly.
+"""Decode speed of the embedded model through the gateway vs llama-cpp-python directly,
+then a concurrency sweep (continuous batching).
 
-Same model file, prompt, context size, thread count and sampling (greedy) on both
-sides; runs alternate so both see the same machine state, and the server is idle
-while the direct runs decode. Decode tokens/s = (tokens - 1) / (last token time -
-first token time), so prompt evaluation and HTTP setup do not count; time to first
-token is reported apart.
+Part 1, one stream: same model file, prompt, context size, thread count and sampling
+(greedy) on both sides; runs alternate so both see the same machine state, and the server
+is idle while the direct runs decode. Decode tokens/s = (tokens - 1) / (last token time -
+first token time), so prompt evaluation and HTTP setup do not count; time to first token
+is reported apart.
 
-    .venv/bin/python bench/engine.py [--runs 5] [--max-tokens 256] [--output bench/results/engine.md]
+Part 2, the sweep: 1, 2, 4, 8 and 16 concurrent streamed requests of --max-tokens tokens
+each, through the API of GhostGPT (GHOSTGPT_PARALLEL_SEQUENCES=16) and of llama-cpp-python's
+own OpenAI server (`python -m llama_cpp.server`, same GGUF, threads and context), one
+server at a time: aggregate tokens/s (content chunks over the wall time of the whole
+batch), per-stream tokens/s, time to first token p50/p95. The single-stream ceiling is
+part 1's direct llama-cpp-python run.
+
+    .venv/bin/python bench/engine.py [--runs 5] [--max-tokens 256] [--sweep 1,2,4,8,16] \\
+        [--output bench/results/engine.md]
 """
 
 from __future__ import annotations
@@ -94,6 +103,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--sweep", default="1,2,4,8,16", help="concurrent streams to measure (empty: none)")
     parser.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
     args = parser.parse_args()
 
@@ -143,11 +153,83 @@ def main() -> int:
             f"Ratio gateway / direct decode speed: {ratio:.3f}x (target >= 0.9x)",
         ]
     )
+    if args.sweep:
+        sweep = [int(c) for c in args.sweep.split(",")]
+        table += "\n\n" + concurrency_sweep(sweep, args.max_tokens, config["N_THREADS"], direct_rate)
     print(table)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(table + "\n")
     return 0
+
+
+def concurrency_sweep(sweep: list[int], tokens: int, threads: int, ceiling: float) -> str:
+    """Part 2: both servers, one at a time, at each concurrency of `sweep`."""
+    import asyncio
+    import secrets
+    import tempfile
+
+    from bench.model_tier import Candidate, free_port, measure, model_path
+
+    n_ctx, key = "4096", secrets.token_urlsafe(32)
+    base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    candidates = [
+        (
+            "GhostGPT /v1 (continuous batching, 16 sequences)",
+            [sys.executable, "manage.py", "serve", "--port", str(free_port())],
+            {
+                **base_env,
+                "GHOSTGPT_ROLE": "model",
+                "GHOSTGPT_MODEL_TIER_KEY": key,
+                "GHOSTGPT_DATA_DIR": tempfile.mkdtemp(prefix="bench-engine-"),
+                "GHOSTGPT_SYSTEM_PROMPT": "",
+                "GHOSTGPT_N_THREADS": str(threads),
+                "GHOSTGPT_N_CTX": n_ctx,
+                "GHOSTGPT_PARALLEL_SEQUENCES": str(max(sweep)),
+                "GHOSTGPT_LOG_LEVEL": "WARNING",
+            },
+        ),
+        (
+            "llama_cpp.server",
+            [
+                *(sys.executable, "-m", "llama_cpp.server", "--model", model_path(), "--port", str(free_port())),
+                *("--n_ctx", n_ctx, "--n_threads", str(threads), "--n_threads_batch", str(threads)),
+                *("--interrupt_requests", "False", f"--api_key={key}"),
+            ],
+            base_env,
+        ),
+    ]
+    rows: dict[str, dict[int, dict[str, float]]] = {}
+    for name, command, env in candidates:
+        candidate = Candidate(name, command, env, key)
+        try:
+            rows[name] = {c: asyncio.run(measure(candidate, c, tokens)) for c in sweep}
+        finally:
+            candidate.stop()
+    ours = rows[candidates[0][0]]
+    lines = [
+        f"Concurrency sweep: {tokens} tokens a stream, greedy, seeded, n_ctx={n_ctx} a sequence, {threads} threads; "
+        f"single-stream ceiling (llama-cpp-python direct, part 1): {ceiling:.1f} tok/s",
+        "",
+        "| server | streams | aggregate tok/s | × its 1 stream | per-stream tok/s | TTFT p50 | TTFT p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, by_concurrency in rows.items():
+        single = by_concurrency[sweep[0]]["aggregate"]
+        for c, r in by_concurrency.items():
+            lines.append(
+                f"| {name} | {c} | {r['aggregate']:.1f} | {r['aggregate'] / single:.2f}× | {r['per_stream']:.1f} | "
+                f"{r['ttft_p50'] * 1000:.0f} ms | {r['ttft_p95'] * 1000:.0f} ms |"
+            )
+    if 8 in ours and 1 in ours:
+        lines += [
+            "",
+            f"Targets: aggregate at 8 streams / 1 stream = {ours[8]['aggregate'] / ours[1]['aggregate']:.2f}× "
+            f"(target >= 2.5×); TTFT p95 at 8 streams = {ours[8]['ttft_p95'] * 1000:.0f} ms (target < 1000 ms); "
+            f"single stream through the API / direct = {ours[1]['aggregate'] / ceiling:.2f}× of the ceiling's "
+            "decode rate (target >= 0.9×; the API figure includes prompt and HTTP time)",
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

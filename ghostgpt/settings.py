@@ -34,7 +34,7 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
     raw = env_str(name)
     try:
         value = int(raw) if raw else default
@@ -42,6 +42,8 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -161,6 +163,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = (
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     )
+    # A transaction that reads and then writes (update_or_create, the wallet's settlement)
+    # started as a reader cannot become the writer once another connection has committed —
+    # SQLite answers "database is locked" at once, without waiting. IMMEDIATE takes the write
+    # lock at BEGIN, so writers queue (up to `timeout` seconds) instead of failing; the
+    # traffic sampler's thread writes every few seconds beside the requests' writes.
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+    DATABASES["default"]["OPTIONS"]["timeout"] = env_int("GHOSTGPT_SQLITE_BUSY_SECONDS", 20, minimum=1)
     # Keep each thread's connection (opening one, with its PRAGMAs, on every request cost
     # the /v1 hot path ~6% in a profile). PostgreSQL uses its pool instead.
     DATABASES["default"]["CONN_MAX_AGE"] = None
@@ -376,9 +385,10 @@ GHOSTGPT = {
     "AGENT_FIRST_TOKEN_TIMEOUT": env_float("GHOSTGPT_AGENT_FIRST_TOKEN_TIMEOUT", 60.0),
     "N_CTX": env_int("GHOSTGPT_N_CTX", 8192, minimum=256),
     "N_THREADS": env_int("GHOSTGPT_N_THREADS", os.cpu_count() or 2, minimum=1),
-    # Model instances per process = generations decoded at the same time.
-    "PARALLEL": env_int("GHOSTGPT_PARALLEL", 1, minimum=1),
-    # Requests waiting for a free instance beyond this get 503 + Retry-After.
+    # Generations decoded together in one batch (continuous batching): sequences of the one
+    # llama.cpp context, each with GHOSTGPT_N_CTX cells of KV cache of its own.
+    "PARALLEL_SEQUENCES": env_int("GHOSTGPT_PARALLEL_SEQUENCES", 4, minimum=1, maximum=64),
+    # Requests waiting for a free sequence beyond this get 503 + Retry-After.
     "QUEUE_MAX": env_int("GHOSTGPT_QUEUE_MAX", 32, minimum=0),
     # Seconds between `: ping` SSE comments while a stream waits (queue, prefill). 0 = off.
     "SSE_PING_SECONDS": env_int("GHOSTGPT_SSE_PING_SECONDS", 10, minimum=0),

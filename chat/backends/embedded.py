@@ -1,11 +1,17 @@
-"""EmbeddedLlamaBackend: a GGUF model decoded in-process by llama-cpp-python.
+"""EmbeddedLlamaBackend: a GGUF model decoded in-process by llama-cpp-python, with
+continuous batching.
 
-Concurrency model: the process loads PARALLEL copies of the model, each owned by one
-decode thread. Requests wait in one FIFO queue, so they are served in arrival order
-and none fails while the queue has room (QUEUE_MAX waiting; beyond that 503 with
-Retry-After). Decoding never runs on the event loop: tokens cross to it through
-`loop.call_soon_threadsafe`. Cancelling a request (client disconnect) sets a flag the
-decode thread checks before every token, so it stops within one token's time.
+Concurrency model: one llama.cpp context holds up to PARALLEL_SEQUENCES sequences (slots),
+and one decode thread owns it. Every step it evaluates one batch holding the next token of
+every running generation, then reads up to PREFILL_CHUNK tokens of the prompts waiting to
+be read (so running streams keep flowing while a long prompt is read), and samples each
+sequence that is due with that sequence's own sampler. A request
+waiting in the FIFO queue takes a free slot at the next step (QUEUE_MAX waiting; beyond that
+503 with Retry-After). A slot whose client left (the cancel flag) or whose generation ended
+is free for the next request at the next step. A slot keeps its sequence's cells as a
+prompt cache: an unseeded request takes the free slot sharing the longest prefix with its
+prompt and reads only the rest. Decoding never runs on the event loop: tokens cross to it
+through `loop.call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .llama_runtime import LlamaRuntime
+from .llama_runtime import BatchItem, LlamaRuntime, Sampler
 from .stops import StopScanner
 
 logger = logging.getLogger(__name__)
@@ -49,6 +55,9 @@ logger = logging.getLogger(__name__)
 TOP_K = 40
 MIN_P = 0.05
 REPEAT_PENALTY = 1.0
+# Prompt tokens read per step, all slots together: a long prompt costs running streams a
+# short pause per step, not one long one.
+PREFILL_CHUNK = 128
 
 
 @dataclass(eq=False)
@@ -58,6 +67,36 @@ class _Job:
     emit: Callable[[Event | BaseException | None], None]
     enqueued_at: float = field(default_factory=time.monotonic)
     cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(eq=False)
+class _Generation:
+    """One choice of a job, decoding in a slot."""
+
+    index: int
+    prompt_length: int
+    sampler: Sampler
+    budget: int
+    stops: StopScanner
+    utf8: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    produced: int = 0
+    unsent: int = 0
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One sequence of the context. `cached`: the tokens whose cells the sequence holds;
+    `pending`: the tokens to evaluate next (the rest of a prompt, or the last sampled token)."""
+
+    sequence: int
+    cached: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    job: _Job | None = None
+    choices: list[tuple[int, list[int]]] = field(default_factory=list)  # (choice index, prompt) still to run
+    generation: _Generation | None = None
+    reading: bool = False  # the generation's prompt is still being read
+    started: float = 0.0
+    completion_tokens: int = 0
 
 
 class EmbeddedLlamaBackend:
@@ -70,19 +109,19 @@ class EmbeddedLlamaBackend:
         model_path: str,
         n_ctx: int,
         n_threads: int,
-        parallel: int = 1,
+        sequences: int = 1,
         queue_max: int = 32,
     ) -> None:
         self.model_id = model_id
         self._model_path = model_path
         self._n_ctx = n_ctx
         self._n_threads = n_threads
-        self._parallel = parallel
+        self._sequences = sequences
         self._queue_max = queue_max
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = False
-        self._runtimes: list[LlamaRuntime] = []
+        self._runtime: LlamaRuntime | None = None
         self._state: Readiness = "loading"
         self._error = ""
         self._fingerprint: str | None = None
@@ -103,14 +142,12 @@ class EmbeddedLlamaBackend:
         try:
             path = Path(self._model_path)
             self._fingerprint = _fingerprint(path, self._n_ctx)
-            for number in range(self._parallel):
-                runtime = LlamaRuntime.load(path, n_ctx=self._n_ctx, n_threads=self._n_threads)
-                self._runtimes.append(runtime)
-                threading.Thread(
-                    target=self._work, args=(runtime,), name=f"ghostgpt-decode-{number}", daemon=True
-                ).start()
-                self._state = "ready"
-            logger.info("model %s ready (%s, %d instance(s))", self.model_id, path.name, self._parallel)
+            self._runtime = LlamaRuntime.load(
+                path, n_ctx=self._n_ctx, n_threads=self._n_threads, sequences=self._sequences
+            )
+            threading.Thread(target=self._work, args=(self._runtime,), name="ghostgpt-decode", daemon=True).start()
+            self._state = "ready"
+            logger.info("model %s ready (%s, %d sequence(s))", self.model_id, path.name, self._sequences)
         except Exception:
             logger.exception("loading model %s failed", self.model_id)
             self._state = "failed"
@@ -136,7 +173,7 @@ class EmbeddedLlamaBackend:
 
     def stats(self) -> dict[str, object]:
         with self._lock:
-            return {"instances": len(self._runtimes), "queue_max": self._queue_max, **self._counters}
+            return {"sequences": self._sequences, "queue_max": self._queue_max, **self._counters}
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self._ensure_ready()
@@ -172,7 +209,8 @@ class EmbeddedLlamaBackend:
 
     def _tokenize(self, request: GenerationRequest) -> list[list[int]]:
         """Prompt token ids, one list per prompt; runs in a worker thread."""
-        runtime = self._runtimes[0]  # tokenizing only reads the vocabulary
+        runtime = self._runtime  # tokenizing only reads the vocabulary
+        assert runtime is not None
         if request.is_chat:
             prompts = [runtime.chat_prompt(request.messages)]
         else:
@@ -189,7 +227,7 @@ class EmbeddedLlamaBackend:
     def _admit(self, job: _Job) -> None:
         with self._lock:
             busy = self._counters["waiting"] + self._counters["running"]
-            if busy >= self._parallel + self._queue_max:
+            if busy >= self._sequences + self._queue_max:
                 raise Overloaded(
                     f"The model {self.model_id} is busy ({busy} requests in progress); retry shortly.",
                     retry_after=2,
@@ -199,92 +237,174 @@ class EmbeddedLlamaBackend:
         QUEUE_DEPTH.labels(self.model_id).set(waiting)
         self._jobs.put(job)
 
-    # --- decoding (decode threads only) -----------------------------------------------
+    # --- decoding (the decode thread only) ---------------------------------------------
 
     def _work(self, runtime: LlamaRuntime) -> None:
+        slots = [_Slot(sequence) for sequence in range(runtime.sequences)]
         while True:
-            job = self._jobs.get()
-            self._count(waiting=-1, running=+1)
             try:
-                if job.cancelled.is_set():  # the client left while waiting in the queue
-                    self._count(cancelled=+1)
-                else:
-                    self._run(runtime, job)
+                self._step(runtime, slots)
             except Exception:
                 logger.exception("generation failed on model %s", self.model_id)
-                job.emit(ModelUnavailable(f"The model {self.model_id} failed while generating; retry."))
-            finally:
-                self._count(running=-1)
-                job.emit(None)
+                for slot in slots:
+                    if slot.job is not None:
+                        slot.job.emit(ModelUnavailable(f"The model {self.model_id} failed while generating; retry."))
+                        self._release(runtime, slot, forget=True)
 
-    def _run(self, runtime: LlamaRuntime, job: _Job) -> None:
-        started = time.monotonic()
-        completion_tokens = 0
-        n = job.request.n
-        for prompt_index, tokens in enumerate(job.prompts):
-            for sample in range(n):
-                index = prompt_index * n + sample
-                decoding = time.monotonic()
-                produced, reason = self._decode(runtime, tokens, job, index)
-                DECODE_SECONDS.labels(self.model_id).inc(time.monotonic() - decoding)
-                DECODED_TOKENS.labels(self.model_id).inc(produced)
-                completion_tokens += produced
-                if reason is None:
-                    self._count(cancelled=+1)
-                    return
-                job.emit(Finish(index=index, reason=reason))  # type: ignore[arg-type]
+    def _step(self, runtime: LlamaRuntime, slots: list[_Slot]) -> None:
+        """One step: free the slots whose clients left, seat waiting requests in free slots,
+        evaluate the next token of every running generation in one batch, then read
+        prompts (PREFILL_CHUNK tokens in all, oldest request first), and sample every
+        sequence whose logits came back.
+
+        A prompt chunk gets a llama_decode of its own instead of riding in the generations'
+        batch: llama.cpp splits a batch that mixes sequences of unequal token counts
+        (split_equal, with a KV stream per sequence), and such a split gave a sequence's
+        prompt logits that differ from reading it alone — a seeded text would then depend
+        on what else was running."""
+        for slot in slots:
+            if slot.job is not None and slot.job.cancelled.is_set():
+                self._count(cancelled=+1)
+                self._release(runtime, slot)
+        self._seat(runtime, slots, wait=all(slot.job is None for slot in slots))
+        running = [slot for slot in slots if slot.generation is not None and not slot.reading]
+        if running:
+            self._decode(runtime, running, [len(slot.pending) for slot in running])
+        room = PREFILL_CHUNK
+        for slot in sorted((s for s in slots if s.generation is not None and s.reading), key=lambda s: s.started):
+            if room <= 0:
+                break
+            take = min(room, len(slot.pending))
+            room -= take
+            self._decode(runtime, [slot], [take])
+
+    def _decode(self, runtime: LlamaRuntime, slots: list[_Slot], counts: list[int]) -> None:
+        """Evaluate the first `counts[i]` pending tokens of each slot in one batch; sample
+        the slots whose pending tokens are all read."""
+        items = [
+            BatchItem(slot.sequence, slot.pending[:count], len(slot.cached), logits=count == len(slot.pending))
+            for slot, count in zip(slots, counts, strict=True)
+        ]
+        began = time.monotonic()
+        where = runtime.decode(items)
+        DECODE_SECONDS.labels(self.model_id).inc(time.monotonic() - began)
+        for slot, item, index in zip(slots, items, where, strict=True):
+            slot.cached.extend(item.tokens)
+            del slot.pending[: len(item.tokens)]
+            if index >= 0 and slot.generation is not None:
+                slot.reading = False
+                self._advance(runtime, slot, slot.generation.sampler.sample(index))
+
+    def _seat(self, runtime: LlamaRuntime, slots: list[_Slot], *, wait: bool) -> None:
+        """Give free slots to waiting requests, oldest first; block for one when idle."""
+        while any(slot.job is None for slot in slots):
+            try:
+                job = self._jobs.get(block=wait)
+            except queue.Empty:
+                return
+            wait = False
+            self._count(waiting=-1, running=+1)
+            if job.cancelled.is_set():  # the client left while waiting in the queue
+                self._count(cancelled=+1, running=-1)
+                job.emit(None)
+                continue
+            n = job.request.n
+            choices = [(p * n + k, tokens) for p, tokens in enumerate(job.prompts) for k in range(n)]
+            free = [slot for slot in slots if slot.job is None]
+            slot = max(free, key=lambda s: _shared_prefix(s.cached, choices[0][1]))
+            slot.job, slot.choices, slot.started, slot.completion_tokens = job, choices, time.monotonic(), 0
+            self._next_choice(runtime, slot)
+
+    def _next_choice(self, runtime: LlamaRuntime, slot: _Slot) -> None:
+        """Start the slot's next choice, or finish its job when none is left."""
+        job = slot.job
+        assert job is not None
+        while slot.choices:
+            index, prompt = slot.choices.pop(0)
+            sampling = job.request.sampling
+            budget = min(sampling.max_tokens, runtime.n_ctx - len(prompt))
+            if budget <= 0:
+                job.emit(Finish(index=index, reason="length"))
+                continue
+            # llama.cpp seeds are uint32, and 0xFFFFFFFF means "random". A seeded request
+            # reads its prompt from scratch, so its text never depends on what the slot held.
+            seed = random.getrandbits(31) if sampling.seed is None else (sampling.seed + index) % 0xFFFFFFFF
+            keep = 0 if sampling.seed is not None else min(_shared_prefix(slot.cached, prompt), len(prompt) - 1)
+            runtime.forget(slot.sequence, keep)
+            del slot.cached[keep:]
+            slot.pending, slot.reading = prompt[keep:], True
+            slot.generation = _Generation(
+                index=index,
+                prompt_length=len(prompt),
+                budget=budget,
+                stops=StopScanner(sampling.stop),
+                sampler=runtime.sampler(
+                    sampling,
+                    seed=seed,
+                    top_k=TOP_K,
+                    min_p=MIN_P,
+                    repeat_penalty=REPEAT_PENALTY,
+                    json=(job.request.response_format or {}).get("type") == "json_object",
+                ),
+            )
+            return
         job.emit(
             Usage(
                 prompt_tokens=sum(map(len, job.prompts)),
-                completion_tokens=completion_tokens,
-                queue_seconds=started - job.enqueued_at,
-                model_seconds=time.monotonic() - started,
+                completion_tokens=slot.completion_tokens,
+                queue_seconds=slot.started - job.enqueued_at,
+                model_seconds=time.monotonic() - slot.started,
             )
         )
+        self._release(runtime, slot)
 
-    def _decode(self, runtime: LlamaRuntime, tokens: list[int], job: _Job, index: int) -> tuple[int, str | None]:
-        """Generate one choice. Returns (tokens produced, finish reason or None if cancelled)."""
-        sampling = job.request.sampling
-        budget = min(sampling.max_tokens, self._n_ctx - len(tokens))
-        # llama.cpp seeds are uint32, and 0xFFFFFFFF means "random".
-        seed = random.getrandbits(31) if sampling.seed is None else (sampling.seed + index) % 0xFFFFFFFF
-        # A seeded request re-evaluates its prompt from scratch: reusing a cached prefix
-        # changes batch shapes, and with them the last bits of the logits.
-        steps = runtime.generate(
-            tokens,
-            sampling,
-            seed=seed,
-            fresh=sampling.seed is not None,
-            top_k=TOP_K,
-            min_p=MIN_P,
-            repeat_penalty=REPEAT_PENALTY,
-            json=(job.request.response_format or {}).get("type") == "json_object",
-        )
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopScanner(sampling.stop)
-        produced, unsent, reason = 0, 0, "length"
-        for token in steps if budget > 0 else ():
-            if job.cancelled.is_set():
-                return produced, None
-            if runtime.is_end_of_generation(token):
-                reason = "stop"
-                break
-            produced += 1
-            unsent += 1
+    def _advance(self, runtime: LlamaRuntime, slot: _Slot, token: int) -> None:
+        """A token sampled for the slot's generation: send its text, or end the choice."""
+        generation, job = slot.generation, slot.job
+        assert generation is not None and job is not None
+        reason: str | None = None
+        if runtime.is_end_of_generation(token):
+            reason = "stop"
+        else:
+            generation.produced += 1
+            generation.unsent += 1
+            slot.completion_tokens += 1
+            DECODED_TOKENS.labels(self.model_id).inc()
             self._count(tokens_generated=+1)
-            text, hit = stops.feed(utf8.decode(runtime.piece(token)))
+            text, hit = generation.stops.feed(generation.utf8.decode(runtime.piece(token)))
             if text:
-                job.emit(TextDelta(index=index, text=text, tokens=unsent))
-                unsent = 0
+                job.emit(TextDelta(index=generation.index, text=text, tokens=generation.unsent))
+                generation.unsent = 0
             if hit:
-                return produced, "stop"
-            if produced >= budget:
-                break
-        text, hit = stops.feed(utf8.decode(b"", final=True))
-        text += "" if hit else stops.flush()
+                reason = "stop"
+            elif generation.produced >= generation.budget:
+                reason = "length"
+            else:
+                slot.pending = [token]
+        if reason is None:
+            return
+        text, hit = generation.stops.feed(generation.utf8.decode(b"", final=True))
+        text += "" if hit else generation.stops.flush()
         if text:
-            job.emit(TextDelta(index=index, text=text, tokens=unsent))
-        return produced, "stop" if hit else reason
+            job.emit(TextDelta(index=generation.index, text=text, tokens=generation.unsent))
+        job.emit(Finish(index=generation.index, reason="stop" if hit else reason))  # type: ignore[arg-type]
+        generation.sampler.close()
+        slot.generation, slot.pending = None, []
+        self._next_choice(runtime, slot)
+
+    def _release(self, runtime: LlamaRuntime, slot: _Slot, *, forget: bool = False) -> None:
+        """End the slot's job (the stream ends) and free the slot for the next request.
+        Its cells stay as a prompt cache unless `forget` (after a failed batch)."""
+        job = slot.job
+        if slot.generation is not None:
+            slot.generation.sampler.close()
+        if forget:  # after a failed batch nothing is known about the cells
+            runtime.forget(slot.sequence)
+            slot.cached.clear()
+        slot.job, slot.generation, slot.pending, slot.choices = None, None, [], []
+        self._count(running=-1)
+        if job is not None:
+            job.emit(None)
 
     def _count(self, **deltas: int) -> None:
         with self._lock:
@@ -293,6 +413,15 @@ class EmbeddedLlamaBackend:
             waiting = self._counters["waiting"]
         if "waiting" in deltas:
             QUEUE_DEPTH.labels(self.model_id).set(waiting)
+
+
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
 
 
 def _created(model_path: str) -> int:

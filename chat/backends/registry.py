@@ -38,7 +38,7 @@ def _build() -> dict[str, Backend]:
             model_path=config["MODEL_PATH"] or bundled_model_path(),
             n_ctx=config["N_CTX"],
             n_threads=config["N_THREADS"],
-            parallel=config["PARALLEL"],
+            sequences=config["PARALLEL_SEQUENCES"],
             queue_max=config["QUEUE_MAX"],
         )
         embedded.start()

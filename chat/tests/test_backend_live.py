@@ -53,7 +53,10 @@ def test_non_stream_disconnect_stops_generation(live: LiveServer) -> None:
 
 @pytest.fixture(scope="module")
 def small_queue() -> Iterator[LiveServer]:
-    server = LiveServer(env={"GHOSTGPT_QUEUE_MAX": "3", "GHOSTGPT_SSE_PING_SECONDS": "1"})
+    # One sequence: a request decodes only once the one before it is done.
+    server = LiveServer(
+        env={"GHOSTGPT_QUEUE_MAX": "3", "GHOSTGPT_SSE_PING_SECONDS": "1", "GHOSTGPT_PARALLEL_SEQUENCES": "1"}
+    )
     yield server
     server.stop()
 
