@@ -11,7 +11,9 @@ Part 2, the sweep: 1, 2, 4, 8 and 16 concurrent streamed requests of --max-token
 each, through the API of GhostGPT (GHOSTGPT_PARALLEL_SEQUENCES=16) and of llama-cpp-python's
 own OpenAI server (`python -m llama_cpp.server`, same GGUF, threads and context), one
 server at a time: aggregate tokens/s (content chunks over the wall time of the whole
-batch), per-stream tokens/s, time to first token p50/p95. The single-stream ceiling is
+batch), per-stream tokens/s, time to first token p50/p95. Every stream's prompt is new to
+the server (its request number comes first), so prompt caches do not flatter the time to
+first token. The single-stream ceiling is
 part 1's direct llama-cpp-python run.
 
     .venv/bin/python bench/engine.py [--runs 5] [--max-tokens 256] [--sweep 1,2,4,8,16] \\
@@ -203,12 +205,13 @@ def concurrency_sweep(sweep: list[int], tokens: int, threads: int, ceiling: floa
     for name, command, env in candidates:
         candidate = Candidate(name, command, env, key)
         try:
-            rows[name] = {c: asyncio.run(measure(candidate, c, tokens)) for c in sweep}
+            rows[name] = {c: asyncio.run(measure(candidate, c, tokens, distinct=True)) for c in sweep}
         finally:
             candidate.stop()
     ours = rows[candidates[0][0]]
     lines = [
-        f"Concurrency sweep: {tokens} tokens a stream, greedy, seeded, n_ctx={n_ctx} a sequence, {threads} threads; "
+        f"Concurrency sweep: {tokens} tokens a stream, greedy, seeded, every prompt new to the server (no prompt "
+        f"cache helps; ~45 tokens), n_ctx={n_ctx} a sequence, {threads} threads; "
         f"single-stream ceiling (llama-cpp-python direct, part 1): {ceiling:.1f} tok/s",
         "",
         "| server | streams | aggregate tok/s | × its 1 stream | per-stream tok/s | TTFT p50 | TTFT p95 |",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PROMPT = "List the numbers from 1 to 500 separated by commas."
 CONCURRENCY = (1, 8)
+_REQUESTS = itertools.count(1)
 
 
 def free_port() -> int:
@@ -78,11 +80,13 @@ class Candidate:
         self.process.wait(timeout=30)
 
 
-async def one_stream(client: httpx.AsyncClient, url: str, tokens: int) -> tuple[float, int, float]:
+async def one_stream(
+    client: httpx.AsyncClient, url: str, tokens: int, prompt: str = PROMPT
+) -> tuple[float, int, float]:
     """(seconds to the first content chunk, content chunks, seconds in all)."""
     body = {
         "model": "ghostgpt",
-        "messages": [{"role": "user", "content": PROMPT}],
+        "messages": [{"role": "user", "content": prompt}],
         "max_tokens": tokens,
         "temperature": 0,
         "seed": 1,
@@ -103,11 +107,14 @@ async def one_stream(client: httpx.AsyncClient, url: str, tokens: int) -> tuple[
     return first, chunks, time.perf_counter() - started
 
 
-async def measure(candidate: Candidate, concurrency: int, tokens: int) -> dict[str, float]:
+async def measure(candidate: Candidate, concurrency: int, tokens: int, *, distinct: bool = False) -> dict[str, float]:
+    """`distinct`: every stream's prompt is new to the server (its own request number at
+    the start), so no prompt cache helps; else all send the same prompt."""
     async with httpx.AsyncClient(headers=candidate.headers, timeout=600) as client:
         await one_stream(client, candidate.url, 16)  # warm: the model is loaded, the prompt path taken
         started = time.perf_counter()
-        results = await asyncio.gather(*(one_stream(client, candidate.url, tokens) for _ in range(concurrency)))
+        prompts = [f"Request {next(_REQUESTS)}. {PROMPT}" if distinct else PROMPT for _ in range(concurrency)]
+        results = await asyncio.gather(*(one_stream(client, candidate.url, tokens, prompt) for prompt in prompts))
         wall = time.perf_counter() - started
     firsts = sorted(r[0] for r in results)
     total = sum(r[1] for r in results)

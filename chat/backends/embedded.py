@@ -9,8 +9,8 @@ sequence that is due with that sequence's own sampler. A request
 waiting in the FIFO queue takes a free slot at the next step (QUEUE_MAX waiting; beyond that
 503 with Retry-After). A slot whose client left (the cancel flag) or whose generation ended
 is free for the next request at the next step. A slot keeps its sequence's cells as a
-prompt cache: an unseeded request takes the free slot sharing the longest prefix with its
-prompt and reads only the rest. Decoding never runs on the event loop: tokens cross to it
+prompt cache: a request takes the free slot sharing the longest prefix with its prompt and
+reads only the rest. Decoding never runs on the event loop: tokens cross to it
 through `loop.call_soon_threadsafe`.
 """
 
@@ -326,10 +326,12 @@ class EmbeddedLlamaBackend:
             if budget <= 0:
                 job.emit(Finish(index=index, reason="length"))
                 continue
-            # llama.cpp seeds are uint32, and 0xFFFFFFFF means "random". A seeded request
-            # reads its prompt from scratch, so its text never depends on what the slot held.
+            # llama.cpp seeds are uint32, and 0xFFFFFFFF means "random".
             seed = random.getrandbits(31) if sampling.seed is None else (sampling.seed + index) % 0xFFFFFFFF
-            keep = 0 if sampling.seed is not None else min(_shared_prefix(slot.cached, prompt), len(prompt) - 1)
+            # The cached prefix is reused (at least the last prompt token is read again, for
+            # its logits). Reading a prompt in pieces gives the same logits as reading it
+            # whole (each piece its own call, see _step), so seeded text does not change.
+            keep = min(_shared_prefix(slot.cached, prompt), len(prompt) - 1)
             runtime.forget(slot.sequence, keep)
             del slot.cached[keep:]
             slot.pending, slot.reading = prompt[keep:], True
