@@ -90,6 +90,7 @@ class _Slot:
 
     sequence: int
     cached: list[int] = field(default_factory=list)
+    exact: int = 0  # the first `exact` cached tokens were read as prompt, in chunks of 2 or more
     pending: list[int] = field(default_factory=list)
     job: _Job | None = None
     choices: list[tuple[int, list[int]]] = field(default_factory=list)  # (choice index, prompt) still to run
@@ -274,7 +275,7 @@ class EmbeddedLlamaBackend:
         for slot in sorted((s for s in slots if s.generation is not None and s.reading), key=lambda s: s.started):
             if room <= 0:
                 break
-            take = min(room, len(slot.pending))
+            take = _chunk(len(slot.pending), room)
             room -= take
             self._decode(runtime, [slot], [take])
 
@@ -289,6 +290,8 @@ class EmbeddedLlamaBackend:
         where = runtime.decode(items)
         DECODE_SECONDS.labels(self.model_id).inc(time.monotonic() - began)
         for slot, item, index in zip(slots, items, where, strict=True):
+            if slot.reading and slot.exact == len(slot.cached):
+                slot.exact += len(item.tokens)
             slot.cached.extend(item.tokens)
             del slot.pending[: len(item.tokens)]
             if index >= 0 and slot.generation is not None:
@@ -328,12 +331,16 @@ class EmbeddedLlamaBackend:
                 continue
             # llama.cpp seeds are uint32, and 0xFFFFFFFF means "random".
             seed = random.getrandbits(31) if sampling.seed is None else (sampling.seed + index) % 0xFFFFFFFF
-            # The cached prefix is reused (at least the last prompt token is read again, for
-            # its logits). Reading a prompt in pieces gives the same logits as reading it
-            # whole (each piece its own call, see _step), so seeded text does not change.
-            keep = min(_shared_prefix(slot.cached, prompt), len(prompt) - 1)
+            # The cached prefix is reused; at least the last two prompt tokens are read again
+            # (the last for its logits; see _read for why never one alone). A seeded request
+            # reuses only cells that were read as prompt, which hold what reading its prompt
+            # afresh would (a generated token's cells, decoded one at a time, do not).
+            keep = max(min(_shared_prefix(slot.cached, prompt), len(prompt) - 2), 0)
+            if sampling.seed is not None:
+                keep = min(keep, slot.exact)
             runtime.forget(slot.sequence, keep)
             del slot.cached[keep:]
+            slot.exact = min(slot.exact, keep)
             slot.pending, slot.reading = prompt[keep:], True
             slot.generation = _Generation(
                 index=index,
@@ -403,6 +410,7 @@ class EmbeddedLlamaBackend:
         if forget:  # after a failed batch nothing is known about the cells
             runtime.forget(slot.sequence)
             slot.cached.clear()
+            slot.exact = 0
         slot.job, slot.generation, slot.pending, slot.choices = None, None, [], []
         self._count(running=-1)
         if job is not None:
@@ -415,6 +423,16 @@ class EmbeddedLlamaBackend:
             waiting = self._counters["waiting"]
         if "waiting" in deltas:
             QUEUE_DEPTH.labels(self.model_id).set(waiting)
+
+
+def _chunk(pending: int, room: int) -> int:
+    """How many of a prompt's `pending` tokens to read now, given `room`: never a chunk of
+    one token, nor one that leaves one behind (unless the prompt is one token). llama.cpp
+    evaluates a lone token of a sequence on another path (matrix-vector), whose attention
+    differs in the last bits from the path a chunk takes — a prompt read with a one-token
+    piece would give other logits than the same prompt read whole."""
+    take = max(min(room, pending), min(2, pending))
+    return take + 1 if pending - take == 1 else take
 
 
 def _shared_prefix(a: list[int], b: list[int]) -> int:

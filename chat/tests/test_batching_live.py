@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from chat.backends.embedded import _chunk
+
 from .live import LiveServer
 
 SEQUENCES = 8
@@ -136,3 +138,45 @@ def test_cancelling_one_of_eight_frees_its_sequence_at_once_and_leaves_the_other
     assert [stream.text for stream in survivors] == [stream.text for stream in reference]
     assert [stream.finish for stream in survivors] == [stream.finish for stream in reference]
     assert "Traceback" not in batching.log()
+
+
+def test_a_seeded_follow_up_reads_the_same_whether_or_not_its_sequence_holds_the_last_answer(
+    batching: LiveServer,
+) -> None:
+    """A chat's next turn shares its prefix with the previous turn's prompt *and answer*.
+    The answer's cells were decoded a token at a time; a seeded request must not reuse them
+    (they differ in the last bits from a prompt read), so the text is the same whether the
+    sequence still holds that turn or has been taken by other requests since."""
+    headers = {"Authorization": f"Bearer {batching.api_key}"}
+    url = batching.base_url + "/v1/chat/completions"
+    first_turn = [{"role": "user", "content": "Tell me about the sea."}]
+    body = {"model": "ghostgpt", "max_tokens": 40, "temperature": 0.9, "seed": 5}
+    answer = httpx.post(url, json={**body, "messages": first_turn}, headers=headers, timeout=60).json()
+    follow_up = {
+        **body,
+        "messages": [
+            *first_turn,
+            {"role": "assistant", "content": answer["choices"][0]["message"]["content"]},
+            {"role": "user", "content": "And about rivers?"},
+        ],
+    }
+    warm = httpx.post(url, json=follow_up, headers=headers, timeout=60).json()["choices"][0]["message"]["content"]
+    others = [Stream(batching, topic, seed=7, max_tokens=33) for topic in TOPICS]  # take every sequence
+    for stream in others:
+        stream.start()
+    for stream in others:
+        stream.join()
+    cold = httpx.post(url, json=follow_up, headers=headers, timeout=60).json()["choices"][0]["message"]["content"]
+    assert warm == cold
+
+
+def test_prompt_chunks_are_never_a_lone_token() -> None:
+    for length in range(1, 300):
+        for room in (1, 2, 3, 5, 64, 128):
+            pending = length
+            while pending:
+                take = _chunk(pending, room)
+                assert 1 <= take <= pending
+                assert take >= 2 or length == 1, (length, room, take)
+                pending -= take
+                assert pending != 1, (length, room)
