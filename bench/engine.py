@@ -13,8 +13,7 @@ own OpenAI server (`python -m llama_cpp.server`, same GGUF, threads and context)
 server at a time: aggregate tokens/s (content chunks over the wall time of the whole
 batch), per-stream tokens/s, time to first token p50/p95. Every stream's prompt is new to
 the server (its request number comes first), so prompt caches do not flatter the time to
-first token. The single-stream ceiling is
-part 1's direct llama-cpp-python run.
+first token. The single-stream ceiling is part 1's direct llama-cpp-python run.
 
     .venv/bin/python bench/engine.py [--runs 5] [--max-tokens 256] [--sweep 1,2,4,8,16] \\
         [--output bench/results/engine.md]

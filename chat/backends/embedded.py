@@ -1,23 +1,17 @@
 """EmbeddedLlamaBackend: a GGUF model decoded in-process by llama-cpp-python, with
 continuous batching.
 
-Concurrency model: one llama.cpp context holds up to PARALLEL_SEQUENCES sequences (slots),
-and one decode thread owns it. Every step it evaluates one batch holding the next token of
-every running generation, then reads up to PREFILL_CHUNK tokens of the prompts waiting to
-be read (so running streams keep flowing while a long prompt is read), and samples each
-sequence that is due with that sequence's own sampler. A request
-waiting in the FIFO queue takes a free slot at the next step (QUEUE_MAX waiting; beyond that
-503 with Retry-After). A slot whose client left (the cancel flag) or whose generation ended
-is free for the next request at the next step. A slot keeps its sequence's cells as a
-prompt cache: a request takes the free slot sharing the longest prefix with its prompt and
-reads only the rest. Decoding never runs on the event loop: tokens cross to it
-through `loop.call_soon_threadsafe`.
+Concurrency model: one llama.cpp context holds up to PARALLEL_SEQUENCES sequences (slots);
+one decode thread owns it and steps them together (see _step). A request waiting in the
+FIFO queue takes a free slot at the next step (QUEUE_MAX waiting; beyond that 503 with
+Retry-After); a slot whose client left (the cancel flag) or whose generation ended is free
+at the next step, its cells kept as a prompt cache (chat.backends.sequences). Decoding
+never runs on the event loop: tokens cross to it through `loop.call_soon_threadsafe`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import hashlib
 import logging
 import queue
@@ -45,7 +39,8 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .llama_runtime import BatchItem, LlamaRuntime, Sampler
+from .llama_runtime import BatchItem, LlamaRuntime
+from .sequences import Generation, SequenceCache
 from .stops import StopScanner
 
 logger = logging.getLogger(__name__)
@@ -70,32 +65,13 @@ class _Job:
 
 
 @dataclass(eq=False)
-class _Generation:
-    """One choice of a job, decoding in a slot."""
-
-    index: int
-    prompt_length: int
-    sampler: Sampler
-    budget: int
-    stops: StopScanner
-    utf8: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    produced: int = 0
-    unsent: int = 0
-
-
-@dataclass(eq=False)
 class _Slot:
-    """One sequence of the context. `cached`: the tokens whose cells the sequence holds;
-    `pending`: the tokens to evaluate next (the rest of a prompt, or the last sampled token)."""
+    """One sequence of the context: its cells (`cache`) and the job it serves."""
 
-    sequence: int
-    cached: list[int] = field(default_factory=list)
-    exact: int = 0  # the first `exact` cached tokens were read as prompt, in chunks of 2 or more
-    pending: list[int] = field(default_factory=list)
+    cache: SequenceCache
     job: _Job | None = None
     choices: list[tuple[int, list[int]]] = field(default_factory=list)  # (choice index, prompt) still to run
-    generation: _Generation | None = None
-    reading: bool = False  # the generation's prompt is still being read
+    generation: Generation | None = None
     started: float = 0.0
     completion_tokens: int = 0
 
@@ -241,7 +217,7 @@ class EmbeddedLlamaBackend:
     # --- decoding (the decode thread only) ---------------------------------------------
 
     def _work(self, runtime: LlamaRuntime) -> None:
-        slots = [_Slot(sequence) for sequence in range(runtime.sequences)]
+        slots = [_Slot(SequenceCache(sequence)) for sequence in range(runtime.sequences)]
         while True:
             try:
                 self._step(runtime, slots)
@@ -256,26 +232,23 @@ class EmbeddedLlamaBackend:
         """One step: free the slots whose clients left, seat waiting requests in free slots,
         evaluate the next token of every running generation in one batch, then read
         prompts (PREFILL_CHUNK tokens in all, oldest request first), and sample every
-        sequence whose logits came back.
-
-        A prompt chunk gets a llama_decode of its own instead of riding in the generations'
-        batch: llama.cpp splits a batch that mixes sequences of unequal token counts
-        (split_equal, with a KV stream per sequence), and such a split gave a sequence's
-        prompt logits that differ from reading it alone — a seeded text would then depend
-        on what else was running."""
+        sequence whose logits came back. A prompt piece gets a llama_decode of its own:
+        llama.cpp splits a batch that mixes sequences of unequal token counts, and that
+        split changed a prompt's logits (a seeded text depended on what else ran)."""
         for slot in slots:
             if slot.job is not None and slot.job.cancelled.is_set():
                 self._count(cancelled=+1)
                 self._release(runtime, slot)
         self._seat(runtime, slots, wait=all(slot.job is None for slot in slots))
-        running = [slot for slot in slots if slot.generation is not None and not slot.reading]
+        running = [slot for slot in slots if slot.generation is not None and not slot.cache.reading]
         if running:
-            self._decode(runtime, running, [len(slot.pending) for slot in running])
+            self._decode(runtime, running, [len(slot.cache.pending) for slot in running])
         room = PREFILL_CHUNK
-        for slot in sorted((s for s in slots if s.generation is not None and s.reading), key=lambda s: s.started):
+        reading = (slot for slot in slots if slot.generation is not None and slot.cache.reading)
+        for slot in sorted(reading, key=lambda s: s.started):
             if room <= 0:
                 break
-            take = _chunk(len(slot.pending), room)
+            take = slot.cache.chunk(room)
             room -= take
             self._decode(runtime, [slot], [take])
 
@@ -283,19 +256,16 @@ class EmbeddedLlamaBackend:
         """Evaluate the first `counts[i]` pending tokens of each slot in one batch; sample
         the slots whose pending tokens are all read."""
         items = [
-            BatchItem(slot.sequence, slot.pending[:count], len(slot.cached), logits=count == len(slot.pending))
-            for slot, count in zip(slots, counts, strict=True)
+            BatchItem(cache.sequence, cache.pending[:count], len(cache.cached), logits=count == len(cache.pending))
+            for cache, count in zip((slot.cache for slot in slots), counts, strict=True)
         ]
         began = time.monotonic()
         where = runtime.decode(items)
         DECODE_SECONDS.labels(self.model_id).inc(time.monotonic() - began)
         for slot, item, index in zip(slots, items, where, strict=True):
-            if slot.reading and slot.exact == len(slot.cached):
-                slot.exact += len(item.tokens)
-            slot.cached.extend(item.tokens)
-            del slot.pending[: len(item.tokens)]
+            slot.cache.evaluated(len(item.tokens))
             if index >= 0 and slot.generation is not None:
-                slot.reading = False
+                slot.cache.reading = False
                 self._advance(runtime, slot, slot.generation.sampler.sample(index))
 
     def _seat(self, runtime: LlamaRuntime, slots: list[_Slot], *, wait: bool) -> None:
@@ -314,7 +284,7 @@ class EmbeddedLlamaBackend:
             n = job.request.n
             choices = [(p * n + k, tokens) for p, tokens in enumerate(job.prompts) for k in range(n)]
             free = [slot for slot in slots if slot.job is None]
-            slot = max(free, key=lambda s: _shared_prefix(s.cached, choices[0][1]))
+            slot = max(free, key=lambda s: s.cache.shared_prefix(choices[0][1]))
             slot.job, slot.choices, slot.started, slot.completion_tokens = job, choices, time.monotonic(), 0
             self._next_choice(runtime, slot)
 
@@ -331,20 +301,9 @@ class EmbeddedLlamaBackend:
                 continue
             # llama.cpp seeds are uint32, and 0xFFFFFFFF means "random".
             seed = random.getrandbits(31) if sampling.seed is None else (sampling.seed + index) % 0xFFFFFFFF
-            # The cached prefix is reused; at least the last two prompt tokens are read again
-            # (the last for its logits; see _read for why never one alone). A seeded request
-            # reuses only cells that were read as prompt, which hold what reading its prompt
-            # afresh would (a generated token's cells, decoded one at a time, do not).
-            keep = max(min(_shared_prefix(slot.cached, prompt), len(prompt) - 2), 0)
-            if sampling.seed is not None:
-                keep = min(keep, slot.exact)
-            runtime.forget(slot.sequence, keep)
-            del slot.cached[keep:]
-            slot.exact = min(slot.exact, keep)
-            slot.pending, slot.reading = prompt[keep:], True
-            slot.generation = _Generation(
+            slot.cache.begin(runtime, prompt, seeded=sampling.seed is not None)
+            slot.generation = Generation(
                 index=index,
-                prompt_length=len(prompt),
                 budget=budget,
                 stops=StopScanner(sampling.stop),
                 sampler=runtime.sampler(
@@ -389,7 +348,7 @@ class EmbeddedLlamaBackend:
             elif generation.produced >= generation.budget:
                 reason = "length"
             else:
-                slot.pending = [token]
+                slot.cache.pending = [token]
         if reason is None:
             return
         text, hit = generation.stops.feed(generation.utf8.decode(b"", final=True))
@@ -398,7 +357,7 @@ class EmbeddedLlamaBackend:
             job.emit(TextDelta(index=generation.index, text=text, tokens=generation.unsent))
         job.emit(Finish(index=generation.index, reason="stop" if hit else reason))  # type: ignore[arg-type]
         generation.sampler.close()
-        slot.generation, slot.pending = None, []
+        slot.generation, slot.cache.pending = None, []
         self._next_choice(runtime, slot)
 
     def _release(self, runtime: LlamaRuntime, slot: _Slot, *, forget: bool = False) -> None:
@@ -407,11 +366,9 @@ class EmbeddedLlamaBackend:
         job = slot.job
         if slot.generation is not None:
             slot.generation.sampler.close()
-        if forget:  # after a failed batch nothing is known about the cells
-            runtime.forget(slot.sequence)
-            slot.cached.clear()
-            slot.exact = 0
-        slot.job, slot.generation, slot.pending, slot.choices = None, None, [], []
+        if forget:
+            slot.cache.clear(runtime)
+        slot.job, slot.generation, slot.cache.pending, slot.choices = None, None, [], []
         self._count(running=-1)
         if job is not None:
             job.emit(None)
@@ -423,25 +380,6 @@ class EmbeddedLlamaBackend:
             waiting = self._counters["waiting"]
         if "waiting" in deltas:
             QUEUE_DEPTH.labels(self.model_id).set(waiting)
-
-
-def _chunk(pending: int, room: int) -> int:
-    """How many of a prompt's `pending` tokens to read now, given `room`: never a chunk of
-    one token, nor one that leaves one behind (unless the prompt is one token). llama.cpp
-    evaluates a lone token of a sequence on another path (matrix-vector), whose attention
-    differs in the last bits from the path a chunk takes — a prompt read with a one-token
-    piece would give other logits than the same prompt read whole."""
-    take = max(min(room, pending), min(2, pending))
-    return take + 1 if pending - take == 1 else take
-
-
-def _shared_prefix(a: list[int], b: list[int]) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
 
 
 def _created(model_path: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chat.backends.embedded import _chunk
+from chat.backends.sequences import SequenceCache
 
 from .live import LiveServer
 
@@ -173,10 +173,11 @@ def test_a_seeded_follow_up_reads_the_same_whether_or_not_its_sequence_holds_the
 def test_prompt_chunks_are_never_a_lone_token() -> None:
     for length in range(1, 300):
         for room in (1, 2, 3, 5, 64, 128):
-            pending = length
-            while pending:
-                take = _chunk(pending, room)
-                assert 1 <= take <= pending
+            cache = SequenceCache(0, pending=list(range(length)), reading=True)
+            while cache.pending:
+                take = cache.chunk(room)
+                assert 1 <= take <= len(cache.pending)
                 assert take >= 2 or length == 1, (length, room, take)
-                pending -= take
-                assert pending != 1, (length, room)
+                cache.evaluated(take)
+                assert len(cache.pending) != 1, (length, room)
+            assert cache.exact == length
