@@ -7,8 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-# Connections the kernel queues before Daphne accepts them (Twisted's default is 50: a
-# burst of clients would be reset).
+# Connections the kernel queues before the server accepts them (a burst of clients past
+# it would be reset).
 BACKLOG ?= 1024
 STAMP  := $(VENV)/.requirements-installed
 DEV_STAMP := $(VENV)/.requirements-dev-installed
@@ -90,8 +90,7 @@ run: migrate
 	  echo "  OpenAI base URL: http://$(HOST):$(PORT)/v1" && \
 	  echo "  Dev API key:     $$key" && \
 	  echo ""
-	exec $(VENV)/bin/daphne --access-log /dev/null -e tcp:port=$(PORT):interface=$(HOST):backlog=$(BACKLOG) \
-	  ghostgpt.asgi:application
+	exec $(PY) manage.py serve --host $(HOST) --port $(PORT) --backlog $(BACKLOG)
 
 # A Celery worker for the tools (needs REDIS_URL; without it tasks run in the web process).
 # Concurrency 1-2 per core for PDF/transcription; time limits and memory cap per child.
@@ -133,7 +132,8 @@ up: install vendor nginx-deps
 	  export GHOSTGPT_MODEL_TIER_KEY=$$(cat $(UP_ABS)/model-tier-key) DJANGO_SECRET_KEY=$$(cat $(UP_ABS)/secret-key) && \
 	  $(PY) manage.py migrate --noinput && \
 	  $(VENV)/bin/supervisord -c $(UP_ABS)/supervisord.conf && \
-	  { $(PY) manage.py wait_ready http://$(UP_HOST):$(UP_PORT) --seconds $(UP_READY_SECONDS) \
+	  { $(PY) manage.py wait_ready http://$(UP_HOST):$(UP_PORT) --model-servers $(UP_ABS)/model-servers \
+	      --seconds $(UP_READY_SECONDS) \
 	      --log $(UP_ABS)/supervisord.log || { $(MAKE) --no-print-directory down UP_DIR=$(UP_DIR); exit 1; }; } && \
 	  { key=$$($(PY) manage.py dev_api_key 2>/dev/null) || key="(production: manage.py create_api_key --name NAME)"; } && \
 	  echo "" && \
@@ -192,6 +192,7 @@ bench: dev-install
 	$(PY) bench/tools.py --output bench/results/tools.md
 	$(PY) bench/web.py --output bench/results/web.md
 	$(PY) bench/gateway.py --output bench/results/gateway.md
+	$(PY) bench/asgi.py --output bench/results/asgi.md
 	$(PY) bench/embeddings.py --output bench/results/embeddings.md
 	env -u DATABASE_URL $(PY) bench/search.py --database sqlite --output bench/results/search-sqlite.md
 	env -u DATABASE_URL $(PY) bench/search.py --database postgres --output bench/results/search-postgres.md

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+from measure import report  # bench/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -92,11 +93,7 @@ def main() -> int:
         f"| POST /v1/embeddings, base64 (the SDKs' default) | {base64_rate:.0f} | {base64_rate / lib_rate:.2f}× |",
         f"| model called directly (baseline) | {lib_rate:.0f} | 1.00× |",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-    return 0
+    return report("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from measure import report  # bench/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -139,7 +140,7 @@ def main() -> int:
         server.stop()
 
     direct_row, direct_rate = summarize("llama-cpp-python create_chat_completion(stream=True), in-process", direct)
-    gateway_row, gateway_rate = summarize("GhostGPT POST /v1/chat/completions stream, over HTTP (Daphne)", gateway)
+    gateway_row, gateway_rate = summarize("GhostGPT POST /v1/chat/completions stream, over HTTP (uvicorn)", gateway)
     ratio = gateway_rate / direct_rate if direct_rate else 0.0
     table = "\n".join(
         [
@@ -157,11 +158,7 @@ def main() -> int:
     if args.sweep:
         sweep = [int(c) for c in args.sweep.split(",")]
         table += "\n\n" + concurrency_sweep(sweep, args.max_tokens, config["N_THREADS"], direct_rate)
-    print(table)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(table + "\n")
-    return 0
+    return report(table, args.output)
 
 
 def concurrency_sweep(sweep: list[int], tokens: int, threads: int, ceiling: float) -> str:

@@ -1,9 +1,9 @@
 """The floor a Django gateway can reach, for bench/gateway.py: one async Django view under
-Daphne that forwards the request body to the upstream with one shared httpx client and
+the same server that forwards the request body to the upstream with one shared httpx client and
 returns its answer (a JSON body, or the SSE stream as it arrives) — no middleware, no auth,
 no database, no logging. Whatever GhostGPT adds beyond this is its own per-request work.
 
-    FLOOR_UPSTREAM=http://127.0.0.1:PORT/ok/v1 python -m daphne bench.floor_app:application
+    FLOOR_UPSTREAM=http://127.0.0.1:PORT/ok/v1 uvicorn --loop uvloop --http httptools bench.floor_app:application
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import wave
 from pathlib import Path
 
 import httpx
+from measure import report  # bench/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,11 +120,7 @@ def main() -> int:
             f"| overhead {overhead * 100:+.1f}% (target <= 10%) |",
         ]
     )
-    print(table)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(table + "\n")
-    return 0
+    return report(table, args.output)
 
 
 if __name__ == "__main__":

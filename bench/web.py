@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from measure import report  # bench/ is the script's own directory
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -162,11 +163,7 @@ def main() -> int:
         f"| the same from the Enter keydown (includes the automation's input delivery) "
         f"| {med['page_key'] * 1000:.0f} ms | | |",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.output:
-        args.output.write_text(table + "\n")
-    return 0
+    return report("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

@@ -8,4 +8,4 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat and OpenAI-compatible API"
 
     def ready(self) -> None:
-        from . import revocation  # noqa: F401  (connects its signal receivers)
+        from . import keycache, revocation  # noqa: F401  (connect their signal receivers)

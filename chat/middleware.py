@@ -1,5 +1,5 @@
 """Request id on every response, the start time Server-Timing measures from, and the
-access log. Daphne's own access log is off (it prints query strings verbatim); this one
+access log. uvicorn's own access log is off (it prints query strings verbatim); this one
 redacts secrets that clients put in URLs (`?key=`, `?admin_key=`).
 
 Also Django's stock middleware, adapted to the async hot path. Under ASGI Django runs

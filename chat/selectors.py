@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
-from . import db
 from .models import Account, ApiKey, StoredResponse, UsageRecord, hash_api_key
 
 
@@ -21,8 +23,78 @@ def _keys_for_auth(secret: str) -> QuerySet[ApiKey]:
     return ApiKey.objects.select_related("account__tier", "tier").filter(key_hash=hash_api_key(secret))
 
 
-async def api_key_get_for_auth(*, secret: str) -> ApiKey | None:
-    return await db.run(api_key_get_for_auth_sync, secret=secret)
+@dataclass(frozen=True, slots=True)
+class KeyAuth:
+    """What authenticating one /v1 request needs to know about its key, from one row."""
+
+    id: int
+    account_id: int
+    kind: str
+    allowed_models: list[str] | None
+    is_active: bool
+    disabled_by_operator: bool
+    expires_at: datetime | None
+    account_is_active: bool
+    membership_expires_at: datetime | None
+    rpm_override: int | None
+    tpm_override: int | None
+    tier_id: int | None
+    tier_rpm: int | None
+    tier_tpm: int | None
+    account_tier_rpm: int | None
+    account_tier_tpm: int | None
+
+    @property
+    def rpm(self) -> int | None:
+        """The key's own override, else its tier's, else its account's tier's (None: unlimited)."""
+        if self.rpm_override is not None:
+            return self.rpm_override
+        return self.tier_rpm if self.tier_id is not None else self.account_tier_rpm
+
+    @property
+    def tpm(self) -> int | None:
+        if self.tpm_override is not None:
+            return self.tpm_override
+        return self.tier_tpm if self.tier_id is not None else self.account_tier_tpm
+
+
+_KEY_AUTH_COLUMNS = (
+    "id",
+    "account_id",
+    "kind",
+    "allowed_models",
+    "is_active",
+    "disabled_by_operator",
+    "expires_at",
+    "account__is_active",
+    "account__membership_expires_at",
+    "rpm_override",
+    "tpm_override",
+    "tier_id",
+    "tier__rpm",
+    "tier__tpm",
+    "account__tier__rpm",
+    "account__tier__tpm",
+)
+_compiled = threading.local()
+
+
+def api_key_auth_sync(*, secret: str) -> KeyAuth | None:
+    """The key behind `secret` for the /v1 hot path: the ORM's query, compiled once per
+    thread and run with the ORM's own type converters (Django compiling it anew took ~0.45
+    ms of a request's ~0.47 ms of authentication; the query itself ~0.02 ms)."""
+    if getattr(_compiled, "key_auth", None) is None:
+        query = ApiKey.objects.filter(key_hash="").order_by().values_list(*_KEY_AUTH_COLUMNS).query
+        compiler = query.get_compiler(DEFAULT_DB_ALIAS)
+        sql, _ = compiler.as_sql()
+        _compiled.key_auth = (compiler, sql)
+    compiler, sql = _compiled.key_auth
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [hash_api_key(secret)])
+        rows = cursor.fetchall()
+    for row in compiler.results_iter(results=[rows]):
+        return KeyAuth(*row)
+    return None
 
 
 def api_key_get_for_auth_sync(*, secret: str) -> ApiKey | None:

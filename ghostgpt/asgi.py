@@ -1,16 +1,20 @@
-"""ASGI entry point served by Daphne: HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point (served by uvicorn, `manage.py serve`): HTTP through Django, WebSockets
+through Channels."""
 
 from __future__ import annotations
 
 import os
 
+import django
 from channels.routing import ProtocolTypeRouter, URLRouter
-from django.core.asgi import get_asgi_application
 from django.urls import path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+from ghostgpt.handler import GhostGPTASGIHandler  # noqa: E402
+
+django_asgi_app = GhostGPTASGIHandler()
 
 from chat.backends import registry  # noqa: E402  (needs the app registry ready)
 
@@ -26,9 +30,7 @@ if settings.ROLE != "model":  # a model server has no accounts, hence no console
     TrafficSampler(float(settings.GHOSTGPT["TRAFFIC_SAMPLE_SECONDS"])).start()
 
 from chat.agents.consumer import AgentConsumer  # noqa: E402
-from ghostgpt.body_limits import BodyLimitMiddleware, install_daphne_limits  # noqa: E402
-
-install_daphne_limits()  # 413 while the body arrives, before Twisted buffers it
+from ghostgpt.body_limits import BodyLimitMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -15,6 +15,8 @@ from typing import Any
 
 from django.conf import settings
 
+from chat.api.errors import error_payload
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -50,9 +52,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject(send: Send, status: int, message: str, code: str) -> None:
-    body = json.dumps(
-        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
-    ).encode()
+    body = json.dumps(error_payload(message, "invalid_request_error", code=code)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
@@ -93,64 +93,3 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await _reject(send, 413, too_large, "request_too_large")
-
-
-def install_daphne_limits() -> None:
-    """The same limits inside Daphne, where bytes really arrive: Twisted buffers a whole
-    body (to a temporary file past 100 KB) before Daphne calls the application, so an ASGI
-    middleware alone would see a 50 GB upload only after it was on disk. Daphne's request
-    class (daphne==4.2.3, pinned) gets the route's limit when the headers are in: a declared
-    Content-Length past it, or a chunked body that grows past it, is answered 413 at once and
-    the connection closed; nothing more is buffered."""
-    from daphne.http_protocol import WebRequest
-
-    if getattr(WebRequest, "ghostgpt_limits", False):
-        return
-    got_length, handle_chunk, process = WebRequest.gotLength, WebRequest.handleContentChunk, WebRequest.process
-
-    def refuse(request: Any) -> None:
-        request.ghostgpt_refused = True
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"The request body is larger than this route accepts ({request.ghostgpt_limit} bytes).",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "request_too_large",
-                }
-            }
-        ).encode()
-        head = (
-            "HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode()
-        transport = request.channel.transport
-        transport.write(head + body)
-        transport.loseConnection()
-
-    def gotLength(self: Any, length: int | None) -> None:  # noqa: N802 (Twisted's name)
-        path = bytes(getattr(self.channel, "_path", b"") or b"").split(b"?")[0].decode("latin-1")
-        self.ghostgpt_limit, self.ghostgpt_received, self.ghostgpt_refused = body_limit(path), 0, False
-        if length is not None and length > self.ghostgpt_limit:
-            got_length(self, 0)
-            refuse(self)
-            return
-        got_length(self, length)
-
-    def handleContentChunk(self: Any, data: bytes) -> None:  # noqa: N802
-        if self.ghostgpt_refused:
-            return
-        self.ghostgpt_received += len(data)
-        if self.ghostgpt_received > self.ghostgpt_limit:
-            refuse(self)
-            return
-        handle_chunk(self, data)
-
-    def guarded_process(self: Any) -> None:
-        if not getattr(self, "ghostgpt_refused", False):
-            process(self)
-
-    WebRequest.gotLength = gotLength
-    WebRequest.handleContentChunk = handleContentChunk
-    WebRequest.process = guarded_process
-    WebRequest.ghostgpt_limits = True

@@ -47,12 +47,15 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return value
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float, *, above: float | None = None) -> float:
     raw = env_str(name)
     try:
-        return float(raw) if raw else default
+        value = float(raw) if raw else default
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if above is not None and not value > above:  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be > {above}, got {value}")
+    return value
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -97,7 +100,6 @@ if PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env_list("GHOSTGPT_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -399,6 +401,14 @@ GHOSTGPT = {
     # SIGTERM under `manage.py serve`: seconds running generations get to finish before they
     # are ended with an error event (chat.lifecycle).
     "DRAIN_SECONDS": env_float("GHOSTGPT_DRAIN_SECONDS", 20.0),
+    # The HTTP server (ghostgpt.server): the most bytes of a request line and headers (431
+    # past it), seconds a request head may take to arrive (408 after), seconds an idle
+    # kept-alive connection stays open (above nginx's 60 s upstream keep-alive), the largest
+    # WebSocket message.
+    "HTTP_HEAD_MAX_BYTES": env_int("GHOSTGPT_HTTP_HEAD_MAX_BYTES", 64 * 1024, minimum=1024),
+    "HTTP_HEAD_TIMEOUT_SECONDS": env_float("GHOSTGPT_HTTP_HEAD_TIMEOUT_SECONDS", 30.0, above=0),
+    "HTTP_KEEPALIVE_SECONDS": env_int("GHOSTGPT_HTTP_KEEPALIVE_SECONDS", 75, minimum=1),
+    "WEBSOCKET_MAX_BYTES": env_int("GHOSTGPT_WEBSOCKET_MAX_BYTES", 16 * 1024 * 1024, minimum=1024),
     # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
     # Each web process samples its traffic this often for the operators' console (0 = off).
@@ -424,6 +434,9 @@ GHOSTGPT = {
     "DEFAULT_TIER": env_str("GHOSTGPT_DEFAULT_TIER", "regular"),
     "RATE_WINDOW_SECONDS": env_int("GHOSTGPT_RATE_WINDOW_SECONDS", 60, minimum=1),
     "PRICE_CACHE_SECONDS": env_int("GHOSTGPT_PRICE_CACHE_SECONDS", 5, minimum=0),
+    # Authenticated keys kept per process (chat/keycache.py): any change through Django
+    # counts at once everywhere; this bounds only changes made by SQL behind its back. 0 = off.
+    "KEY_CACHE_SECONDS": env_int("GHOSTGPT_KEY_CACHE_SECONDS", 30, minimum=0),
     # Images sent to models that cannot see them are described in text (facts + OCR).
     "IMAGES_PER_REQUEST": env_int("GHOSTGPT_IMAGES_PER_REQUEST", 8, minimum=0),
     "IMAGE_MAX_BYTES": env_int("GHOSTGPT_IMAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),

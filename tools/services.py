@@ -102,10 +102,11 @@ def _execute_here(job_id: str) -> None:
 
 
 def _fail(job_id: uuid.UUID | str, error: dict[str, Any]) -> None:
-    Job.objects.filter(pk=job_id).exclude(status=Job.Status.SUCCEEDED).update(
-        status=Job.Status.FAILED, error=error, finished_at=timezone.now()
-    )
-    _drop_upload(job_id)
+    with transaction.atomic():  # whoever sees the job ended sees its upload gone
+        Job.objects.filter(pk=job_id).exclude(status=Job.Status.SUCCEEDED).update(
+            status=Job.Status.FAILED, error=error, finished_at=timezone.now()
+        )
+        _drop_upload(job_id)
 
 
 def _progress_writer(job_id: str, deadline: float | None = None) -> Callable[[int], None]:
@@ -158,10 +159,11 @@ def job_execute(*, job_id: str, deadline: float | None = None) -> None:
         logger.exception("tool job %s (%s) failed", job_id, job.tool)
         _fail(job_id, ToolError("The tool failed unexpectedly.", status=500, code="tool_error").as_dict())
     else:  # not over a job already failed meanwhile (timed out by job_get, say)
-        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
-            status=Job.Status.SUCCEEDED, result=result, progress=100, finished_at=timezone.now()
-        )
-        _drop_upload(job_id)
+        with transaction.atomic():  # the result and the upload's removal are seen together
+            Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+                status=Job.Status.SUCCEEDED, result=result, progress=100, finished_at=timezone.now()
+            )
+            _drop_upload(job_id)
     finally:
         JOBS.labels(job.tool, outcome).inc()
         JOB_SECONDS.labels(job.tool).observe(time.monotonic() - started)

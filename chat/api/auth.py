@@ -13,8 +13,9 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
 from chat.billing.ratelimit import Limits
+from chat.keycache import key_auth
 from chat.models import ApiKey
-from chat.selectors import api_key_get_for_auth
+from chat.selectors import KeyAuth
 from chat.services import api_key_mark_used
 
 from .errors import ApiError
@@ -54,6 +55,11 @@ class Principal:
         return not self.allowed_models or model in self.allowed_models
 
     @classmethod
+    def authenticated(cls, key: KeyAuth) -> Principal:
+        limits = Limits(f"key:{key.id}", key.rpm, key.tpm)
+        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind)
+
+    @classmethod
     def of(cls, key: ApiKey) -> Principal:
         tier = key.tier or key.account.tier
         rpm = key.rpm_override if key.rpm_override is not None else tier.rpm
@@ -80,7 +86,7 @@ def _unauthorized(message: str, code: str) -> ApiError:
     return ApiError(401, message, error_type="authentication_error", code=code)
 
 
-def check_usable(key: ApiKey) -> None:
+def check_usable(key: ApiKey | KeyAuth) -> None:
     """401 for an agent token, a disabled or expired key, or an expired membership."""
     if key.kind == ApiKey.Kind.AGENT:
         raise _unauthorized(
@@ -89,15 +95,18 @@ def check_usable(key: ApiKey) -> None:
     check_key_state(key)
 
 
-def check_key_state(key: ApiKey) -> None:
+def check_key_state(key: ApiKey | KeyAuth) -> None:
     """401 for a key of any kind (API, session, agent) that is disabled — by its owner or
     the operator — or expired, or whose account's membership is over."""
+    if isinstance(key, KeyAuth):
+        account_active, expiry = key.account_is_active, key.membership_expires_at
+    else:
+        account_active, expiry = key.account.is_active, key.account.membership_expires_at
     now = timezone.now()
-    if not key.is_active or key.disabled_by_operator or not key.account.is_active:
+    if not key.is_active or key.disabled_by_operator or not account_active:
         raise _unauthorized("This API key has been disabled.", "api_key_disabled")
     if key.expires_at and key.expires_at <= now:
         raise _unauthorized(f"This API key expired at {key.expires_at.isoformat()}.", "api_key_expired")
-    expiry = key.account.membership_expires_at
     if expiry and expiry <= now:
         raise _unauthorized(
             f"Your membership expired at {expiry.isoformat()}; renew it to use the API.", "membership_expired"
@@ -141,7 +150,8 @@ def session_csrf_error(request: HttpRequest) -> ApiError | None:
 
 
 async def authenticate(request: HttpRequest) -> Principal:
-    """The caller's Principal, or 401. One database query. An API key (header) wins over
+    """The caller's Principal, or 401. The key comes from chat.keycache (a database query
+    only when the key is not cached or anything about keys changed). An API key (header) wins over
     the browser session cookie; the cookie needs a CSRF token on state-changing requests."""
     if settings.ROLE == "model":
         return _model_tier(request)
@@ -159,12 +169,12 @@ async def authenticate(request: HttpRequest) -> Principal:
             error_type="authentication_error",
             code="missing_api_key",
         )
-    key = await api_key_get_for_auth(secret=secret)
+    key = await key_auth(secret=secret)
     if key is None:
         raise _unauthorized("Incorrect API key provided.", "invalid_api_key")
     check_usable(key)
-    _mark_used_later(key.pk)
-    return Principal.of(key)
+    _mark_used_later(key.id)
+    return Principal.authenticated(key)
 
 
 def _mark_used_later(key_id: int) -> None:

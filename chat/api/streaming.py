@@ -67,31 +67,43 @@ class ServerShuttingDown(BackendError):
 async def until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> AsyncIterator[Event]:
     """The events until the stream ends or `stop` is set — also while the backend is still
     queueing, prefilling or waiting on a stalled upstream, when no event would arrive to
-    notice it."""
+    notice it.
+
+    Each event is awaited directly (racing every step against `stop` in a task of its own
+    cost ~16 µs an event). When `stop` is set while the stream waits for its next event,
+    the task waiting is interrupted there — at that await and only there — by a
+    cancellation this generator takes back (`Task.uncancel`) before it ends the stream.
+    A real cancellation arriving at the same time still propagates.
+    """
     iterator = aiter(events)
+    waiting: asyncio.Task[Any] | None = None  # the task awaiting the next event, while it does
+    interrupted = False
+
+    def interrupt(_: object) -> None:
+        nonlocal interrupted
+        if waiting is not None and not interrupted:
+            interrupted = True
+            waiting.cancel()
+
     stopper = asyncio.ensure_future(stop.wait())
-    step: asyncio.Future[Event] | None = None
+    stopper.add_done_callback(interrupt)
     try:
         while not stop.is_set():
-            step = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if step not in done:
-                return
-            finished, step = step, None
+            waiting = asyncio.current_task()  # the caller's task; before the first event it may be a pinger's
             try:
-                event = finished.result()
+                event = await anext(iterator)
             except StopAsyncIteration:
                 return
+            except asyncio.CancelledError:
+                if not interrupted or (waiting and waiting.uncancel() > 0):
+                    raise  # not ours, or a real cancellation came as well
+                return
+            finally:
+                waiting = None
             yield event
     finally:
+        stopper.remove_done_callback(interrupt)
         stopper.cancel()
-        if step is not None:  # stopped, or closed by our own caller
-            if not step.done():
-                step.cancel()
-            # Awaited even when it finished meanwhile: its outcome is consumed here, not
-            # reported later as "Task exception was never retrieved".
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                await step
 
 
 async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncIterator[Event]:

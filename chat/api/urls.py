@@ -22,6 +22,11 @@ urlpatterns = [
     path("v1/embeddings", embeddings.create_embeddings),
     path("v1/responses/<str:response_id>", response_views.response_detail),
     path("v1/responses/<str:response_id>/input_items", response_views.response_input_items),
+]
+
+# Any other /v1 or /v1beta path: a 404 in the OpenAI error format. Listed last in the root
+# URLconf (after other apps' /v1 routes, e.g. /v1/audio/transcriptions).
+fallback = [
     re_path(r"^v1/", views.unknown_path),
     re_path(r"^v1beta/", views.unknown_path),
 ]

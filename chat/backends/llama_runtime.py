@@ -89,10 +89,13 @@ class LlamaRuntime:
     def load(cls, path: Path, *, n_ctx: int, n_threads: int, sequences: int = 1) -> LlamaRuntime:
         import llama_cpp
         from llama_cpp import _internals
+        from llama_cpp._logger import set_verbose
 
-        model = _internals.LlamaModel(
-            path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
-        )
+        set_verbose(False)  # llama.cpp's own log lines: errors only
+        # verbose=True: with False, llama-cpp-python points the whole process's stdout and
+        # stderr at /dev/null while the model loads (in the loading thread), and every other
+        # thread's log lines of those seconds — startup, a port already taken — were lost.
+        model = _internals.LlamaModel(path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=True)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * sequences
         params.n_batch = params.n_ubatch = min(n_ctx * sequences, BATCH_TOKENS)
@@ -101,7 +104,7 @@ class LlamaRuntime:
         params.n_threads = params.n_threads_batch = n_threads
         # As llama-cpp-python's Llama() by default, so one sequence decodes as it does.
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        context = _internals.LlamaContext(model=model, params=params, verbose=False)
+        context = _internals.LlamaContext(model=model, params=params, verbose=True)
         return cls(model, context, n_ctx=n_ctx, sequences=sequences)
 
     # --- tokens ---------------------------------------------------------------------

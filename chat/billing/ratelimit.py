@@ -156,11 +156,11 @@ class RedisLimiter:
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_TIMEOUT
         )
-        self._client = redis.Redis(connection_pool=pool)
-        self._hit = self._client.register_script(HIT_SCRIPT)
-        self._add = self._client.register_script(ADD_TOKENS_SCRIPT)
-        self._hold = self._client.register_script(HOLD_TOKENS_SCRIPT)
-        self._correct = self._client.register_script(CORRECT_TOKENS_SCRIPT)
+        self.client = redis.Redis(connection_pool=pool)  # also for chat.keycache's stamp
+        self._hit = self.client.register_script(HIT_SCRIPT)
+        self._add = self.client.register_script(ADD_TOKENS_SCRIPT)
+        self._hold = self.client.register_script(HOLD_TOKENS_SCRIPT)
+        self._correct = self.client.register_script(CORRECT_TOKENS_SCRIPT)
 
     @staticmethod
     def _keys(subject: str, window: int) -> list[str]:

@@ -110,11 +110,10 @@ def _rollup(usage: UsageRecord, source: str = "") -> tuple[str, list[object]]:
     return sql, values
 
 
-def _save_usage(usage: UsageRecord) -> None:
-    """The usage row and its rollup, inside the caller's transaction (SQLite's path)."""
-    usage.save()
-    with connection.cursor() as cursor:
-        cursor.execute(*_rollup(usage))
+def _usage_statements(usage: UsageRecord) -> list[tuple[str, list[object]]]:
+    """The usage row's INSERT and its rollup's upsert (SQLite runs them one by one)."""
+    insert = _insert_from_update(usage, {}, source="")
+    return [insert, _rollup(usage)]  # created_at is set by preparing the INSERT
 
 
 def _move(
@@ -128,28 +127,38 @@ def _move(
 ) -> bool:
     """Add `delta` to the balance and record it — only when the balance is at least `covered`,
     if given — with the usage row, if given, all or nothing. False when not covered."""
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            account = Account.objects.filter(pk=account_id)
-            if covered is not None:
-                account = account.filter(balance__gte=covered)
-            if not account.update(balance=F("balance") + delta):
-                return False
-            _record(account_id, kind, delta, request_id=request_id)
-            if usage is not None:
-                _save_usage(usage)
-            return True
     quote = connection.ops.quote_name
     balance = quote(Account._meta.get_field("balance").column)
-    update = (
-        f"UPDATE {quote(Account._meta.db_table)} SET {balance} = {balance} + %s "
-        f"WHERE {quote(Account._meta.pk.column)} = %s"  # type: ignore[union-attr]
-    )
-    params: list[object] = [delta, account_id]
+    account_table, account_pk = quote(Account._meta.db_table), quote(Account._meta.pk.column)  # type: ignore[union-attr]
+    entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id)
+    if connection.vendor != "postgresql":
+        # SQLite has no data-modifying CTEs: the same steps as statements in one transaction
+        # (the write lock is taken at BEGIN), with the ORM's numeric casts. Raw statements,
+        # not the ORM's update/save: compiling those was ~1 ms of a reserve + settle.
+        update = (
+            f"UPDATE {account_table} SET {balance} = CAST(({balance} + CAST(%s AS NUMERIC)) AS NUMERIC) "
+            f"WHERE {account_pk} = %s"
+        )
+        params: list[object] = [delta, account_id]
+        if covered is not None:
+            update += f" AND {balance} >= CAST(%s AS NUMERIC)"
+            params.append(covered)
+        after = f"(SELECT {balance} FROM {account_table} WHERE {account_pk} = {int(account_id)})"
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(update, params)
+            if cursor.rowcount != 1:
+                return False
+            for sql, values in [
+                _insert_from_update(entry, {"balance_after": after}, source=""),
+                *(_usage_statements(usage) if usage is not None else []),
+            ]:
+                cursor.execute(sql, values)
+        return True
+    update = f"UPDATE {account_table} SET {balance} = {balance} + %s WHERE {account_pk} = %s"
+    params = [delta, account_id]
     if covered is not None:
         update += f" AND {balance} >= %s"
         params.append(covered)
-    entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id)
     steps = [f"moved AS ({update} RETURNING {balance})"]
     for name, instance in (("entry", entry), ("usage_row", usage)):
         if instance is not None:
@@ -192,8 +201,9 @@ def usage_record(*, usage: UsageRecord) -> None:
     """A usage row without money (a free model): the row and its rollup — one statement on
     PostgreSQL, one transaction on SQLite."""
     if connection.vendor != "postgresql":
-        with transaction.atomic():
-            _save_usage(usage)
+        with transaction.atomic(), connection.cursor() as cursor:
+            for sql, values in _usage_statements(usage):
+                cursor.execute(sql, values)
         return
     insert, params = _insert_from_update(usage, {}, source="")
     rollup, values = _rollup(usage)

@@ -1,6 +1,7 @@
-"""A real GhostGPT server for tests: its own data dir and database, Daphne on a free port.
+"""A real GhostGPT server for tests: its own data dir and database, `manage.py serve` on a
+free port.
 
-It is started the way an operator starts one (`migrate`, `create_api_key`, `daphne`), so
+It is started the way an operator starts one (`migrate`, `create_api_key`, `serve`), so
 tests talk to exactly what `make run` serves. With DATABASE_URL pointing at PostgreSQL,
 each server gets a fresh database that is dropped afterwards.
 """
@@ -49,8 +50,26 @@ def free_base_port() -> int:
     raise RuntimeError("no free port range")
 
 
+def serve_command(port: int, application: str) -> list[str]:
+    """`manage.py serve` (uvicorn, ghostgpt.server) on 127.0.0.1:`port`, as `make run` starts
+    it; it serves GhostGPT's own application only."""
+    if application != "ghostgpt.asgi:application":
+        raise ValueError(f"manage.py serve serves GhostGPT, not {application}")
+    return [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--backlog", "1024"]
+
+
+def uvicorn_command(port: int, application: str) -> list[str]:
+    """uvicorn's command line with the loop, parser and WebSocket protocol ghostgpt.server
+    uses, for any application (bench/floor_app.py, the servers bench/asgi.py compares)."""
+    return [
+        *(str(Path(sys.executable).parent / "uvicorn"), application, "--host", "127.0.0.1", "--port", str(port)),
+        *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "off"),
+        *("--backlog", "1024", "--no-access-log", "--log-level", "warning"),
+    ]
+
+
 def daphne_command(port: int, application: str) -> list[str]:
-    """Daphne on 127.0.0.1:`port` serving `application`, as `make run` starts it."""
+    """Daphne on 127.0.0.1:`port` serving `application` (bench/asgi.py compares servers)."""
     return [
         sys.executable,
         "-m",
@@ -72,11 +91,13 @@ class LiveServer:
         postgres_url: str | None = None,
         database_url: str | None = None,
         routes: dict[str, Any] | None = None,
+        command: Callable[[int, str], list[str]] | None = None,
     ) -> None:
         """`postgres_url`: make a fresh database on that server (default: on DATABASE_URL's,
         if it is PostgreSQL, else SQLite). `database_url`: share an existing database.
         `routes`: a routing table (chat/backends/routing.py), written to the server's own
-        data directory as its GHOSTGPT_ROUTES_FILE."""
+        data directory as its GHOSTGPT_ROUTES_FILE. `command(port, application)`: the server
+        to run (default: `manage.py serve`, as `make run`; bench/asgi.py passes others)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="ghostgpt-live-")
@@ -102,7 +123,7 @@ class LiveServer:
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            daphne_command(self.port, "ghostgpt.asgi:application"),
+            (command or serve_command)(self.port, "ghostgpt.asgi:application"),
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

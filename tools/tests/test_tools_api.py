@@ -121,6 +121,22 @@ def test_pdf_pages_text_and_metadata(allow_site: LoopbackServer, tmp_path: Any) 
     assert not Upload.objects.exists() and upload_files() <= before, "uploads are removed after the job"
 
 
+def test_a_finished_job_is_never_seen_with_its_upload_still_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer is sent once the job reads as done; its upload must be gone by then (a
+    slow removal after the result was visible left uploads behind the answer: CI)."""
+    from tools import services
+
+    drop = services._drop_upload
+
+    def slow_drop(job_id: Any) -> None:
+        time.sleep(0.5)
+        drop(job_id)
+
+    monkeypatch.setattr(services, "_drop_upload", slow_drop)
+    assert upload(text_pdf(["hello"])).status_code == 200
+    assert not Upload.objects.exists()
+
+
 def test_pdf_with_an_empty_user_password_opens(allow_site: LoopbackServer) -> None:
     assert "hello" in upload(text_pdf(["hello"], password="")).json()["text"]
 

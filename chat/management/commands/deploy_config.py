@@ -81,6 +81,9 @@ class Command(BaseCommand):
         self.secret(folder, "model-tier-key", settings.MODEL_TIER_KEY)
         self.secret(folder, "secret-key", os.environ.get("DJANGO_SECRET_KEY", ""))
         (folder / "routes.yaml").write_text(yaml.safe_dump(self.routes(models), sort_keys=False))
+        # What `make up` waits for besides the front door: each model server's /health (200 once
+        # its models are loaded; the web tier counts routed models as ready from the start).
+        (folder / "model-servers").write_text("".join(f"http://127.0.0.1:{port}\n" for port in models))
         if create_database:
             self.create_database()
         self.stdout.write(

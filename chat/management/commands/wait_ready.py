@@ -1,5 +1,7 @@
-"""`manage.py wait_ready URL`: wait until URL/health/ready answers 200 (what `make up` waits
-for); on time-out, print what is still missing and the end of the log, and fail."""
+"""`manage.py wait_ready URL`: wait until URL/health/ready answers 200 — and, with
+`--model-servers FILE`, each model server listed there (one base URL a line) answers 200 on
+/health, i.e. has loaded its models (what `make up` waits for); on time-out, print what is
+still missing and the end of the log, and fail."""
 
 from __future__ import annotations
 
@@ -18,22 +20,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("url")
+        parser.add_argument("--model-servers", default="", help="a file: one model server base URL a line")
         parser.add_argument("--seconds", type=float, default=180.0)
         parser.add_argument("--log", default="")
 
-    def handle(self, *args: Any, url: str, seconds: float, log: str, **options: Any) -> None:
+    def handle(self, *args: Any, url: str, model_servers: str, seconds: float, log: str, **options: Any) -> None:
         deadline = time.monotonic() + seconds
+        pending = [url.rstrip("/") + "/health/ready"]
+        if model_servers:
+            servers = Path(model_servers).read_text().split()
+            pending += [server.rstrip("/") + "/health" for server in servers]
         last = "no answer"
-        while time.monotonic() < deadline:
+        while pending and time.monotonic() < deadline:
+            target = pending[0]
             try:
-                response = httpx.get(url.rstrip("/") + "/health/ready", timeout=5)
+                response = httpx.get(target, timeout=5)
             except httpx.HTTPError as exc:
-                last = f"no answer ({type(exc).__name__})"
+                last = f"{target}: no answer ({type(exc).__name__})"
             else:
                 if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text[:500]}"
+                    pending.pop(0)
+                    continue
+                last = f"{target}: {response.status_code} {response.text[:500]}"
             time.sleep(0.5)
+        if not pending:
+            return
         tail = ""
         if log and Path(log).exists():
             tail = Path(log).read_bytes()[-LOG_TAIL_BYTES:].decode(errors="replace")

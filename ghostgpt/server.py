@@ -1,0 +1,209 @@
+"""The HTTP server GhostGPT runs under: uvicorn (uvloop + httptools, WebSockets through
+`websockets`' sans-I/O protocol), measured against Daphne and Granian in bench/asgi.py.
+
+Two things uvicorn does not do on its own, added here:
+- Limits on the request head. httptools keeps a URL and headers of any size, and a client
+  that sends its head a byte at a time holds its connection for as long as it likes. A
+  head past GHOSTGPT_HTTP_HEAD_MAX_BYTES is answered 431, one not complete within
+  GHOSTGPT_HTTP_HEAD_TIMEOUT_SECONDS of its first byte (or of the connection) gets 408; both
+  then close the connection (lingering: what the client still sends is read and dropped).
+  Bodies are counted by ghostgpt.body_limits as they arrive (uvicorn hands them to the
+  application as they come, it does not buffer them).
+- A graceful stop (chat.lifecycle): SIGTERM or SIGINT closes the listening socket at once,
+  lets running generations finish for GHOSTGPT_DRAIN_SECONDS, ends what still runs with an
+  error event, then lets uvicorn close the connections. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from chat import lifecycle
+from chat.api.errors import error_payload
+
+logger = logging.getLogger("ghostgpt.serve")
+POLL_SECONDS = 0.1
+FLUSH_SECONDS = 1.0  # after the error events are sent, before connections are closed
+LINGER_SECONDS = 2.0  # after a 408/431, unread bytes are drained this long before the close
+CLOSE_SECONDS = 3  # then uvicorn's wait for connections to close before it cancels what is left
+
+
+def _refusal(status: int, reason: str, message: str, code: str) -> bytes:
+    """A whole HTTP response in the product's error format that closes the connection."""
+    body = json.dumps(error_payload(message, "invalid_request_error", code=code)).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a size and a time limit on each request head."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.head_max = int(settings.GHOSTGPT["HTTP_HEAD_MAX_BYTES"])
+        self.head_seconds = float(settings.GHOSTGPT["HTTP_HEAD_TIMEOUT_SECONDS"])
+        self.head_bytes = 0
+        self.head_too_large = False  # sticky: nothing more is parsed into requests
+        self.refused = False
+        self.head_timer: asyncio.TimerHandle | None = None
+        self._start_head_timer()  # a connection that never sends a byte is closed too
+
+    def _start_head_timer(self) -> None:
+        self._stop_head_timer()
+        self.head_timer = self.loop.call_later(self.head_seconds, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        if not self.refused and not self.transport.is_closing():
+            self._refuse(408, "Request Timeout", "The request head did not arrive in time.", "request_timeout")
+
+    def _refuse(self, status: int, reason: str, message: str, code: str) -> None:
+        """Answer, then close. A client may still be sending the rest of its head: closing
+        with its bytes unread would reset the connection and could destroy the answer before
+        the client reads it, so the write side is shut first and what arrives is read and
+        dropped for up to LINGER_SECONDS (a lingering close, as nginx does)."""
+        self._stop_head_timer()
+        self.refused = True
+        self.transport.write(_refusal(status, reason, message, code))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.head_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused or self.transport.is_closing():
+            return  # lingering after a refusal: read and dropped
+        super().data_received(data)
+        if self.head_too_large and not self.refused and not self.transport.is_closing():
+            self._refuse(
+                431,
+                "Request Header Fields Too Large",
+                f"The request line and headers are larger than this server accepts ({self.head_max} bytes).",
+                "request_header_too_large",
+            )
+
+    # Parser callbacks: httptools calls them from feed_data, inside data_received.
+    def _count(self, size: int) -> bool:
+        """Adds to the head's size; False once it is past the limit."""
+        self.head_bytes += size
+        self.head_too_large = self.head_too_large or self.head_bytes > self.head_max
+        return not self.head_too_large
+
+    def on_message_begin(self) -> None:
+        if self.head_too_large:
+            return
+        self.head_bytes = 0
+        self._start_head_timer()
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if self._count(len(url)):
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._count(len(name) + len(value) + 4):
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        if not self.head_too_large:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self.head_too_large:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.head_too_large:
+            super().on_message_complete()
+
+
+def server_config(application: Any, *, host: str, port: int, backlog: int, **overrides: Any) -> uvicorn.Config:
+    """GhostGPT's uvicorn settings. Forwarding headers are left to the application
+    (chat.network trusts them only from GHOSTGPT_TRUSTED_PROXIES), access logging to
+    chat.middleware (uvicorn's prints query strings verbatim)."""
+    return uvicorn.Config(
+        application,
+        host=host,
+        port=port,
+        backlog=backlog,
+        loop="uvloop",
+        http=GuardedHttpToolsProtocol,
+        ws="websockets-sansio",  # half the memory per open WebSocket of uvicorn's other `websockets` one
+        ws_max_size=int(settings.GHOSTGPT["WEBSOCKET_MAX_BYTES"]),
+        lifespan="off",
+        access_log=False,
+        log_config=None,  # Django's LOGGING configures the "uvicorn" loggers
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=int(settings.GHOSTGPT["HTTP_KEEPALIVE_SECONDS"]),
+        timeout_graceful_shutdown=CLOSE_SECONDS,
+        **overrides,
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server whose first SIGTERM/SIGINT drains (see the module docstring)."""
+
+    def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self.drain_task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT)
+        for signum in signals:
+            loop.add_signal_handler(signum, self.signalled)
+        try:
+            yield
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+    def signalled(self) -> None:
+        if self.drain_task is None:
+            self.drain_task = asyncio.get_running_loop().create_task(self.drain())
+        else:  # a second signal: stop now
+            logger.info("stopping at once")
+            self.should_exit = self.force_exit = True
+
+    async def drain(self) -> None:
+        lifecycle.begin_drain()
+        for server in getattr(self, "servers", []):
+            server.close()  # stop accepting: new connections go to the other processes
+        logger.info("draining: %d generations running, up to %ss", lifecycle.running(), self.drain_seconds)
+        deadline = time.monotonic() + self.drain_seconds
+        while lifecycle.running() and time.monotonic() < deadline and not self.should_exit:
+            await asyncio.sleep(POLL_SECONDS)
+        if lifecycle.running():
+            logger.warning("drain time over: ending %d generations", lifecycle.running())
+            lifecycle.end_generations()
+            await asyncio.sleep(FLUSH_SECONDS)
+        logger.info("stopped")
+        self.should_exit = True
