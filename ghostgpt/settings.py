@@ -195,6 +195,7 @@ REDIS_URL = env_str("REDIS_URL")
 # Connections each process keeps to Redis per pool; a burst beyond them waits for one (a
 # blocking pool) rather than failing with "Too many connections".
 REDIS_MAX_CONNECTIONS = env_int("GHOSTGPT_REDIS_MAX_CONNECTIONS", 200, minimum=1)
+LAYER_SOCKET_SECONDS = 20  # the channel layer's Redis reads (its blocking reads wait 5 s in Redis)
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -213,7 +214,15 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # A watcher whose page reads slowly may fall behind a fast answer: room for 1,000
             # deltas (the layer drops beyond that; watchers then resynchronise).
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "ghostgpt", "capacity": 1000},
+            # A receive blocks in Redis (BZPOPMIN) for up to channels_redis's `brpop_timeout`
+            # (5 s), so the client's socket timeout must outlast it: redis-py's default (5 s)
+            # equalled it, and on a busy machine the client gave up first — the receive
+            # raised TimeoutError and a generation's stop listener died with it.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": LAYER_SOCKET_SECONDS}],
+                "prefix": "ghostgpt",
+                "capacity": 1000,
+            },
         }
     }
 else:

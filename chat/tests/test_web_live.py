@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .live import LiveServer
+from .live import LiveServer, manage
 
 # With this seed SmolLM keeps counting for thousands of tokens (measured: 3,000 of 3,000).
 LONG = {"content": "List the numbers from 1 to 1000 separated by commas.", "seed": 1, "max_tokens": 3000}
@@ -255,6 +255,72 @@ def test_generations_cross_processes_through_redis(redis_url: str) -> None:
             assert stopped.json()["status"] == "stopped"
             assert watcher.done is not None and watcher.text == watcher.done["text"] == stopped.json()["content"]
             owner.wait_idle(within=10)  # the owning process stopped decoding
+        finally:
+            other.stop()
+    finally:
+        owner.stop()
+
+
+def _drop_blocked_reads(redis_url: str, at_least: int) -> int:
+    """Close, from Redis's side, every connection of the test database blocked in a read
+    (the channel layer's BZPOPMIN), once `at_least` are; how many were closed."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    db = str(admin.connection_pool.connection_kwargs.get("db", 0))
+    deadline = time.monotonic() + 15
+    while True:
+        blocked = [c["id"] for c in admin.client_list() if c.get("db") == db and "b" in c.get("flags", "")]
+        if len(blocked) >= at_least or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(blocked) >= at_least, f"only {len(blocked)} blocked reads"
+    for client_id in blocked:
+        admin.client_kill_filter(_id=client_id)
+    return len(blocked)
+
+
+def test_generations_survive_dropped_redis_connections(redis_url: str) -> None:
+    # Before: a channel-layer read that failed (a dropped connection, or redis-py's 5 s read
+    # timeout firing before the layer's 5 s blocking read returned, on a busy machine) ended
+    # the owner's stop listener with the exception — and the generation with it: never
+    # saved as ended, no "done", its watchers waiting forever. The watcher's stream broke too.
+    owner = LiveServer(env={"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "true"})
+    try:
+        socket_timeout, blocking = manage(
+            owner,
+            "shell",
+            "-c",
+            "from channels.layers import get_channel_layer as g; layer = g(); "
+            "print(layer.hosts[0]['socket_timeout'], layer.brpop_timeout)",
+        ).split()[-2:]
+        assert float(socket_timeout) > float(blocking)  # a read outlasts the blocking wait it reads
+        database = owner.env.get("DATABASE_URL") or f"sqlite:///{owner.env['GHOSTGPT_DATA_DIR']}/ghostgpt.sqlite3"
+        other = LiveServer(env={"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "true"}, database_url=database)
+        try:
+            client = tab(owner.base_url)
+            turn = start(client)  # owned by the first process, watched through the second
+            watcher = Watcher(with_cookies_of(other.base_url, client), turn["assistant_message"]["id"])
+            events = watcher.events_until_done()
+            for name, _ in events:
+                if name == "delta" and len(watcher.text) > 20:
+                    break
+            # The owner's stop listener and the watcher's read, at least.
+            assert _drop_blocked_reads(redis_url, at_least=2) >= 2
+            shown = len(watcher.text)
+            for name, _ in events:  # the watcher reads on
+                if name == "delta" and len(watcher.text) > shown + 20:
+                    break
+            assert len(watcher.text) > shown + 20
+            _drop_blocked_reads(redis_url, at_least=2)  # and again, just before the stop
+            stopped = with_cookies_of(other.base_url, client).post(
+                f"/api/messages/{turn['assistant_message']['id']}/stop"
+            )
+            for _ in events:
+                pass
+            assert stopped.json()["status"] == "stopped"
+            assert watcher.done is not None and watcher.text == watcher.done["text"] == stopped.json()["content"]
+            owner.wait_idle(within=10)
         finally:
             other.stop()
     finally:

@@ -39,6 +39,7 @@ from chat.models import Conversation, Message
 logger = logging.getLogger(__name__)
 
 STOP_FLAG_SECONDS = 600
+LAYER_RETRY_SECONDS = 0.5  # after a failed channel-layer read, before the next
 _owned: dict[str, Generation] = {}  # generations this process runs, by message id
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -107,7 +108,7 @@ async def _own(generation: Generation) -> None:
         generation.status, generation.error = Message.Status.FAILED, internal_error().payload()["error"]
     finally:
         listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # never keeps the answer from being saved
             await listener
         await _finish(generation)
         await layer.group_discard(control_name(generation.message_id), control)
@@ -118,7 +119,12 @@ async def _own(generation: Generation) -> None:
 async def _listen(generation: Generation, control: str) -> None:
     layer = get_channel_layer()
     while True:
-        message = await layer.receive(control)
+        try:
+            message = await layer.receive(control)
+        except Exception:  # a dropped Redis connection: the message waits in Redis for the next read
+            logger.warning("generation %s: reading the channel layer failed; reading again", generation.message_id)
+            await asyncio.sleep(LAYER_RETRY_SECONDS)
+            continue
         if message.get("type") == "gen.stop":
             generation.stop_requested.set()
         elif message.get("type") == "gen.resync":

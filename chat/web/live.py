@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,9 +29,11 @@ from chat.backends.base import Backend
 from chat.models import Conversation, Message
 
 from . import services
-from .generation import Generation, control_name, generation_start, generation_stop, group_name
+from .generation import LAYER_RETRY_SECONDS, Generation, control_name, generation_start, generation_stop, group_name
 from .selectors import aconversation_get_for_account, amessage_get_for_account
 from .serializers import conversation_body, message_body
+
+logger = logging.getLogger(__name__)
 
 RESYNC_SECONDS = 1.5  # how long a watcher waits for the owner's snapshot before asking again
 PING_SECONDS = 5.0  # also how often a quiet, synced watcher checks the database for the end
@@ -206,8 +209,17 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def _done(message: Message) -> bytes:
-    return _event("done", {"text": message.content, "status": message.status, "error": message.error})
+def _done(message: Message, shown: int | None = None) -> bytes:
+    return _end(message.content, message.status, message.error, shown)
+
+
+def _end(text: str, status: str, error: Any, shown: int | None) -> bytes:
+    """ "done" — after a last delta with what this watcher was not shown (the layer may drop
+    deltas: a slow reader, a dropped connection), so the deltas add up to the final text."""
+    catch_up = (
+        _event("delta", {"offset": shown, "text": text[shown:]}) if shown is not None and len(text) > shown else b""
+    )
+    return catch_up + _event("done", {"text": text, "status": status, "error": error})
 
 
 async def _watch(message: Message) -> AsyncIterator[bytes]:
@@ -230,6 +242,10 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                 event = await asyncio.wait_for(layer.receive(channel), max(0.0, checked + interval - time.monotonic()))
             except TimeoutError:
                 event = None
+            except Exception:  # a dropped Redis connection: what was published waits in Redis
+                logger.warning("watching %s: reading the channel layer failed; reading again", message.pk)
+                await asyncio.sleep(LAYER_RETRY_SECONDS)
+                event = None
             if event is None or time.monotonic() - checked >= interval:
                 checked = time.monotonic()
                 yield b": ping\n\n"
@@ -242,13 +258,13 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                 else:  # quiet while synced: the "done" may have been dropped for a slow reader
                     fresh = await Message.objects.aget(pk=message.pk)
                     if fresh.status != Message.Status.STREAMING:
-                        yield _done(fresh)
+                        yield _done(fresh, length)
                         return
                 if event is None:
                     continue
             kind = event.get("type")
             if kind == "gen.done":
-                yield _event("done", {"text": event["text"], "status": event["status"], "error": event["error"]})
+                yield _end(event["text"], event["status"], event["error"], length)
                 return
             if kind == "gen.snapshot" and length is None:
                 length = len(event["text"])
