@@ -5,7 +5,6 @@ too, through the Redis channel layer."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -231,6 +230,26 @@ def test_the_cookie_works_on_v1_like_a_key(server: LiveServer) -> None:
     assert reply.headers["x-ratelimit-limit-requests"] == "10"  # the anonymous tier
 
 
+def read_past(events: Iterator[tuple[str, dict[str, Any]]], watcher: Watcher, length: int) -> None:
+    """Read the watcher's events until its text is longer than `length` characters."""
+    for name, _ in events:
+        if name == "delta" and len(watcher.text) > length:
+            return
+    raise AssertionError(f"the stream ended at {len(watcher.text)} characters")
+
+
+def stop_until_done(
+    client: httpx.Client, turn: dict[str, Any], watcher: Watcher, events: Iterator[tuple[str, dict[str, Any]]]
+) -> None:
+    """Stop the turn's answer through `client`; the watcher's stream then ends with exactly
+    the text the stop kept."""
+    stopped = client.post(f"/api/messages/{turn['assistant_message']['id']}/stop")
+    for _ in events:
+        pass
+    assert stopped.json()["status"] == "stopped"
+    assert watcher.done is not None and watcher.text == watcher.done["text"] == stopped.json()["content"]
+
+
 def test_generations_cross_processes_through_redis(redis_url: str) -> None:
     owner = LiveServer(env={"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "true"})
     try:
@@ -241,19 +260,8 @@ def test_generations_cross_processes_through_redis(redis_url: str) -> None:
             turn = start(client)  # owned by the first process
             watcher = Watcher(with_cookies_of(other.base_url, client), turn["assistant_message"]["id"])
             events = watcher.events_until_done()  # watched through the second
-            seen = threading.Event()
-            for name, _ in events:
-                if name == "delta" and len(watcher.text) > 40:
-                    seen.set()
-                    break
-            assert seen.is_set()
-            stopped = with_cookies_of(other.base_url, client).post(
-                f"/api/messages/{turn['assistant_message']['id']}/stop"
-            )
-            for _ in events:
-                pass
-            assert stopped.json()["status"] == "stopped"
-            assert watcher.done is not None and watcher.text == watcher.done["text"] == stopped.json()["content"]
+            read_past(events, watcher, 40)
+            stop_until_done(with_cookies_of(other.base_url, client), turn, watcher, events)
             owner.wait_idle(within=10)  # the owning process stopped decoding
         finally:
             other.stop()
@@ -302,24 +310,12 @@ def test_generations_survive_dropped_redis_connections(redis_url: str) -> None:
             turn = start(client)  # owned by the first process, watched through the second
             watcher = Watcher(with_cookies_of(other.base_url, client), turn["assistant_message"]["id"])
             events = watcher.events_until_done()
-            for name, _ in events:
-                if name == "delta" and len(watcher.text) > 20:
-                    break
+            read_past(events, watcher, 20)
             # The owner's stop listener and the watcher's read, at least.
             assert _drop_blocked_reads(redis_url, at_least=2) >= 2
-            shown = len(watcher.text)
-            for name, _ in events:  # the watcher reads on
-                if name == "delta" and len(watcher.text) > shown + 20:
-                    break
-            assert len(watcher.text) > shown + 20
+            read_past(events, watcher, len(watcher.text) + 20)  # the watcher reads on
             _drop_blocked_reads(redis_url, at_least=2)  # and again, just before the stop
-            stopped = with_cookies_of(other.base_url, client).post(
-                f"/api/messages/{turn['assistant_message']['id']}/stop"
-            )
-            for _ in events:
-                pass
-            assert stopped.json()["status"] == "stopped"
-            assert watcher.done is not None and watcher.text == watcher.done["text"] == stopped.json()["content"]
+            stop_until_done(with_cookies_of(other.base_url, client), turn, watcher, events)
             owner.wait_idle(within=10)
         finally:
             other.stop()
