@@ -214,8 +214,8 @@ def _done(message: Message, shown: int | None = None) -> bytes:
 
 
 def _end(text: str, status: str, error: Any, shown: int | None) -> bytes:
-    """ "done" — after a last delta with what this watcher was not shown (the layer may drop
-    deltas: a slow reader, a dropped connection), so the deltas add up to the final text."""
+    """The "done" event, after a last delta with what this watcher was not shown (the layer
+    may drop deltas: a slow reader, a dropped connection), so its deltas add up to the text."""
     catch_up = (
         _event("delta", {"offset": shown, "text": text[shown:]}) if shown is not None and len(text) > shown else b""
     )
