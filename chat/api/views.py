@@ -160,7 +160,7 @@ async def serve(
 ) -> HttpResponse:
     """Admit, meter and run one parsed generation; the answer as SSE or one JSON body.
     `finished(encoder, failed)` runs once the answer is complete (after billing)."""
-    generation = parsed.generation
+    generation = replace(parsed.generation, stream=parsed.stream)
     backend = backend_for(generation.model, principal)
     canonical = registry.canonical_info(backend).id
     request.metrics_model = canonical  # type: ignore[attr-defined]

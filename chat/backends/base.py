@@ -107,6 +107,9 @@ class GenerationRequest:
     # OpenAI's `response_format` when not plain text: {"type": "json_object"} or
     # {"type": "json_schema", "json_schema": {...}} (only where the backend declares it).
     response_format: dict[str, Any] | None = None
+    # The client reads the answer as it is generated. When False (a JSON client), a backend
+    # may fetch the answer whole (an OpenAI-compatible upstream: one JSON body, not a stream).
+    stream: bool = True
 
     @property
     def is_chat(self) -> bool:

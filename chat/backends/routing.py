@@ -107,6 +107,7 @@ def _upstream(name: str, spec: Any) -> Upstream:
         connect_timeout=float(spec.get("connect_timeout", 5)),
         first_token_timeout=float(spec.get("first_token_timeout", 60)),
         read_timeout=float(spec.get("read_timeout", 120)),
+        answer_timeout=float(spec.get("answer_timeout", 600)),
         max_connections=int(spec.get("max_connections", 100)),
     )
 

@@ -12,7 +12,10 @@ deployments (upstream + upstream model + priority + weight) and, per request:
   failure ends the stream (the view turns it into an error event + [DONE]);
 - asks for usage (`stream_options.include_usage` on OpenAI's wire) and bills the
   upstream's; when an upstream sends none, what was delivered is billed, flagged estimated;
-- closes the upstream connection when the client goes away, streaming or not.
+- closes the upstream connection when the client goes away, streaming or not;
+- asks an OpenAI-compatible upstream for a whole JSON answer when the client does not
+  stream (one body to read instead of a chunk per token; usage always included), within
+  the upstream's `answer_timeout`; an upstream that streams anyway is read as a stream.
 A `Prober` thread checks every deployment cheaply (`GET /models`, or the upstream's
 `probe_url` such as llama.cpp's `/health`) — never a paid completion.
 Upstream keys come from the operator's config only and never appear in answers or logs.
@@ -63,6 +66,7 @@ CIRCUIT_FAILURES = 3  # consecutive failures that open a deployment's circuit
 CIRCUIT_SECONDS = 30.0  # how long an open circuit is skipped (then one trial request)
 ERROR_BODY_LIMIT = 4096
 EMBEDDINGS_BODY_LIMIT = 256 * 1024 * 1024  # 2,048 vectors of 3,072 floats as JSON, with room
+ANSWER_BODY_LIMIT = 64 * 1024 * 1024  # a whole chat answer: far beyond any model's max_tokens as JSON
 __all__ = ["UpstreamBusy", "UpstreamFailed", "UpstreamRejected", "UpstreamTimeout", "estimate_prompt_tokens"]
 
 
@@ -78,6 +82,8 @@ class Upstream:
     connect_timeout: float = 5.0
     first_token_timeout: float = 60.0
     read_timeout: float = 120.0
+    # A whole (non-streamed) answer arrives only when it is complete: the longest it may take.
+    answer_timeout: float = 600.0
     probe_url: str = ""  # absolute URL for the active probe; default base_url + GET /models
     max_connections: int = 100  # open connections to it per process (streams waiting included)
     options: dict[str, str] = field(default_factory=dict)  # e.g. anthropic_version
@@ -272,9 +278,7 @@ class RoutedModel:
             try:
                 if response.status >= 400:
                     await _raise_for(response, upstream)
-                raw = await response.content.read(EMBEDDINGS_BODY_LIMIT + 1)
-                if len(raw) > EMBEDDINGS_BODY_LIMIT:
-                    raise UpstreamFailed(f"The upstream '{upstream.name}' answered more than this server reads.")
+                raw = await _body(response, upstream, EMBEDDINGS_BODY_LIMIT)
                 data = _embeddings_answer(upstream.kind, json.loads(raw), body)
                 if not isinstance(data, dict) or not isinstance(data.get("data"), list):
                     raise UpstreamFailed(f"The upstream '{upstream.name}' answered no embeddings list.")
@@ -420,13 +424,22 @@ def _embeddings_answer(kind: str, data: Any, body: dict[str, Any]) -> Any:
 
 
 async def _post(
-    upstream: Upstream, path: str, body: dict[str, Any], params: dict[str, str] | None = None
+    upstream: Upstream,
+    path: str,
+    body: dict[str, Any],
+    params: dict[str, str] | None = None,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> aiohttp.ClientResponse:
     """POST to the upstream; a timeout or a connection failure is an UpstreamFailed (the
-    caller fails over)."""
+    caller fails over). `timeout`: instead of the session's."""
+    session = upstream.session()
     try:
-        return await upstream.session().post(
-            upstream.base_url + path, params=params or None, json=body, headers=upstream.headers()
+        return await session.post(
+            upstream.base_url + path,
+            params=params or None,
+            json=body,
+            headers=upstream.headers(),
+            timeout=timeout or session.timeout,
         )
     except TimeoutError:
         raise UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time.") from None
@@ -437,7 +450,16 @@ async def _post(
 async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncIterator[Event]:
     upstream = deployment.upstream
     outgoing = upstream.wire.prepare(deployment.model, request)
-    response = await _post(upstream, outgoing.path, outgoing.body, outgoing.params)
+    whole = outgoing.body.get("stream") is False
+    timeout = None
+    if whole:  # nothing arrives before the whole answer: its own bound, not the per-read one
+        timeout = aiohttp.ClientTimeout(
+            total=upstream.answer_timeout,
+            connect=upstream.connect_timeout,
+            sock_connect=upstream.connect_timeout,
+            sock_read=None,
+        )
+    response = await _post(upstream, outgoing.path, outgoing.body, outgoing.params, timeout)
     try:
         if response.status >= 400:
             await _raise_for(response, upstream)
@@ -445,6 +467,10 @@ async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncI
         # without naming the upstream.
         fingerprint = "fp_" + hashlib.sha256(deployment.label.encode()).hexdigest()[:10]
         yield Accepted(prompt_tokens=estimate_prompt_tokens(request), system_fingerprint=fingerprint)
+        if whole and response.content_type != "text/event-stream":
+            for event in await _whole(response, upstream, request):
+                yield event
+            return
         async for event in _events(response, upstream, request):
             yield event
     finally:
@@ -452,6 +478,36 @@ async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncI
             await response.release()  # read to the end: the connection goes back to the pool
         else:
             response.close()  # closing the connection is what cancels the upstream's work
+
+
+async def _body(response: aiohttp.ClientResponse, upstream: Upstream, limit: int) -> bytes:
+    """The whole body, refused (UpstreamFailed) beyond `limit` bytes; a cut or a timeout
+    while reading it is an UpstreamFailed too."""
+    if (response.content_length or 0) > limit:
+        raise UpstreamFailed(f"The upstream '{upstream.name}' answered more than this server reads.")
+    pieces, size = [], 0
+    try:
+        async for piece in response.content.iter_any():
+            size += len(piece)
+            if size > limit:
+                raise UpstreamFailed(f"The upstream '{upstream.name}' answered more than this server reads.")
+            pieces.append(piece)
+    except TimeoutError:
+        raise UpstreamTimeout(f"The upstream '{upstream.name}' did not finish its answer in time.") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailed(f"The upstream '{upstream.name}' broke off ({type(exc).__name__}).") from None
+    return b"".join(pieces)
+
+
+async def _whole(response: aiohttp.ClientResponse, upstream: Upstream, request: GenerationRequest) -> list[Event]:
+    """A whole JSON answer → our events, through the upstream's wire."""
+    raw = await _body(response, upstream, ANSWER_BODY_LIMIT)
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise UpstreamFailed(f"The upstream '{upstream.name}' answered with something that is not JSON.") from None
+    translator = upstream.wire.translator(request, upstream.name)
+    return [*translator.whole(payload), *translator.close()]
 
 
 async def _raise_for(response: aiohttp.ClientResponse, upstream: Upstream) -> None:

@@ -21,15 +21,21 @@ calls in one transaction."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, Field
 
 from chat.models import Account, LedgerEntry, UsageHour, UsageRecord
 
 ZERO = Decimal(0)
+_HOUR = UsageHour._meta.get_field("hour")
+_COST = UsageHour._meta.get_field("cost")
 
 
 class InsufficientBalance(Exception):
@@ -57,63 +63,107 @@ def _record(
     )
 
 
-def _insert_from_update(
-    instance: models.Model, computed: dict[str, str], source: str = "moved"
-) -> tuple[str, list[object]]:
-    """`INSERT INTO <table> (...) SELECT ... [FROM source]` for an unsaved model instance:
-    every concrete column but the primary key, prepared as Django saves it (auto_now_add
-    included), except `computed` — field name to an SQL expression over `source`."""
-    meta = instance._meta
-    columns, values, params = [], [], []
-    for field in meta.concrete_fields:
-        if field.primary_key:
-            continue
-        columns.append(connection.ops.quote_name(field.column))
-        if field.name in computed:
-            values.append(computed[field.name])
-        else:
-            values.append("%s")
-            params.append(field.get_db_prep_save(field.pre_save(instance, add=True), connection))
-    table = connection.ops.quote_name(meta.db_table)
+def _quoted(vendor: str) -> Callable[[str], str]:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    assert connections[DEFAULT_DB_ALIAS].vendor == vendor
+    return quote
+
+
+@functools.cache
+def _insert_sql(
+    model: type[models.Model], vendor: str, computed: tuple[tuple[str, str], ...], source: str
+) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """`INSERT INTO <table> (...) SELECT ... [FROM source]` for `model`: every concrete column
+    but the primary key as a parameter, then the `computed` ones (field name, SQL expression
+    over `source`, whose own parameters follow the fields'). Built once per shape: the SQL
+    text and the fields whose prepared values fill its parameters, in order."""
+    quote = _quoted(vendor)
+    named = dict(computed)
+    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key and f.name not in named)
+    columns = [quote(f.column) for f in fields] + [quote(model._meta.get_field(name).column) for name in named]
+    values = ["%s"] * len(fields) + list(named.values())
+    table = quote(model._meta.db_table)
     source = f" FROM {source}" if source else ""
-    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)}{source}", params
+    return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)}{source}", fields
 
 
-def _rollup(usage: UsageRecord, source: str = "") -> tuple[str, list[object]]:
-    """The upsert that adds a saved-or-being-saved usage row to its hour's rollup
-    (UsageHour): `INSERT … SELECT … [FROM source] ON CONFLICT … DO UPDATE SET n = n + EXCLUDED.n`,
-    the same SQL on PostgreSQL and SQLite; the hour is the usage row's, in UTC."""
-    quote = connection.ops.quote_name
+def _insert_from_update(
+    db: BaseDatabaseWrapper,
+    instance: models.Model,
+    computed: tuple[tuple[str, str], ...] = (),
+    source: str = "moved",
+    computed_params: Sequence[object] = (),
+) -> tuple[str, list[object]]:
+    """The INSERT of an unsaved model instance (see `_insert_sql`), prepared as Django saves
+    it (auto_now_add included)."""
+    # (django-stubs types a model class as unhashable; it is hashable)
+    sql, fields = _insert_sql(type(instance), db.vendor, computed, source)  # type: ignore[arg-type]
+    params = [field.get_db_prep_save(field.pre_save(instance, add=True), db) for field in fields]
+    return sql, params + list(computed_params)
+
+
+@functools.cache
+def _rollup_sql(vendor: str, source: str) -> str:
+    quote = _quoted(vendor)
     table = quote(UsageHour._meta.db_table)
-    created = usage.created_at
-    hour = created.replace(minute=0, second=0, microsecond=0)
-    hour_field = UsageHour._meta.get_field("hour")
-    cost_field = UsageHour._meta.get_field("cost")
-    values: list[object] = [
-        usage.account_id,
-        usage.key_id or 0,
-        usage.model,
-        hour_field.get_db_prep_save(hour, connection),
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        cost_field.get_db_prep_save(usage.prompt_cost + usage.completion_cost, connection),
-    ]
     keys = ["account_id", "key_id", "model", "hour"]
     sums = ["requests", "prompt_tokens", "completion_tokens", "cost"]
     columns = ", ".join(quote(c) for c in keys + sums)
     select = "SELECT %s, %s, %s, %s, 1, %s, %s, %s" + (f" FROM {source}" if source else "")
     added = ", ".join(f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}" for c in sums)
-    sql = (
+    return (
         f"INSERT INTO {table} ({columns}) {select} "
         f"ON CONFLICT ({', '.join(quote(c) for c in keys)}) DO UPDATE SET {added}"
     )
-    return sql, values
 
 
-def _usage_statements(usage: UsageRecord) -> list[tuple[str, list[object]]]:
+def _rollup(db: BaseDatabaseWrapper, usage: UsageRecord, source: str = "") -> tuple[str, list[object]]:
+    """The upsert that adds a saved-or-being-saved usage row to its hour's rollup
+    (UsageHour): `INSERT … SELECT … [FROM source] ON CONFLICT … DO UPDATE SET n = n + EXCLUDED.n`,
+    the same SQL on PostgreSQL and SQLite; the hour is the usage row's, in UTC."""
+    hour = usage.created_at.replace(minute=0, second=0, microsecond=0)
+    values: list[object] = [
+        usage.account_id,
+        usage.key_id or 0,
+        usage.model,
+        _HOUR.get_db_prep_save(hour, db),
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        _COST.get_db_prep_save(usage.prompt_cost + usage.completion_cost, db),
+    ]
+    return _rollup_sql(db.vendor, source), values
+
+
+def _usage_statements(db: BaseDatabaseWrapper, usage: UsageRecord) -> list[tuple[str, list[object]]]:
     """The usage row's INSERT and its rollup's upsert (SQLite runs them one by one)."""
-    insert = _insert_from_update(usage, {}, source="")
-    return [insert, _rollup(usage)]  # created_at is set by preparing the INSERT
+    insert = _insert_from_update(db, usage, source="")
+    return [insert, _rollup(db, usage)]  # created_at is set by preparing the INSERT
+
+
+@functools.cache
+def _update_sql(vendor: str, covered: bool) -> str:
+    """The balance move: `UPDATE … SET balance = balance + %s WHERE pk = %s [AND balance >= %s]`
+    (SQLite: with the ORM's numeric casts)."""
+    quote = _quoted(vendor)
+    balance = quote(Account._meta.get_field("balance").column)
+    table, pk = quote(Account._meta.db_table), quote(Account._meta.pk.column)  # type: ignore[union-attr]
+    if vendor == "postgresql":
+        update = f"UPDATE {table} SET {balance} = {balance} + %s WHERE {pk} = %s"
+        return update + (f" AND {balance} >= %s" if covered else "")
+    update = f"UPDATE {table} SET {balance} = CAST(({balance} + CAST(%s AS NUMERIC)) AS NUMERIC) WHERE {pk} = %s"
+    return update + (f" AND {balance} >= CAST(%s AS NUMERIC)" if covered else "")
+
+
+@functools.cache
+def _balance_after(vendor: str) -> tuple[tuple[str, str], ...]:
+    """A ledger entry's balance_after, computed in SQL: the moved row's balance (PostgreSQL,
+    from the `moved` CTE) or the account's balance read back by a subquery (SQLite)."""
+    quote = _quoted(vendor)
+    balance = quote(Account._meta.get_field("balance").column)
+    if vendor == "postgresql":
+        return (("balance_after", f"moved.{balance}"),)
+    table, pk = quote(Account._meta.db_table), quote(Account._meta.pk.column)  # type: ignore[union-attr]
+    return (("balance_after", f"(SELECT {balance} FROM {table} WHERE {pk} = %s)"),)
 
 
 def _move(
@@ -127,49 +177,38 @@ def _move(
 ) -> bool:
     """Add `delta` to the balance and record it — only when the balance is at least `covered`,
     if given — with the usage row, if given, all or nothing. False when not covered."""
-    quote = connection.ops.quote_name
-    balance = quote(Account._meta.get_field("balance").column)
-    account_table, account_pk = quote(Account._meta.db_table), quote(Account._meta.pk.column)  # type: ignore[union-attr]
+    db = connections[DEFAULT_DB_ALIAS]
     entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id)
-    if connection.vendor != "postgresql":
+    update = _update_sql(db.vendor, covered is not None)
+    params: list[object] = [delta, account_id] + ([covered] if covered is not None else [])
+    after = _balance_after(db.vendor)
+    if db.vendor != "postgresql":
         # SQLite has no data-modifying CTEs: the same steps as statements in one transaction
-        # (the write lock is taken at BEGIN), with the ORM's numeric casts. Raw statements,
-        # not the ORM's update/save: compiling those was ~1 ms of a reserve + settle.
-        update = (
-            f"UPDATE {account_table} SET {balance} = CAST(({balance} + CAST(%s AS NUMERIC)) AS NUMERIC) "
-            f"WHERE {account_pk} = %s"
-        )
-        params: list[object] = [delta, account_id]
-        if covered is not None:
-            update += f" AND {balance} >= CAST(%s AS NUMERIC)"
-            params.append(covered)
-        after = f"(SELECT {balance} FROM {account_table} WHERE {account_pk} = {int(account_id)})"
-        with transaction.atomic(), connection.cursor() as cursor:
+        # (the write lock is taken at BEGIN). Raw statements, not the ORM's update/save:
+        # compiling those was ~1 ms of a reserve + settle.
+        with transaction.atomic(), db.cursor() as cursor:
             cursor.execute(update, params)
             if cursor.rowcount != 1:
                 return False
             for sql, values in [
-                _insert_from_update(entry, {"balance_after": after}, source=""),
-                *(_usage_statements(usage) if usage is not None else []),
+                _insert_from_update(db, entry, after, source="", computed_params=[account_id]),
+                *(_usage_statements(db, usage) if usage is not None else []),
             ]:
                 cursor.execute(sql, values)
         return True
-    update = f"UPDATE {account_table} SET {balance} = {balance} + %s WHERE {account_pk} = %s"
-    params = [delta, account_id]
-    if covered is not None:
-        update += f" AND {balance} >= %s"
-        params.append(covered)
+    balance = db.ops.quote_name(Account._meta.get_field("balance").column)
     steps = [f"moved AS ({update} RETURNING {balance})"]
-    for name, instance in (("entry", entry), ("usage_row", usage)):
-        if instance is not None:
-            sql, values = _insert_from_update(instance, {"balance_after": f"moved.{balance}"})
-            steps.append(f"{name} AS ({sql})")
-            params += values
-    if usage is not None:  # created_at was set by preparing its INSERT above
-        sql, values = _rollup(usage, source="moved")
+    sql, values = _insert_from_update(db, entry, after)
+    steps.append(f"entry AS ({sql})")
+    params += values
+    if usage is not None:
+        sql, values = _insert_from_update(db, usage)
+        steps.append(f"usage_row AS ({sql})")
+        params += values
+        sql, values = _rollup(db, usage, source="moved")  # created_at was set by preparing its INSERT
         steps.append(f"rollup AS ({sql})")
         params += values
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(f"WITH {', '.join(steps)} SELECT 1 FROM moved", params)
         return cursor.fetchone() is not None
 
@@ -200,14 +239,15 @@ def wallet_settle(*, reservation: Reservation, cost: Decimal, usage: UsageRecord
 def usage_record(*, usage: UsageRecord) -> None:
     """A usage row without money (a free model): the row and its rollup — one statement on
     PostgreSQL, one transaction on SQLite."""
-    if connection.vendor != "postgresql":
-        with transaction.atomic(), connection.cursor() as cursor:
-            for sql, values in _usage_statements(usage):
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        with transaction.atomic(), db.cursor() as cursor:
+            for sql, values in _usage_statements(db, usage):
                 cursor.execute(sql, values)
         return
-    insert, params = _insert_from_update(usage, {}, source="")
-    rollup, values = _rollup(usage)
-    with connection.cursor() as cursor:
+    insert, params = _insert_from_update(db, usage, source="")
+    rollup, values = _rollup(db, usage)
+    with db.cursor() as cursor:
         cursor.execute(f"WITH usage_row AS ({insert}) {rollup}", params + values)
 
 

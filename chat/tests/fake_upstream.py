@@ -24,7 +24,12 @@ by the URL's first path segment:
   /gemini/v1beta/models/{m}:streamGenerateContent?alt=sse  the same text (or one
                     functionCall) as Gemini chunks; /gemini503/… answers 503
   GET …/models and …/health answer 200, except under /probefail/ (503).
-  /ok/ answers a request without "stream": true with the collected chat.completion JSON.
+  /ok/ and /tools/ answer a request without "stream": true with the chat.completion JSON
+  their recorded stream adds up to (as OpenAI answers); for such a request
+  /badjson/v1/...   answers 200 application/json that is not JSON
+  /cutjson/v1/...   announces the whole answer's length, sends half of it and closes
+  /slowjson/v1/...  answers the whole answer after 3 s
+  (the other modes stream whatever the request asked for, as some servers do).
 The Anthropic and Gemini streams follow the event formats in those providers' API
 references (no recording of them exists here); the OpenAI ones are real recordings.
 It records every request (path, headers, JSON body) and every client disconnect.
@@ -135,8 +140,29 @@ class FakeUpstream:
             return handler._json(200, {"embeddings": [{"values": fake_vector(text)} for text in texts]})
         if mode in ("anthropic", "gemini"):
             return self._provider(handler, mode, body)
-        if mode == "ok" and not body.get("stream"):  # a plain chat.completion, as OpenAI answers
-            return handler._json(200, collected(recorded_chunks()))
+        if mode in ("ok", "tools", "slowjson", "cutjson") and not body.get("stream"):
+            # a plain chat.completion, as OpenAI answers
+            answer = collected(recorded_chunks(TOOL_RECORDING if mode == "tools" else RECORDING))
+            if mode == "slowjson":
+                time.sleep(3)
+            if mode != "cutjson":
+                return handler._json(200, answer)
+            data = json.dumps(answer).encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: len(data) // 2])
+            handler.wfile.flush()
+            handler.connection.shutdown(2)
+            return None
+        if mode == "badjson" and not body.get("stream"):
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", "12")
+            handler.end_headers()
+            handler.wfile.write(b'{"choices": ')
+            return None
         _start_stream(handler)
         chunks = recorded_chunks(TOOL_RECORDING if mode == "tools" else RECORDING)
         if mode == "agent":
@@ -279,10 +305,26 @@ def _send(handler: Any, data: bytes) -> None:
 
 
 def collected(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    """The non-streaming body the recorded stream adds up to."""
+    """The non-streaming body the recorded stream adds up to (one choice: its text, or its
+    tool calls with their argument pieces joined)."""
     first = chunks[0]
     text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
     usage = next((c["usage"] for c in chunks if c.get("usage")), None)
+    calls: dict[int, dict[str, Any]] = {}
+    finish = "stop"
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            finish = choice.get("finish_reason") or finish
+            for call in choice["delta"].get("tool_calls") or []:
+                slot = calls.setdefault(
+                    call["index"], {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                )
+                slot["id"] = call.get("id") or slot["id"]
+                slot["function"]["name"] += (call.get("function") or {}).get("name") or ""
+                slot["function"]["arguments"] += (call.get("function") or {}).get("arguments") or ""
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if calls:
+        message.update(content=text or None, tool_calls=[calls[number] for number in sorted(calls)])
     return {
         "id": first["id"],
         "object": "chat.completion",
@@ -292,9 +334,9 @@ def collected(chunks: list[dict[str, Any]]) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": finish,
             }
         ],
         "usage": usage,

@@ -201,8 +201,13 @@ def test_tool_calls_pass_through_openai_streaming_and_not(sdk: OpenAI, fake: Fak
     assert reply.choices[0].finish_reason == "tool_calls"
     assert message.tool_calls is not None and [c.function.arguments for c in message.tool_calls] == expected_args
     assert message.tool_calls[0].id == "call_JMW1whyEaYG438VE1OIflxA2"
+    recorded_ids = [
+        c["id"] for k in recorded for ch in k["choices"] for c in ch["delta"].get("tool_calls") or [] if "id" in c
+    ]
+    assert [c.id for c in message.tool_calls] == recorded_ids and len(recorded_ids) == 2
     sent = last(fake, "tools")["body"]
     assert sent["tools"][0]["function"]["name"] == "get_weather" and sent["parallel_tool_calls"] is True
+    assert sent["stream"] is False and "stream_options" not in sent  # a JSON client: the whole answer, not a stream
     with httpx.Client(base_url=gateway.base_url, timeout=30) as http:
         response = http.post(
             "/v1/chat/completions",

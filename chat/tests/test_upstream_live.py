@@ -45,6 +45,9 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
             "slow": upstream("slow", first_token_timeout=1),
             "drop": upstream("drop"),
             "stall": upstream("stall"),
+            "badjson": upstream("badjson"),
+            "cutjson": upstream("cutjson"),
+            "slowjson": upstream("slowjson", answer_timeout=1),
             "gone": {"base_url": f"http://127.0.0.1:{closed_port()}/v1", "api_key": UPSTREAM_KEY},
         },
         "models": {
@@ -63,6 +66,15 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
             "no-usage": {"deployments": [{"upstream": "nousage"}]},
             "drops": {"deployments": [{"upstream": "drop"}, {"upstream": "ok", "priority": 1}]},
             "stalls": {"deployments": [{"upstream": "stall"}]},
+            "whole-failover": {
+                "deployments": [
+                    {"upstream": "badjson", "priority": 0},
+                    {"upstream": "slowjson", "priority": 1},
+                    {"upstream": "cutjson", "priority": 2},
+                    {"upstream": "ok", "model": "gpt-4o", "priority": 3},
+                ]
+            },
+            "slow-whole": {"deployments": [{"upstream": "slowjson"}]},
         },
     }
 
@@ -112,9 +124,36 @@ def test_streams_pass_through_with_the_upstreams_usage(sdk: OpenAI, fake: FakeUp
     sent = fake.requests[-1]
     assert sent["body"]["model"] == "gpt-4o" and sent["body"]["stream_options"] == {"include_usage": True}
     assert sent["body"]["max_tokens"] == 100 and sent["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
-    reply = ask(sdk, "gpt-4o")  # non-streaming: the same stream, collected
+    reply = ask(sdk, "gpt-4o")  # non-streaming: the upstream's whole answer, asked for as JSON
     assert reply.choices[0].message.content == recorded_text()
     assert reply.usage is not None and reply.usage.completion_tokens == recorded_usage["completion_tokens"]
+    assert reply.usage.prompt_tokens == recorded_usage["prompt_tokens"]
+    sent = fake.requests[-1]
+    assert sent["body"]["stream"] is False and "stream_options" not in sent["body"]
+    assert sent["body"]["model"] == "gpt-4o"
+
+
+def test_whole_answers_fail_over_until_one_arrives_complete(sdk: OpenAI, fake: FakeUpstream) -> None:
+    """A JSON client's request: an answer that is not JSON, one later than the upstream's
+    answer_timeout and one cut in the middle all fail over (nothing has reached the client);
+    the next deployment's whole answer is served. Alone, the late one is a 504."""
+    fake.requests.clear()
+    started = time.monotonic()
+    reply = ask(sdk, "whole-failover")
+    assert reply.choices[0].message.content == recorded_text()
+    assert [r["mode"] for r in fake.requests] == ["badjson", "slowjson", "cutjson", "ok"]
+    assert all(r["body"]["stream"] is False for r in fake.requests)
+    assert time.monotonic() - started < 3  # the late answer was given up after its 1 s
+    with pytest.raises(APIStatusError) as caught:
+        ask(sdk, "slow-whole")
+    assert caught.value.status_code == 504
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "upstream_timeout"
+
+
+def test_an_upstream_that_streams_a_json_clients_request_is_read_as_a_stream(sdk: OpenAI, fake: FakeUpstream) -> None:
+    reply = ask(sdk, "no-usage")  # /nousage/ streams whatever it is asked
+    assert fake.requests[-1]["body"]["stream"] is False
+    assert reply.choices[0].message.content == recorded_text()
 
 
 def test_failover_before_the_first_byte(sdk: OpenAI, fake: FakeUpstream) -> None:

@@ -73,6 +73,10 @@ class Translator:
     def feed(self, event: str, data: Any) -> Iterable[Event]:
         raise NotImplementedError
 
+    def whole(self, data: Any) -> Iterable[Event]:
+        """A whole answer's parsed JSON body (only wires that ask for one, with `stream: false`)."""
+        raise self.failed("a whole answer where a stream was asked for")
+
     def _check(self, index: int) -> None:
         if not 0 <= index < self.request.choice_count:
             raise self.failed(f"choice {index}, which was not asked for")

@@ -1,6 +1,8 @@
 """OpenAI's Chat Completions / Completions wire (vLLM, llama.cpp server, Ollama, OpenAI,
 OpenRouter, another GhostGPT): our request is nearly theirs; usage is asked for with
-`stream_options.include_usage`."""
+`stream_options.include_usage`. A request whose client does not stream is sent with
+`stream: false` (usage always comes with the whole answer): one JSON body to read, not a
+stream of chunks — see `OpenAITranslator.whole`."""
 
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ class OpenAIWire:
     def prepare(self, model: str, request: GenerationRequest) -> Outgoing:
         body = sampling_body(model, request)
         body["n"] = request.n
+        if not request.stream:
+            body["stream"] = False
+            del body["stream_options"]
         if request.is_chat:
             body["messages"] = [chat_message(m) for m in request.messages]
             body.update(tools_body(request))
@@ -131,6 +136,31 @@ class OpenAITranslator(Translator):
         if isinstance(data.get("usage"), dict):
             reported = data["usage"]
             self.usage = Usage(int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0))
+
+    def whole(self, data: Any) -> Iterable[Event]:
+        """A whole (non-streamed) answer: a `chat.completion` or `text_completion` object,
+        read as the one chunk it adds up to — each choice's message as its delta, tool calls
+        numbered in order — followed by the end of the stream."""
+        if not isinstance(data, dict):
+            raise self.failed("an answer that is not a JSON object")
+        if "error" in data:
+            raise self.failed(error_message_of(data))
+        choices = []
+        for choice in data.get("choices") or []:
+            if not isinstance(choice, dict):
+                raise self.failed("a choice that is not a JSON object")
+            message = choice.get("message")
+            if self.request.is_chat and isinstance(message, dict):
+                calls = message.get("tool_calls")
+                delta = dict(message)
+                if isinstance(calls, list):
+                    delta["tool_calls"] = [
+                        {**call, "index": number} for number, call in enumerate(calls) if isinstance(call, dict)
+                    ]
+                choice = {**choice, "delta": delta}
+            choices.append(choice)
+        yield from self.feed("", {**data, "choices": choices})
+        yield from self.feed("", "[DONE]")
 
     def _calls(self, index: int, delta: dict[str, Any]) -> Iterable[Event]:
         calls = delta.get("tool_calls") or []
