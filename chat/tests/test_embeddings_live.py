@@ -139,6 +139,12 @@ def test_routed_upstreams_serve_embeddings_billed_by_their_count(fake: FakeUpstr
         sent = fake.requests[-1]
         assert sent["path"] == "/ok/v1/embeddings" and sent["body"]["encoding_format"] == "base64"
         assert [r["mode"] for r in fake.requests[-2:]] == ["fail500", "ok"], "failed over from the broken deployment"
+        # OpenAI's largest batch: the upstream's answer (~200 KB) arrives over several reads
+        # and is read whole.
+        texts = [f"input number {i}" for i in range(2048)]
+        batch = sdk.embeddings.create(model="text-embedding-3-small", input=texts)
+        assert [d.index for d in batch.data] == list(range(2048))
+        assert np.allclose(batch.data[-1].embedding, fake_vector(texts[-1]), atol=1e-6)
         raw = httpx.post(
             live.base_url + "/v1/embeddings",
             json={"model": "text-embedding-3-small", "input": "x y", "encoding_format": "float"},
