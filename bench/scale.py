@@ -46,20 +46,20 @@ def run(command: list[str], env: dict[str, str] | None = None, timeout: float = 
 
 
 class FastUpstream:
-    """nginx answering every POST at once with one recorded chat.completion stream: a static
-    file, which nginx's static module refuses to POST (405) and `error_page 405 =200` then
-    serves as a GET within the same request — no second hop, so that the upstream costs
-    next to nothing beside what is measured."""
+    """nginx answering every POST at once with the chat.completion JSON the recorded stream
+    adds up to — what OpenAI answers the gateway's `stream: false` request for a JSON client
+    (wrk's requests are JSON): a static file, which nginx's static module refuses to POST
+    (405) and `error_page 405 =200` then serves as a GET within the same request — no second
+    hop, so that the upstream costs next to nothing beside what is measured."""
 
     def __init__(self, folder: Path, port: int) -> None:
-        from chat.tests.fake_upstream import recorded_chunks
+        from chat.tests.fake_upstream import collected, recorded_chunks
 
         self.port = port
-        # The recorded stream as SSE (the gateway always streams from its upstreams).
-        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in recorded_chunks()] + ["data: [DONE]\n\n"]
-        (folder / "stream.sse").write_text("".join(events))
+        answer = json.dumps(collected(recorded_chunks()))
+        (folder / "answer.json").write_text(answer)
         folder.chmod(0o755)  # nginx's workers (www-data) read it
-        (folder / "stream.sse").chmod(0o644)
+        (folder / "answer.json").chmod(0o644)
         self.conf = folder / "fast-upstream.conf"
         self.conf.write_text(
             f"""worker_processes 1; pid {folder}/fast.pid; error_log {folder}/fast-error.log warn;
@@ -67,7 +67,7 @@ events {{ worker_connections 4096; }}
 http {{ access_log off; client_body_temp_path {folder}/fast-body; proxy_temp_path {folder}/fast-proxy;
   fastcgi_temp_path {folder}/fast-fcgi; uwsgi_temp_path {folder}/fast-uwsgi; scgi_temp_path {folder}/fast-scgi;
   server {{ listen 127.0.0.1:{port}; keepalive_requests 100000;
-    root {folder}; location / {{ default_type text/event-stream; rewrite ^ /stream.sse break;
+    root {folder}; location / {{ default_type application/json; rewrite ^ /answer.json break;
       error_page 405 =200 $uri; }} }} }}
 """
         )
@@ -75,8 +75,8 @@ http {{ access_log off; client_body_temp_path {folder}/fast-body; proxy_temp_pat
         time.sleep(0.5)
         if self.process.poll() is not None:
             raise RuntimeError(f"the fast upstream did not start: {(folder / 'fast-error.log').read_text()}")
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={}).text
-        assert answer == "".join(events), "the fast upstream does not answer the recorded stream"
+        served = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={})
+        assert served.text == answer and served.headers["content-type"] == "application/json", served.headers
 
     def stop(self) -> None:
         self.process.terminate()
