@@ -157,7 +157,8 @@ def _update_sql(vendor: str, covered: bool) -> str:
 @functools.cache
 def _balance_after(vendor: str) -> tuple[tuple[str, str], ...]:
     """A ledger entry's balance_after, computed in SQL: the moved row's balance (PostgreSQL,
-    from the `moved` CTE) or the account's balance read back by a subquery (SQLite)."""
+    from the `moved` CTE) or the account's balance read back by a subquery (SQLite; its one
+    parameter is the account's id, passed as `computed_params`)."""
     quote = _quoted(vendor)
     balance = quote(Account._meta.get_field("balance").column)
     if vendor == "postgresql":
