@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from chat.backends.base import Accepted, Event, TextDelta, ToolCallDelta, Usage, arguments_object
+from chat.jsonbytes import dumps
 
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
@@ -33,7 +34,7 @@ ERROR_TYPES = {
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:

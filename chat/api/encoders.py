@@ -9,13 +9,13 @@ comments); every chunk of a response shares one id.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any, TypedDict
 
 from chat.backends.base import Accepted, Event, Finish, TextDelta, ToolCallDelta, Usage
+from chat.jsonbytes import dumps
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
@@ -28,7 +28,7 @@ class UsageDict(TypedDict):
 
 
 def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(payload) + b"\n\n"
 
 
 def usage_dict(usage: Usage) -> UsageDict:

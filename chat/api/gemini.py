@@ -16,6 +16,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from chat.backends.base import Event, TextDelta, Usage, arguments_object
+from chat.jsonbytes import dumps
 
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
@@ -40,7 +41,7 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\r\n\r\n"
+    return b"data: " + dumps(data) + b"\r\n\r\n"
 
 
 # --- request ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.backends.base import Accepted, Event, TextDelta, ToolCallDelta, Usage
+from chat.jsonbytes import dumps
 
 from .encoders import Encoder
 from .errors import ApiError, bad_request
@@ -362,7 +363,7 @@ def _text_format(value: Any) -> dict[str, Any] | None:
 
 
 def _sse(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + kind.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 class ResponsesEncoder(Encoder):

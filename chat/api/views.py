@@ -21,6 +21,7 @@ from chat.backends.base import Backend, BackendError, Event, GenerationRequest, 
 from chat.billing.pricing import price_for
 from chat.billing.ratelimit import limiter
 from chat.executors import Busy
+from chat.jsonbytes import dumps
 from chat.metrics import FIRST_TOKEN, GENERATION
 
 from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
@@ -206,7 +207,7 @@ async def serve(
         response["Server-Timing"] = _server_timing(request, model=waited)
     else:
         result = await collect(events, encoder, first, settle)
-        response = JsonResponse(result, json_dumps_params={"ensure_ascii": False})
+        response = HttpResponse(dumps(result), content_type="application/json")
         usage = encoder.usage or Usage(0, 0)
         response["Server-Timing"] = _server_timing(
             request, model=waited + usage.model_seconds, queue=usage.queue_seconds

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import logging
 import random
 import struct
@@ -38,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+from chat.jsonbytes import loads
 from chat.metrics import CIRCUIT_OPEN, FAILOVERS, UPSTREAM_ERRORS
 
 from .base import (
@@ -279,7 +279,7 @@ class RoutedModel:
                 if response.status >= 400:
                     await _raise_for(response, upstream)
                 raw = await _body(response, upstream, EMBEDDINGS_BODY_LIMIT)
-                data = _embeddings_answer(upstream.kind, json.loads(raw), body)
+                data = _embeddings_answer(upstream.kind, loads(raw), body)
                 if not isinstance(data, dict) or not isinstance(data.get("data"), list):
                     raise UpstreamFailed(f"The upstream '{upstream.name}' answered no embeddings list.")
             except UpstreamFailed as exc:
@@ -503,7 +503,7 @@ async def _whole(response: aiohttp.ClientResponse, upstream: Upstream, request: 
     """A whole JSON answer → our events, through the upstream's wire."""
     raw = await _body(response, upstream, ANSWER_BODY_LIMIT)
     try:
-        payload = json.loads(raw)
+        payload = loads(raw)
     except ValueError:
         raise UpstreamFailed(f"The upstream '{upstream.name}' answered with something that is not JSON.") from None
     translator = upstream.wire.translator(request, upstream.name)
@@ -585,7 +585,7 @@ async def _events(
                 continue  # blank lines, comments (": ping")
             data = line[5:].strip()
             try:
-                payload: Any = "[DONE]" if data == b"[DONE]" else json.loads(data)
+                payload: Any = "[DONE]" if data == b"[DONE]" else loads(data)
             except ValueError:
                 raise UpstreamFailed(f"The upstream '{upstream.name}' sent a chunk that is not JSON.") from None
             if name != "ping":

@@ -84,3 +84,20 @@ def test_gemini_function_call_arrives_whole() -> None:
 def test_broken_upstreams_fail_cleanly(kind: str, frames: list[tuple[str, object]]) -> None:
     with pytest.raises(UpstreamFailed):
         run(kind, frames)
+
+
+def test_json_on_the_stream_path_reads_and_writes_what_the_stdlib_did() -> None:
+    """chat.jsonbytes: orjson, and the stdlib for what orjson refuses."""
+    from decimal import Decimal
+
+    from chat.jsonbytes import dumps, loads
+
+    chunk = {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "Привет, 世界 \u2028"}}], "n": 0.1}
+    assert dumps(chunk) == json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(dumps({"big": 2**70, "price": Decimal("0.25")})) == {"big": 2**70, "price": "0.25"}
+    assert loads(dumps(chunk)) == chunk
+    assert loads(b'{"usage": {"prompt_tokens": NaN}}')["usage"]["prompt_tokens"] != 0  # NaN, as json.loads reads it
+    assert loads('{"a": 1e400}') == {"a": float("inf")}
+    for broken in (b"{", b"\xff\xfe", b"data", b""):
+        with pytest.raises(ValueError):
+            loads(broken)
