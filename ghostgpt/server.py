@@ -1,7 +1,7 @@
 """The HTTP server GhostGPT runs under: uvicorn (uvloop + httptools, WebSockets through
 `websockets`' sans-I/O protocol), measured against Daphne and Granian in bench/asgi.py.
 
-Two things uvicorn does not do on its own, added here:
+Three things uvicorn does not do on its own, added here:
 - Limits on the request head. httptools keeps a URL and headers of any size, and a client
   that sends its head a byte at a time holds its connection for as long as it likes. A
   head past GHOSTGPT_HTTP_HEAD_MAX_BYTES is answered 431, one not complete within
@@ -12,6 +12,8 @@ Two things uvicorn does not do on its own, added here:
 - A graceful stop (chat.lifecycle): SIGTERM or SIGINT closes the listening socket at once,
   lets running generations finish for GHOSTGPT_DRAIN_SECONDS, ends what still runs with an
   error event, then lets uvicorn close the connections. A second signal stops at once.
+- Writes coalesced per turn of the event loop (CoalescingTransport): the events of a stream
+  that arrive together leave in one send() instead of one each.
 """
 
 from __future__ import annotations
