@@ -59,7 +59,7 @@ class CoalescingTransport:
     socket: a streamed answer of 33 events that arrived from the upstream together was 34
     send() calls, and as many TCP segments for the client to read (py-spy: a third of the
     event loop's busy time on an SSE request). Here the writes of one turn are joined and
-    sent at the start of the next, which is as soon as the loop would send them anyway.
+    sent by a callback at the next turn — microseconds later, before the loop waits on I/O.
     Past COALESCE_MAX_BYTES they are sent at once, so the transport's own buffer and flow
     control (pause_writing) still see a large answer as it is written. Closing sends what
     is pending first; aborting drops it. Everything else is the wrapped transport's.
@@ -77,8 +77,9 @@ class CoalescingTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        self._pending.append(bytes(data))
-        self._size += len(data)
+        piece = bytes(data)  # the same object for bytes; a copy of a buffer the caller may reuse
+        self._pending.append(piece)
+        self._size += len(piece)
         if self._size >= COALESCE_MAX_BYTES:
             self.flush()
         elif not self._scheduled:

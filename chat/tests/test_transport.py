@@ -120,3 +120,36 @@ def test_what_is_pending_when_the_connection_is_gone_is_dropped() -> None:
         assert inner.writes == []
 
     _run(test)
+
+
+def test_over_a_real_socket_every_byte_arrives_in_order_and_a_close_ends_it_after_them() -> None:
+    """uvloop's own transport under the wrapper: pieces written across turns, a large
+    burst past the limit, then a close in the same turn as the last write — the peer reads
+    exactly what was written, then EOF."""
+    pieces = [b"HTTP/1.1 200 OK\r\n\r\n", *(b"data: %d\n\n" % n for n in range(33)), b"x" * COALESCE_MAX_BYTES]
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            wrapped = CoalescingTransport(cast(asyncio.Transport, transport), asyncio.get_running_loop())
+
+            async def answer() -> None:
+                for number, piece in enumerate(pieces):
+                    wrapped.write(piece)
+                    if number % 10 == 0:
+                        await asyncio.sleep(0)
+                wrapped.write(b"last")
+                wrapped.close()
+
+            self.task = asyncio.ensure_future(answer())
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        received = await asyncio.wait_for(reader.read(), 10)  # to EOF
+        writer.close()
+        server.close()
+        return received
+
+    assert uvloop.run(main()) == b"".join(pieces) + b"last"
