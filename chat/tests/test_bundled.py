@@ -45,7 +45,7 @@ def test_q4_1_is_the_shipped_file_as_it_is(tmp_path: Path) -> None:
 
 
 def test_an_unknown_encoding_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="q8_0, q4_1"):
+    with pytest.raises(ValueError, match="q4_1, q8_0"):
         bundled.bundled_model_path("q2_k", [tmp_path])
 
 
