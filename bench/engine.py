@@ -13,7 +13,13 @@ own OpenAI server (`python -m llama_cpp.server`, same GGUF, threads and context)
 server at a time: aggregate tokens/s (content chunks over the wall time of the whole
 batch), per-stream tokens/s, time to first token p50/p95. Every stream's prompt is new to
 the server (its request number comes first), so prompt caches do not flatter the time to
-first token. The single-stream ceiling is part 1's direct llama-cpp-python run.
+first token, and asks for an essay, which runs to --max-tokens (greedy): every stream does
+the same work, and the table says the shortest stream's length. The single-stream ceiling
+is part 1's direct llama-cpp-python run.
+
+Part 3, the batching ceiling: the same prompts decoded by GhostGPT's llama.cpp runtime
+driven directly (no HTTP, no event loop, no client), 1 and 8 sequences in one context —
+what batching itself gains on this CPU, which bounds what any server can show.
 
     .venv/bin/python bench/engine.py [--runs 5] [--max-tokens 256] [--sweep 1,2,4,8,16] \\
         [--output bench/results/engine.md]
@@ -38,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
 
 MESSAGES = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+# The sweep's prompt: greedy answers to it run past 256 tokens with both bundled encodings.
+ESSAY = "Write a long essay about the history of the sea."
 
 
 @dataclass
@@ -158,7 +166,55 @@ def main() -> int:
     if args.sweep:
         sweep = [int(c) for c in args.sweep.split(",")]
         table += "\n\n" + concurrency_sweep(sweep, args.max_tokens, config["N_THREADS"], direct_rate)
+        table += "\n\n" + batching_ceiling(model_path, config["N_THREADS"], args.max_tokens)
     return report(table, args.output)
+
+
+def batching_ceiling(model_path: str, threads: int, tokens: int, counts: tuple[int, ...] = (1, 8)) -> str:
+    """Part 3: GhostGPT's runtime driven directly: `count` distinct essay prompts, each read
+    by a decode of its own (as the engine does), then one decode a step over every sequence
+    until each has `tokens` tokens (greedy; an end token ends a sequence early)."""
+    from chat.backends.base import ChatMessage, SamplingParams
+    from chat.backends.llama_runtime import BatchItem, LlamaRuntime
+
+    lines = [
+        "Batching ceiling: GhostGPT's llama.cpp runtime driven directly (no HTTP, no event loop, no client), "
+        f"the sweep's prompts, {tokens} tokens a sequence, greedy, {threads} threads",
+        "",
+        "| sequences | tokens | prompt seconds | decode tok/s | × 1 sequence | tok/s with prompts | × 1 sequence |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base: tuple[float, float] | None = None
+    for count in counts:
+        runtime = LlamaRuntime.load(Path(model_path), n_ctx=1024, n_threads=threads, sequences=count)
+        greedy = SamplingParams(max_tokens=tokens, temperature=0)
+        samplers = [runtime.sampler(greedy, seed=1, top_k=40, min_p=0.05, repeat_penalty=1.0) for _ in range(count)]
+        prompts = [
+            runtime.chat_prompt((ChatMessage(role="user", content=f"Sequence {s}. {ESSAY}"),)) for s in range(count)
+        ]
+        started = time.perf_counter()
+        following = [samplers[s].sample(runtime.decode([BatchItem(s, p, 0, True)])[0]) for s, p in enumerate(prompts)]
+        read = time.perf_counter()
+        positions, produced = [len(p) for p in prompts], [0] * count
+        running = [s for s in range(count) if not runtime.is_end_of_generation(following[s])]
+        while running:
+            where = runtime.decode([BatchItem(s, [following[s]], positions[s], True) for s in running])
+            for s, index in zip(running, where, strict=True):
+                produced[s] += 1
+                positions[s] += 1
+                following[s] = samplers[s].sample(index)
+            running = [s for s in running if produced[s] < tokens and not runtime.is_end_of_generation(following[s])]
+        ended = time.perf_counter()
+        for sampler in samplers:
+            sampler.close()
+        decode, overall = sum(produced) / (ended - read), sum(produced) / (ended - started)
+        base = base or (decode, overall)
+        lines.append(
+            f"| {count} | {sum(produced)} | {read - started:.2f} | {decode:.1f} | {decode / base[0]:.2f}× | "
+            f"{overall:.1f} | {overall / base[1]:.2f}× |"
+        )
+        del runtime
+    return "\n".join(lines)
 
 
 def concurrency_sweep(sweep: list[int], tokens: int, threads: int, ceiling: float) -> str:
@@ -201,24 +257,25 @@ def concurrency_sweep(sweep: list[int], tokens: int, threads: int, ceiling: floa
     for name, command, env in candidates:
         candidate = Candidate(name, command, env, key)
         try:
-            rows[name] = {c: asyncio.run(measure(candidate, c, tokens, distinct=True)) for c in sweep}
+            rows[name] = {c: asyncio.run(measure(candidate, c, tokens, distinct=True, prompt=ESSAY)) for c in sweep}
         finally:
             candidate.stop()
     ours = rows[candidates[0][0]]
     lines = [
-        f"Concurrency sweep: {tokens} tokens a stream, greedy, seeded, every prompt new to the server (no prompt "
-        f"cache helps; ~45 tokens), n_ctx={n_ctx} a sequence, {threads} threads; "
+        f"Concurrency sweep: {tokens} tokens a stream (an essay each), greedy, seeded, every prompt new to the "
+        f"server (no prompt cache helps; ~45 tokens), n_ctx={n_ctx} a sequence, {threads} threads; "
         f"single-stream ceiling (llama-cpp-python direct, part 1): {ceiling:.1f} tok/s",
         "",
-        "| server | streams | aggregate tok/s | × its 1 stream | per-stream tok/s | TTFT p50 | TTFT p95 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | streams | aggregate tok/s | × its 1 stream | per-stream tok/s | TTFT p50 | TTFT p95 "
+        "| shortest stream |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, by_concurrency in rows.items():
         single = by_concurrency[sweep[0]]["aggregate"]
         for c, r in by_concurrency.items():
             lines.append(
                 f"| {name} | {c} | {r['aggregate']:.1f} | {r['aggregate'] / single:.2f}× | {r['per_stream']:.1f} | "
-                f"{r['ttft_p50'] * 1000:.0f} ms | {r['ttft_p95'] * 1000:.0f} ms |"
+                f"{r['ttft_p50'] * 1000:.0f} ms | {r['ttft_p95'] * 1000:.0f} ms | {r['shortest']:.0f} |"
             )
     if 8 in ours and 1 in ours:
         lines += [

@@ -114,14 +114,16 @@ async def one_stream(
     return first, chunks, time.perf_counter() - started
 
 
-async def measure(candidate: Candidate, concurrency: int, tokens: int, *, distinct: bool = False) -> dict[str, float]:
+async def measure(
+    candidate: Candidate, concurrency: int, tokens: int, *, distinct: bool = False, prompt: str = PROMPT
+) -> dict[str, float]:
     """`distinct`: every stream's prompt is new to the server (its own request number at
     the start), so no prompt cache helps; else all send the same prompt."""
     async with httpx.AsyncClient(headers=candidate.headers, timeout=600) as client:
         await one_stream(client, candidate.url, 16)  # warm: the model is loaded, the prompt path taken
         started = time.perf_counter()
-        prompts = [f"Request {next(_REQUESTS)}. {PROMPT}" if distinct else PROMPT for _ in range(concurrency)]
-        results = await asyncio.gather(*(one_stream(client, candidate.url, tokens, prompt) for prompt in prompts))
+        prompts = [f"Request {next(_REQUESTS)}. {prompt}" if distinct else prompt for _ in range(concurrency)]
+        results = await asyncio.gather(*(one_stream(client, candidate.url, tokens, text) for text in prompts))
         wall = time.perf_counter() - started
     firsts = sorted(r[0] for r in results)
     total = sum(r[1] for r in results)
@@ -131,6 +133,7 @@ async def measure(candidate: Candidate, concurrency: int, tokens: int, *, distin
         "ttft_p50": statistics.median(firsts),
         "ttft_p95": firsts[min(len(firsts) - 1, round(0.95 * (len(firsts) - 1)))],
         "tokens": total,
+        "shortest": min(r[1] for r in results),
     }
 
 

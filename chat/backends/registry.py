@@ -21,8 +21,9 @@ _routes: dict[str, Backend] | None = None
 
 
 def bundled_model_path() -> str:
-    """The SmolLM2-135M-Instruct file to serve (chat/backends/bundled.py): the package's Q4_1
-    file, or (GHOSTGPT_BUNDLED_ENCODING=q8_0) the Q8_0 encoding `make install` derived from it."""
+    """The SmolLM2-135M-Instruct file to serve (chat/backends/bundled.py): the Q8_0 encoding
+    `make install` derived from the package's Q4_1 file, or (GHOSTGPT_BUNDLED_ENCODING=q4_1)
+    that file as shipped."""
     encoding = settings.GHOSTGPT["BUNDLED_ENCODING"]
     return str(bundled.bundled_model_path(encoding, [bundled.install_dir(), settings.DATA_DIR / "models"]))
 

@@ -45,7 +45,7 @@ def test_q4_1_is_the_shipped_file_as_it_is(tmp_path: Path) -> None:
 
 
 def test_an_unknown_encoding_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="q4_1, q8_0"):
+    with pytest.raises(ValueError, match="q8_0, q4_1"):
         bundled.bundled_model_path("q2_k", [tmp_path])
 
 
@@ -134,4 +134,4 @@ def test_a_bad_encoding_setting_stops_the_process_at_start() -> None:
     )
     assert result.returncode != 0
     assert ImproperlyConfigured.__name__ in result.stderr
-    assert "GHOSTGPT_BUNDLED_ENCODING must be one of q4_1, q8_0" in result.stderr
+    assert "GHOSTGPT_BUNDLED_ENCODING must be one of q8_0, q4_1" in result.stderr

@@ -36,7 +36,7 @@ from .live import ROOT, _Database, books, free_base_port, free_port, funded_acco
 
 NGINX = "/usr/sbin/nginx"
 AGENT_MODEL = "ghost-agent"
-LONG = "List the numbers from 1 to 1000 separated by commas."  # with seed 1: thousands of tokens
+LONG = "Write a long essay about the history of the sea."  # with seed 1: thousands of tokens
 
 
 class Topology:

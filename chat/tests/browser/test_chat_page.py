@@ -13,7 +13,7 @@ from tools.tests.fixtures import LoopbackServer, text_pdf
 from .conftest import wait_until
 
 SPEECH = Path(__file__).resolve().parents[3] / "tools" / "tests" / "data" / "speech.wav"
-LONG = "List the numbers from 1 to 1000 separated by commas."  # with seed 1: thousands of tokens
+LONG = "Write a long essay about the history of the sea."  # with seed 1: thousands of tokens
 ANSWER_LENGTH = "() => document.querySelector('article.assistant .bubble')?.textContent.length || 0"
 XSS_MARKDOWN = (
     'Hello <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
@@ -89,7 +89,7 @@ def test_send_stream_stop_and_reload(tabs: Any, site: LiveServer) -> None:
     page.wait_for_selector("article.assistant")
     assert page.inner_text("article.user .bubble") == LONG
     assert page.inner_text("article.assistant .bubble") == shown  # the kept text is the shown text
-    assert page.inner_text("#conversations").strip().startswith("List the numbers")
+    assert page.inner_text("#conversations").strip().startswith("Write a long essay")
     site.wait_idle(within=10)
 
 
