@@ -5,11 +5,10 @@ from django.urls import include, path
 
 from chat.api import health
 from chat.api import urls as api_urls
-from chat.api import views as api_views
 from chat.metrics import metrics_view
 
 urlpatterns = [
-    path("health", api_views.health),
+    path("health", health.models),
     path("health/live", health.live),
     path("health/ready", health.ready),
     path("metrics", metrics_view),
@@ -25,5 +24,5 @@ urlpatterns = [
     *api_urls.fallback,
 ]
 
-handler404 = "chat.api.views.unknown_path"
-handler500 = "chat.api.views.server_error"
+handler404 = "chat.api.catalog.unknown_path"
+handler500 = "chat.api.catalog.server_error"

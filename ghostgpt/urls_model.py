@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from chat.api import embeddings, health
+from chat.api import catalog, embeddings, health
 from chat.api import views as api_views
 from chat.metrics import metrics_view
 
 urlpatterns = [
-    path("health", api_views.health),
+    path("health", health.models),
     path("health/live", health.live),
     path("health/ready", health.ready),
     path("metrics", metrics_view),
-    path("v1/models", api_views.list_models),
-    path("v1/models/<path:model>", api_views.retrieve_model),
+    path("v1/models", catalog.list_models),
+    path("v1/models/<path:model>", catalog.retrieve_model),
     path("v1/chat/completions", api_views.chat_completions),
     path("v1/completions", api_views.completions),
     path("v1/embeddings", embeddings.create_embeddings),
-    re_path(r"^", api_views.unknown_path),
+    re_path(r"^", catalog.unknown_path),
 ]
 
-handler404 = "chat.api.views.unknown_path"
-handler500 = "chat.api.views.server_error"
+handler404 = "chat.api.catalog.unknown_path"
+handler500 = "chat.api.catalog.server_error"

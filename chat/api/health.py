@@ -1,5 +1,6 @@
-"""Probes for orchestrators and load balancers, beside `/health` (models only):
+"""Probes for orchestrators and load balancers:
 
+- `/health`: the models only — each one's state and counters (503 while one loads or failed);
 - `/health/live`: the process answers — no dependency is touched (a liveness probe must not
   restart a web process because the database blinked);
 - `/health/ready`: the database, Redis (when configured), the Celery broker (when tasks are
@@ -89,5 +90,25 @@ async def ready(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"status": "ready", "checks": checks})
     body = error_payload(f"Not ready: {', '.join(missing)}.", "service_unavailable_error", code="not_ready")
     response = JsonResponse({**body, "status": "unavailable", "missing": missing, "checks": checks}, status=503)
+    response["Retry-After"] = "5"
+    return response
+
+
+async def models(request: HttpRequest) -> HttpResponse:
+    """`/health`: every model's state and counters; 503 while one is loading or failed."""
+    states = {}
+    problems = []
+    for info, backend in registry.all_models():
+        state, message = backend.readiness()
+        states[info.id] = {"state": state, **backend.stats()}
+        if state != "ready":
+            problems.append((state, message))
+    if not problems:
+        return JsonResponse({"status": "ok", "models": states})
+    state, message = problems[0]
+    body = error_payload(
+        message, "service_unavailable_error", code="model_loading" if state == "loading" else "model_unavailable"
+    )
+    response = JsonResponse({**body, "status": state, "models": states}, status=503)
     response["Retry-After"] = "5"
     return response

@@ -20,7 +20,8 @@ from .encoders import Encoder
 from .errors import ApiError, bad_request
 from .metering import Meter
 from .params import parse_json_object
-from .responses import ResponsesEncoder, parse_responses
+from .responses import parse_responses
+from .responses_stream import ResponsesEncoder
 from .views import DROPPED_TOOLS_HEADER, count_request, openai_errors, request_body, serve
 
 PURGE_EVERY_SECONDS = 3600.0

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible /v1 surface and /health. Thin: parse, call the backend, encode."""
+"""The generation endpoints of /v1 (chat and legacy completions, Anthropic and Gemini dialects).
+Thin: parse, call the backend, encode."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError as DatabaseOperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
@@ -27,7 +27,7 @@ from chat.metrics import FIRST_TOKEN, GENERATION
 from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
 from .auth import MODEL_TIER, Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
-from .errors import ApiError, error_payload, internal_error, rate_limited
+from .errors import ApiError, internal_error, rate_limited
 from .gemini import GenerateContentEncoder, gemini_errors, parser_for
 from .images import has_images, images_as_text, images_inline
 from .metering import Meter, Unmetered, dialect_of
@@ -37,7 +37,6 @@ from .streaming import collect, sse_body, until_revoked
 logger = logging.getLogger(__name__)
 
 View = Callable[..., Awaitable[HttpResponse]]
-API_PATHS = ["/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses"]
 
 
 def openai_errors(*methods: str) -> Callable[[View], View]:
@@ -110,12 +109,6 @@ async def completions(request: HttpRequest) -> HttpResponse:
 async def gemini_generate(request: HttpRequest, version: str, model: str, method: str) -> HttpResponse:
     """Gemini's generateContent / streamGenerateContent (see chat/api/gemini.py)."""
     return await _generate(request, parser_for(model, method == "streamGenerateContent"), GenerateContentEncoder)
-
-
-@gemini_errors
-@openai_errors("GET")
-async def gemini_models(request: HttpRequest) -> HttpResponse:
-    return await _models_response(request, shape="gemini")
 
 
 @anthropic_errors
@@ -346,139 +339,3 @@ def _server_timing(request: HttpRequest, *, model: float, queue: float = 0.0) ->
     total = time.perf_counter() - getattr(request, "started_at", time.perf_counter())
     gateway = max(total - model - queue, 0.0)
     return f"gateway;dur={gateway * 1000:.2f}, queue;dur={queue * 1000:.2f}, model;dur={model * 1000:.2f}"
-
-
-# --- models -----------------------------------------------------------------------------
-
-
-async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
-    """The models this key may use, with their price and context length."""
-    visible = []
-    for info, backend in registry.all_models():
-        canonical = registry.canonical_info(backend).id
-        if principal.may_use(info.id) or principal.may_use(canonical):
-            price = await price_for(canonical)  # an alias costs what its model costs
-            visible.append(
-                {
-                    "id": info.id,
-                    "object": "model",
-                    "created": info.created,
-                    "owned_by": info.owned_by,
-                    "context_length": info.context_length,
-                    "pricing": {
-                        "currency": settings.GHOSTGPT["CURRENCY"],
-                        "prompt_per_million": float(price.prompt_per_million),
-                        "completion_per_million": float(price.completion_per_million),
-                    },
-                }
-            )
-    return visible
-
-
-@openai_errors("GET")
-async def list_models(request: HttpRequest) -> HttpResponse:
-    return await _models_response(request)
-
-
-async def _models_response(request: HttpRequest, shape: str = "") -> HttpResponse:
-    """OpenAI's list shape, or Anthropic's / Gemini's when the client's headers say so."""
-    principal = await authenticate(request)
-    await count_request(request, principal, count=False)
-    models = await _visible_models(principal)
-    if shape == "gemini" or "x-goog-api-key" in request.headers:
-        return JsonResponse(
-            {
-                "models": [
-                    {
-                        "name": f"models/{m['id']}",
-                        "baseModelId": m["id"],
-                        "displayName": m["id"],
-                        "inputTokenLimit": m["context_length"],
-                        "outputTokenLimit": settings.GHOSTGPT["MAX_TOKENS_MAX"],
-                        "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
-                    }
-                    for m in models
-                ]
-            }
-        )
-    if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
-        data = [
-            {
-                "type": "model",
-                "id": m["id"],
-                "display_name": m["id"],
-                "created_at": datetime.fromtimestamp(m["created"], tz=UTC).isoformat().replace("+00:00", "Z"),
-            }
-            for m in models
-        ]
-        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
-        return JsonResponse({"data": data, "has_more": False, "first_id": first, "last_id": last})
-    return JsonResponse({"object": "list", "data": models})
-
-
-@openai_errors("GET")
-async def retrieve_model(request: HttpRequest, model: str) -> HttpResponse:
-    principal = await authenticate(request)
-    await count_request(request, principal, count=False)
-    for item in await _visible_models(principal):
-        if item["id"] == model:
-            return JsonResponse(item)
-    raise ApiError(
-        404,
-        f"The model '{model}' does not exist or you do not have access to it.",
-        param="model",
-        code="model_not_found",
-    )
-
-
-# --- discovery, health, wrong paths ----------------------------------------------------------
-
-
-@openai_errors("GET")
-async def api_root(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(
-        {
-            "object": "api_root",
-            "message": "This is the base URL for OpenAI-compatible clients, not a web page. "
-            "Point your SDK here (base_url=.../v1) and send your API key as a Bearer token.",
-            "endpoints": API_PATHS,
-        }
-    )
-
-
-async def health(request: HttpRequest) -> HttpResponse:
-    models = {}
-    problems = []
-    for info, backend in registry.all_models():
-        state, message = backend.readiness()
-        models[info.id] = {"state": state, **backend.stats()}
-        if state != "ready":
-            problems.append((state, message))
-    if not problems:
-        return JsonResponse({"status": "ok", "models": models})
-    state, message = problems[0]
-    body = error_payload(
-        message, "service_unavailable_error", code="model_loading" if state == "loading" else "model_unavailable"
-    )
-    response = JsonResponse({**body, "status": state, "models": models}, status=503)
-    response["Retry-After"] = "5"
-    return response
-
-
-@csrf_exempt  # any method: a POST to a path we do not serve is a JSON 404, never Django's CSRF page
-def unknown_path(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """404 for any path we do not serve, with a hint toward the /v1 routes."""
-    path = request.path
-    suggestion = "/v1" + path if not path.startswith("/v1") and "/v1" + path.rstrip("/") in API_PATHS else None
-    hint = (
-        f"Did you mean {suggestion}?"
-        if suggestion
-        else f"OpenAI-compatible routes live under /v1: {', '.join(API_PATHS)}."
-    )
-    return JsonResponse(
-        error_payload(f"Unknown path {path}. {hint}", "invalid_request_error", code="unknown_url"), status=404
-    )
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    return internal_error().response()

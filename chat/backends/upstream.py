@@ -24,11 +24,8 @@ Upstream keys come from the operator's config only and never appear in answers o
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 import random
-import struct
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -51,6 +48,7 @@ from .base import (
     TextDelta,
     ToolCallDelta,
 )
+from .upstream_calls import embeddings_answer, embeddings_request, post, raise_for, read_body, try_deployment
 from .wire import WIRES, Wire
 from .wire.base import (
     UpstreamBusy,
@@ -64,9 +62,7 @@ logger = logging.getLogger(__name__)
 
 CIRCUIT_FAILURES = 3  # consecutive failures that open a deployment's circuit
 CIRCUIT_SECONDS = 30.0  # how long an open circuit is skipped (then one trial request)
-ERROR_BODY_LIMIT = 4096
 EMBEDDINGS_BODY_LIMIT = 256 * 1024 * 1024  # 2,048 vectors of 3,072 floats as JSON, with room
-ANSWER_BODY_LIMIT = 64 * 1024 * 1024  # a whole chat answer: far beyond any model's max_tokens as JSON
 __all__ = ["UpstreamBusy", "UpstreamFailed", "UpstreamRejected", "UpstreamTimeout", "estimate_prompt_tokens"]
 
 
@@ -233,7 +229,7 @@ class RoutedModel:
         last: BackendError | None = None
         for deployment in self._order():
             started = time.monotonic()
-            attempt = _attempt(deployment, request)
+            attempt = try_deployment(deployment, request)
             sent_text = False
             try:
                 async for event in attempt:
@@ -268,18 +264,18 @@ class RoutedModel:
         last: BackendError | None = None
         for deployment in self._order():
             upstream, started = deployment.upstream, time.monotonic()
-            path, payload = _embeddings_request(upstream.kind, deployment.model, body)
+            path, payload = embeddings_request(upstream.kind, deployment.model, body)
             try:
-                response = await _post(upstream, path, payload)
+                response = await post(upstream, path, payload)
             except UpstreamFailed as exc:
                 last = exc
                 deployment.failed()
                 continue
             try:
                 if response.status >= 400:
-                    await _raise_for(response, upstream)
-                raw = await _body(response, upstream, EMBEDDINGS_BODY_LIMIT)
-                data = _embeddings_answer(upstream.kind, loads(raw), body)
+                    await raise_for(response, upstream)
+                raw = await read_body(response, upstream, EMBEDDINGS_BODY_LIMIT)
+                data = embeddings_answer(upstream.kind, loads(raw), body)
                 if not isinstance(data, dict) or not isinstance(data.get("data"), list):
                     raise UpstreamFailed(f"The upstream '{upstream.name}' answered no embeddings list.")
             except UpstreamFailed as exc:
@@ -382,220 +378,3 @@ class Prober:
                     retry *= 2
         finally:
             loop.close()
-
-
-# --- one try against one deployment ---------------------------------------------------------
-
-
-def _embeddings_request(kind: str, model: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """OpenAI's /embeddings body, or Gemini's batchEmbedContents (text inputs; a dimension
-    count as outputDimensionality)."""
-    if kind != "gemini":
-        return "/embeddings", {**body, "model": model}
-    requests = []
-    for item in body["input"]:
-        if not isinstance(item, str):
-            raise UpstreamRejected("Gemini embeds text: token-id inputs are not supported by this model.")
-        request: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": item}]}}
-        if body.get("dimensions") is not None:
-            request["outputDimensionality"] = body["dimensions"]
-        requests.append(request)
-    return f"/models/{model}:batchEmbedContents", {"requests": requests}
-
-
-def _embeddings_answer(kind: str, data: Any, body: dict[str, Any]) -> Any:
-    """Gemini's `{"embeddings": [{"values": [...]}]}` as OpenAI's list (no usage: the byte
-    bound is billed); OpenAI's as it came."""
-    if kind != "gemini":
-        return data
-    vectors = data.get("embeddings") if isinstance(data, dict) else None
-    if not isinstance(vectors, list):
-        return None
-    items = []
-    for i, vector in enumerate(vectors):
-        values = vector.get("values") if isinstance(vector, dict) else None
-        if not isinstance(values, list):
-            return None
-        encoded: Any = values
-        if body.get("encoding_format") == "base64":
-            encoded = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
-        items.append({"object": "embedding", "index": i, "embedding": encoded})
-    return {"object": "list", "data": items}
-
-
-async def _post(
-    upstream: Upstream,
-    path: str,
-    body: dict[str, Any],
-    params: dict[str, str] | None = None,
-    timeout: aiohttp.ClientTimeout | None = None,
-) -> aiohttp.ClientResponse:
-    """POST to the upstream; a timeout or a connection failure is an UpstreamFailed (the
-    caller fails over). `timeout`: instead of the session's."""
-    session = upstream.session()
-    try:
-        return await session.post(
-            upstream.base_url + path,
-            params=params or None,
-            json=body,
-            headers=upstream.headers(),
-            timeout=timeout or session.timeout,
-        )
-    except TimeoutError:
-        raise UpstreamTimeout(f"The upstream '{upstream.name}' did not answer in time.") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamFailed(f"Could not reach the upstream '{upstream.name}' ({type(exc).__name__}).") from None
-
-
-async def _attempt(deployment: Deployment, request: GenerationRequest) -> AsyncIterator[Event]:
-    upstream = deployment.upstream
-    outgoing = upstream.wire.prepare(deployment.model, request)
-    whole = outgoing.body.get("stream") is False
-    timeout = None
-    if whole:  # nothing arrives before the whole answer: its own bound, not the per-read one
-        timeout = aiohttp.ClientTimeout(
-            total=upstream.answer_timeout,
-            connect=upstream.connect_timeout,
-            sock_connect=upstream.connect_timeout,
-            sock_read=None,
-        )
-    response = await _post(upstream, outgoing.path, outgoing.body, outgoing.params, timeout)
-    try:
-        if response.status >= 400:
-            await _raise_for(response, upstream)
-        # A fingerprint of the deployment (like OpenAI's: which configuration answered),
-        # without naming the upstream.
-        fingerprint = "fp_" + hashlib.sha256(deployment.label.encode()).hexdigest()[:10]
-        yield Accepted(prompt_tokens=estimate_prompt_tokens(request), system_fingerprint=fingerprint)
-        if whole and response.content_type != "text/event-stream":
-            for event in await _whole(response, upstream, request):
-                yield event
-            return
-        async for event in _events(response, upstream, request):
-            yield event
-    finally:
-        if response.content.at_eof():
-            await response.release()  # read to the end: the connection goes back to the pool
-        else:
-            response.close()  # closing the connection is what cancels the upstream's work
-
-
-async def _body(response: aiohttp.ClientResponse, upstream: Upstream, limit: int) -> bytes:
-    """The whole body, refused (UpstreamFailed) beyond `limit` bytes; a cut or a timeout
-    while reading it is an UpstreamFailed too."""
-    if (response.content_length or 0) > limit:
-        raise UpstreamFailed(f"The upstream '{upstream.name}' answered more than this server reads.")
-    pieces, size = [], 0
-    try:
-        async for piece in response.content.iter_any():
-            size += len(piece)
-            if size > limit:
-                raise UpstreamFailed(f"The upstream '{upstream.name}' answered more than this server reads.")
-            pieces.append(piece)
-    except TimeoutError:
-        raise UpstreamTimeout(f"The upstream '{upstream.name}' did not finish its answer in time.") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamFailed(f"The upstream '{upstream.name}' broke off ({type(exc).__name__}).") from None
-    return b"".join(pieces)
-
-
-async def _whole(response: aiohttp.ClientResponse, upstream: Upstream, request: GenerationRequest) -> list[Event]:
-    """A whole JSON answer → our events, through the upstream's wire."""
-    raw = await _body(response, upstream, ANSWER_BODY_LIMIT)
-    try:
-        payload = loads(raw)
-    except ValueError:
-        raise UpstreamFailed(f"The upstream '{upstream.name}' answered with something that is not JSON.") from None
-    translator = upstream.wire.translator(request, upstream.name)
-    return [*translator.whole(payload), *translator.close()]
-
-
-async def _raise_for(response: aiohttp.ClientResponse, upstream: Upstream) -> None:
-    try:
-        raw = await response.content.read(ERROR_BODY_LIMIT)
-    except (aiohttp.ClientError, TimeoutError):
-        raw = b""
-    message = upstream.wire.error_message(raw)
-    status = response.status
-    if status == 429:
-        raise UpstreamBusy(
-            f"The upstream '{upstream.name}' is rate limiting (429).", retry_after=_retry_after(response)
-        )
-    if status in (400, 404, 413, 422):
-        raise UpstreamRejected(f"The upstream refused the request: {message}" if message else "The upstream refused.")
-    if status in (503, 529):
-        raise UpstreamBusy(f"The upstream '{upstream.name}' is overloaded or loading ({status}).")
-    raise UpstreamFailed(f"The upstream '{upstream.name}' answered HTTP {status}.")
-
-
-def _retry_after(response: aiohttp.ClientResponse) -> int | None:
-    try:
-        return int(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-
-
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body's lines, split from the chunks as they arrive (no line-length limit: a
-    Gemini chunk carries a whole function call)."""
-    pending = b""
-    async for chunk in response.content.iter_any():
-        pending += chunk
-        if b"\n" not in chunk:
-            continue
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.rstrip(b"\r")
-    if pending:
-        yield pending.rstrip(b"\r")
-
-
-async def _events(
-    response: aiohttp.ClientResponse, upstream: Upstream, request: GenerationRequest
-) -> AsyncIterator[Event]:
-    """Upstream SSE → our events, through the upstream's wire. The first event must come
-    within the first-token timeout; after it the session's `sock_read` (the upstream's
-    read_timeout) bounds each wait, so no per-line timer costs anything on the hot path."""
-    translator = upstream.wire.translator(request, upstream.name)
-    lines = _lines(response)
-    waiting_first = True
-    name = ""
-    try:
-        while True:  # to the end of the body, so the connection goes back to the pool
-            try:
-                if waiting_first:
-                    line = await asyncio.wait_for(anext(lines), upstream.first_token_timeout)
-                else:
-                    line = await anext(lines)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                if translator.complete:
-                    break
-                waited = upstream.first_token_timeout if waiting_first else upstream.read_timeout
-                raise UpstreamTimeout(f"The upstream '{upstream.name}' stopped sending for {waited:.0f}s.") from None
-            except aiohttp.ClientError as exc:
-                if translator.complete:
-                    break
-                raise UpstreamFailed(f"The upstream '{upstream.name}' broke off ({type(exc).__name__}).") from None
-            if line.startswith(b"event:"):
-                name = line[6:].strip().decode()
-                continue
-            if not line.startswith(b"data:"):
-                continue  # blank lines, comments (": ping")
-            data = line[5:].strip()
-            try:
-                payload: Any = "[DONE]" if data == b"[DONE]" else loads(data)
-            except ValueError:
-                raise UpstreamFailed(f"The upstream '{upstream.name}' sent a chunk that is not JSON.") from None
-            if name != "ping":
-                waiting_first = False
-            if translator.complete:
-                continue  # anything after the end is ignored
-            for event in translator.feed(name, payload):
-                yield event
-            name = ""
-    finally:
-        await lines.aclose()  # type: ignore[attr-defined]
-    for event in translator.close():
-        yield event
