@@ -175,6 +175,7 @@ def batching_ceiling(model_path: str, threads: int, tokens: int, counts: tuple[i
     by a decode of its own (as the engine does), then one decode a step over every sequence
     until each has `tokens` tokens (greedy; an end token ends a sequence early)."""
     from chat.backends.base import ChatMessage, SamplingParams
+    from chat.backends.embedded import MIN_P, REPEAT_PENALTY, TOP_K
     from chat.backends.llama_runtime import BatchItem, LlamaRuntime
 
     lines = [
@@ -188,7 +189,10 @@ def batching_ceiling(model_path: str, threads: int, tokens: int, counts: tuple[i
     for count in counts:
         runtime = LlamaRuntime.load(Path(model_path), n_ctx=1024, n_threads=threads, sequences=count)
         greedy = SamplingParams(max_tokens=tokens, temperature=0)
-        samplers = [runtime.sampler(greedy, seed=1, top_k=40, min_p=0.05, repeat_penalty=1.0) for _ in range(count)]
+        samplers = [
+            runtime.sampler(greedy, seed=1, top_k=TOP_K, min_p=MIN_P, repeat_penalty=REPEAT_PENALTY)
+            for _ in range(count)
+        ]
         prompts = [
             runtime.chat_prompt((ChatMessage(role="user", content=f"Sequence {s}. {ESSAY}"),)) for s in range(count)
         ]

@@ -50,7 +50,7 @@ def ask(sdk: OpenAI, model: str, **extra: Any) -> Any:
     )
 
 
-def test_the_embedded_models_json_mode_always_parses(sdk: OpenAI) -> None:
+def test_the_embedded_models_json_answers_parse_whenever_they_end(sdk: OpenAI) -> None:
     # Before: `response_format: {"type": "json_object"}` was a 400 on every model.
     # Sampled at temperature 1, a 135M model may loop inside a string until max_tokens (a
     # `length` finish, as OpenAI documents for JSON mode); whatever ends by itself is a whole

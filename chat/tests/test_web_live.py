@@ -14,7 +14,8 @@ import pytest
 
 from .live import LiveServer, manage
 
-# With this seed SmolLM keeps counting for thousands of tokens (measured: 3,000 of 3,000).
+# With this seed SmolLM writes on for thousands of tokens, in either bundled encoding
+# (measured: 1,200 of max_tokens=1,200 with Q8_0 and with Q4_1).
 LONG = {"content": "Write a long essay about the history of the sea.", "seed": 1, "max_tokens": 3000}
 
 
