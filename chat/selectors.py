@@ -15,6 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
+from . import db
 from .models import Account, ApiKey, StoredResponse, UsageRecord, hash_api_key
 
 
@@ -170,9 +171,9 @@ async def stored_response_get(*, account_id: int, response_id: str) -> StoredRes
     account's id looks exactly like an unknown one; a malformed one never reaches SQL)."""
     if not RESPONSE_ID.fullmatch(response_id):
         raise Http404(f"Response with id '{response_id[:64]}' not found.")
-    row = await StoredResponse.objects.filter(
-        pk=response_id, account_id=account_id, expires_at__gt=timezone.now()
-    ).afirst()
+    row = await db.run(
+        StoredResponse.objects.filter(pk=response_id, account_id=account_id, expires_at__gt=timezone.now()).first
+    )
     if row is None:
         raise Http404(f"Response with id '{response_id}' not found.")
     return row

@@ -225,7 +225,8 @@ async def stored_response_save(
 ) -> StoredResponse:
     """Keep a Responses API response (and what led to it) for GHOSTGPT_RESPONSES_TTL_DAYS."""
     days = settings.GHOSTGPT["RESPONSES_TTL_DAYS"]
-    return await StoredResponse.objects.acreate(
+    return await db.run(
+        StoredResponse.objects.create,
         id=body["id"],
         account_id=account_id,
         key_id=key_id,
@@ -238,7 +239,7 @@ async def stored_response_save(
 
 
 async def stored_response_delete(*, response: StoredResponse) -> None:
-    await StoredResponse.objects.filter(pk=response.pk).adelete()
+    await db.run(StoredResponse.objects.filter(pk=response.pk).delete)
 
 
 def stored_responses_purge() -> int:

@@ -1,46 +1,164 @@
-"""Django's ASGI handler without a thread per API request.
+"""Django's ASGI handler, without the thread hops and tasks an API request does not need.
 
 Django serves every request inside asgiref's ThreadSensitiveContext: the first
 thread-sensitive `sync_to_async` call of the request (the `request_started` signal's
 receivers, then `response.close()`) starts a new thread, and the end of the request joins
-it. For a view that is itself async — every /v1 route — that thread runs nothing but two
-bookkeeping calls, yet starting and joining it was a third of the event loop's time per
-request (py-spy, bench/gateway.py). Requests to async views skip the context: those calls
-run on asgiref's one long-lived thread for thread-sensitive work instead. Sync views (pages,
-the console, the admin) keep a thread per request, as in Django.
+it; beside the view it runs a second task that waits for a disconnect, and it resolves the
+URL once more inside the view machinery. For a page that is the price of its sync views
+and sessions, and it stays so. The gateway's own routes — the async views of `chat.api`
+(/v1, /v1beta, /health) — are served by `handle_api` instead:
+- the signals' receivers (the database connections' health check, `reset_queries`,
+  `close_caches`, `reset_urlconf`: none blocks) run on the loop, not in a thread: the loop
+  thread holds no database connection, and the views' database work runs on `chat.db`'s
+  threads, which check their connection before every call;
+- `response.close()` runs on the loop for the same reason (its closers are the request's
+  body file and the response's own);
+- the view runs in the connection's task, and one watcher task cancels it when the client
+  disconnects (Django: two tasks and an `asyncio.wait`);
+- the URL is resolved once per path (ResolverMatch kept per resolver; long client-chosen
+  paths are resolved every time);
+- a `ByteStreamResponse` (chat.api.streaming: the SSE answers) is sent chunk by chunk as its iterator yields
+  them, without Django's per-chunk wrapper generator, conversion and re-chunking.
+py-spy (bench/gateway.py): the two thread hops, the tasks and the second resolve were a
+third of the difference between GhostGPT and the bare-Django floor. Other async views
+(pages) skip the thread per request but keep Django's handling; sync views are Django's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
-from django.core.handlers.asgi import ASGIHandler
-from django.urls import Resolver404, get_resolver
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import ResolverMatch, URLResolver, get_resolver, set_script_prefix
+from django.urls.exceptions import Resolver404
+
+from chat.api.streaming import ByteStreamResponse
 
 CACHED_PATH_LENGTH = 200  # longer paths (client-chosen ids) are resolved each time, not kept
+API_MODULE = "chat.api"  # async views from here are served by `handle_api`
+
+PAGE, ASYNC, API = "page", "async", "api"
 
 
-def _async_view(path: str) -> bool:
-    """Whether `path` resolves to an async view (a 404 does not: its handler is sync)."""
-    return _async_view_cached(path) if len(path) <= CACHED_PATH_LENGTH else _resolves_async(path)
-
-
-def _resolves_async(path: str) -> bool:
+def _resolve(resolver: URLResolver, path: str) -> ResolverMatch | None:
     try:
-        match = get_resolver().resolve(path)
+        return resolver.resolve(path)
     except Resolver404:
-        return False
-    return iscoroutinefunction(match.func)
+        return None
 
 
-_async_view_cached = functools.lru_cache(maxsize=4096)(_resolves_async)
+_resolve_cached = functools.lru_cache(maxsize=4096)(_resolve)
+
+
+def resolve(path: str, resolver: URLResolver | None = None) -> ResolverMatch | None:
+    """The match of `path` (None: a 404), kept per resolver for paths up to
+    CACHED_PATH_LENGTH (`clear_url_caches` makes a new resolver, hence new keys)."""
+    resolver = resolver or get_resolver()
+    return _resolve_cached(resolver, path) if len(path) <= CACHED_PATH_LENGTH else _resolve(resolver, path)
+
+
+def kind_of(path: str) -> str:
+    """How a request for `path` is served: API (an async view of chat.api), ASYNC (another
+    async view) or PAGE (a sync view, or a 404 — its handler is sync)."""
+    match = resolve(path)
+    if match is None or not iscoroutinefunction(match.func):
+        return PAGE
+    return API if match.func.__module__.startswith(API_MODULE) else ASYNC
+
+
+def _head(response: HttpResponseBase) -> dict[str, Any]:
+    """The `http.response.start` message of a response (as Django's `send_response`)."""
+    headers = [
+        (bytes(name.encode("ascii") if isinstance(name, str) else name), value.encode("latin1"))
+        for name, value in response.items()
+    ]
+    headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
 
 class GhostGPTASGIHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and _async_view(scope.get("path", "")):
-            await self.handle(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            kind = kind_of(scope.get("path", ""))
+            if kind == API:
+                await self.handle_api(scope, receive, send)
+                return
+            if kind == ASYNC:
+                await self.handle(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    def resolve_request(self, request: HttpRequest) -> ResolverMatch:
+        if hasattr(request, "urlconf"):  # a middleware chose another URLconf: Django's way
+            return super().resolve_request(request)  # type: ignore[no-any-return]
+        match = resolve(request.path_info)
+        if match is None:
+            raise Resolver404({"path": request.path_info})
+        request.resolver_match = match
+        return match
+
+    async def handle_api(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's `handle` for an async API view, on the loop (see the module's doc)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        answered = False  # the last message is sent: a disconnect now is the normal end
+        disconnected = False
+
+        async def watch() -> None:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answered:
+                disconnected = True
+                task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            response = await self.run_get_response(request)
+            if isinstance(response, ByteStreamResponse) and response.byte_chunks is not None:
+                await self._send_chunks(response, response.byte_chunks, send)
+            else:
+                await self.send_response(response, send)
+            answered = True
+        except asyncio.CancelledError:
+            if not disconnected or task.uncancel() > 0:
+                raise  # not the client's disconnect, or a real cancellation came as well
+            # The client left: the view (or the stream) was stopped there, as Django does.
+            signals.request_finished.send(sender=self.__class__)
+            body_file.close()
+            return
+        finally:
+            answered = True
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AssertionError):
+                await watcher
+        response.close()
+        body_file.close()
+
+    @staticmethod
+    async def _send_chunks(response: HttpResponseBase, chunks: AsyncIterator[bytes], send: Any) -> None:
+        await send(_head(response))
+        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async for chunk in chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

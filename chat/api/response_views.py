@@ -7,10 +7,10 @@ import json
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
+from chat import db
 from chat.backends.base import GenerationRequest
 from chat.selectors import stored_response_get
 from chat.services import stored_response_delete, stored_response_save, stored_responses_purge
@@ -72,7 +72,7 @@ async def create_response(request: HttpRequest) -> HttpResponse:
             )
         if time.monotonic() - _last_purge[0] > PURGE_EVERY_SECONDS:  # without a Celery beat too
             _last_purge[0] = time.monotonic()
-            await sync_to_async(stored_responses_purge)()
+            await db.run(stored_responses_purge)
 
     response = await serve(request, principal, parsed.parsed, make_encoder, finished)
     if parsed.dropped_tools:  # built-in tools this deployment cannot run: served without them

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
+
+from django.http import StreamingHttpResponse
 
 from chat import lifecycle
 from chat.backends.base import Accepted, BackendError, Event
@@ -19,11 +21,26 @@ from .errors import ApiError, internal_error
 logger = logging.getLogger(__name__)
 
 
-async def with_pings(events: AsyncIterator[Event], interval: float, ping: bytes = PING) -> AsyncIterator[Event | bytes]:
-    """The events, plus PING whenever nothing arrived for `interval` seconds.
+class ByteStreamResponse(StreamingHttpResponse):
+    """A streaming response whose content is an async iterator of bytes (each item sent as
+    it is, as one ASGI message, by `handle_api`; elsewhere a plain StreamingHttpResponse)."""
 
-    Pings matter only before the first token (queue wait, prefill); after it the
-    events are passed straight through, which costs nothing per token.
+    byte_chunks: AsyncIterator[bytes] | None = None
+
+    def _set_streaming_content(self, value: Any) -> None:
+        super()._set_streaming_content(value)  # a middleware replacing the content lands here too
+        self.byte_chunks = self._iterator if self.is_async else None
+
+
+async def pings_until_first_token(
+    events: AsyncIterator[Event], interval: float, ping: bytes = PING
+) -> AsyncIterator[Event | bytes]:
+    """The events up to the first that is not `Accepted` (the first token, an error, the
+    end), plus PING whenever nothing arrived for `interval` seconds; nothing when
+    `interval` <= 0. The caller reads the rest from `events` itself.
+
+    Pings matter only before the first token (queue wait, prefill); after it the caller
+    reads the stream directly, without this generator's step per token.
     """
     iterator = aiter(events)
     if interval > 0:
@@ -48,8 +65,6 @@ async def with_pings(events: AsyncIterator[Event], interval: float, ping: bytes 
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await pending
-    async for event in iterator:
-        yield event
 
 
 class AccessRevoked(BackendError):
@@ -64,10 +79,13 @@ class ServerShuttingDown(BackendError):
     code = "server_shutting_down"
 
 
-async def until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> AsyncIterator[Event]:
+async def until_stopped(
+    events: AsyncIterator[Event], stop: asyncio.Event, watch: Coroutine[Any, Any, None] | None = None
+) -> AsyncIterator[Event]:
     """The events until the stream ends or `stop` is set — also while the backend is still
     queueing, prefilling or waiting on a stalled upstream, when no event would arrive to
-    notice it.
+    notice it. `watch`: the coroutine to run beside the stream instead of `stop.wait()`; it
+    must return once `stop` is set (one task per stream either way).
 
     Each event is awaited directly (racing every step against `stop` in a task of its own
     cost ~16 µs an event). When `stop` is set while the stream waits for its next event,
@@ -85,7 +103,7 @@ async def until_stopped(events: AsyncIterator[Event], stop: asyncio.Event) -> As
             interrupted = True
             waiting.cancel()
 
-    stopper = asyncio.ensure_future(stop.wait())
+    stopper = asyncio.ensure_future(watch if watch is not None else stop.wait())
     stopper.add_done_callback(interrupt)
     try:
         while not stop.is_set():
@@ -118,18 +136,19 @@ async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncItera
 
         async def watch() -> None:  # authentication checked the key just now: the first look is a poll later
             nonlocal revoked
-            if not key_id:  # the model tier's one caller (GHOSTGPT_ROLE=model) has no key to revoke
-                return
-            while True:
-                await asyncio.sleep(REVOCATION_POLL_SECONDS)
+            while key_id:  # the model tier's one caller (GHOSTGPT_ROLE=model) has no key to revoke
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(REVOCATION_POLL_SECONDS):  # a timer, not a task
+                        await stop.wait()
+                    return
                 if await key_is_revoked(key_id):
                     revoked = True
                     stop.set()
                     return
+            await stop.wait()
 
-        watcher = asyncio.ensure_future(watch())
         try:
-            async for event in until_stopped(events, stop):
+            async for event in until_stopped(events, stop, watch()):
                 yield event
             if revoked:
                 raise AccessRevoked("This API key was deleted or disabled while the response streamed.")
@@ -138,9 +157,6 @@ async def until_revoked(events: AsyncIterator[Event], key_id: int) -> AsyncItera
                     "The server restarted before the response was complete; retry the request.", retry_after=1
                 )
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
             await events.aclose()  # type: ignore[attr-defined]
 
 
@@ -156,13 +172,17 @@ async def sse_body(
     stream, which stops the generation, bills what was delivered, and the CancelledError
     propagates.
     """
-    items = with_pings(events, ping_seconds, encoder.ping)
+    items = pings_until_first_token(events, ping_seconds, encoder.ping)
     failed = False
     LIVE_STREAMS.inc()
     try:
         yield encoder.encode(first)
         async for item in items:
             chunk = item if isinstance(item, bytes) else encoder.encode(item)
+            if chunk:
+                yield chunk
+        async for event in events:
+            chunk = encoder.encode(event)
             if chunk:
                 yield chunk
         yield encoder.end()

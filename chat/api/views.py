@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError as DatabaseOperationalError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
@@ -32,7 +32,7 @@ from .gemini import GenerateContentEncoder, gemini_errors, parser_for
 from .images import has_images, images_as_text, images_inline
 from .metering import Meter, Unmetered, dialect_of
 from .params import ParsedRequest, parse_chat, parse_completion, parse_json_object
-from .streaming import collect, sse_body, until_revoked
+from .streaming import ByteStreamResponse, collect, sse_body, until_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -192,9 +192,7 @@ async def serve(
     waited = time.perf_counter() - waited
     if parsed.stream:
         ping = settings.GHOSTGPT["SSE_PING_SECONDS"]
-        response = StreamingHttpResponse(
-            sse_body(events, encoder, first, ping, settle), content_type="text/event-stream"
-        )
+        response = ByteStreamResponse(sse_body(events, encoder, first, ping, settle), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         response["Server-Timing"] = _server_timing(request, model=waited)

@@ -215,47 +215,45 @@ class RoutedModel:
         return {"running": self.running, "waiting": 0, "degraded": degraded, "deployments": deployments}
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        """The first deployment that answers (by priority and weight), failing over on
+        connection errors, timeouts, 5xx and 429 until text has reached the client. Closing
+        this stream closes the attempt's upstream connection at once (not at garbage
+        collection): that is what cancels the upstream's work."""
         self.running += 1
-        events = self._stream(request)
         try:
-            async for event in events:
-                yield event
+            accepted = False
+            last: BackendError | None = None
+            for deployment in self._order():
+                started = time.monotonic()
+                attempt = try_deployment(deployment, request)
+                sent_text = False
+                try:
+                    async for event in attempt:
+                        if isinstance(event, Accepted):
+                            if accepted:
+                                continue  # the client already has its headers from the first try
+                            accepted = True
+                        elif isinstance(event, TextDelta | ToolCallDelta) and not sent_text:
+                            sent_text = True
+                            deployment.succeeded(time.monotonic() - started)
+                        yield event
+                    if not sent_text:
+                        deployment.succeeded(time.monotonic() - started)
+                    if last is not None:
+                        FAILOVERS.labels(self.info.id).inc()
+                    return
+                except UpstreamFailed as exc:
+                    deployment.failed()
+                    UPSTREAM_ERRORS.labels(self.info.id, deployment.upstream.name).inc()
+                    logger.warning("upstream %s failed: %s", deployment.label, exc.message)
+                    if sent_text:
+                        raise  # text already reached the client: end the stream with an error
+                    last = exc
+                finally:
+                    await attempt.aclose()  # type: ignore[attr-defined]
+            raise last or UpstreamFailed(f"No upstream is configured for '{self.info.id}'.")
         finally:
             self.running -= 1
-            await events.aclose()  # type: ignore[attr-defined]  # now, not at garbage collection: this closes the upstream connection
-
-    async def _stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        accepted = False
-        last: BackendError | None = None
-        for deployment in self._order():
-            started = time.monotonic()
-            attempt = try_deployment(deployment, request)
-            sent_text = False
-            try:
-                async for event in attempt:
-                    if isinstance(event, Accepted):
-                        if accepted:
-                            continue  # the client already has its headers from the first try
-                        accepted = True
-                    elif isinstance(event, TextDelta | ToolCallDelta) and not sent_text:
-                        sent_text = True
-                        deployment.succeeded(time.monotonic() - started)
-                    yield event
-                if not sent_text:
-                    deployment.succeeded(time.monotonic() - started)
-                if last is not None:
-                    FAILOVERS.labels(self.info.id).inc()
-                return
-            except UpstreamFailed as exc:
-                deployment.failed()
-                UPSTREAM_ERRORS.labels(self.info.id, deployment.upstream.name).inc()
-                logger.warning("upstream %s failed: %s", deployment.label, exc.message)
-                if sent_text:
-                    raise  # text already reached the client: end the stream with an error
-                last = exc
-            finally:
-                await attempt.aclose()  # type: ignore[attr-defined]
-        raise last or UpstreamFailed(f"No upstream is configured for '{self.info.id}'.")
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         """OpenAI's /embeddings on the first deployment that answers (by priority and weight,

@@ -1,5 +1,6 @@
-"""GhostGPT's ASGI handler: async API views run without Django's thread per request; sync
-views keep it."""
+"""GhostGPT's ASGI handler: the API's async views are served on the loop (no thread, one
+watcher task that cancels the view when the client leaves); other async views skip Django's
+thread per request; sync views keep it."""
 
 from __future__ import annotations
 
@@ -10,20 +11,22 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core.signals import request_started
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
 
-from ghostgpt.handler import GhostGPTASGIHandler, _async_view
+from ghostgpt.handler import API, ASYNC, PAGE, GhostGPTASGIHandler, kind_of
 
 # serialized_rollback like the other transactional chat tests: a flush without it re-creates the
 # content types, which the next serialized test (test_revocation) would then insert again.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-async def _get(handler: GhostGPTASGIHandler, path: str) -> int:
-    scope: dict[str, Any] = {
+def _scope(method: str, path: str) -> dict[str, Any]:
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -33,7 +36,10 @@ async def _get(handler: GhostGPTASGIHandler, path: str) -> int:
         "client": ("127.0.0.1", 1234),
         "server": ("testserver", 80),
     }
-    communicator = ApplicationCommunicator(handler, scope)
+
+
+async def _get(handler: GhostGPTASGIHandler, path: str) -> int:
+    communicator = ApplicationCommunicator(handler, _scope("GET", path))
     await communicator.send_input({"type": "http.request", "body": b""})
     start = await communicator.receive_output(10)
     while (await communicator.receive_output(10)).get("more_body"):
@@ -43,12 +49,13 @@ async def _get(handler: GhostGPTASGIHandler, path: str) -> int:
 
 
 def test_routes_are_told_apart() -> None:
-    assert _async_view("/v1/chat/completions") and _async_view("/health")
-    assert _async_view("/v1/models/" + "m" * 500)  # long paths are resolved, just not cached
-    assert not _async_view("/console") and not _async_view("/v1/no-such-route")  # sync views, the 404 handler
+    assert kind_of("/v1/chat/completions") == API and kind_of("/health") == API
+    assert kind_of("/v1/models/" + "m" * 500) == API  # long paths are resolved, just not cached
+    assert kind_of("/console") == PAGE and kind_of("/v1/no-such-route") == PAGE  # sync views, the 404 handler
+    assert kind_of("/api/ask") == ASYNC  # an async page view: Django's handling, minus the thread
 
 
-def test_async_views_share_one_thread_and_sync_views_get_their_own() -> None:
+def test_api_views_run_their_signals_on_the_loop_and_sync_views_get_a_thread_each() -> None:
     asyncio.run(_requests_and_their_threads())
 
 
@@ -67,6 +74,43 @@ async def _requests_and_their_threads() -> None:
             assert await _get(handler, path) == 200
     finally:
         request_started.disconnect(dispatch_uid="test-handler-threads")
-    assert len(threads["/v1"]) == 1  # asgiref's one long-lived thread, every time
+    assert threads["/v1"] == {threading.current_thread().name}  # the loop's own thread: no hop
     assert len(threads["/console"]) == 4  # a thread of its own per request (Django's ThreadSensitiveContext)
     assert not threads["/console"] & threads["/v1"]
+
+
+# A view of the API (by its module) that waits for an answer that never comes.
+left: list[str] = []
+
+
+async def _waits_forever(request: HttpRequest) -> HttpResponse:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        left.append(request.path)
+        raise
+    return HttpResponse("too late")
+
+
+_waits_forever.__module__ = "chat.api.probe"
+urlpatterns = [path("v1/waits", _waits_forever)]
+
+
+def test_a_client_that_leaves_cancels_the_api_view_at_once(settings: Any) -> None:
+    settings.ROOT_URLCONF = __name__
+    left.clear()
+    asyncio.run(_leave_while_waiting())
+    assert left == ["/v1/waits"]
+
+
+async def _leave_while_waiting() -> None:
+    assert kind_of("/v1/waits") == API
+    communicator = ApplicationCommunicator(GhostGPTASGIHandler(), _scope("GET", "/v1/waits"))
+    await communicator.send_input({"type": "http.request", "body": b""})
+    await asyncio.sleep(0.2)
+    assert not left  # still waiting
+    await communicator.send_input({"type": "http.disconnect"})
+    await asyncio.sleep(0.2)
+    assert left == ["/v1/waits"] and communicator.future.done()  # cancelled at once, the handler ended
+    await communicator.wait(1)  # without an error
+    assert await communicator.receive_nothing()  # nothing was sent to a client that left
