@@ -25,6 +25,7 @@ from django.utils.decorators import sync_and_async_middleware
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPV6_CLIENT_PREFIX = 64
+MAX_KEPT_ADDRESS = 64  # longer address strings (forwarding headers are the client's) are not kept
 
 
 @functools.cache
@@ -37,6 +38,13 @@ def trusted_proxies() -> tuple[Network, ...]:
 
 
 def _parse(value: str) -> Address | None:
+    """An address as a peer or a forwarding header writes it (with a port, bracketed, zoned);
+    None when it is not one. The same peers and proxies come over and over: short values
+    are kept (addresses are immutable), long ones parsed each time."""
+    return _parse_kept(value) if len(value) <= MAX_KEPT_ADDRESS else _parse_address(value)
+
+
+def _parse_address(value: str) -> Address | None:
     value = value.strip().strip('"')
     if value.startswith("[") and "]" in value:  # [v6]:port
         value = value[1 : value.index("]")]
@@ -48,6 +56,9 @@ def _parse(value: str) -> Address | None:
         return None
     mapped = getattr(address, "ipv4_mapped", None)
     return mapped or address
+
+
+_parse_kept = functools.lru_cache(maxsize=4096)(_parse_address)
 
 
 def is_trusted(address: Address | None) -> bool:

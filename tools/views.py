@@ -29,6 +29,10 @@ from .services import job_create, job_get
 POLL_SECONDS = 0.1
 
 
+def _accepted(job: Job) -> Response:
+    return Response(job_body(job), status=202, headers={"Location": f"/api/jobs/{job.pk}"})
+
+
 def job_body(job: Job) -> dict[str, Any]:
     return {
         "id": str(job.pk),
@@ -82,13 +86,15 @@ class ToolApi(APIView):
         wants_async = (
             request.headers.get("Prefer", "").lower() == "respond-async" or request.query_params.get("async") == "1"
         )
-        deadline = time.monotonic() + (0 if wants_async else settings.TOOLS["SYNC_WAIT_SECONDS"])
+        if wants_async:  # 202 even when the job is done already (a small one in the web process may be)
+            return _accepted(job)
+        deadline = time.monotonic() + settings.TOOLS["SYNC_WAIT_SECONDS"]
         while True:
             job.refresh_from_db()
             if job.done:
                 return _finished(job)
             if time.monotonic() >= deadline:
-                return Response(job_body(job), status=202, headers={"Location": f"/api/jobs/{job.pk}"})
+                return _accepted(job)
             time.sleep(POLL_SECONDS)
 
 

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 class ByteStreamResponse(StreamingHttpResponse):
-    """A streaming response whose content is an async iterator of bytes (each item sent as
-    it is, as one ASGI message, by `handle_api`; elsewhere a plain StreamingHttpResponse)."""
+    """A streaming response whose content is an async iterator of bytes: ghostgpt.handler's
+    `handle_api` sends each item as it is, as one ASGI message, without Django's per-chunk
+    wrapper generator; anywhere else it is a plain StreamingHttpResponse."""
 
     byte_chunks: AsyncIterator[bytes] | None = None
 
@@ -168,9 +169,9 @@ async def sse_body(
 ) -> AsyncIterator[bytes]:
     """The SSE byte stream. A failure after the first byte becomes an error event + [DONE].
 
-    On client disconnect Django cancels this generator: the `finally` closes the backend
-    stream, which stops the generation, bills what was delivered, and the CancelledError
-    propagates.
+    On client disconnect the handler cancels the task reading this generator: the
+    `finally` closes the backend stream, which stops the generation, bills what was
+    delivered, and the CancelledError propagates.
     """
     items = pings_until_first_token(events, ping_seconds, encoder.ping)
     failed = False

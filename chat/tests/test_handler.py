@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
-from django.core.signals import request_started
+from django.core.signals import request_finished, request_started
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -114,3 +114,10 @@ async def _leave_while_waiting() -> None:
     assert left == ["/v1/waits"] and communicator.future.done()  # cancelled at once, the handler ended
     await communicator.wait(1)  # without an error
     assert await communicator.receive_nothing()  # nothing was sent to a client that left
+
+
+def test_request_signals_have_no_async_receivers() -> None:
+    """handle_api sends request_started/request_finished on the loop with `send`, which
+    cannot run an async receiver there: an app or package that adds one must be noticed."""
+    for signal in (request_started, request_finished):
+        assert signal.receivers and not any(is_async for *_, is_async in signal.receivers)
