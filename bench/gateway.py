@@ -6,7 +6,7 @@ api.openai.com stream (chat/tests/fake_upstream.py). The same requests go straig
 through GhostGPT (auth, rate limit, price, reservation, routing, encoding, settlement all
 on; SQLite, one `manage.py serve` process — uvicorn — `make run` defaults) and through LiteLLM's proxy (one
 worker, no database; installed by this script into bench/.venv-litellm, pinned):
-- added latency, sequential keep-alive requests alternating between the sides,
+- added latency, sequential keep-alive requests alternating between the sides in 15 short rounds,
   non-streaming (JSON) and streaming (SSE until [DONE]): p50 / p95 / p99;
 - requests per second at 16 concurrent keep-alive connections, for a bounded time;
 - 1,000 concurrent idle SSE streams through GhostGPT (the upstream sends headers, then
@@ -49,6 +49,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 64}
 LITELLM = "litellm[proxy]==1.106.0"  # the newest whose pins install from the registry here
 ROUNDS = 5  # requests/s: alternating rounds per side, the median of each
+LATENCY_ROUNDS = 15  # added latency: alternating rounds of requests / 15 per side
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 LITELLM_KEY = "sk-bench-litellm-master-0123456789abcdef"
 ADMIN_KEY = "adm-bench-gateway-" + "b" * 24
@@ -278,9 +279,14 @@ def main() -> int:
                 for name, (url, headers) in sides.items():
                     timed_requests(client, url, headers, stream, 20)  # warm up
                     times[(name, stream)] = []
-                for _ in range(3):  # alternate the sides
+                # Many short alternating rounds: on this shared VM the host's speed drifts over
+                # seconds, and in three long rounds the floor and GhostGPT drew different moments
+                # (the same code measured 1.41x and 1.85x of the floor in two runs).
+                for _ in range(LATENCY_ROUNDS):
                     for name, (url, headers) in sides.items():
-                        times[(name, stream)] += timed_requests(client, url, headers, stream, args.requests // 3)
+                        times[(name, stream)] += timed_requests(
+                            client, url, headers, stream, args.requests // LATENCY_ROUNDS
+                        )
         pids = {"ghostgpt": server.process.pid, "floor": floor.pid, **({"litellm": litellm.pid} if litellm else {})}
         # Alternating rounds, the median per side: on shared cores one long run per side
         # moved with whatever else the machine did at that moment (ratios from 0.64 to 1.05).
@@ -310,7 +316,8 @@ def main() -> int:
 
     lines = [
         f"{os.cpu_count()} CPUs; fake upstream replaying a recorded OpenAI stream; {args.requests} sequential "
-        f"keep-alive requests per side, alternating; GhostGPT: SQLite, one `manage.py serve` (uvicorn) process, "
+        f"keep-alive requests per side, in {LATENCY_ROUNDS} alternating rounds; GhostGPT: SQLite, "
+        "one `manage.py serve` (uvicorn) process, "
         "auth + limits + billing on (gpt-4o priced, the account funded: each request reserves and settles); "
         f"LiteLLM {LITELLM.split('==')[1]} proxy, one worker, master key, no database.",
         "",
