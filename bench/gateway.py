@@ -50,6 +50,7 @@ BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Weather?"}]
 LITELLM = "litellm[proxy]==1.106.0"  # the newest whose pins install from the registry here
 ROUNDS = 5  # requests/s: alternating rounds per side, the median of each
 LATENCY_ROUNDS = 15  # added latency: alternating rounds of requests / 15 per side
+QUIET_SECONDS = 0.3  # a pause after each side's round
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 LITELLM_KEY = "sk-bench-litellm-master-0123456789abcdef"
 ADMIN_KEY = "adm-bench-gateway-" + "b" * 24
@@ -282,11 +283,14 @@ def main() -> int:
                 # Many short alternating rounds: on this shared VM the host's speed drifts over
                 # seconds, and in three long rounds the floor and GhostGPT drew different moments
                 # (the same code measured 1.41x and 1.85x of the floor in two runs).
+                # Each round then starts on a quiet machine: LiteLLM goes on working (logging,
+                # spend tracking) after its answers, and that work landed in the next side's round.
                 for _ in range(LATENCY_ROUNDS):
                     for name, (url, headers) in sides.items():
                         times[(name, stream)] += timed_requests(
                             client, url, headers, stream, args.requests // LATENCY_ROUNDS
                         )
+                        time.sleep(QUIET_SECONDS)
         pids = {"ghostgpt": server.process.pid, "floor": floor.pid, **({"litellm": litellm.pid} if litellm else {})}
         # Alternating rounds, the median per side: on shared cores one long run per side
         # moved with whatever else the machine did at that moment (ratios from 0.64 to 1.05).
