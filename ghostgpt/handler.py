@@ -17,11 +17,13 @@ and sessions, and it stays so. The gateway's own routes — the async views of `
   disconnects (Django: two tasks and an `asyncio.wait`);
 - the URL is resolved once per path (ResolverMatch kept per resolver; long client-chosen
   paths are resolved every time);
-- a `ByteStreamResponse` (chat.api.streaming: the SSE answers) is sent chunk by chunk as its iterator yields
-  them, without Django's per-chunk wrapper generator, conversion and re-chunking.
-py-spy (bench/gateway.py): the two thread hops, the tasks and the second resolve were a
-third of the difference between GhostGPT and the bare-Django floor. Other async views
-(pages) skip the thread per request but keep Django's handling; sync views are Django's.
+- a `ByteStreamResponse` (chat.api.streaming: the SSE answers) is sent chunk by chunk as
+  its iterator yields them, without Django's per-chunk wrapper generator, conversion and
+  re-chunking.
+Measured in one process, batches of requests alternating between this and Django's
+`handle` for the same routes: ~0.3–0.45 ms less wall time per sequential request (JSON and
+SSE) and ~0.1–0.25 ms less CPU on the loop. Other async views (pages) skip the thread per
+request but keep Django's handling; sync views are Django's.
 """
 
 from __future__ import annotations
@@ -77,7 +79,10 @@ def kind_of(path: str) -> str:
 def _head(response: HttpResponseBase) -> dict[str, Any]:
     """The `http.response.start` message of a response (as Django's `send_response`)."""
     headers = [
-        (bytes(name.encode("ascii") if isinstance(name, str) else name), value.encode("latin1"))
+        (
+            name.encode("ascii") if isinstance(name, str) else bytes(name),
+            value.encode("latin1") if isinstance(value, str) else bytes(value),
+        )
         for name, value in response.items()
     ]
     headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
@@ -149,7 +154,7 @@ class GhostGPTASGIHandler(ASGIHandler):
         finally:
             answered = True
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, AssertionError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # it only ever listens
                 await watcher
         response.close()
         body_file.close()
