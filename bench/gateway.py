@@ -19,6 +19,11 @@ Targets: GhostGPT's added latency <= 0.5x LiteLLM's; <= 1.3x the floor's (JSON a
 requests/s >= 0.85x the floor's. Loopback only, bounded in count and time.
 
     .venv/bin/python bench/gateway.py [--requests 300] [--seconds 10] [--streams 1000] [--output FILE]
+        [--no-litellm] [--baseline OTHER_CHECKOUT]
+
+`--baseline`: a checkout of another revision (`git worktree add /tmp/base REV`) runs its
+GhostGPT beside this one in the same rounds, and a paired table compares the two — a
+before/after that the host's drift cannot decide.
 """
 
 from __future__ import annotations
@@ -226,6 +231,12 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--output", type=Path)
     parser.add_argument("--no-litellm", action="store_true", help="GhostGPT and the upstream only (quick runs)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/base REV`): its GhostGPT runs beside this one, "
+        "same routes, price and account, in the same alternating rounds; a paired table compares them",
+    )
     args = parser.parse_args()
 
     from chat.tests.fake_upstream import FakeUpstream
@@ -249,22 +260,32 @@ def main() -> int:
             }
         )
     )
-    server = LiveServer(
-        env={
-            "GHOSTGPT_ROUTES_FILE": str(routes),
-            "GHOSTGPT_LOG_LEVEL": "WARNING",
-            "GHOSTGPT_PROBE_SECONDS": "0",
-            "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
-        }
-    )
-    # Billing with money: gpt-4o priced as OpenAI lists it and a funded account's key, so
-    # every request reserves before the upstream and settles after it, as a paying key does.
-    manage(server, "set_price", "gpt-4o", "--prompt", "2.5", "--completion", "10")
-    _, token = funded_account(server.base_url, ADMIN_KEY, "bench-gateway", Decimal(1_000_000))
+
+    def gateway(root: Path | None = None) -> tuple[LiveServer, str]:
+        server = LiveServer(
+            env={
+                "GHOSTGPT_ROUTES_FILE": str(routes),
+                "GHOSTGPT_LOG_LEVEL": "WARNING",
+                "GHOSTGPT_PROBE_SECONDS": "0",
+                "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
+            },
+            root=root,
+        )
+        # Billing with money: gpt-4o priced as OpenAI lists it and a funded account's key, so
+        # every request reserves before the upstream and settles after it, as a paying key does.
+        manage(server, "set_price", "gpt-4o", "--prompt", "2.5", "--completion", "10")
+        _, token = funded_account(server.base_url, ADMIN_KEY, "bench-gateway", Decimal(1_000_000))
+        return server, token
+
+    server, token = gateway()
     sides = {
         "direct": (f"{fake.url}/ok/v1/chat/completions", {}),
         "ghostgpt": (f"{server.base_url}/v1/chat/completions", {"Authorization": f"Bearer {token}"}),
     }
+    baseline = None
+    if args.baseline:
+        baseline, baseline_token = gateway(args.baseline.resolve())
+        sides["baseline"] = (f"{baseline.base_url}/v1/chat/completions", {"Authorization": f"Bearer {baseline_token}"})
     floor, floor_base = floor_server(f"{fake.url}/ok/v1")
     sides["floor"] = (f"{floor_base}/v1/chat/completions", {})
     litellm = None
@@ -292,6 +313,8 @@ def main() -> int:
                         )
                         time.sleep(QUIET_SECONDS)
         pids = {"ghostgpt": server.process.pid, "floor": floor.pid, **({"litellm": litellm.pid} if litellm else {})}
+        if baseline is not None:
+            pids["baseline"] = baseline.process.pid
         # Alternating rounds, the median per side: on shared cores one long run per side
         # moved with whatever else the machine did at that moment (ratios from 0.64 to 1.05).
         rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
@@ -312,6 +335,8 @@ def main() -> int:
         if litellm is not None:
             litellm.terminate()
         server.stop()
+        if baseline is not None:
+            baseline.stop()
         fake.close()
         folder.cleanup()
 
@@ -372,6 +397,28 @@ def main() -> int:
         f"| server CPU per request at 16 connections | {cpu_ms['floor']:.2f} ms | {cpu_ms['ghostgpt']:.2f} ms "
         f"| {cpu_ms['ghostgpt'] / cpu_ms['floor']:.2f}x | — |",
     ]
+    if baseline is not None:
+        lines += [
+            "",
+            f"| this checkout against {args.baseline} (same run, same rounds) | baseline | this | baseline x floor "
+            "| this x floor |",
+            "|---|---|---|---|---|",
+        ]
+        for stream, label in ((False, "added latency, JSON, p50"), (True, "added latency, SSE, p50")):
+            theirs, ours, floor_ms = (
+                added("baseline", stream, 50),
+                added("ghostgpt", stream, 50),
+                added("floor", stream, 50),
+            )
+            lines.append(
+                f"| {label} | {theirs:.2f} ms | {ours:.2f} ms | {theirs / floor_ms:.2f}x | {ours / floor_ms:.2f}x |"
+            )
+        lines += [
+            f"| requests/s at 16 connections | {rps['baseline']:.0f} | {rps['ghostgpt']:.0f} "
+            f"| {rps['baseline'] / rps['floor']:.2f}x | {rps_ratio:.2f}x |",
+            f"| server CPU per request at 16 connections | {cpu_ms['baseline']:.2f} ms | {cpu_ms['ghostgpt']:.2f} ms "
+            "| — | — |",
+        ]
     return report("\n".join(lines), args.output)
 
 

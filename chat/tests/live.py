@@ -92,12 +92,16 @@ class LiveServer:
         database_url: str | None = None,
         routes: dict[str, Any] | None = None,
         command: Callable[[int, str], list[str]] | None = None,
+        root: Path | None = None,
     ) -> None:
         """`postgres_url`: make a fresh database on that server (default: on DATABASE_URL's,
         if it is PostgreSQL, else SQLite). `database_url`: share an existing database.
         `routes`: a routing table (chat/backends/routing.py), written to the server's own
         data directory as its GHOSTGPT_ROUTES_FILE. `command(port, application)`: the server
-        to run (default: `manage.py serve`, as `make run`; bench/asgi.py passes others)."""
+        to run (default: `manage.py serve`, as `make run`; bench/asgi.py passes others).
+        `root`: the checkout whose code runs (default: this one; bench/gateway.py's
+        `--baseline` runs another revision beside it)."""
+        self.root = root or ROOT
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="ghostgpt-live-")
@@ -124,7 +128,7 @@ class LiveServer:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             (command or serve_command)(self.port, "ghostgpt.asgi:application"),
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -136,7 +140,12 @@ class LiveServer:
 
     def _manage(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+            [sys.executable, "manage.py", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
