@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
 
-from gateway import BODY, ROUNDS, floor_server, throughput, timed_requests  # noqa: E402
+from gateway import ROUNDS, throughput, timed_requests  # noqa: E402
+from gateway_sides import BODY, floor_server  # noqa: E402
 from measure import cpu_seconds, percentile, report, rss_kb  # noqa: E402
 
 from chat.tests.fake_upstream import FakeUpstream  # noqa: E402

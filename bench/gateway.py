@@ -34,30 +34,25 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+from gateway_sides import BODY, LITELLM, LITELLM_KEY, floor_server, litellm_proxy
 from measure import cpu_seconds, percentile, report, rss_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ghostgpt.settings")
 
-BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 64}
-LITELLM = "litellm[proxy]==1.106.0"  # the newest whose pins install from the registry here
 ROUNDS = 5  # requests/s: alternating rounds per side, the median of each
 LATENCY_ROUNDS = 15  # added latency: alternating rounds of requests / 15 per side
 QUIET_SECONDS = 0.3  # a pause after each side's round
-LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
-LITELLM_KEY = "sk-bench-litellm-master-0123456789abcdef"
 ADMIN_KEY = "adm-bench-gateway-" + "b" * 24
 
 
@@ -142,86 +137,6 @@ async def idle_streams(url: str, headers: dict[str, str], count: int, pid: int) 
         "rss_during_mb": during / 1024,
         "reasons": "; ".join(f"{n}x {why}" for why, n in reasons.most_common(3)) or "none",
     }
-
-
-def litellm_proxy(upstream: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    if not (LITELLM_VENV / "bin" / "litellm").exists():
-        print(f"installing {LITELLM} into {LITELLM_VENV} (once)...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", LITELLM]
-        subprocess.run(pip, check=True)
-    config = workdir / "litellm.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "model_list": [
-                    {
-                        "model_name": "gpt-4o",
-                        "litellm_params": {"model": "openai/gpt-4o", "api_base": upstream, "api_key": "sk-bench"},
-                    }
-                ],
-                "litellm_settings": {"telemetry": False},
-                # Auth on, as on our side (with no database LiteLLM checks the master key in memory).
-                "general_settings": {"master_key": LITELLM_KEY},
-            }
-        )
-    )
-    from chat.tests.live import free_port
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_LOG": "ERROR",
-        "DISABLE_SCHEMA_UPDATE": "True",
-    }
-    env.pop("DATABASE_URL", None)
-    process = subprocess.Popen(
-        [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--port", str(port), "--num_workers", "1"],
-        cwd=workdir,
-        env=env,
-        stdout=(workdir / "litellm.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("LiteLLM exited:\n" + (workdir / "litellm.log").read_text()[-3000:])
-        try:
-            if httpx.get(base + "/health/liveliness", timeout=2).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("LiteLLM did not start:\n" + (workdir / "litellm.log").read_text()[-3000:])
-
-
-def floor_server(
-    upstream: str, command: Callable[[int, str], list[str]] | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    """bench/floor_app.py on a free port under `command(port, app)` (default: uvicorn with
-    GhostGPT's loop and HTTP parser)."""
-    from chat.tests.live import free_port, uvicorn_command
-
-    port = free_port()
-    process = subprocess.Popen(
-        (command or uvicorn_command)(port, "bench.floor_app:application"),
-        cwd=ROOT,
-        env={**os.environ, "FLOOR_UPSTREAM": upstream},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.post(f"{base}/v1/chat/completions", json=BODY, timeout=5).status_code == 200:
-                return process, base
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the floor app did not start")
 
 
 def main() -> int:
