@@ -6,7 +6,8 @@ api.openai.com stream (chat/tests/fake_upstream.py). The same requests go straig
 through GhostGPT (auth, rate limit, price, reservation, routing, encoding, settlement all
 on; SQLite, one `manage.py serve` process — uvicorn — `make run` defaults) and through LiteLLM's proxy (one
 worker, no database; installed by this script into bench/.venv-litellm, pinned):
-- added latency, sequential keep-alive requests alternating between the sides in 15 short rounds,
+- added latency, sequential keep-alive requests alternating between the sides in 15 short
+  rounds with a short pause after each side's,
   non-streaming (JSON) and streaming (SSE until [DONE]): p50 / p95 / p99;
 - requests per second at 16 concurrent keep-alive connections, for a bounded time;
 - 1,000 concurrent idle SSE streams through GhostGPT (the upstream sends headers, then
@@ -224,7 +225,7 @@ def main() -> int:
                 for _ in range(LATENCY_ROUNDS):
                     for name, (url, headers) in sides.items():
                         times[(name, stream)] += timed_requests(
-                            client, url, headers, stream, args.requests // LATENCY_ROUNDS
+                            client, url, headers, stream, max(1, args.requests // LATENCY_ROUNDS)
                         )
                         time.sleep(QUIET_SECONDS)
         pids = {"ghostgpt": server.process.pid, "floor": floor.pid, **({"litellm": litellm.pid} if litellm else {})}

@@ -22,15 +22,14 @@ logger = logging.getLogger(__name__)
 
 
 class ByteStreamResponse(StreamingHttpResponse):
-    """A streaming response whose content is an async iterator of bytes: ghostgpt.handler's
-    `handle_api` sends each item as it is, as one ASGI message, without Django's per-chunk
-    wrapper generator; anywhere else it is a plain StreamingHttpResponse."""
+    """A streaming response whose content is an async iterator of bytes, handed to the
+    server as it is: a plain StreamingHttpResponse passes every chunk through two generators
+    of its own (`__aiter__`, and `streaming_content`'s conversion to bytes)."""
 
-    byte_chunks: AsyncIterator[bytes] | None = None
-
-    def _set_streaming_content(self, value: Any) -> None:
-        super()._set_streaming_content(value)  # a middleware replacing the content lands here too
-        self.byte_chunks = self._iterator if self.is_async else None
+    def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        if self.is_async:
+            return self._iterator  # type: ignore[no-any-return]
+        return super().__aiter__()
 
 
 async def pings_until_first_token(

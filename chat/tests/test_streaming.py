@@ -1,4 +1,4 @@
-"""until_stopped: the guard around every stream (revocation, drain)."""
+"""until_stopped: the guard around every stream (revocation, drain); ByteStreamResponse."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chat.api.streaming import until_stopped
+from chat.api.streaming import ByteStreamResponse, until_stopped
 
 
 async def _stalls_after_one() -> AsyncIterator[int]:
@@ -63,3 +63,27 @@ async def _stop_and_cancel_together() -> None:
 def test_a_real_cancellation_at_the_moment_of_a_stop_still_propagates() -> None:
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(_stop_and_cancel_together())
+
+
+async def _chunks() -> AsyncIterator[bytes]:
+    yield b"data: 1\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def test_a_byte_stream_hands_the_server_its_own_iterator() -> None:
+    chunks = _chunks()
+    response = ByteStreamResponse(chunks, content_type="text/event-stream")
+    assert aiter(response) is chunks  # no per-chunk wrapper generators in between
+
+    async def read() -> list[bytes]:
+        return [chunk async for chunk in ByteStreamResponse(_chunks())]
+
+    assert asyncio.run(read()) == [b"data: 1\n\n", b"data: [DONE]\n\n"]
+
+
+def test_a_byte_stream_of_a_sync_iterator_is_served_as_django_serves_it() -> None:
+    async def read() -> list[bytes]:
+        return [chunk async for chunk in ByteStreamResponse(iter(["a", b"b"]))]
+
+    with pytest.warns(Warning, match="synchronous iterators"):
+        assert asyncio.run(read()) == [b"a", b"b"]
