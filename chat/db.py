@@ -9,19 +9,29 @@ would queue behind each other. Self-contained calls — one function doing its o
 transaction — run here instead, on `DB_THREADS` persistent threads whose connections
 live on. Before each call a connection that saw an error (or outlived CONN_MAX_AGE) is
 checked and replaced, as Django does between requests.
+
+The wallet's writes (a reservation, a settlement: two per paid request) take `write`
+instead: on SQLite in WAL mode they run on the event loop itself when the write lock is
+free at once, and go to a thread only when another writer holds it (see `write`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
+logger = logging.getLogger(__name__)
 DB_THREADS = 4
 T = TypeVar("T")
 _executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="ghostgpt-db")
@@ -39,3 +49,99 @@ async def run(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     bookkeeping) cost more than the thread hop itself."""
     call = functools.partial(contextvars.copy_context().run, _call, function, args, kwargs)
     return await asyncio.get_running_loop().run_in_executor(_executor, call)
+
+
+# SQLite writes on the event loop (`write`).
+CHECKPOINT_EVERY = 256  # loop commits between two checkpoints, on a database thread
+_loop_connections: dict[tuple[int, str], sqlite3.Connection | None] = {}
+_loop_commits = 0
+_checkpoints: set[asyncio.Task[None]] = set()
+
+
+def _sqlite_database() -> str | None:
+    """The SQLite database's name, or None when the database is not SQLite."""
+    database = settings.DATABASES[DEFAULT_DB_ALIAS]
+    return str(database["NAME"]) if database["ENGINE"] == "django.db.backends.sqlite3" else None
+
+
+def _open_for_loop() -> sqlite3.Connection | None:
+    """(On a database thread.) A new connection made as Django makes its own — same file,
+    PRAGMAs and functions — for the loop: autocommit, no busy wait, no automatic
+    checkpoint. None unless the database is in WAL mode, where a commit only appends to
+    the log (no fsync) and a writer never waits for readers."""
+    db = connections[DEFAULT_DB_ALIAS]
+    conn: sqlite3.Connection = db.get_new_connection(db.get_connection_params())
+    conn.isolation_level = None
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.close()
+        return None
+    conn.execute("PRAGMA busy_timeout = 0")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    return conn
+
+
+def _checkpoint() -> None:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+async def _loop_connection(name: str) -> sqlite3.Connection | None:
+    key = (threading.get_ident(), name)
+    if key not in _loop_connections:
+        try:
+            conn = await run(_open_for_loop)
+        except Exception:
+            logger.warning("SQLite writes stay on database threads: no connection for the loop", exc_info=True)
+            conn = None
+        if key in _loop_connections and conn is not None:  # another request opened one meanwhile
+            conn.close()
+        _loop_connections.setdefault(key, conn)
+    return _loop_connections[key]
+
+
+def _committed_on_loop() -> None:
+    """Count a commit on the loop; every CHECKPOINT_EVERY, copy the log back into the
+    database on a thread (the loop's connection never checkpoints: that syncs the file)."""
+    global _loop_commits
+    _loop_commits += 1
+    if _loop_commits % CHECKPOINT_EVERY == 0:
+        task = asyncio.ensure_future(run(_checkpoint))
+        _checkpoints.add(task)
+        task.add_done_callback(_checkpoint_done)
+
+
+def _checkpoint_done(task: asyncio.Task[None]) -> None:
+    _checkpoints.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("WAL checkpoint failed", exc_info=task.exception())
+
+
+async def write(function: Callable[..., T], /, **kwargs: Any) -> T:
+    """One short write transaction: `function(**kwargs, connection=...)` runs on the event
+    loop itself with a raw SQLite connection when the database is SQLite in WAL mode and
+    its write lock is free at once — a local transaction of ~0.05–0.1 ms, cheaper than the
+    two thread switches of `run` — and otherwise `function(**kwargs)` runs on a database
+    thread, as `run` does (PostgreSQL; another writer holding the lock, which the thread
+    waits for as Django's connection does).
+
+    `function` must open its own transaction on the connection (BEGIN IMMEDIATE: the lock
+    at once or SQLITE_BUSY), roll it back on any error and write nothing but through it:
+    an OperationalError, ProgrammingError or InterfaceError (busy, or a broken connection,
+    which is then replaced) means nothing was written, and the same call goes to a thread.
+    Other errors (a constraint) are the call's own and are raised."""
+    name = _sqlite_database()
+    conn = await _loop_connection(name) if name is not None else None
+    if conn is not None:
+        try:
+            result = function(**kwargs, connection=conn)
+        except (sqlite3.OperationalError, sqlite3.ProgrammingError, sqlite3.InterfaceError) as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy:  # not the lock: the connection itself (closed, its file gone) — a new one next time
+                logger.warning("SQLite write on the loop failed; reconnecting (%s)", exc)
+                _loop_connections.pop((threading.get_ident(), name), None)  # type: ignore[arg-type]
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+        else:
+            _committed_on_loop()
+            return result
+    return await run(function, **kwargs)

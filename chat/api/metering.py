@@ -166,7 +166,7 @@ class Meter:
     async def _reserve(self, prompt_tokens: int) -> None:
         amount = self.price.cost(prompt_tokens, self.completion_bound)
         try:
-            self.reservation = await db.run(
+            self.reservation = await db.write(
                 wallet_reserve, account_id=self.principal.account_id, amount=amount, request_id=self.request_id
             )
         except InsufficientBalance:
@@ -262,9 +262,9 @@ class Meter:
         try:
             if self.reservation is not None:
                 cost = record.prompt_cost + record.completion_cost
-                await db.run(wallet_settle, reservation=self.reservation, cost=cost, usage=record, failed=failed)
+                await db.write(wallet_settle, reservation=self.reservation, cost=cost, usage=record, failed=failed)
             elif usage.total_tokens:
-                await db.run(usage_record, usage=record)
+                await db.write(usage_record, usage=record)
             TOKENS.labels(self.model, "in").inc(usage.prompt_tokens)
             TOKENS.labels(self.model, "out").inc(usage.completion_tokens)
             COST.labels(self.model).inc(float(record.prompt_cost + record.completion_cost))

@@ -16,12 +16,16 @@ account's row lock lives for that statement inside the server only. As a Django 
 each was 4–5 round trips to this process with the lock held, each waiting for a busy
 process's GIL; bench/scale.py measured 59 paying requests/s for one web
 process that way and 90 this way (web CPU 16 → 10.5 ms, PostgreSQL 3.1 → 1.9 ms per
-request). On SQLite, which takes one writer at a time anyway, the same change runs as ORM
-calls in one transaction."""
+request). On SQLite, which takes one writer at a time anyway, the same steps run as raw
+statements in one transaction — on the event loop itself when its write lock is free at
+once (chat.db.write: the reserve and the settlement cost two thread switches each
+otherwise)."""
 
 from __future__ import annotations
 
 import functools
+import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,6 +38,7 @@ from django.db.models import F, Field
 from chat.models import Account, LedgerEntry, UsageHour, UsageRecord
 
 ZERO = Decimal(0)
+_FORMAT_PLACEHOLDER = re.compile(r"(?<!%)%s")
 _HOUR = UsageHour._meta.get_field("hour")
 _COST = UsageHour._meta.get_field("cost")
 
@@ -167,6 +172,55 @@ def _balance_after(vendor: str) -> tuple[tuple[str, str], ...]:
     return (("balance_after", f"(SELECT {balance} FROM {table} WHERE {pk} = %s)"),)
 
 
+Statement = tuple[str, list[object]]
+
+
+@functools.lru_cache(maxsize=64)
+def _qmark(sql: str) -> str:
+    """Django's `%s` placeholders as sqlite3's `?` (what Django's SQLite cursor does to every
+    statement it runs)."""
+    return _FORMAT_PLACEHOLDER.sub("?", sql).replace("%%", "%")
+
+
+def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement], *, checked: bool) -> bool:
+    """`statements` in one transaction on a raw sqlite3 connection in autocommit mode, the
+    write lock taken at BEGIN. `checked`: the first must change exactly one row, or all is
+    rolled back and the answer is False. Anything raised rolls it back (a COMMIT refused
+    leaves the transaction open: rolled back too), so nothing is half written."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for number, (sql, params) in enumerate(statements):
+            if conn.execute(_qmark(sql), params).rowcount != 1 and checked and not number:
+                conn.execute("ROLLBACK")
+                return False
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True
+
+
+def _run_sqlite(statements: Sequence[Statement], connection: sqlite3.Connection | None, *, checked: bool) -> bool:
+    """SQLite has no data-modifying CTEs: the statements run one by one in one transaction
+    (chat.db.write's connection, when given), as raw sqlite3 calls — Django's cursor, its
+    placeholder rewrite and `atomic` were ~40% of a reserve. Inside a caller's transaction
+    (`atomic`, tests) they go through Django's cursor, as savepoints."""
+    if connection is not None:
+        return _sqlite_transaction(connection, statements, checked=checked)
+    db = connections[DEFAULT_DB_ALIAS]
+    if not db.in_atomic_block and db.get_autocommit():
+        with db.wrap_database_errors:
+            return _sqlite_transaction(db.connection, statements, checked=checked)
+    with transaction.atomic(), db.cursor() as cursor:
+        for number, (sql, params) in enumerate(statements):
+            cursor.execute(sql, params)
+            if cursor.rowcount != 1 and checked and not number:
+                transaction.set_rollback(True)
+                return False
+    return True
+
+
 def _move(
     account_id: int,
     delta: Decimal,
@@ -175,28 +229,23 @@ def _move(
     *,
     covered: Decimal | None = None,
     usage: UsageRecord | None = None,
+    connection: sqlite3.Connection | None = None,
 ) -> bool:
     """Add `delta` to the balance and record it — only when the balance is at least `covered`,
-    if given — with the usage row, if given, all or nothing. False when not covered."""
+    if given — with the usage row, if given, all or nothing. False when not covered.
+    `connection`: a raw SQLite connection to run on (see chat.db.write)."""
     db = connections[DEFAULT_DB_ALIAS]
     entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id)
     update = _update_sql(db.vendor, covered is not None)
     params: list[object] = [delta, account_id] + ([covered] if covered is not None else [])
     after = _balance_after(db.vendor)
-    if db.vendor != "postgresql":
-        # SQLite has no data-modifying CTEs: the same steps as statements in one transaction
-        # (the write lock is taken at BEGIN). Raw statements, not the ORM's update/save:
-        # compiling those was ~1 ms of a reserve + settle.
-        with transaction.atomic(), db.cursor() as cursor:
-            cursor.execute(update, params)
-            if cursor.rowcount != 1:
-                return False
-            for sql, values in [
-                _insert_from_update(db, entry, after, source="", computed_params=[account_id]),
-                *(_usage_statements(db, usage) if usage is not None else []),
-            ]:
-                cursor.execute(sql, values)
-        return True
+    if connection is not None or db.vendor != "postgresql":
+        statements = [
+            (update, params),
+            _insert_from_update(db, entry, after, source="", computed_params=[account_id]),
+            *(_usage_statements(db, usage) if usage is not None else []),
+        ]
+        return _run_sqlite(statements, connection, checked=True)
     balance = db.ops.quote_name(Account._meta.get_field("balance").column)
     steps = [f"moved AS ({update} RETURNING {balance})"]
     sql, values = _insert_from_update(db, entry, after)
@@ -214,37 +263,46 @@ def _move(
         return cursor.fetchone() is not None
 
 
-def wallet_reserve(*, account_id: int, amount: Decimal, request_id: str) -> Reservation:
+def wallet_reserve(
+    *, account_id: int, amount: Decimal, request_id: str, connection: sqlite3.Connection | None = None
+) -> Reservation:
     """Take the worst-case cost now; raises InsufficientBalance when the balance is short
-    (always when it is below zero). A reservation is never a credit: amounts <= 0 raise."""
+    (always when it is below zero). A reservation is never a credit: amounts <= 0 raise.
+    `connection`: chat.db.write's, when it runs this on the event loop."""
     if amount <= 0:
         raise ValueError("a reservation must be positive")
-    if not _move(account_id, -amount, LedgerEntry.Kind.RESERVE, request_id, covered=amount):
+    if not _move(account_id, -amount, LedgerEntry.Kind.RESERVE, request_id, covered=amount, connection=connection):
         raise InsufficientBalance
     return Reservation(account_id=account_id, amount=amount, request_id=request_id)
 
 
-def wallet_settle(*, reservation: Reservation, cost: Decimal, usage: UsageRecord, failed: bool = False) -> None:
+def wallet_settle(
+    *,
+    reservation: Reservation,
+    cost: Decimal,
+    usage: UsageRecord,
+    failed: bool = False,
+    connection: sqlite3.Connection | None = None,
+) -> None:
     """Charge the real cost and store the usage row: what the reservation took beyond it
     returns to the balance; a cost beyond the reservation is taken as an overage (see the
-    module's policy). A request that failed before producing anything refunds all of it."""
+    module's policy). A request that failed before producing anything refunds all of it.
+    `connection`: as for `wallet_reserve`."""
     cost = max(cost, ZERO)
     if cost <= reservation.amount:
         kind = LedgerEntry.Kind.REFUND if failed and not cost else LedgerEntry.Kind.SETTLE
         delta = reservation.amount - cost
     else:
         kind, delta = LedgerEntry.Kind.OVERAGE, reservation.amount - cost
-    _move(reservation.account_id, delta, kind, reservation.request_id, usage=usage)
+    _move(reservation.account_id, delta, kind, reservation.request_id, usage=usage, connection=connection)
 
 
-def usage_record(*, usage: UsageRecord) -> None:
+def usage_record(*, usage: UsageRecord, connection: sqlite3.Connection | None = None) -> None:
     """A usage row without money (a free model): the row and its rollup — one statement on
-    PostgreSQL, one transaction on SQLite."""
+    PostgreSQL, one transaction on SQLite. `connection`: as for `wallet_reserve`."""
     db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql":
-        with transaction.atomic(), db.cursor() as cursor:
-            for sql, values in _usage_statements(db, usage):
-                cursor.execute(sql, values)
+    if connection is not None or db.vendor != "postgresql":
+        _run_sqlite(_usage_statements(db, usage), connection, checked=False)
         return
     insert, params = _insert_from_update(db, usage, source="")
     rollup, values = _rollup(db, usage)

@@ -1,0 +1,180 @@
+"""chat.db.write: the wallet's writes run on the event loop on SQLite when the write lock is
+free at once, go to a database thread (which waits for the lock) when it is not, and are
+all or nothing either way. On PostgreSQL every write goes to a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+from chat import db
+from chat.billing.wallet import InsufficientBalance, wallet_reserve, wallet_settle, wallet_top_up
+from chat.models import Account, LedgerEntry, UsageRecord
+from chat.services import account_create
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def _funded(balance: str) -> int:
+    account = account_create(name="loop-writes")
+    wallet_top_up(account_id=account.pk, amount=Decimal(balance), idempotency_key="seed")
+    return int(account.pk)
+
+
+def _books(account_id: int) -> tuple[Decimal, Decimal, list[str]]:
+    balance = Account.objects.get(pk=account_id).balance
+    entries = list(LedgerEntry.objects.filter(account_id=account_id).order_by("id"))
+    return balance, sum((e.amount for e in entries), Decimal(0)), [e.kind for e in entries]
+
+
+class Where:
+    """Wraps a wallet function to record where each call ran: (thread, with a loop connection)."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+        self.calls: list[tuple[int, bool]] = []
+
+    def __call__(self, *, connection: sqlite3.Connection | None = None, **kwargs: Any) -> Any:
+        self.calls.append((threading.get_ident(), connection is not None))
+        return self.function(connection=connection, **kwargs)
+
+
+def _sqlite() -> bool:
+    return bool(connection.vendor == "sqlite")
+
+
+def test_reserve_and_settle_run_on_the_loop_when_the_lock_is_free() -> None:
+    account_id = _funded("1.00")
+    reserve, settle = Where(wallet_reserve), Where(wallet_settle)
+
+    async def paid_request() -> int:
+        reservation = await db.write(reserve, account_id=account_id, amount=Decimal("0.60"), request_id="r1")
+        usage = UsageRecord(account_id=account_id, model="m", request_id="r1", prompt_tokens=3, completion_tokens=4)
+        usage.prompt_cost, usage.completion_cost = Decimal("0.05"), Decimal("0.20")
+        await db.write(settle, reservation=reservation, cost=Decimal("0.25"), usage=usage)
+        with pytest.raises(InsufficientBalance):  # the covered check, on the same path
+            await db.write(reserve, account_id=account_id, amount=Decimal("0.76"), request_id="r2")
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(paid_request())
+    on_loop = _sqlite()  # PostgreSQL: every call on a database thread, without a loop connection
+    assert [(thread == loop_thread, raw) for thread, raw in reserve.calls + settle.calls] == [(on_loop, on_loop)] * 3
+    assert _books(account_id) == (Decimal("0.75"), Decimal("0.75"), ["topup", "reserve", "settle"])
+    row = UsageRecord.objects.get(account_id=account_id)
+    assert (row.request_id, row.prompt_tokens, row.completion_tokens, row.created_at is not None) == ("r1", 3, 4, True)
+
+
+def test_a_held_write_lock_sends_the_write_to_a_thread_and_the_loop_never_waits() -> None:
+    if not _sqlite():
+        pytest.skip("the loop's writes are SQLite's (PostgreSQL: see the test above)")
+    account_id = _funded("1.00")
+    reserve = Where(wallet_reserve)
+    holder = sqlite3.connect(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer (a second process, a console page) holds the lock
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.01)
+
+    async def reserve_while_locked() -> int:
+        beat = asyncio.ensure_future(ticker())
+        asyncio.get_running_loop().call_later(0.3, holder.execute, "COMMIT")
+        started = time.perf_counter()
+        await db.write(reserve, account_id=account_id, amount=Decimal("0.10"), request_id="r1")
+        assert time.perf_counter() - started >= 0.25  # it waited for the lock — on a thread
+        beat.cancel()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(reserve_while_locked())
+    holder.close()
+    (tried, raw), (landed, thread_raw) = reserve.calls
+    assert (tried == loop_thread, raw) == (True, True)  # tried on the loop: busy at once
+    assert (landed != loop_thread, thread_raw) == (True, False)  # then on a database thread
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.2  # the loop kept running meanwhile
+    assert _books(account_id) == (Decimal("0.90"), Decimal("0.90"), ["topup", "reserve"])
+
+
+def test_a_failing_statement_writes_nothing() -> None:
+    """The usage row cannot be written (no model): the balance change and the ledger entry
+    made before it in the same transaction are rolled back — on the loop and on a thread."""
+    account_id = _funded("1.00")
+
+    async def settle_a_broken_row() -> None:
+        reservation = await db.write(wallet_reserve, account_id=account_id, amount=Decimal("0.50"), request_id="r1")
+        broken = UsageRecord(account_id=account_id, model=None, request_id="r1")  # type: ignore[misc]
+        broken.prompt_cost = broken.completion_cost = Decimal(0)
+        with pytest.raises(Exception, match=r"NOT NULL|null value"):
+            await db.write(wallet_settle, reservation=reservation, cost=Decimal("0.10"), usage=broken)
+        with pytest.raises(Exception, match=r"NOT NULL|null value"):
+            await db.run(wallet_settle, reservation=reservation, cost=Decimal("0.10"), usage=broken)
+
+    asyncio.run(settle_a_broken_row())
+    assert _books(account_id) == (Decimal("0.50"), Decimal("0.50"), ["topup", "reserve"])
+    assert not UsageRecord.objects.filter(account_id=account_id).exists()
+
+
+def test_a_broken_loop_connection_is_replaced_and_the_write_lands(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _sqlite():
+        pytest.skip("the loop's connection is SQLite's")
+    account_id = _funded("1.00")
+    reserve = Where(wallet_reserve)
+
+    async def reserve_twice() -> tuple[sqlite3.Connection | None, sqlite3.Connection | None]:
+        name = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
+        first = await db._loop_connection(name)
+        assert first is not None
+        first.close()  # as if the file had gone away under it
+        await db.write(reserve, account_id=account_id, amount=Decimal("0.10"), request_id="r1")
+        await db.write(reserve, account_id=account_id, amount=Decimal("0.10"), request_id="r2")
+        return first, await db._loop_connection(name)
+
+    first, second = asyncio.run(reserve_twice())
+    assert second is not None and second is not first
+    assert [raw for _, raw in reserve.calls] == [True, False, True]  # closed: a thread; then a new loop connection
+    assert _books(account_id)[0] == Decimal("0.80")
+
+
+def test_the_loop_never_checkpoints_and_a_thread_does_every_so_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint syncs the database file: the loop's connection has its automatic one off,
+    and every CHECKPOINT_EVERY commits on the loop one runs on a database thread."""
+    if not _sqlite():
+        pytest.skip("the loop's connection is SQLite's")
+    account_id = _funded("100")
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 4)
+    ran: list[tuple[int, ...]] = []
+
+    def checkpoint() -> None:
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            ran.append((threading.get_ident(), *cursor.fetchone()))
+
+    monkeypatch.setattr(db, "_checkpoint", checkpoint)
+
+    async def reserve_nine() -> tuple[int, int]:
+        name = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
+        conn = await db._loop_connection(name)
+        assert conn is not None
+        autocheckpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        commits = db._loop_commits
+        for number in range(9):
+            await db.write(wallet_reserve, account_id=account_id, amount=Decimal("1"), request_id=f"r{number}")
+            await asyncio.sleep(0.02)  # room for a checkpoint between two writes
+        await asyncio.gather(*db._checkpoints)
+        return autocheckpoint, db._loop_commits - commits
+
+    autocheckpoint, commits = asyncio.run(reserve_nine())
+    assert (autocheckpoint, commits) == (0, 9)
+    assert len(ran) in (2, 3)  # every 4th commit on the loop (the count runs on across tests)
+    # (A checkpoint that meets a write on the loop finds the log busy and leaves it to the next.)
+    assert all(thread != threading.get_ident() and busy == 0 and log == done for thread, busy, log, done in ran)
+    assert _books(account_id)[0] == Decimal("91")
