@@ -72,13 +72,39 @@ def test_reserve_and_settle_run_on_the_loop_when_the_lock_is_free() -> None:
     assert (row.request_id, row.prompt_tokens, row.completion_tokens, row.created_at is not None) == ("r1", 3, 4, True)
 
 
+class LockHolder:
+    """Another writer holding what the reservation needs: SQLite's write lock, or (PostgreSQL)
+    the account's row."""
+
+    def __init__(self, account_id: int) -> None:
+        self.settings = connections[DEFAULT_DB_ALIAS].settings_dict
+        if _sqlite():
+            self.sqlite = sqlite3.connect(self.settings["NAME"], isolation_level=None)
+            self.sqlite.execute("BEGIN IMMEDIATE")
+            return
+        import psycopg
+
+        self.postgres = psycopg.connect(
+            dbname=self.settings["NAME"],
+            user=self.settings["USER"],
+            host=self.settings["HOST"],
+            port=self.settings["PORT"] or 5432,
+        )
+        self.postgres.execute("SELECT 1 FROM chat_account WHERE id = %s FOR UPDATE", (account_id,))
+
+    def release(self) -> None:
+        if _sqlite():
+            self.sqlite.execute("COMMIT")
+            self.sqlite.close()
+        else:
+            self.postgres.commit()
+            self.postgres.close()
+
+
 def test_a_held_write_lock_sends_the_write_to_a_thread_and_the_loop_never_waits() -> None:
-    if not _sqlite():
-        pytest.skip("the loop's writes are SQLite's (PostgreSQL: see the test above)")
     account_id = _funded("1.00")
     reserve = Where(wallet_reserve)
-    holder = sqlite3.connect(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"], isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another writer (a second process, a console page) holds the lock
+    holder = LockHolder(account_id)  # another writer (a second process, a console page)
     ticks: list[float] = []
 
     async def ticker() -> None:
@@ -88,7 +114,7 @@ def test_a_held_write_lock_sends_the_write_to_a_thread_and_the_loop_never_waits(
 
     async def reserve_while_locked() -> int:
         beat = asyncio.ensure_future(ticker())
-        asyncio.get_running_loop().call_later(0.3, holder.execute, "COMMIT")
+        asyncio.get_running_loop().call_later(0.3, holder.release)
         started = time.perf_counter()
         await db.write(reserve, account_id=account_id, amount=Decimal("0.10"), request_id="r1")
         assert time.perf_counter() - started >= 0.25  # it waited for the lock — on a thread
@@ -96,11 +122,11 @@ def test_a_held_write_lock_sends_the_write_to_a_thread_and_the_loop_never_waits(
         return threading.get_ident()
 
     loop_thread = asyncio.run(reserve_while_locked())
-    holder.close()
-    (tried, raw), (landed, thread_raw) = reserve.calls
-    assert (tried == loop_thread, raw) == (True, True)  # tried on the loop: busy at once
-    assert (landed != loop_thread, thread_raw) == (True, False)  # then on a database thread
-    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.2  # the loop kept running meanwhile
+    *tried, (landed, thread_raw) = reserve.calls
+    assert [(thread == loop_thread, raw) for thread, raw in tried] == ([(True, True)] if _sqlite() else [])
+    assert (landed != loop_thread, thread_raw) == (True, False)  # (SQLite: busy at once) on a database thread
+    # The loop kept running meanwhile (~30 ticks in 0.3 s; a loop blocked on the lock: one).
+    assert len(ticks) >= 10 and max(b - a for a, b in itertools.pairwise(ticks)) < 0.2
     assert _books(account_id) == (Decimal("0.90"), Decimal("0.90"), ["topup", "reserve"])
 
 
@@ -123,9 +149,21 @@ def test_a_failing_statement_writes_nothing() -> None:
     assert not UsageRecord.objects.filter(account_id=account_id).exists()
 
 
+def test_postgresql_never_opens_a_connection_for_the_loop() -> None:
+    if _sqlite():
+        assert db._sqlite_database() == connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]
+        return  # SQLite: the tests around this one
+    account_id = _funded("1.00")
+    opened, commits = dict(db._loop_connections), db._loop_commits
+    for number in range(3):
+        asyncio.run(db.write(wallet_reserve, account_id=account_id, amount=Decimal("0.1"), request_id=f"r{number}"))
+    assert db._sqlite_database() is None and (db._loop_connections, db._loop_commits) == (opened, commits)
+    assert _books(account_id)[0] == Decimal("0.7")
+
+
 def test_a_broken_loop_connection_is_replaced_and_the_write_lands(monkeypatch: pytest.MonkeyPatch) -> None:
     if not _sqlite():
-        pytest.skip("the loop's connection is SQLite's")
+        return  # PostgreSQL: the test above
     account_id = _funded("1.00")
     reserve = Where(wallet_reserve)
 
@@ -148,7 +186,7 @@ def test_the_loop_never_checkpoints_and_a_thread_does_every_so_often(monkeypatch
     """A checkpoint syncs the database file: the loop's connection has its automatic one off,
     and every CHECKPOINT_EVERY commits on the loop one runs on a database thread."""
     if not _sqlite():
-        pytest.skip("the loop's connection is SQLite's")
+        return  # PostgreSQL: see test_postgresql_never_opens_a_connection_for_the_loop
     account_id = _funded("100")
     monkeypatch.setattr(db, "CHECKPOINT_EVERY", 4)
     ran: list[tuple[int, ...]] = []
