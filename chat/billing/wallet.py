@@ -182,30 +182,36 @@ def _qmark(sql: str) -> str:
     return _FORMAT_PLACEHOLDER.sub("?", sql).replace("%%", "%")
 
 
+def _execute_all(execute: Callable[[str, list[object]], int], statements: Sequence[Statement], checked: bool) -> bool:
+    """Run `statements` through `execute` (which returns the rows changed), in order; False,
+    at once, when `checked` and the first changed other than exactly one row."""
+    for number, (sql, params) in enumerate(statements):
+        if execute(sql, params) != 1 and checked and not number:
+            return False
+    return True
+
+
 def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement], *, checked: bool) -> bool:
     """`statements` in one transaction on a raw sqlite3 connection in autocommit mode, the
-    write lock taken at BEGIN. `checked`: the first must change exactly one row, or all is
-    rolled back and the answer is False. Anything raised rolls it back (a COMMIT refused
-    leaves the transaction open: rolled back too), so nothing is half written."""
+    write lock taken at BEGIN; rolled back when the check fails (False). Anything raised
+    rolls it back (a COMMIT refused leaves the transaction open: rolled back too), so
+    nothing is half written."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for number, (sql, params) in enumerate(statements):
-            if conn.execute(_qmark(sql), params).rowcount != 1 and checked and not number:
-                conn.execute("ROLLBACK")
-                return False
-        conn.execute("COMMIT")
+        done = _execute_all(lambda sql, params: conn.execute(_qmark(sql), params).rowcount, statements, checked)
+        conn.execute("COMMIT" if done else "ROLLBACK")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return True
+    return done
 
 
 def _run_sqlite(statements: Sequence[Statement], connection: sqlite3.Connection | None, *, checked: bool) -> bool:
     """SQLite has no data-modifying CTEs: the statements run one by one in one transaction
     (chat.db.write's connection, when given), as raw sqlite3 calls — Django's cursor, its
     placeholder rewrite and `atomic` were ~40% of a reserve. Inside a caller's transaction
-    (`atomic`, tests) they go through Django's cursor, as savepoints."""
+    (`atomic`, tests) they go through Django's cursor, as a savepoint."""
     if connection is not None:
         return _sqlite_transaction(connection, statements, checked=checked)
     db = connections[DEFAULT_DB_ALIAS]
@@ -213,12 +219,14 @@ def _run_sqlite(statements: Sequence[Statement], connection: sqlite3.Connection 
         with db.wrap_database_errors:
             return _sqlite_transaction(db.connection, statements, checked=checked)
     with transaction.atomic(), db.cursor() as cursor:
-        for number, (sql, params) in enumerate(statements):
+
+        def execute(sql: str, params: list[object]) -> int:
             cursor.execute(sql, params)
-            if cursor.rowcount != 1 and checked and not number:
-                transaction.set_rollback(True)
-                return False
-    return True
+            return int(cursor.rowcount)
+
+        done = _execute_all(execute, statements, checked)
+        transaction.set_rollback(not done)
+    return done
 
 
 def _move(
@@ -239,7 +247,7 @@ def _move(
     update = _update_sql(db.vendor, covered is not None)
     params: list[object] = [delta, account_id] + ([covered] if covered is not None else [])
     after = _balance_after(db.vendor)
-    if connection is not None or db.vendor != "postgresql":
+    if db.vendor != "postgresql":  # (chat.db.write gives a connection on SQLite only)
         statements = [
             (update, params),
             _insert_from_update(db, entry, after, source="", computed_params=[account_id]),
@@ -301,7 +309,7 @@ def usage_record(*, usage: UsageRecord, connection: sqlite3.Connection | None = 
     """A usage row without money (a free model): the row and its rollup — one statement on
     PostgreSQL, one transaction on SQLite. `connection`: as for `wallet_reserve`."""
     db = connections[DEFAULT_DB_ALIAS]
-    if connection is not None or db.vendor != "postgresql":
+    if db.vendor != "postgresql":
         _run_sqlite(_usage_statements(db, usage), connection, checked=False)
         return
     insert, params = _insert_from_update(db, usage, source="")
