@@ -172,7 +172,7 @@ class LiveServer:
         raise RuntimeError(f"model did not become ready:\n{self.log()}")
 
     def stats(self, model: str = "ghostgpt") -> dict[str, int]:
-        return httpx.get(self.base_url + "/health", timeout=5).json()["models"][model]  # type: ignore[no-any-return]
+        return httpx.get(self.base_url + "/health?details=1", timeout=5).json()["models"][model]  # type: ignore[no-any-return]
 
     def wait_idle(self, within: float) -> dict[str, int]:
         """The model's counters once nothing runs or waits; fails after `within` seconds."""

@@ -193,6 +193,21 @@ def test_usage_from_rollups_equals_the_ledger_and_the_csv(holder: Any) -> None:
     assert error_code(browser.get("/console/api/usage", **{"from": "2026-11-30", "to": "2026-11-01"}), 400)
 
 
+@pytest.mark.parametrize("path", ["/console/api/usage", "/console/api/usage.csv"])
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [({"to": "9999-12-31"}, "to"), ({"from": "0001-01-01", "to": "0001-01-02", "tz": "Pacific/Kiritimati"}, "from")],
+)
+def test_far_usage_dates_are_a_400_naming_the_parameter(
+    holder: Any, path: str, query: dict[str, str], param: str
+) -> None:
+    _, _, secret = holder
+    browser = Browser()
+    browser.sign_in(secret)
+    response = browser.get(path, **query)
+    assert error_code(response, 400) and response.json()["error"]["param"] == param
+
+
 def test_requests_list_pages_and_shows_only_the_account(holder: Any) -> None:
     account, key, secret = holder
     now = timezone.now()

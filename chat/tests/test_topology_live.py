@@ -226,7 +226,7 @@ def test_make_up_serves_every_process_through_nginx(topology: Topology) -> None:
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 384
     # The web processes hold no model: `ghostgpt` is served by the model server.
     for base in topology.web:
-        health = httpx.get(base + "/health", timeout=5).json()
+        health = httpx.get(base + "/health?details=1", timeout=5).json()
         deployments = [row["deployment"] for row in health["models"]["ghostgpt"]["deployments"]]
         assert deployments == ["model-1/ghostgpt"], health
     model = topology.metrics(f"http://127.0.0.1:{topology.base_port + 100}")

@@ -221,7 +221,7 @@ def test_client_disconnect_cancels_the_upstream_request(gateway: LiveServer, fak
         time.sleep(0.05)
     assert fake.disconnects, "the upstream kept streaming to nobody"
     assert fake.disconnects[0][1] - left < 3
-    assert httpx.get(gateway.base_url + "/health").json()["models"]["stalls"]["running"] == 0
+    assert gateway.stats("stalls")["running"] == 0
 
 
 def test_upstream_keys_never_leak(gateway: LiveServer, sdk: OpenAI) -> None:
@@ -230,6 +230,17 @@ def test_upstream_keys_never_leak(gateway: LiveServer, sdk: OpenAI) -> None:
     assert UPSTREAM_KEY not in json.dumps(caught.value.body)
     health = httpx.get(gateway.base_url + "/health").text
     assert UPSTREAM_KEY not in health and UPSTREAM_KEY not in gateway.log()
+
+
+def test_public_health_names_models_and_states_only(gateway: LiveServer) -> None:
+    public = httpx.get(gateway.base_url + "/health")
+    models = public.json()["models"]
+    assert models and all(entry == {"state": "ready"} for entry in models.values()), models
+    for leak in ("deployment", "probe", "/v1", "127.0.0.1", "circuit"):
+        assert leak not in public.text
+    # The operator's view (a loopback client here, or the metrics token) has the details.
+    details = httpx.get(gateway.base_url + "/health?details=1").json()["models"]
+    assert any("deployments" in entry for entry in details.values())
 
 
 def test_the_routing_file_refuses_metadata_addresses(tmp_path: Path) -> None:

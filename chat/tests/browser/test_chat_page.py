@@ -379,3 +379,13 @@ def test_pages_send_a_csp_and_answers_cannot_reach_third_party_origins(tabs: Any
             assert "script-src" in visitor.page.request.get(site.base_url + path).headers["content-security-policy"]
     finally:
         tracker.close()
+
+
+def test_the_model_picker_offers_only_models_that_chat(tabs: Any) -> None:
+    # The embedding model answers every chat message with a 400: it is not offered.
+    page = tabs().open("/")
+    loaded = "[...document.querySelectorAll('#model option')].some(o => o.textContent !== o.value)"
+    wait_until(page, f"document.querySelectorAll('#model option').length > 1 || {loaded}", 15_000)
+    options = page.eval_on_selector_all("#model option", "os => os.map(o => [o.value, o.textContent])")
+    assert [value for value, _ in options] == ["ghostgpt"], options
+    assert "local" in options[0][1]
