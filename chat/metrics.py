@@ -69,7 +69,7 @@ JOBS = Counter("ghostgpt_jobs_total", "Tool jobs finished.", ["tool", "outcome"]
 JOB_SECONDS = Histogram("ghostgpt_job_seconds", "Tool job run time.", ["tool"], buckets=(*LATENCY, 300, 600))
 
 
-def _allowed(request: HttpRequest) -> bool:
+def allowed(request: HttpRequest) -> bool:
     token = settings.GHOSTGPT["METRICS_TOKEN"]
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode()):
@@ -79,7 +79,7 @@ def _allowed(request: HttpRequest) -> bool:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not _allowed(request):
+    if not allowed(request):
         return HttpResponse(
             '{"error": {"message": "Metrics are served to loopback clients or with GHOSTGPT_METRICS_TOKEN.", '
             '"type": "permission_error", "param": null, "code": "forbidden"}}',

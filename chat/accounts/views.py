@@ -17,6 +17,7 @@ from chat.api.auth import Principal
 from chat.api.errors import ApiError
 from chat.backends import registry
 from chat.billing.pricing import price_table
+from chat.dates import MAX_RANGE_DAYS, ReportDateField
 from chat.models import Account, ApiKey
 from chat.selectors import api_key_get_for_account, usage_summary
 from chat.services import (
@@ -174,12 +175,12 @@ class RatesApi(APIView):
 class UsageApi(APIView):
     class InputSerializer(serializers.Serializer):
         # `from` is a Python keyword: declared below through fields[].
-        to = serializers.DateField(required=False)
+        to = ReportDateField(required=False)
         group_by = serializers.ChoiceField(choices=["day", "model", "key"], default="day")
 
         def get_fields(self) -> dict[str, serializers.Field]:
             fields = super().get_fields()
-            fields["from"] = serializers.DateField(required=False)
+            fields["from"] = ReportDateField(required=False)
             return fields
 
     def get(self, request: Request) -> Response:
@@ -190,6 +191,8 @@ class UsageApi(APIView):
         start = data.validated_data.get("from", end - timedelta(days=30))
         if start > end:
             raise serializers.ValidationError({"from": ["must not be after 'to'"]})
+        if (end - start).days >= MAX_RANGE_DAYS:
+            raise serializers.ValidationError({"from": [f"a report covers at most {MAX_RANGE_DAYS} days"]})
         since = timezone.make_aware(datetime.combine(start, time.min))
         until = timezone.make_aware(datetime.combine(end + timedelta(days=1), time.min))
         group_by = data.validated_data["group_by"]

@@ -18,6 +18,7 @@ from chat.jsonbytes import dumps
 
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
+from .fields import string
 from .params import ParsedRequest, function_tool, parse_chat
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
@@ -85,8 +86,8 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     translated: dict[str, Any] = {"tools": [function_tool(tool, "input_schema") for tool in tools]}
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
-        kind = choice.get("type")
-        mapped: Any = {"auto": "auto", "any": "required", "none": "none"}.get(kind)  # type: ignore[arg-type]
+        kind = string(choice.get("type"))
+        mapped: Any = {"auto": "auto", "any": "required", "none": "none"}.get(kind or "")
         if kind == "tool":
             mapped = {"type": "function", "function": {"name": choice.get("name")}}
         if mapped is None:

@@ -36,6 +36,10 @@ async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
                     "created": info.created,
                     "owned_by": info.owned_by,
                     "context_length": info.context_length,
+                    # What the chat's model picker shows: embedding models are not offered
+                    # there; where the model runs (local, routed, agents).
+                    "mode": "chat" if registry.can_chat(backend) else "embedding",
+                    "source": info.source,
                     "pricing": {
                         "currency": settings.GHOSTGPT["CURRENCY"],
                         "prompt_per_million": float(price.prompt_per_million),

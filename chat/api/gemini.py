@@ -20,6 +20,7 @@ from chat.jsonbytes import dumps
 
 from .encoders import Encoder
 from .errors import bad_request, reshaped_errors
+from .fields import string
 from .params import ParsedRequest, function_tool, parse_chat
 
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
@@ -70,9 +71,9 @@ def parse_generate_content(body: dict[str, Any], policy: dict[str, Any], *, mode
     for i, content in enumerate(contents):
         if not isinstance(content, dict):
             raise bad_request(f"contents[{i}]: expected a Content object.", param=f"contents[{i}]")
-        role = {"user": "user", "model": "assistant", "function": "user", "tool": "user", None: "user"}.get(
-            content.get("role")
-        )
+        given = content.get("role")
+        roles = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
+        role = "user" if given is None else roles.get(string(given) or "")
         if role is None:
             raise bad_request(f"contents[{i}].role: must be 'user' or 'model'.", param=f"contents[{i}].role")
         messages.extend(_content_messages(content.get("parts"), role, f"contents[{i}]", calls))

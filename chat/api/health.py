@@ -1,6 +1,7 @@
 """Probes for orchestrators and load balancers:
 
-- `/health`: the models only — each one's state and counters (503 while one loads or failed);
+- `/health`: the models only — each public id and its state (503 while one loads or failed);
+  `?details=1` adds counters and deployments for a loopback client or the metrics token;
 - `/health/live`: the process answers — no dependency is touched (a liveness probe must not
   restart a web process because the database blinked);
 - `/health/ready`: the database, Redis (when configured), the Celery broker (when tasks are
@@ -21,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chat import db
 from chat.backends import registry
+from chat.metrics import allowed as metrics_allowed
 
 from .errors import error_payload
 
@@ -95,17 +97,24 @@ async def ready(request: HttpRequest) -> HttpResponse:
 
 
 async def models(request: HttpRequest) -> HttpResponse:
-    """`/health`: every model's state and counters; 503 while one is loading or failed."""
-    states = {}
+    """`/health`: each public model id and its state; 503 while one is loading or failed.
+
+    The public answer names nothing else: upstream deployments, probe errors and counters are
+    for operators, in `/health?details=1` — served on the terms of `/metrics` (a loopback
+    client or the metrics token) — in the metrics and on the ops console."""
+    details = "details" in request.GET and metrics_allowed(request)
+    states: dict[str, dict[str, Any]] = {}
     problems = []
     for info, backend in registry.all_models():
         state, message = backend.readiness()
-        states[info.id] = {"state": state, **backend.stats()}
+        states[info.id] = {"state": state, **backend.stats()} if details else {"state": state}
         if state != "ready":
-            problems.append((state, message))
+            problems.append((info.id, state, message))
     if not problems:
         return JsonResponse({"status": "ok", "models": states})
-    state, message = problems[0]
+    model, state, message = problems[0]
+    if not details:  # a load error may name a path or an address: the public gets its kind
+        message = f"The model {model} is {'still loading' if state == 'loading' else 'unavailable'}; retry shortly."
     body = error_payload(
         message, "service_unavailable_error", code="model_loading" if state == "loading" else "model_unavailable"
     )

@@ -14,6 +14,7 @@ from typing import Any
 from chat.backends.base import ChatMessage, GenerationRequest, SamplingParams, ToolCall, ToolSpec
 
 from .errors import ApiError, bad_request
+from .fields import string
 
 MAX_STOP_SEQUENCES = 4
 MAX_LEGACY_CHOICES = 32
@@ -347,6 +348,12 @@ def _tool_calls(item: dict[str, Any], where: str) -> tuple[ToolCall, ...]:
         arguments = function.get("arguments")
         if isinstance(arguments, dict):
             arguments = json.dumps(arguments, ensure_ascii=False)
+        elif arguments is not None and not isinstance(arguments, str):
+            raise bad_request(
+                f"Invalid '{param}.function.arguments': expected a JSON string.",
+                param=f"{param}.function.arguments",
+                code="invalid_type",
+            )
         call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else f"call_{j}"
         calls.append(ToolCall(id=call_id, name=function["name"], arguments=arguments or "{}"))
     return tuple(calls)
@@ -436,7 +443,7 @@ def _content(content: Any, where: str, model: str) -> tuple[str, tuple[str, ...]
     texts, images = [], []
     for j, part in enumerate(content):
         param = f"{where}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
+        kind = string(part.get("type")) if isinstance(part, dict) else None
         if kind in TEXT_PART_TYPES and isinstance(part.get(kind), str):
             texts.append(part[kind])
         elif kind in ("image_url", "input_image"):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import bad_request
+from .fields import string
 from .params import ParsedRequest, parse_chat
 
 INPUT_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
@@ -65,7 +66,7 @@ def parse_responses(
     chat: dict[str, Any] = {"model": model, "messages": messages, "stream": _flag(body, "stream", False)}
     if tools:
         chat["tools"] = tools
-        choice = _tool_choice(body.get("tool_choice"), {t["function"]["name"] for t in tools})
+        choice = _tool_choice(body.get("tool_choice"), {string(t["function"]["name"]) or "" for t in tools})
         if choice is not None:
             chat["tool_choice"] = choice
     elif body.get("tool_choice") == "required":
@@ -144,7 +145,7 @@ def normalize_input(value: Any) -> list[dict[str, Any]]:
         where = f"input[{i}]"
         if not isinstance(item, dict):
             raise bad_request(f"{where}: expected an object.", param=where)
-        kind = item.get("type") or ("message" if "role" in item else None)
+        kind = string(item.get("type")) if "type" in item else ("message" if "role" in item else None)
         if kind == "message":
             items.append(_message_item(item, where))
         elif kind == "function_call":
@@ -191,7 +192,7 @@ def _text_part(direction: str, text: str) -> dict[str, Any]:
 
 
 def _message_item(item: dict[str, Any], where: str) -> dict[str, Any]:
-    role = item.get("role")
+    role = string(item.get("role"))
     if role not in INPUT_ROLES:
         raise bad_request(f"{where}.role: expected user, assistant, system or developer.", param=f"{where}.role")
     content = item.get("content")

@@ -185,6 +185,9 @@ class ModelInfo:
     # A request with function tools to a model without function calling: "refuse" (400) or
     # "drop" (served without them; the response says so). "" = the deployment's default.
     unsupported_tools: str = ""
+    # Where it runs: "local" (this deployment's own model processes), "routed" (an upstream
+    # the operator configured) or "agents" (dial-in agents). Shown in the chat's model picker.
+    source: str = "local"
 
 
 Readiness = Literal["ready", "loading", "failed"]

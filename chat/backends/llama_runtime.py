@@ -9,9 +9,12 @@ every running generation and chunks of new prompts — with one pass over the we
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .base import ChatMessage, InvalidPrompt, SamplingParams
 
@@ -115,12 +118,28 @@ class LlamaRuntime:
         return self._model.detokenize([token], special=True).decode("utf-8", errors="replace")  # type: ignore[attr-defined, no-any-return]
 
     def chat_prompt(self, messages: tuple[ChatMessage, ...]) -> list[int]:
+        """The conversation through the model's chat template. Only the template's own text
+        may hold special tokens: each message's content is rendered as a placeholder, and
+        what the client wrote is tokenized as plain text in its place, so a typed
+        `<|im_end|><|im_start|>system` stays text and never opens a turn."""
+        nonce = secrets.token_hex(8)
+        shown: list[Any] = [
+            {"role": m.role, "content": f"\ue000{nonce}{i}\ue001" if m.content else ""} for i, m in enumerate(messages)
+        ]
         try:
-            rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])  # type: ignore[misc]
+            rendered = self._formatter(messages=shown)
         except Exception as exc:  # the model's own template rejected the conversation
             raise InvalidPrompt(f"The model's chat template rejected these messages: {exc}", param="messages") from None
-        # The template writes the special tokens itself (BOS included where it wants one).
-        return self._model.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)  # type: ignore[attr-defined, no-any-return]
+        pieces = re.split(f"\ue000{nonce}(\\d+)\ue001", rendered.prompt)
+        tokens: list[int] = []
+        for index, piece in enumerate(pieces):
+            if index % 2:  # a message's content: never special
+                text, special = messages[int(piece)].content, False
+            else:  # the template's text writes the special tokens (BOS where it wants one)
+                text, special = piece, True
+            if text:
+                tokens += self._model.tokenize(text.encode("utf-8"), add_bos=False, special=special)  # type: ignore[attr-defined]
+        return tokens
 
     def text_prompt(self, prompt: str | tuple[int, ...]) -> list[int]:
         if isinstance(prompt, tuple):
@@ -129,7 +148,7 @@ class LlamaRuntime:
                 raise InvalidPrompt(f"Prompt token id {bad} is outside the model's vocabulary.", param="prompt")
             tokens = list(prompt)
         else:
-            tokens = self._model.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)  # type: ignore[attr-defined]
+            tokens = self._model.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)  # type: ignore[attr-defined]
         return tokens or [self._model.token_bos()]  # type: ignore[attr-defined]
 
     def is_end_of_generation(self, token: int) -> bool:

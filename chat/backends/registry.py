@@ -51,7 +51,11 @@ def _build() -> dict[str, Backend]:
         from chat.agents.pool import AgentPool
 
         info = ModelInfo(
-            id=config["AGENT_MODEL"], owned_by="agents", created=int(time.time()), context_length=config["N_CTX"]
+            id=config["AGENT_MODEL"],
+            owned_by="agents",
+            created=int(time.time()),
+            context_length=config["N_CTX"],
+            source="agents",
         )
         timeout = config["AGENT_FIRST_TOKEN_TIMEOUT"]
         table[config["AGENT_MODEL"]] = AgentPool(info, first_token_timeout=timeout, read_timeout=max(timeout, 120.0))
@@ -82,6 +86,16 @@ def warm_up() -> None:
 
 def resolve(model_id: str) -> Backend | None:
     return routes().get(model_id)
+
+
+def can_chat(backend: Backend) -> bool:
+    """Whether the model answers chat (an embedding model does not: it only embeds)."""
+    return "embeddings" not in backend.capabilities()
+
+
+def chat_models() -> list[tuple[ModelInfo, Backend]]:
+    """The public ids that can chat, for the chat's model picker."""
+    return [(info, backend) for info, backend in all_models() if can_chat(backend)]
 
 
 def canonical_info(backend: Backend) -> ModelInfo:

@@ -166,6 +166,7 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         context_length=int(spec.get("context_length", 8192)),
         image_tokens=max(int(spec.get("image_tokens", default_image_tokens)), 0),
         unsupported_tools=_unsupported_tools(model_id, spec.get("unsupported_tools")),
+        source="local" if spec.get("local") else "routed",
     )
     return RoutedModel(
         info,

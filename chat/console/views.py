@@ -30,12 +30,13 @@ from chat.api.errors import count_or_429
 from chat.backends import registry
 from chat.billing.pricing import Price, price_table
 from chat.billing.ratelimit import Limits, limiter
+from chat.dates import MAX_RANGE_DAYS, ReportDateField
 from chat.models import Account, ApiKey
 from chat.network import client_address
 
 from . import auth, selectors
 
-MAX_DAYS = {"day": 3 * 366, "hour": 31}
+MAX_DAYS = {"day": MAX_RANGE_DAYS, "hour": 31}
 CSV_NAME = "ghostgpt-usage-{start}-{end}.csv"
 
 
@@ -152,7 +153,7 @@ def _zone(name: str | None) -> ZoneInfo:
 
 
 class UsageParams(serializers.Serializer):
-    to = serializers.DateField(required=False)
+    to = ReportDateField(required=False)
     bucket = serializers.ChoiceField(choices=["day", "hour"], default="day")
     tz = serializers.CharField(max_length=64, required=False)
     key = serializers.IntegerField(required=False, min_value=0)
@@ -160,7 +161,7 @@ class UsageParams(serializers.Serializer):
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        fields["from"] = serializers.DateField(required=False)  # a keyword in Python
+        fields["from"] = ReportDateField(required=False)  # a keyword in Python
         return fields
 
     def query(self, account_id: int) -> selectors.UsageQuery:

@@ -196,16 +196,19 @@ def test_usage_from_rollups_equals_the_ledger_and_the_csv(holder: Any) -> None:
 @pytest.mark.parametrize("path", ["/console/api/usage", "/console/api/usage.csv"])
 @pytest.mark.parametrize(
     ("query", "param"),
-    [({"to": "9999-12-31"}, "to"), ({"from": "0001-01-01", "to": "0001-01-02", "tz": "Pacific/Kiritimati"}, "from")],
+    [
+        ({"to": "9999-12-31"}, {"to"}),
+        ({"from": "0001-01-01", "to": "0001-01-02", "tz": "Pacific/Kiritimati"}, {"from", "to"}),
+    ],
 )
 def test_far_usage_dates_are_a_400_naming_the_parameter(
-    holder: Any, path: str, query: dict[str, str], param: str
+    holder: Any, path: str, query: dict[str, str], param: set[str]
 ) -> None:
     _, _, secret = holder
     browser = Browser()
     browser.sign_in(secret)
     response = browser.get(path, **query)
-    assert error_code(response, 400) and response.json()["error"]["param"] == param
+    assert error_code(response, 400) and response.json()["error"]["param"] in param
 
 
 def test_requests_list_pages_and_shows_only_the_account(holder: Any) -> None:

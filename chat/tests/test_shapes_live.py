@@ -17,9 +17,8 @@ import pytest
 from .fake_upstream import FakeUpstream
 from .live import LiveServer
 
-IMAGE = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+IMAGE = "data:image/png;base64," + PIXEL
 # What each value is swapped for: every other JSON type, and an object inside an object.
 SWAPS: list[Any] = [{}, [], None, 1.5, True, "x", {"type": {}}, [{}]]
 FUNCTION = {
@@ -32,7 +31,10 @@ CHAT = {
     "max_tokens": 4,
     "messages": [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": IMAGE}}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": IMAGE}}],
+        },
         {
             "role": "assistant",
             "content": None,
@@ -44,7 +46,6 @@ CHAT = {
     "tool_choice": {"type": "function", "function": {"name": "f"}},
     "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
     "stop": ["END"],
-    "stream_options": {"include_usage": True},
     "user": "u",
     "seed": 1,
     "n": 1,
@@ -55,7 +56,10 @@ RESPONSES = {
     "instructions": "Be brief.",
     "max_output_tokens": 16,
     "input": [
-        {"role": "user", "content": [{"type": "input_text", "text": "hi"}, {"type": "input_image", "image_url": IMAGE}]},
+        {
+            "role": "user",
+            "content": [{"type": "input_text", "text": "hi"}, {"type": "input_image", "image_url": IMAGE}],
+        },
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "42"},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
@@ -79,7 +83,10 @@ ANTHROPIC = {
             ],
         },
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "42"}]}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "42"}]}],
+        },
     ],
     "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object", "properties": {}}}],
     "tool_choice": {"type": "tool", "name": "f"},
@@ -89,7 +96,10 @@ ANTHROPIC = {
 GEMINI = {
     "systemInstruction": {"parts": [{"text": "Be brief."}]},
     "contents": [
-        {"role": "user", "parts": [{"text": "hi"}, {"inlineData": {"mimeType": "image/png", "data": IMAGE.split(",")[1]}}]},
+        {
+            "role": "user",
+            "parts": [{"text": "hi"}, {"inlineData": {"mimeType": "image/png", "data": IMAGE.split(",")[1]}}],
+        },
         {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"r": 42}}}]},
     ],
@@ -115,7 +125,11 @@ def routes(fake: FakeUpstream) -> dict[str, Any]:
             "google": {"kind": "gemini", "base_url": f"{fake.url}/gemini/v1beta", "api_key": "k"},
         },
         "models": {
-            "text-gpt": {"vision": True, "json_schema": True, "deployments": [{"upstream": "openai", "model": "gpt-4o"}]},
+            "text-gpt": {
+                "vision": True,
+                "json_schema": True,
+                "deployments": [{"upstream": "openai", "model": "gpt-4o"}],
+            },
             "claude-x": {"vision": True, "deployments": [{"upstream": "claude", "model": "claude-x-1"}]},
             "gemini-x": {"vision": True, "deployments": [{"upstream": "google", "model": "gemini-x-1"}]},
         },

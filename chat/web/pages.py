@@ -49,7 +49,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return docs(request)
     context = {
         "has_session": _has_session(request),
-        "models": [info.id for info, _ in registry.all_models()],
+        "models": [info.id for info, _ in registry.chat_models()],
         "default_model": settings.GHOSTGPT["MODEL_ID"],
         "allow_system_prompt": settings.WEB["ALLOW_SYSTEM_PROMPT"],
         "limits": limits(),

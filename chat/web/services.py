@@ -13,6 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from chat.api.errors import ApiError
+from chat.api.fields import string
 from chat.models import Account, Conversation, Message, Share
 
 from .selectors import message_path
@@ -76,7 +77,7 @@ def clean_attachments(raw: Any) -> list[dict[str, Any]]:
     clean = []
     for i, item in enumerate(raw):
         where = f"attachments[{i}]"
-        if not isinstance(item, dict) or item.get("kind") not in ATTACHMENT_KINDS:
+        if not isinstance(item, dict) or string(item.get("kind")) not in ATTACHMENT_KINDS:
             raise _bad(f"'{where}.kind' must be one of {', '.join(sorted(ATTACHMENT_KINDS))}.", f"{where}.kind")
         text = item.get("text", "")
         if not isinstance(text, str) or len(text) > MAX_ATTACHMENT_TEXT:
@@ -226,7 +227,7 @@ def _check_blocks(blocks: Any) -> None:
             at = f"{where}.messages[{j}]"
             if not isinstance(message, dict):
                 raise _bad(f"'{at}' must be an object.", at)
-            if message.get("role") not in SHARE_ROLES:
+            if string(message.get("role")) not in SHARE_ROLES:
                 raise _bad(f"'{at}.role' must be one of {', '.join(sorted(SHARE_ROLES))}.", f"{at}.role")
             if not isinstance(message.get("content"), str):
                 raise _bad(f"'{at}.content' must be a string.", f"{at}.content")

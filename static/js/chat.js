@@ -700,8 +700,17 @@ async function loadModels() {
     const models = await api("/v1/models");
     const select = $("model");
     const current = select.value;
-    select.replaceChildren(...models.data.map((m) => el("option", { value: m.id }, m.id)));
-    select.value = models.data.some((m) => m.id === current) ? current : models.data[0]?.id;
+    // Only models that chat (an embedding model answers every message with a 400), each
+    // with where it runs and whether it is priced.
+    const chat = models.data.filter((m) => m.mode !== "embedding");
+    const sources = { local: gettext("local"), routed: gettext("routed"), agents: gettext("agents") };
+    const label = (m) => {
+      const price = m.pricing && (m.pricing.prompt_per_million || m.pricing.completion_per_million);
+      const parts = [sources[m.source] || m.source, price ? gettext("priced") : gettext("free")].filter(Boolean);
+      return `${m.id} · ${parts.join(", ")}`;
+    };
+    select.replaceChildren(...chat.map((m) => el("option", { value: m.id, title: label(m) }, label(m))));
+    select.value = chat.some((m) => m.id === current) ? current : chat[0]?.id;
   } catch {}
 }
 

@@ -177,6 +177,7 @@ class Command(BaseCommand):
         deployments = [{"upstream": name, "priority": 0, "weight": 1} for name in upstreams]
         routed: dict[str, Any] = {
             config["MODEL_ID"]: {
+                "local": True,  # this deployment's own model processes (the chat's picker says so)
                 "context_length": config["N_CTX"],
                 "unsupported_tools": config["UNSUPPORTED_TOOLS"],
                 "tools": False,  # the embedded model calls no functions: the web tier applies the policy
@@ -186,6 +187,7 @@ class Command(BaseCommand):
         if config["EMBEDDING_MODEL"]:
             routed[config["EMBEDDING_MODEL"]] = {
                 "embeddings": True,
+                "local": True,
                 "deployments": [dict(d, model=config["EMBEDDING_MODEL"]) for d in deployments],
             }
         table: dict[str, Any] = {"upstreams": upstreams, "models": routed}
