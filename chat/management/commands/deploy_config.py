@@ -16,6 +16,7 @@ With `--create-database`, DATABASE_URL's PostgreSQL database is created when mis
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shlex
@@ -49,6 +50,17 @@ class Template(string.Template):
     """Only `${UPPER_CASE}` is a placeholder: nginx's own `$host`, `$http_upgrade`… stay."""
 
     pattern = r"\$(?:(?P<escaped>(?!))|\{(?P<braced>[A-Z_]+)\}|(?P<named>(?!))|(?P<invalid>(?!)))"  # type: ignore[assignment]
+
+
+def trusted_networks() -> list[str]:
+    """GHOSTGPT_TRUSTED_PROXIES as nginx `geo` entries (CIDRs, checked as the app checks them)."""
+    networks = []
+    for entry in settings.GHOSTGPT["TRUSTED_PROXIES"]:
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            raise CommandError(f"GHOSTGPT_TRUSTED_PROXIES: {entry!r} is not an address or a network") from None
+    return networks
 
 
 def _int(name: str, default: int) -> int:
@@ -148,6 +160,7 @@ class Command(BaseCommand):
             "NGINX_WORKERS": str(_int("NGINX_WORKERS", os.cpu_count() or 1)),
             "NGINX_CONNECTIONS": str(_int("NGINX_CONNECTIONS", 16384)),
             "WEB_SERVERS": "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in web),
+            "TRUSTED_PEERS": "\n".join(f"        {network} 1;" for network in trusted_networks()),
             "BODY_MAX_BYTES": str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
             "UPLOAD_MAX_BYTES": str(max(tools["PDF_MAX_BYTES"], tools["TRANSCRIBE_MAX_BYTES"]) + MULTIPART_ROOM),
         }
