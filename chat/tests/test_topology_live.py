@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import yaml
 from openai import OpenAI
 
 from tools.tests.fixtures import text_pdf
@@ -76,6 +77,44 @@ def test_make_up_serves_every_process_through_nginx(topology: Topology) -> None:
     token = {**afar, "Authorization": f"Bearer {topology.metrics_token}"}
     assert httpx.get(topology.url + "/metrics", headers=token).status_code == 200
     assert httpx.get(topology.url + "/health/live").headers.get("server", "").startswith("nginx")
+
+
+def _chats_counted(topology: Topology, base: str) -> float:
+    return sum(
+        value
+        for (name, labels), value in topology.metrics(base).items()
+        if name == "ghostgpt_requests_total" and ("model", "fake") in labels and ("status", "200") in labels
+    )
+
+
+def test_one_scrape_through_nginx_counts_every_web_process(topology: Topology) -> None:
+    # Each request lands on either web process; whichever answers the scrape speaks for the node.
+    before = _chats_counted(topology, topology.url)
+    client = sdk(topology.url, topology.api_key)
+    for _ in range(12):
+        client.chat.completions.create(model="fake", messages=[{"role": "user", "content": "hi"}])
+    served = [_chats_counted(topology, base) for base in topology.web]
+    assert all(count >= before + 12 for count in served), (before, served)
+    for _ in range(4):  # any scrape, through either process, says the same
+        assert _chats_counted(topology, topology.url) == before + 12
+    # The live gauges sum the node's live processes (nothing streams now).
+    gauges = [v for (name, _), v in topology.metrics(topology.url).items() if name == "ghostgpt_live_streams"]
+    assert gauges == [0.0], gauges
+    # A Prometheus scrape config beside the other deploy files: one target per node and tier.
+    scrape = yaml.safe_load((topology.folder / "up" / "prometheus.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in scrape["scrape_configs"]}
+    assert targets == {
+        "ghostgpt-web": [f"127.0.0.1:{topology.port}"],
+        "ghostgpt-model": [f"127.0.0.1:{topology.base_port + 100}"],
+    }
+    # The ops console's model page shows the node's totals, not one process's.
+    operator = httpx.post(topology.url + "/console/api/ops/session", json={"admin_key": topology.admin_key}, timeout=10)
+    assert operator.status_code == 201, operator.text
+    cookie = "; ".join(f"{name}={value}" for name, value in operator.cookies.items())
+    for _ in range(4):
+        rows = httpx.get(topology.url + "/console/api/ops/models", headers={"Cookie": cookie}, timeout=10).json()
+        fake_row = next(row for row in rows["data"] if row["model"] == "fake")
+        assert fake_row["requests"] >= before + 12, fake_row
 
 
 def test_rate_limits_are_exact_across_both_web_processes(topology: Topology) -> None:
