@@ -8,8 +8,10 @@ so nginx on loopback does not make every visitor local) or a bearer `GHOSTGPT_ME
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import os
+from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -96,3 +98,31 @@ def node_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return registry
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def serve_as_one_of_the_node() -> None:
+    """In multiprocess mode, for a serving process: the live gauges of processes of the node
+    that died without saying so (SIGKILL, OOM) are dropped now, and this process's are
+    dropped when it exits, so `livesum`/`livemax` count live processes only. Counters and
+    histograms of dead processes stay: what they counted happened."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    dead = set()
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        named = path.stem.rsplit("_", 1)[-1]
+        if named.isdigit() and int(named) != os.getpid() and not _alive(int(named)):
+            dead.add(int(named))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, folder)
+    atexit.register(multiprocess.mark_process_dead, os.getpid(), folder)

@@ -423,6 +423,9 @@ GHOSTGPT = {
     "WEBSOCKET_MAX_BYTES": env_int("GHOSTGPT_WEBSOCKET_MAX_BYTES", 16 * 1024 * 1024, minimum=1024),
     # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
+    # The other nodes' web-tier /metrics URLs (comma-separated), fetched with the metrics
+    # token: the ops console's model page shows the sum of every node's samples.
+    "METRICS_NODES": env_list("GHOSTGPT_METRICS_NODES"),
     # Each web process samples its traffic this often for the operators' console (0 = off).
     "TRAFFIC_SAMPLE_SECONDS": env_float("GHOSTGPT_TRAFFIC_SAMPLE_SECONDS", 10.0),
     # Characters of each request's last user message and of its answer kept for the console's

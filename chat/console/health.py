@@ -3,17 +3,26 @@ the backends' own state (readiness, queue, deployments' circuits and probes) and
 Prometheus metrics (chat.metrics) — requests and errors, latency and time-to-first-token
 percentiles, decode speed, failovers. Counts are since the processes started (what
 /metrics says); percentiles are estimated from the histogram buckets as Prometheus's
-histogram_quantile does."""
+histogram_quantile does. With several nodes, GHOSTGPT_METRICS_NODES lists the others'
+/metrics, and their samples are added to this node's."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from typing import Any
 
+import httpx
+from django.conf import settings
+from prometheus_client.parser import text_string_to_metric_families
+
 from chat.backends import registry
 from chat.metrics import node_registry
 from chat.models import AgentConnection
+
+logger = logging.getLogger(__name__)
+NODE_SECONDS = 3.0
 
 
 def _quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
@@ -34,12 +43,29 @@ def _quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
     return lower_bound
 
 
+def _other_nodes() -> list[Any]:
+    """The metric families of the nodes in GHOSTGPT_METRICS_NODES; a node that does not
+    answer in time is left out (and logged), never a failure of the page."""
+    token = settings.GHOSTGPT["METRICS_TOKEN"]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    families: list[Any] = []
+    for url in settings.GHOSTGPT["METRICS_NODES"]:
+        try:
+            response = httpx.get(url, headers=headers, timeout=NODE_SECONDS)
+            response.raise_for_status()
+            families += text_string_to_metric_families(response.text)
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.warning("metrics of node %s: %s", url, type(exc).__name__)
+    return families
+
+
 class _Samples:
-    """The node's metric samples, indexed by name and one label."""
+    """The metric samples of this node (every process of it in multiprocess mode) and of the
+    other nodes configured, summed, indexed by name and one label."""
 
     def __init__(self) -> None:
         self.values: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-        for family in node_registry().collect():
+        for family in [*node_registry().collect(), *_other_nodes()]:
             for sample in family.samples:
                 self.values[sample.name].append((sample.labels, sample.value))
 

@@ -15,12 +15,15 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from chat.billing.wallet import usage_record, wallet_reserve, wallet_settle, wallet_top_up
 from chat.metrics import REQUESTS
 from chat.models import Account, ApiKey, LedgerEntry, TrafficSample, UsageHour, UsageRecord
 from chat.services import account_create_with_key
 from chat.traffic import TrafficSampler
+
+from .live import free_port
 
 pytestmark = pytest.mark.django_db
 ADMIN_KEY = "adm-" + "y" * 40
@@ -333,6 +336,26 @@ def test_model_health_and_traffic_come_from_the_metrics(operator_settings: None)
     models = ops.get("/console/api/ops/models").json()["data"]
     ghost = next(row for row in models if row["model"] == "ghostgpt")
     assert ghost["requests"] >= 7 and set(ghost) >= {"ttft_p50", "ttft_p95", "error_rate", "tokens_per_second"}
+
+
+def test_the_model_page_sums_the_samples_of_every_node(operator_settings: None, settings: Any) -> None:
+    # Another node: a real /metrics on loopback (prometheus_client's own HTTP server).
+    other = CollectorRegistry()
+    Counter("ghostgpt_requests", "x", ["route", "method", "status", "model"], registry=other).labels(
+        "/v1/chat/completions", "POST", "200", "ghostgpt"
+    ).inc(1000)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=other)
+    try:
+        ops = Browser()
+        ops.send("POST", "/console/api/ops/session", {"admin_key": ADMIN_KEY})
+        alone = next(r for r in ops.get("/console/api/ops/models").json()["data"] if r["model"] == "ghostgpt")
+        nodes = [f"http://127.0.0.1:{server.server_port}/metrics", f"http://127.0.0.1:{free_port()}/metrics"]
+        settings.GHOSTGPT = {**settings.GHOSTGPT, "METRICS_NODES": nodes}  # the second one is down
+        summed = next(r for r in ops.get("/console/api/ops/models").json()["data"] if r["model"] == "ghostgpt")
+        assert summed["requests"] == alone["requests"] + 1000
+    finally:
+        server.shutdown()
+        thread.join()
 
 
 def test_pages_render_in_both_languages() -> None:

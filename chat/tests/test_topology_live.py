@@ -108,9 +108,15 @@ def test_one_scrape_through_nginx_counts_every_web_process(topology: Topology) -
         "ghostgpt-model": [f"127.0.0.1:{topology.base_port + 100}"],
     }
     # The ops console's model page shows the node's totals, not one process's.
-    operator = httpx.post(topology.url + "/console/api/ops/session", json={"admin_key": topology.admin_key}, timeout=10)
+    csrf = httpx.get(topology.url + "/console/ops", timeout=10).cookies["csrftoken"]
+    operator = httpx.post(
+        topology.url + "/console/api/ops/session",
+        json={"admin_key": topology.admin_key},
+        headers={"Cookie": f"csrftoken={csrf}", "X-CSRFToken": csrf, "Origin": topology.url},
+        timeout=10,
+    )
     assert operator.status_code == 201, operator.text
-    cookie = "; ".join(f"{name}={value}" for name, value in operator.cookies.items())
+    cookie = "; ".join(f"{name}={value}" for name, value in {"csrftoken": csrf, **operator.cookies}.items())
     for _ in range(4):
         rows = httpx.get(topology.url + "/console/api/ops/models", headers={"Cookie": cookie}, timeout=10).json()
         fake_row = next(row for row in rows["data"] if row["model"] == "fake")

@@ -6,6 +6,8 @@ Writes, from the environment and this app's own settings (so nginx's limits are 
   a Celery worker, Celery beat and nginx;
 - `nginx.conf` from deploy/nginx.conf.template: nginx on UP_HOST:UP_PORT in front of the web
   processes;
+- `prometheus.yml`: a scrape config with one target per tier of this node, and the
+  `metrics/web` and `metrics/model` folders (PROMETHEUS_MULTIPROC_DIR), emptied;
 - `routes.yaml`: the web tier's routing file: `ghostgpt` and the embeddings model on the model
   servers, weighted evenly, plus the models of the operator's own routing file
   (UP_ROUTES_FILE: OpenAI, Anthropic, vLLM… — chat/backends/routing.py);
@@ -20,6 +22,7 @@ import ipaddress
 import os
 import secrets
 import shlex
+import shutil
 import string
 import sys
 from pathlib import Path
@@ -88,6 +91,8 @@ class Command(BaseCommand):
         web = [base_port + n for n in range(_int("WEB_PROCESSES", 2))]
         models = [base_port + 100 + n for n in range(_int("MODEL_PROCESSES", 1))]
         (folder / "logs").mkdir(exist_ok=True)
+        self.metrics_folders(folder)
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(self.prometheus(folder, models), sort_keys=False))
         (folder / "nginx.conf").write_text(self.nginx(folder, web))
         (folder / "supervisord.conf").write_text(self.supervisord(folder, web, models))
         self.secret(folder, "model-tier-key", settings.MODEL_TIER_KEY)
@@ -102,6 +107,38 @@ class Command(BaseCommand):
             f"{folder}: supervisord.conf, nginx.conf, routes.yaml ({len(web)} web, {len(models)} model processes)"
         )
 
+    def metrics_folders(self, folder: Path) -> None:
+        """PROMETHEUS_MULTIPROC_DIR for each tier of this node, emptied before the processes
+        start (prometheus_client requires it): the web processes, worker and beat share
+        `metrics/web`, so any web process's /metrics — the one nginx picks — counts the whole
+        node; the model servers share `metrics/model` (their own requests are the web tier's
+        again, so the two are scraped as two targets, never summed into one)."""
+        for tier in ("web", "model"):
+            path = folder / "metrics" / tier
+            if path.exists():
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+
+    def prometheus(self, folder: Path, models: list[int]) -> dict[str, Any]:
+        """A Prometheus scrape config for this node: one target per tier (nginx's front door
+        for the web tier, the first model server for the model tier), never one per process
+        (each process answers for all of its tier: per-process targets would count
+        everything N times). Another node's file adds its own two targets."""
+        host = os.environ.get("UP_HOST", "127.0.0.1")
+        jobs = [("ghostgpt-web", f"{host}:{_int('UP_PORT', 8000)}"), ("ghostgpt-model", f"127.0.0.1:{models[0]}")]
+        token = settings.GHOSTGPT["METRICS_TOKEN"]
+        if token:
+            (folder / "metrics-token").write_text(token)
+            (folder / "metrics-token").chmod(0o600)
+        configs = []
+        for name, target in jobs:
+            job: dict[str, Any] = {"job_name": name, "metrics_path": "/metrics"}
+            if token:
+                job["authorization"] = {"type": "Bearer", "credentials_file": str(folder / "metrics-token")}
+            job["static_configs"] = [{"targets": [target], "labels": {"node": os.uname().nodename}}]
+            configs.append(job)
+        return {"global": {"scrape_interval": "15s"}, "scrape_configs": configs}
+
     def supervisord(self, folder: Path, web: list[int], models: list[int]) -> str:
         python = shlex.quote(sys.executable)
         celery = shlex.quote(str(Path(sys.executable).with_name("celery")))
@@ -109,7 +146,12 @@ class Command(BaseCommand):
         programs = []
 
         def program(name: str, command: str, stop_seconds: float, **environment: str) -> None:
-            environment = {"GHOSTGPT_DATA_DIR": str(folder / "nodes" / name), **environment}
+            tier = "model" if name.startswith("model-") else "web"
+            environment = {
+                "GHOSTGPT_DATA_DIR": str(folder / "nodes" / name),
+                "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics" / tier),
+                **environment,
+            }
             (folder / "nodes" / name).mkdir(parents=True, exist_ok=True)
             pairs = ",".join(f'{key}="{value}"' for key, value in environment.items())
             programs.append(

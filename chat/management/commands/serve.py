@@ -28,9 +28,11 @@ class Command(BaseCommand):
         parser.add_argument("--backlog", type=int, default=int(os.environ.get("BACKLOG", "1024")))
 
     def handle(self, *args: Any, host: str, port: int, backlog: int, **options: Any) -> None:
+        from chat.metrics import serve_as_one_of_the_node
         from ghostgpt.asgi import application
         from ghostgpt.server import DrainingServer, server_config
 
+        serve_as_one_of_the_node()
         server = DrainingServer(
             server_config(application, host=host, port=port, backlog=backlog),
             drain_seconds=settings.GHOSTGPT["DRAIN_SECONDS"],
