@@ -72,6 +72,17 @@ def test_the_sdk_gets_unit_vectors_in_both_encodings(sdk: OpenAI, server: LiveSe
     assert "total_cost" in raw["usage"]
 
 
+def test_every_input_is_billed_with_its_cls_and_sep(server: LiveServer) -> None:
+    # ["a"] x 2048 reads 6,144 tokens ([CLS] a [SEP] each): the bound must not cap it at 2,064.
+    raw = httpx.post(
+        server.base_url + "/v1/embeddings",
+        json={"model": MODEL, "input": ["a"] * 2048, "encoding_format": "base64"},
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=120,
+    ).json()
+    assert raw["usage"]["prompt_tokens"] == 3 * 2048, raw["usage"]
+
+
 def test_token_id_inputs_match_their_text(sdk: OpenAI) -> None:
     text = vectors(sdk, ["hello world"], encoding_format="float")
     ids = vectors(sdk, [[7592, 2088]], encoding_format="float")  # WordPiece ids of "hello world"

@@ -10,8 +10,8 @@ import pytest
 from chat.api.auth import Principal
 from chat.api.metering import Meter
 from chat.api.params import parse_chat
-from chat.backends.base import Usage
-from chat.billing.estimate import prompt_bound
+from chat.backends.base import GenerationRequest, SamplingParams, Usage
+from chat.billing.estimate import FLOOR_BYTES_PER_TOKEN, prompt_bound, prompt_floor
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import Limits
 
@@ -99,3 +99,29 @@ def test_without_a_report_the_delivered_bound_is_billed() -> None:
     billed = billing.billable(None, delivered_tokens=12)
     assert billed == Usage(billing.prompt_bound, 12, estimated=True)
     assert billing.billable(None, delivered_tokens=10**6).completion_tokens == 16  # never beyond max_tokens
+
+
+def test_under_reported_usage_is_billed_at_least_the_floor() -> None:
+    # An upstream or agent that streams text and then reports {0, 0} does not make it free:
+    # the prompt and the delivered text are billed at least at FLOOR_BYTES_PER_TOKEN.
+    prompt = "word " * 800  # 4,000 bytes
+    billing = meter(max_tokens=1000)
+    billing.prompt_bound = prompt_bound(request(messages=[{"role": "user", "content": prompt}]), image_tokens=0)
+    billing.prompt_floor = prompt_floor(request(messages=[{"role": "user", "content": prompt}]))
+    assert billing.prompt_floor == 4000 // FLOOR_BYTES_PER_TOKEN
+    billed = billing.billable(Usage(0, 0), delivered_tokens=1600)  # 1,600 bytes streamed
+    assert billed == Usage(500, 1600 // FLOOR_BYTES_PER_TOKEN, estimated=True)
+    honest = billing.billable(Usage(900, 400), delivered_tokens=1600)  # above both floors: as reported
+    assert honest == Usage(900, 400)
+    # The embedded model's own count is exact: its floor is the count itself.
+    local = meter(max_tokens=64)
+    local.counted_locally, local.prompt_tokens = True, 7
+    assert local.billable(Usage(0, 0), delivered_tokens=5) == Usage(7, 5, estimated=True)
+
+
+def test_the_bound_covers_the_tokens_a_tokenizer_wraps_each_prompt_in() -> None:
+    # [CLS] … [SEP] around every embedding input, BOS before every legacy prompt of ids.
+    inputs = GenerationRequest(model="m", sampling=SamplingParams(max_tokens=0), prompts=("a",) * 2048)
+    assert prompt_bound(inputs, image_tokens=0) >= 3 * 2048
+    ids = GenerationRequest(model="m", sampling=SamplingParams(max_tokens=1), prompts=((1, 2, 3),) * 4)
+    assert prompt_bound(ids, image_tokens=0) >= 4 * 4
