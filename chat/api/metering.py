@@ -25,7 +25,7 @@ from django.conf import settings
 
 from chat import db
 from chat.backends.base import Accepted, GenerationRequest, TextDelta, Usage
-from chat.billing.estimate import completion_bound, prompt_bound
+from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor, text_floor
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import Limits, TokenHold, limiter, window_reset_seconds
 from chat.billing.wallet import (
@@ -112,6 +112,7 @@ class Meter:
         self.request_id = request_id
         self.prompt_bound = prompt_bound(request, image_tokens=image_tokens)
         self.completion_bound = completion_bound(request)
+        self.prompt_floor = min(prompt_floor(request), self.prompt_bound)
         self.prompt_tokens = self.prompt_bound  # until a local count replaces it
         self.counted_locally = counted_locally
         self.reservation: Reservation | None = None
@@ -210,12 +211,30 @@ class Meter:
         }
 
     def billable(self, reported: Usage | None, delivered_tokens: int) -> Usage:
-        """What is billed: the model's report clamped to what the request could produce, or
-        — when it reported none (or only an estimate) — the prompt as counted or bounded and
-        the bound of what was delivered."""
+        """What is billed: the model's report clamped to what the request could produce — from
+        above by the bounds, from below by the floors (the prompt as counted here, or its text
+        at the floor rate; the delivered text likewise), marked `estimated` when a floor was
+        used — or, when it reported none (or only an estimate), the prompt as counted or
+        bounded and the bound of what was delivered."""
         if reported is not None and not reported.estimated:
             prompt = _clamp(reported.prompt_tokens, self.prompt_bound)
             completion = _clamp(reported.completion_tokens, self.completion_bound)
+            # The embedded model's counts are exact (its tokens and its tokenizer); any
+            # other source delivered `delivered_tokens` bytes at most.
+            prompt_least = self.prompt_tokens if self.counted_locally else self.prompt_floor
+            completion_least = min(
+                delivered_tokens if self.counted_locally else text_floor(delivered_tokens), self.completion_bound
+            )
+            if prompt < prompt_least or completion < completion_least:
+                logger.warning(
+                    "request %s: usage %s/%s below the floor %s/%s: billed at the floor",
+                    self.request_id,
+                    reported.prompt_tokens,
+                    reported.completion_tokens,
+                    prompt_least,
+                    completion_least,
+                )
+                return Usage(max(prompt, prompt_least), max(completion, completion_least), estimated=True)
             if (prompt, completion) != (reported.prompt_tokens, reported.completion_tokens):
                 logger.warning(
                     "request %s: usage %s/%s clamped to %s/%s",
