@@ -258,6 +258,38 @@ def funded_account(base_url: str, admin_key: str, name: str, amount: Decimal) ->
     return user["user_id"], user["token"]
 
 
+def server_books(server: LiveServer, account_id: int) -> tuple[Decimal, Decimal, Counter[str]]:
+    """`books` of a live server's own database, PostgreSQL or SQLite."""
+    url = server.env.get("DATABASE_URL", "")
+    if url.startswith("postgres"):
+        return books(url, account_id)
+    import sqlite3
+
+    path = Path(server.env["GHOSTGPT_DATA_DIR"]) / "ghostgpt.sqlite3"
+    with sqlite3.connect(path) as conn:
+        balance = conn.execute("select balance from chat_account where id = ?", (account_id,)).fetchone()[0]
+        amounts = conn.execute("select amount from chat_ledgerentry where account_id = ?", (account_id,)).fetchall()
+        rows = conn.execute(
+            "select kind, count(*) from chat_ledgerentry where account_id = ? group by kind", (account_id,)
+        ).fetchall()
+    total = sum((Decimal(str(amount)) for (amount,) in amounts), Decimal(0))
+    return Decimal(str(balance)), total, Counter(dict(rows))
+
+
+def server_rows(server: LiveServer, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of a query (written with %s placeholders) on a live server's database."""
+    url = server.env.get("DATABASE_URL", "")
+    if url.startswith("postgres"):
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+    import sqlite3
+
+    with sqlite3.connect(Path(server.env["GHOSTGPT_DATA_DIR"]) / "ghostgpt.sqlite3") as conn:
+        return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+
 def books(database_url: str, account_id: int) -> tuple[Decimal, Decimal, Counter[str]]:
     """(balance, sum of ledger amounts, entries per kind) straight from the database."""
     import psycopg
