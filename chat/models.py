@@ -128,7 +128,10 @@ class UsageRecord(models.Model):
     """One row per finished request: tokens and cost, for /api/v1/usage."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage")
-    key = models.ForeignKey(ApiKey, null=True, on_delete=models.SET_NULL)
+    # The key's id without a database foreign key (as UsageHour.key_id): a key deleted while
+    # its request runs must not fail that request's settlement, and its rows keep saying
+    # which key spent the money.
+    key = models.ForeignKey(ApiKey, null=True, on_delete=models.DO_NOTHING, db_constraint=False)
     model = models.CharField(max_length=200, help_text="The canonical model id, which the price is for.")
     requested_model = models.CharField(max_length=200, blank=True, help_text="The name the client sent (an alias).")
     request_id = models.CharField(max_length=140, blank=True)
@@ -290,7 +293,11 @@ class StoredResponse(models.Model):
 
     id = models.CharField(primary_key=True, max_length=64)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="stored_responses")
-    key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No database foreign key, as UsageRecord.key: storing a response never fails on a key
+    # deleted meanwhile.
+    key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     model = models.CharField(max_length=200)
     context = models.JSONField(default=list, blank=True)
     input_items = models.JSONField(default=list, blank=True)

@@ -278,21 +278,36 @@ class Meter:
             prompt_excerpt=self.prompt_excerpt,
             answer_excerpt="".join(self._answer),
         )
+        cost = record.prompt_cost + record.completion_cost
         try:
             if self.reservation is not None:
-                cost = record.prompt_cost + record.completion_cost
-                await db.write(wallet_settle, reservation=self.reservation, cost=cost, usage=record, failed=failed)
+                await self._settle_reservation(record, cost, failed=failed)
             elif usage.total_tokens:
                 await db.write(usage_record, usage=record)
             TOKENS.labels(self.model, "in").inc(usage.prompt_tokens)
             TOKENS.labels(self.model, "out").inc(usage.completion_tokens)
-            COST.labels(self.model).inc(float(record.prompt_cost + record.completion_cost))
+            COST.labels(self.model).inc(float(cost))
+        except Exception:
+            logger.exception("settling request %s failed", self.request_id)
+        try:  # whatever happened to the money, the TPM hold is corrected
             if self.hold is not None:
                 await limiter().correct_tokens(self.hold, usage.total_tokens)
             else:
                 await limiter().add_tokens(self.principal.limits, usage.total_tokens)
         except Exception:
-            logger.exception("settling request %s failed", self.request_id)
+            logger.exception("correcting the token hold of request %s failed", self.request_id)
+
+    async def _settle_reservation(self, record: UsageRecord, cost: Decimal, *, failed: bool) -> None:
+        """The settlement with its usage row; if that fails, the money alone (the row is what
+        can fail: a constraint, a value out of range), so no failure leaves the worst-case
+        reservation standing. What still fails is closed by the reconciler
+        (chat.billing.reconcile) once the reservation is older than any request can run."""
+        assert self.reservation is not None
+        try:
+            await db.write(wallet_settle, reservation=self.reservation, cost=cost, usage=record, failed=failed)
+        except Exception:
+            logger.exception("settling request %s with its usage row failed; settling the money alone", self.request_id)
+            await db.write(wallet_settle, reservation=self.reservation, cost=cost, usage=None, failed=failed)
 
 
 class Unmetered(Meter):

@@ -288,7 +288,7 @@ def wallet_settle(
     *,
     reservation: Reservation,
     cost: Decimal,
-    usage: UsageRecord,
+    usage: UsageRecord | None,
     failed: bool = False,
     connection: sqlite3.Connection | None = None,
 ) -> None:

@@ -144,7 +144,13 @@ def requests_page(
             "model": row.model,
             "requested_model": row.requested_model,
             "dialect": row.dialect,
-            "key": {"id": row.key_id, "name": row.key.name, "prefix": row.key.prefix} if row.key else None,
+            "key": (
+                {"id": row.key_id, "name": row.key.name, "prefix": row.key.prefix}
+                if row.key
+                else {"id": row.key_id, "name": "(deleted key)", "prefix": ""}
+                if row.key_id
+                else None
+            ),
             "prompt_tokens": row.prompt_tokens,
             "completion_tokens": row.completion_tokens,
             "cost": money(row.prompt_cost + row.completion_cost),
