@@ -4,6 +4,7 @@ request dropped before its answer is complete."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -60,3 +61,64 @@ def test_deleting_a_key_mid_stream_keeps_the_settlement(server: LiveServer) -> N
     balance, ledger, kinds = server_books(server, account)
     assert ledger == balance, kinds
     assert balance == BUDGET - prompt - completion, "the reservation was settled, not kept"
+
+
+@pytest.mark.parametrize("policy", ["prompt", "refund"])
+def test_a_reservation_orphaned_by_kill_9_is_closed_at_startup(policy: str) -> None:
+    env = {
+        "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
+        "GHOSTGPT_PRICE_CACHE_SECONDS": "0",
+        "GHOSTGPT_RESERVATION_TIMEOUT_SECONDS": "3",
+        "GHOSTGPT_ORPHAN_POLICY": policy,
+    }
+    first = LiveServer(env=env)
+    try:
+        manage(first, "set_price", "ghostgpt", "--prompt", "1000000", "--completion", "1000000")
+        account, key = funded_account(first.base_url, ADMIN_KEY, "orphaned", BUDGET)
+        body = {
+            "model": "ghostgpt",
+            "messages": [{"role": "user", "content": "Write a long essay about the history of the sea."}],
+            "max_tokens": 1000,
+            "seed": 1,
+            "stream": True,
+        }
+        with httpx.stream(
+            "POST", first.base_url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+        ) as response:
+            assert response.status_code == 200
+            chunks = 0
+            for line in response.iter_lines():
+                chunks += line.startswith("data: {")
+                if chunks == 5:  # the answer is under way
+                    first.process.kill()  # SIGKILL between reserve and settle
+                    break
+            first.process.wait(timeout=10)
+        balance, ledger, kinds = server_books(first, account)
+        assert kinds["reserve"] == 1 and not kinds["settle"], server_rows(
+            first, "select kind, amount, request_id, created_at from chat_ledgerentry where account_id = %s", (account,)
+        )
+        prompt_tokens = BUDGET - balance - 1000  # held: the counted prompt + max_tokens, at 1 a token
+        time.sleep(3)  # older than GHOSTGPT_RESERVATION_TIMEOUT_SECONDS
+        second = LiveServer(
+            env={**env, "GHOSTGPT_DATA_DIR": first.env["GHOSTGPT_DATA_DIR"]},
+            database_url=first.env.get("DATABASE_URL") or None,
+        )
+        try:
+            closed = wait_for(
+                lambda: server_rows(
+                    second,
+                    "select amount from chat_ledgerentry where account_id = %s and kind = 'reconcile'",
+                    (account,),
+                ),
+                "the orphaned reservation to be closed",
+                within=20,
+            )
+            assert len(closed) == 1
+            balance, ledger, kinds = server_books(second, account)
+            assert ledger == balance
+            charged = prompt_tokens if policy == "prompt" else 0  # the prompt's counted size, or nothing
+            assert prompt_tokens > 10 and balance == BUDGET - charged, (balance, kinds)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
