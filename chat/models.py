@@ -107,6 +107,8 @@ class LedgerEntry(models.Model):
         OVERAGE = "overage"  # a real cost beyond the reservation (see chat.billing.wallet)
         REFUND = "refund"
         TOPUP = "topup"
+        # A reservation closed by chat.billing.reconcile after its process was lost.
+        RECONCILE = "reconcile"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ledger")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -114,6 +116,9 @@ class LedgerEntry(models.Model):
     balance_after = models.DecimalField(**MONEY)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_id = models.CharField(max_length=140, blank=True)
+    # A reservation: what it held ({"model", "key_id", "prompt_tokens", "prompt_cost"}), for
+    # closing it if its process is lost. A reconciliation: the policy that closed it.
+    detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -7,6 +7,14 @@ from celery import shared_task
 from .services import stored_responses_purge
 
 
+@shared_task(name="chat.reconcile_reservations")
+def reconcile_reservations() -> int:
+    """Reservations whose process was lost are closed (chat.billing.reconcile)."""
+    from .billing.reconcile import reconcile_now
+
+    return reconcile_now()
+
+
 @shared_task(name="chat.purge_expired_responses")
 def purge_expired_responses() -> int:
     """Stored Responses API responses past GHOSTGPT_RESPONSES_TTL_DAYS go."""

@@ -244,6 +244,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-responses": {"task": "chat.purge_expired_responses", "schedule": 3600.0},
     "purge-uploads": {"task": "tools.purge_uploads", "schedule": 3600.0},
+    "reconcile-reservations": {"task": "chat.reconcile_reservations", "schedule": 600.0},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("GHOSTGPT_CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 60, minimum=1)
@@ -423,6 +424,13 @@ GHOSTGPT = {
     "WEBSOCKET_MAX_BYTES": env_int("GHOSTGPT_WEBSOCKET_MAX_BYTES", 16 * 1024 * 1024, minimum=1024),
     # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
+    # Reservations older than this had their process lost (chat.billing.reconcile): longer
+    # than any request may run (streams may last an hour). Checked at startup and every
+    # RECONCILE_SECONDS by each web process; ORPHAN_POLICY: charge the prompt's counted size
+    # and refund the rest ("prompt"), or refund it all ("refund").
+    "RESERVATION_TIMEOUT_SECONDS": env_float("GHOSTGPT_RESERVATION_TIMEOUT_SECONDS", 7200.0, above=0),
+    "RECONCILE_SECONDS": env_float("GHOSTGPT_RECONCILE_SECONDS", 600.0),
+    "ORPHAN_POLICY": env_choice("GHOSTGPT_ORPHAN_POLICY", "prompt", ("prompt", "refund")),
     # The other nodes' web-tier /metrics URLs (comma-separated), fetched with the metrics
     # token: the ops console's model page shows the sum of every node's samples.
     "METRICS_NODES": env_list("GHOSTGPT_METRICS_NODES"),

@@ -167,8 +167,18 @@ class Meter:
     async def _reserve(self, prompt_tokens: int) -> None:
         amount = self.price.cost(prompt_tokens, self.completion_bound)
         try:
+            held = {
+                "model": self.model,
+                "key_id": self.principal.key_id,
+                "prompt_tokens": prompt_tokens,
+                "prompt_cost": str(self.price.prompt_cost(prompt_tokens)),
+            }
             self.reservation = await db.write(
-                wallet_reserve, account_id=self.principal.account_id, amount=amount, request_id=self.request_id
+                wallet_reserve,
+                account_id=self.principal.account_id,
+                amount=amount,
+                request_id=self.request_id,
+                detail=held,
             )
         except InsufficientBalance:
             if self.hold is not None:

@@ -237,13 +237,14 @@ def _move(
     *,
     covered: Decimal | None = None,
     usage: UsageRecord | None = None,
+    detail: dict[str, Any] | None = None,
     connection: sqlite3.Connection | None = None,
 ) -> bool:
     """Add `delta` to the balance and record it — only when the balance is at least `covered`,
     if given — with the usage row, if given, all or nothing. False when not covered.
     `connection`: a raw SQLite connection to run on (see chat.db.write)."""
     db = connections[DEFAULT_DB_ALIAS]
-    entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id)
+    entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id, detail=detail or {})
     update = _update_sql(db.vendor, covered is not None)
     params: list[object] = [delta, account_id] + ([covered] if covered is not None else [])
     after = _balance_after(db.vendor)
@@ -272,14 +273,23 @@ def _move(
 
 
 def wallet_reserve(
-    *, account_id: int, amount: Decimal, request_id: str, connection: sqlite3.Connection | None = None
+    *,
+    account_id: int,
+    amount: Decimal,
+    request_id: str,
+    detail: dict[str, Any] | None = None,
+    connection: sqlite3.Connection | None = None,
 ) -> Reservation:
     """Take the worst-case cost now; raises InsufficientBalance when the balance is short
     (always when it is below zero). A reservation is never a credit: amounts <= 0 raise.
+    `detail`: what it holds, kept on its ledger entry (chat.billing.reconcile reads it).
     `connection`: chat.db.write's, when it runs this on the event loop."""
     if amount <= 0:
         raise ValueError("a reservation must be positive")
-    if not _move(account_id, -amount, LedgerEntry.Kind.RESERVE, request_id, covered=amount, connection=connection):
+    moved = _move(
+        account_id, -amount, LedgerEntry.Kind.RESERVE, request_id, covered=amount, detail=detail, connection=connection
+    )
+    if not moved:
         raise InsufficientBalance
     return Reservation(account_id=account_id, amount=amount, request_id=request_id)
 

@@ -33,6 +33,10 @@ class Command(BaseCommand):
         from ghostgpt.server import DrainingServer, server_config
 
         serve_as_one_of_the_node()
+        if settings.ROLE != "model":  # a model server holds no money
+            from chat.billing.reconcile import start_reconciler
+
+            start_reconciler()
         server = DrainingServer(
             server_config(application, host=host, port=port, backlog=backlog),
             drain_seconds=settings.GHOSTGPT["DRAIN_SECONDS"],
