@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 from chat.billing.wallet import usage_record, wallet_reserve, wallet_settle, wallet_top_up
 from chat.metrics import REQUESTS
 from chat.models import Account, ApiKey, LedgerEntry, TrafficSample, UsageHour, UsageRecord
-from chat.services import account_create_with_key
+from chat.services import account_create_with_key, api_key_create
 from chat.traffic import TrafficSampler
 
 from .live import free_port
@@ -365,3 +365,32 @@ def test_pages_render_in_both_languages() -> None:
         russian = Client(headers={"Accept-Language": "ru"}).get(path)
         assert russian.status_code == 200
     assert "Консоль" in Client(headers={"Accept-Language": "ru"}).get("/console").content.decode()
+
+
+def test_an_inference_key_sees_only_its_own_requests_and_usage(holder: Any) -> None:
+    account, full_key, full_secret = holder
+    narrow, narrow_secret = api_key_create(account=account, name="ci", scope=ApiKey.Scope.INFERENCE)
+    now = timezone.now()
+    mine = charge(account, narrow, model="fast", prompt=100, completion=10, when=now)
+    theirs = charge(account, full_key, model="smart", prompt=5000, completion=900, when=now + timedelta(seconds=1))
+    scoped = Browser()
+    scoped.sign_in(narrow_secret)
+    requests = scoped.get("/console/api/requests").json()["data"]
+    assert [row["model"] for row in requests] == ["fast"]
+    usage = scoped.get("/console/api/usage", tz="UTC").json()
+    assert Decimal(usage["totals"]["cost"]) == mine and usage["models"] == ["fast"]
+    assert [k["id"] for k in usage["keys"]] == [narrow.pk]
+    # Asking for another key's usage shows nothing of it.
+    assert scoped.get("/console/api/usage", tz="UTC", key=full_key.pk).json()["totals"]["requests"] == 0
+    assert scoped.get("/console/api/requests", key=full_key.pk).json()["data"] == []
+    overview = scoped.get("/console/api/overview", tz="UTC").json()
+    assert Decimal(overview["spend"]["today"]) == mine and [r["model"] for r in overview["trend"]["data"]] == ["fast"]
+    exported = scoped.get("/console/api/usage.csv", tz="UTC").content.decode()
+    assert "smart" not in exported and "fast" in exported
+    api = Client(headers={"Authorization": f"Bearer {narrow_secret}"}).get("/api/v1/usage", {"group_by": "model"})
+    assert [row["model"] for row in api.json()["data"]] == ["fast"]
+    # A full key sees the account's.
+    full = Browser()
+    full.sign_in(full_secret)
+    assert Decimal(full.get("/console/api/usage", tz="UTC").json()["totals"]["cost"]) == mine + theirs
+    assert len(full.get("/console/api/requests").json()["data"]) == 2
