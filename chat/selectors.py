@@ -114,9 +114,14 @@ def api_key_get_for_account(*, account: Account, key_id: int) -> ApiKey:
     return key
 
 
-def usage_summary(*, account: Account, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]:
-    """Requests, tokens and cost per day, model or key, oldest or largest first."""
+def usage_summary(
+    *, account: Account, since: datetime, until: datetime, group_by: str, key_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Requests, tokens and cost per day, model or key, oldest or largest first; `key_id`:
+    that key's only."""
     rows = UsageRecord.objects.filter(account=account, created_at__gte=since, created_at__lt=until)
+    if key_id is not None:
+        rows = rows.filter(key_id=key_id)
     if group_by == "day":
         rows = rows.annotate(group=TruncDate("created_at"))
     elif group_by == "model":

@@ -196,7 +196,9 @@ class UsageApi(APIView):
         since = timezone.make_aware(datetime.combine(start, time.min))
         until = timezone.make_aware(datetime.combine(end + timedelta(days=1), time.min))
         group_by = data.validated_data["group_by"]
-        rows = usage_summary(account=request.user, since=since, until=until, group_by=group_by)
+        key: ApiKey = request.auth
+        only = key.pk if key.scope == ApiKey.Scope.INFERENCE else None  # an inference key: its own usage
+        rows = usage_summary(account=request.user, since=since, until=until, group_by=group_by, key_id=only)
         return Response(
             {
                 "object": "list",

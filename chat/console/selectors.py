@@ -42,6 +42,8 @@ class UsageQuery:
     bucket: str = "day"  # "day" | "hour"
     key_id: int | None = None
     model: str | None = None
+    # An inference-scoped key sees its own usage only: every row, filter and choice is its.
+    only_key: int | None = None
 
     @property
     def since(self) -> datetime:
@@ -57,6 +59,8 @@ def usage_report(query: UsageQuery) -> dict[str, Any]:
     their totals, and the models and keys the range has usage for (the filters' choices,
     whatever the filters are)."""
     in_range = UsageHour.objects.filter(account_id=query.account_id, hour__gte=query.since, hour__lt=query.until)
+    if query.only_key is not None:
+        in_range = in_range.filter(key_id=query.only_key)
     pairs = set(in_range.values_list("model", "key_id").distinct())
     rows = in_range
     if query.key_id is not None:
@@ -86,7 +90,7 @@ def usage_report(query: UsageQuery) -> dict[str, Any]:
         "data": data,
         "totals": {"requests": requests, "prompt_tokens": prompt, "completion_tokens": completion, "cost": money(cost)},
         "models": sorted({model for model, _ in pairs}),
-        "keys": _keys(query.account_id, {key_id for _, key_id in pairs if key_id}),
+        "keys": _keys(query.account_id, {key_id for _, key_id in pairs if key_id}, only=query.only_key),
     }
 
 
@@ -97,9 +101,11 @@ def _bucket_label(value: datetime | date, query: UsageQuery) -> str:
     return value.isoformat()
 
 
-def _keys(account_id: int, used: set[int]) -> list[dict[str, Any]]:
-    """The account's API keys and any other key with usage (deleted: no name)."""
+def _keys(account_id: int, used: set[int], only: int | None = None) -> list[dict[str, Any]]:
+    """The account's API keys and any other key with usage (deleted: no name); `only`: that key."""
     mine = ApiKey.objects.filter(account_id=account_id, kind="api").only("id", "name", "prefix")
+    if only is not None:
+        mine = mine.filter(pk=only)
     keys = {key.pk: key for key in mine}
     return [
         {
@@ -111,11 +117,11 @@ def _keys(account_id: int, used: set[int]) -> list[dict[str, Any]]:
     ]
 
 
-def spend_between(*, account_id: int, since: datetime, until: datetime) -> Decimal:
-    total = UsageHour.objects.filter(account_id=account_id, hour__gte=since, hour__lt=until).aggregate(
-        cost=Sum("cost")
-    )["cost"]
-    return total or Decimal(0)
+def spend_between(*, account_id: int, since: datetime, until: datetime, key_id: int | None = None) -> Decimal:
+    rows = UsageHour.objects.filter(account_id=account_id, hour__gte=since, hour__lt=until)
+    if key_id is not None:
+        rows = rows.filter(key_id=key_id)
+    return rows.aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
 
 
 def requests_page(

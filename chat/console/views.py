@@ -145,6 +145,13 @@ class ConsoleApi(APIView):
     permission_classes = [auth.SignedIn]
 
 
+def own_key_only(request: Request) -> int | None:
+    """The signed-in key's id when its scope is `inference` (it sees its own requests and
+    usage); None for a `full` key (it sees the account's)."""
+    key: ApiKey = request.auth
+    return key.pk if key.scope == ApiKey.Scope.INFERENCE else None
+
+
 def _zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
@@ -164,7 +171,7 @@ class UsageParams(serializers.Serializer):
         fields["from"] = ReportDateField(required=False)  # a keyword in Python
         return fields
 
-    def query(self, account_id: int) -> selectors.UsageQuery:
+    def query(self, account_id: int, only_key: int | None = None) -> selectors.UsageQuery:
         self.is_valid(raise_exception=True)
         data = self.validated_data
         tz = _zone(data.get("tz"))
@@ -185,6 +192,7 @@ class UsageParams(serializers.Serializer):
             bucket=bucket,
             key_id=data.get("key"),
             model=data.get("model") or None,
+            only_key=only_key,
         )
 
 
@@ -201,7 +209,10 @@ class OverviewApi(ConsoleApi):
         tomorrow = _day_start(today + timedelta(days=1), tz)
         limits = Principal.of(key).limits
         window = async_to_sync(limiter().hit)(limits, count=False)
-        trend = selectors.UsageQuery(account_id=account.pk, start=today - timedelta(days=29), end=today, tz=tz)
+        only = own_key_only(request)
+        trend = selectors.UsageQuery(
+            account_id=account.pk, start=today - timedelta(days=29), end=today, tz=tz, only_key=only
+        )
         return Response(
             {
                 "currency": settings.GHOSTGPT["CURRENCY"],
@@ -217,11 +228,16 @@ class OverviewApi(ConsoleApi):
                 },
                 "spend": {
                     "today": selectors.money(
-                        selectors.spend_between(account_id=account.pk, since=_day_start(today, tz), until=tomorrow)
+                        selectors.spend_between(
+                            account_id=account.pk, since=_day_start(today, tz), until=tomorrow, key_id=only
+                        )
                     ),
                     "month": selectors.money(
                         selectors.spend_between(
-                            account_id=account.pk, since=_day_start(today.replace(day=1), tz), until=tomorrow
+                            account_id=account.pk,
+                            since=_day_start(today.replace(day=1), tz),
+                            until=tomorrow,
+                            key_id=only,
                         )
                     ),
                 },
@@ -232,7 +248,7 @@ class OverviewApi(ConsoleApi):
 
 class UsageApi(ConsoleApi):
     def get(self, request: Request) -> Response:
-        query = UsageParams(data=request.query_params).query(request.user.pk)
+        query = UsageParams(data=request.query_params).query(request.user.pk, own_key_only(request))
         return Response(
             {
                 "object": "usage",
@@ -248,7 +264,7 @@ class UsageApi(ConsoleApi):
 
 class UsageCsvApi(ConsoleApi):
     def get(self, request: Request) -> HttpResponse:
-        query = UsageParams(data=request.query_params).query(request.user.pk)
+        query = UsageParams(data=request.query_params).query(request.user.pk, own_key_only(request))
         buffer = io.StringIO()
         csv.writer(buffer).writerows(selectors.usage_csv_rows(query))
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
@@ -268,11 +284,15 @@ class RequestsApi(ConsoleApi):
         data = self.InputSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
         params = data.validated_data
+        only = own_key_only(request)
+        asked = params.get("key")
+        if only is not None and asked is not None and asked != only:
+            asked = -1  # another key's requests: none of them is this key's to see
         rows = selectors.requests_page(
             account_id=request.user.pk,
             limit=params["limit"],
             before=params.get("before"),
-            key_id=params.get("key"),
+            key_id=asked if asked is not None else only,
             model=params.get("model") or None,
             with_text=bool(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"]),
         )
