@@ -122,3 +122,30 @@ def test_a_reservation_orphaned_by_kill_9_is_closed_at_startup(policy: str) -> N
             second.stop()
     finally:
         first.stop()
+
+
+def test_a_json_request_dropped_before_its_answer_pays_for_its_prompt(server: LiveServer) -> None:
+    # The same as a dropped stream: the admitted prompt's counted size plus what was generated.
+    account, key = funded_account(server.base_url, ADMIN_KEY, "dropped-json", BUDGET)
+    prompt = " ".join(f"{n}, ghost ship sails the sea." for n in range(400))  # ~3,000 tokens to prefill
+    body = {"model": "ghostgpt", "messages": [{"role": "user", "content": prompt}], "max_tokens": 500, "seed": 1}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up before the answer is complete
+        httpx.post(
+            server.base_url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=httpx.Timeout(30, read=1.0),
+        )
+    rows = wait_for(
+        lambda: server_rows(
+            server,
+            "select prompt_tokens, completion_tokens, estimated from chat_usagerecord where account_id = %s",
+            (account,),
+        ),
+        "the dropped request to be settled",
+        within=30,
+    )
+    [(prompt_tokens, completion_tokens, estimated)] = rows
+    assert prompt_tokens > 2000 and estimated, rows
+    balance, ledger, _ = server_books(server, account)
+    assert ledger == balance and balance == BUDGET - prompt_tokens - completion_tokens
