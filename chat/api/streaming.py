@@ -205,13 +205,20 @@ async def sse_body(
 
 
 async def collect(events: AsyncIterator[Event], encoder: Encoder, first: Event, settle: Settle) -> dict[str, Any]:
-    """The non-stream body: the same stream, collected. Cancellation stops the backend."""
-    failed = True
+    """The non-stream body: the same stream, collected. Cancellation (the client is gone)
+    stops the backend and bills what the request cost by then, as a dropped stream does:
+    the admitted prompt's counted size and what was generated. A backend's failure is a
+    failure (nothing delivered and nothing reported costs nothing)."""
+    failed = False
     try:
         encoder.record(first)
         async for event in events:
             encoder.record(event)
-        failed = False
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        failed = True
+        raise
     finally:
         await events.aclose()  # type: ignore[attr-defined]
         await asyncio.shield(settle(failed))
