@@ -22,6 +22,9 @@ class Tier(models.Model):
     name = models.SlugField(max_length=32, unique=True)
     rpm = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty = unlimited.")
     tpm = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty = unlimited.")
+    max_api_keys = models.PositiveIntegerField(
+        null=True, blank=True, help_text="API keys an account may hold; empty = GHOSTGPT_MAX_API_KEYS."
+    )
 
     def __str__(self) -> str:
         return self.name

@@ -113,6 +113,18 @@ def api_key_check_manageable(*, granter: ApiKey, target: ApiKey) -> None:
         raise GrantRefused("This key may not manage a key with more access than itself.")
 
 
+class TooManyKeys(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def api_key_cap(account: Account) -> int:
+    """API keys this account may hold: its tier's cap, else GHOSTGPT_MAX_API_KEYS."""
+    cap = account.tier.max_api_keys
+    return cap if cap is not None else int(settings.GHOSTGPT["MAX_API_KEYS"])
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -125,7 +137,14 @@ def api_key_create(
     tpm_override: int | None = None,
     created_by: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key. Returns the row and the secret, which is never retrievable again."""
+    """Create a key. Returns the row and the secret, which is never retrievable again.
+    Raises TooManyKeys when the account holds its cap of API keys already (checked under the
+    account's row lock, so concurrent creations cannot pass it; browser sessions and agent
+    tokens are other kinds and never count)."""
+    Account.objects.select_for_update().filter(pk=account.pk).values_list("pk", flat=True).first()
+    cap = api_key_cap(account)
+    if ApiKey.objects.filter(account=account, kind=ApiKey.Kind.API).count() >= cap:
+        raise TooManyKeys(cap)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
         account=account,

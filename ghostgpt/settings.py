@@ -338,7 +338,7 @@ TOOLS = {
     # Exact "ip:port" targets that may be fetched although not global (tests' fixture
     # servers on loopback). Empty in production.
     "FETCH_ALLOW": env_list("GHOSTGPT_FETCH_ALLOW"),
-    # Requests per window for anonymous callers (per IP) and for key holders (per key).
+    # Requests per window for anonymous callers (per IP) and for key holders (per account).
     "RATE_ANONYMOUS": env_int("GHOSTGPT_TOOLS_RATE_ANONYMOUS", 10, minimum=1),
     "RATE_KEY": env_int("GHOSTGPT_TOOLS_RATE_KEY", 60, minimum=1),
     "RATE_SESSION": env_int("GHOSTGPT_TOOLS_RATE_SESSION", 30, minimum=1),
@@ -424,6 +424,9 @@ GHOSTGPT = {
     "WEBSOCKET_MAX_BYTES": env_int("GHOSTGPT_WEBSOCKET_MAX_BYTES", 16 * 1024 * 1024, minimum=1024),
     # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
+    # API keys one account may hold (a tier's `max_api_keys` overrides it). Browser sessions
+    # and agent tokens are not API keys.
+    "MAX_API_KEYS": env_int("GHOSTGPT_MAX_API_KEYS", 25, minimum=1),
     # Reservations older than this had their process lost (chat.billing.reconcile): longer
     # than any request may run (streams may last an hour). Checked at startup and every
     # RECONCILE_SECONDS by each web process; ORPHAN_POLICY: charge the prompt's counted size

@@ -71,8 +71,8 @@ class ToolApi(APIView):
         config = settings.TOOLS
         if request.auth is not None and request.auth.kind == ApiKey.Kind.SESSION:
             limits = Limits(f"tools:session:{request.auth.pk}", config["RATE_SESSION"], None)
-        elif request.auth is not None:
-            limits = Limits(f"tools:key:{request.auth.pk}", config["RATE_KEY"], None)
+        elif request.auth is not None:  # per account: more keys do not multiply it
+            limits = Limits(f"tools:account:{request.auth.account_id}", config["RATE_KEY"], None)
         else:
             limits = Limits(f"tools:ip:{client_key(request._request)}", config["RATE_ANONYMOUS"], None)
         count_or_429(limits, "tool requests")

@@ -22,6 +22,7 @@ from chat.models import Account, ApiKey
 from chat.selectors import api_key_get_for_account, usage_summary
 from chat.services import (
     GrantRefused,
+    TooManyKeys,
     api_key_check_manageable,
     api_key_create,
     api_key_delete,
@@ -90,7 +91,15 @@ class KeyListCreateApi(APIView):
             granted = api_key_grant(granter=request.auth, changes=wanted)
         except GrantRefused as exc:
             raise _refused(exc) from None
-        key, secret = api_key_create(account=request.user, created_by=request.auth, **granted)
+        try:
+            key, secret = api_key_create(account=request.user, created_by=request.auth, **granted)
+        except TooManyKeys as exc:
+            raise ApiError(
+                429,
+                f"This account holds its limit of {exc.limit} API keys: delete one before making another.",
+                error_type="rate_limit_error",
+                code="too_many_keys",
+            ) from None
         return Response({**_key_body(key), "key": secret}, status=status.HTTP_201_CREATED)
 
 

@@ -41,30 +41,74 @@ def presented_key(request: HttpRequest) -> str | None:
     return getattr(request, "query_key", None) or None
 
 
+def _narrower(limit: int | None, caps: tuple[int | None, ...]) -> int | None:
+    """The key's own cap where it is tighter than the account's limit (None: no cap)."""
+    tightest = min((cap for cap in caps if cap is not None), default=None)
+    if tightest is None or (limit is not None and tightest >= limit):
+        return None
+    return tightest
+
+
+def account_limits(
+    *,
+    key_id: int,
+    account_id: int,
+    account_rpm: int | None,
+    account_tpm: int | None,
+    rpm_caps: tuple[int | None, ...],
+    tpm_caps: tuple[int | None, ...],
+) -> tuple[Limits, Limits | None]:
+    """A tier's limits are the account's, whichever of its keys is used: (the account's
+    limits, the key's own further cap or None). A key's rpm/tpm and its own tier only narrow."""
+    account = Limits(f"account:{account_id}", account_rpm, account_tpm)
+    rpm, tpm = _narrower(account_rpm, rpm_caps), _narrower(account_tpm, tpm_caps)
+    key = Limits(f"key:{key_id}", rpm, tpm) if rpm is not None or tpm is not None else None
+    return account, key
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller of one request: which key, which account pays, what it may do."""
+    """The caller of one request: which key, which account pays, what it may do. `limits`
+    are the account's (shared by all its keys); `key_limits` the key's own tighter cap."""
 
     key_id: int
     account_id: int
     allowed_models: tuple[str, ...]
     limits: Limits
     kind: str = "api"  # ApiKey.Kind: "api" or "session"
+    key_limits: Limits | None = None
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
 
+    @property
+    def all_limits(self) -> tuple[Limits, ...]:
+        return (self.limits,) if self.key_limits is None else (self.limits, self.key_limits)
+
     @classmethod
     def authenticated(cls, key: KeyAuth) -> Principal:
-        limits = Limits(f"key:{key.id}", key.rpm, key.tpm)
-        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind)
+        limits, own = account_limits(
+            key_id=key.id,
+            account_id=key.account_id,
+            account_rpm=key.account_tier_rpm,
+            account_tpm=key.account_tier_tpm,
+            rpm_caps=(key.rpm_override, key.tier_rpm if key.tier_id is not None else None),
+            tpm_caps=(key.tpm_override, key.tier_tpm if key.tier_id is not None else None),
+        )
+        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own)
 
     @classmethod
     def of(cls, key: ApiKey) -> Principal:
-        tier = key.tier or key.account.tier
-        rpm = key.rpm_override if key.rpm_override is not None else tier.rpm
-        tpm = key.tpm_override if key.tpm_override is not None else tier.tpm
-        return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), Limits(f"key:{key.pk}", rpm, tpm), key.kind)
+        tier = key.account.tier
+        limits, own = account_limits(
+            key_id=key.pk,
+            account_id=key.account_id,
+            account_rpm=tier.rpm,
+            account_tpm=tier.tpm,
+            rpm_caps=(key.rpm_override, key.tier.rpm if key.tier else None),
+            tpm_caps=(key.tpm_override, key.tier.tpm if key.tier else None),
+        )
+        return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own)
 
 
 # The one caller of a model-tier process (GHOSTGPT_ROLE=model): the web tier, which has

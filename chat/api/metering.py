@@ -116,7 +116,7 @@ class Meter:
         self.prompt_tokens = self.prompt_bound  # until a local count replaces it
         self.counted_locally = counted_locally
         self.reservation: Reservation | None = None
-        self.hold: TokenHold | None = None
+        self.holds: list[TokenHold] = []  # the account's TPM hold, then the key's own cap's
         self.dialect = dialect
         self.started = time.perf_counter() if started is None else started
         self.first_token_seconds: float | None = None
@@ -145,24 +145,33 @@ class Meter:
     async def admit(self) -> None:
         """Hold the worst case against TPM and the balance; raises 429 or 402. Call it
         before the backend is contacted."""
-        limits = self.principal.limits
-        if limits.tpm is not None:  # no TPM, nothing to hold: its tokens are added at the end
-            await self._hold_tokens(limits)
+        for limits in self.principal.all_limits:
+            if limits.tpm is not None:  # no TPM, nothing to hold: its tokens are added at the end
+                await self._hold_tokens(limits)
         if self.price.is_free or self.counted_locally:
             return  # a local count reserves the exact cost at `accepted`, before any model work
         await self._reserve(self.prompt_bound)
 
     async def _hold_tokens(self, limits: Limits) -> None:
-        self.hold, used = await limiter().hold_tokens(limits, self.worst_case_tokens)
-        if self.hold is None:
-            window = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
-            raise rate_limited(
-                f"Rate limit reached for tokens: this request may use up to {self.worst_case_tokens} tokens "
-                f"(its prompt + max_tokens), and this key has used {used} of its {limits.tpm} per {window}s. "
-                "Lower max_tokens or retry later.",
-                kind="tokens",
-                retry_after=window_reset_seconds(),
-            )
+        hold, used = await limiter().hold_tokens(limits, self.worst_case_tokens)
+        if hold is not None:
+            self.holds.append(hold)
+            return
+        await self._release_holds()
+        whose = "this key" if limits is self.principal.key_limits else "this account (all its keys)"
+        window = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
+        raise rate_limited(
+            f"Rate limit reached for tokens: this request may use up to {self.worst_case_tokens} tokens "
+            f"(its prompt + max_tokens), and {whose} has used {used} of its {limits.tpm} per {window}s. "
+            "Lower max_tokens or retry later.",
+            kind="tokens",
+            retry_after=window_reset_seconds(),
+        )
+
+    async def _release_holds(self) -> None:
+        for hold in self.holds:
+            await limiter().correct_tokens(hold, 0)
+        self.holds = []
 
     async def _reserve(self, prompt_tokens: int) -> None:
         amount = self.price.cost(prompt_tokens, self.completion_bound)
@@ -181,8 +190,7 @@ class Meter:
                 detail=held,
             )
         except InsufficientBalance:
-            if self.hold is not None:
-                await limiter().correct_tokens(self.hold, 0)
+            await self._release_holds()
             self._settled = True
             currency = settings.GHOSTGPT["CURRENCY"]
             raise ApiError(
@@ -202,10 +210,10 @@ class Meter:
         if not self.counted_locally:
             return
         self.prompt_tokens = _clamp(event.prompt_tokens, self.prompt_bound)
-        if self.hold is not None:
-            exact_hold = self.prompt_tokens + self.completion_bound
-            await limiter().correct_tokens(self.hold, exact_hold)
-            self.hold = replace(self.hold, tokens=exact_hold)
+        exact_hold = self.prompt_tokens + self.completion_bound
+        for hold in self.holds:
+            await limiter().correct_tokens(hold, exact_hold)
+        self.holds = [replace(hold, tokens=exact_hold) for hold in self.holds]
         if not self.price.is_free:
             await self._reserve(self.prompt_tokens)
 
@@ -300,9 +308,9 @@ class Meter:
         except Exception:
             logger.exception("settling request %s failed", self.request_id)
         try:  # whatever happened to the money, the TPM hold is corrected
-            if self.hold is not None:
-                await limiter().correct_tokens(self.hold, usage.total_tokens)
-            else:
+            for hold in self.holds:
+                await limiter().correct_tokens(hold, usage.total_tokens)
+            if not any(hold.limits is self.principal.limits for hold in self.holds):
                 await limiter().add_tokens(self.principal.limits, usage.total_tokens)
         except Exception:
             logger.exception("correcting the token hold of request %s failed", self.request_id)

@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from chat.backends import registry
 from chat.backends.base import Backend, BackendError, Event, GenerationRequest, TextDelta, ToolCallDelta, Usage
 from chat.billing.pricing import price_for
-from chat.billing.ratelimit import limiter
+from chat.billing.ratelimit import limiter, tightest_headers
 from chat.executors import Busy
 from chat.jsonbytes import dumps
 from chat.metrics import FIRST_TOKEN, GENERATION
@@ -299,15 +299,18 @@ async def count_request(request: HttpRequest, principal: Principal, *, count: bo
     if principal.kind == MODEL_TIER.kind:  # a model server: the web tier counted it
         return
     state = await limiter().hit(principal.limits, count=count)
-    request.ratelimit_headers = state.headers()  # type: ignore[attr-defined]
-    if count and (state.over_requests or state.over_tokens):
-        kind = "requests" if state.over_requests else "tokens"
-        limit = state.limits.rpm if state.over_requests else state.limits.tpm
-        window = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
-        message = (
-            f"Rate limit reached for {kind}: {limit} per {window}s on this key. Retry after {state.reset_seconds}s."
-        )
-        raise rate_limited(message, kind=kind, retry_after=state.reset_seconds)
+    own = await limiter().hit(principal.key_limits, count=count) if principal.key_limits is not None else None
+    request.ratelimit_headers = tightest_headers(state, own)  # type: ignore[attr-defined]
+    for checked, whose in ((own, "this key"), (state, "this account (all its keys)")):
+        if count and checked is not None and (checked.over_requests or checked.over_tokens):
+            kind = "requests" if checked.over_requests else "tokens"
+            limit = checked.limits.rpm if checked.over_requests else checked.limits.tpm
+            window = settings.GHOSTGPT["RATE_WINDOW_SECONDS"]
+            message = (
+                f"Rate limit reached for {kind}: {limit} per {window}s on {whose}. "
+                f"Retry after {checked.reset_seconds}s."
+            )
+            raise rate_limited(message, kind=kind, retry_after=checked.reset_seconds)
 
 
 def request_body(request: HttpRequest) -> bytes:

@@ -1,5 +1,6 @@
-"""Fixed-window request and token limits per key: in Redis when REDIS_URL is set (one
-atomic script, shared by every server process), in process memory otherwise.
+"""Fixed-window request and token limits per account (a tier's limits are the account's,
+shared by all its keys) and per key for a key's own tighter cap: in Redis when REDIS_URL is
+set (one atomic script, shared by every server process), in process memory otherwise.
 
 A window is `RATE_WINDOW_SECONDS` long (a minute). A request is counted when it starts.
 Its tokens are held at their worst case (the prompt's upper bound + max_tokens) before any
@@ -91,6 +92,20 @@ class RateState:
                 values[f"x-ratelimit-remaining-{kind}"] = str(max(limit - used, 0))
                 values[f"x-ratelimit-reset-{kind}"] = reset
         return values
+
+
+def tightest_headers(state: RateState, own: RateState | None) -> dict[str, str]:
+    """The x-ratelimit-* headers of the account's state and the key's own cap: for each kind,
+    whichever leaves less."""
+    headers = state.headers()
+    if own is None:
+        return headers
+    for kind in ("requests", "tokens"):
+        narrow = {name: value for name, value in own.headers().items() if name.endswith(kind)}
+        remaining = f"x-ratelimit-remaining-{kind}"
+        if narrow and (remaining not in headers or int(narrow[remaining]) < int(headers[remaining])):
+            headers.update(narrow)
+    return headers
 
 
 def _window() -> tuple[int, int]:

@@ -16,13 +16,12 @@ from chat.services import account_create_with_key, api_key_create
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-
 @pytest.fixture(autouse=True)
 def tiers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The seeded tiers (a transactional test starts from an empty database), and a fresh
     in-memory limiter (ids are reused after the flush)."""
     monkeypatch.setattr(ratelimit, "_limiter", None)
-    for name, rpm, tpm in (("regular", 12, 40_000), ("vip", 60, 200_000)):
+    for name, rpm, tpm in (("regular", 12, 40_000), ("vip", 60, 200_000), ("anonymous", 10, 30_000)):
         Tier.objects.get_or_create(name=name, defaults={"rpm": rpm, "tpm": tpm})
 
 
