@@ -356,3 +356,41 @@ def test_an_expired_session_is_no_session(tab: Browser) -> None:
     assert key.expires_at is not None  # sessions expire with their cookie
     ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert tab.send("get", "/api/conversations").status_code == 401
+
+
+def test_conversation_creation_is_rate_limited_on_every_path(tab: Browser, settings: Any) -> None:
+    settings.WEB = {**settings.WEB, "CONVERSATION_RATE": 2}
+    assert tab.send("post", "/api/conversations", {"title": "x"}).status_code == 201
+    shared = tab.send("post", "/api/share", blocks(("user", "hi")))
+    assert tab.send("post", f"/api/share/{shared.json()['id']}/continue").status_code == 201
+    # The third conversation, whichever way it would be made, is refused before anything else.
+    for path, body in (
+        ("/api/conversations", {"title": "y"}),
+        ("/api/conversations/new/messages", {"content": "hi", "model": "ghostgpt"}),
+        ("/api/ask", {"content": "hi", "model": "ghostgpt"}),
+        (f"/api/share/{shared.json()['id']}/continue", None),
+    ):
+        refused = tab.send("post", path, body)
+        assert refused.status_code == 429, (path, refused.content)
+    assert Conversation.objects.count() == 2
+
+
+def test_a_turn_loads_only_the_path_to_its_leaf(tab: Browser) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat.web import services
+
+    conversation = Conversation.objects.create(account_id=ApiKey.objects.get().account_id)
+    parent = None
+    for n in range(6):  # the path: six turns
+        user = Message.objects.create(conversation=conversation, parent=parent, role="user", content=f"q{n}")
+        parent = Message.objects.create(conversation=conversation, parent=user, role="assistant", content=f"a{n}")
+    for n in range(300):  # 300 other branches beside it
+        Message.objects.create(conversation=conversation, parent=None, role="user", content="x" * 100)
+    assistant = Message.objects.create(conversation=conversation, parent=parent, role="assistant", content="")
+    with CaptureQueriesContext(connection) as queries:
+        history = services.prompt_messages(conversation=conversation, assistant=assistant)
+    assert [m["content"] for m in history] == [c for n in range(6) for c in (f"q{n}", f"a{n}")]
+    loaded = sum(1 for q in queries.captured_queries if "chat_message" in q["sql"])
+    assert loaded == 1 and "RECURSIVE" in queries.captured_queries[-1]["sql"].upper()
