@@ -25,6 +25,9 @@ class Tier(models.Model):
     max_api_keys = models.PositiveIntegerField(
         null=True, blank=True, help_text="API keys an account may hold; empty = GHOSTGPT_MAX_API_KEYS."
     )
+    storage_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="Bytes of chat turns an account may keep; empty = GHOSTGPT_STORAGE_BYTES."
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -39,6 +42,9 @@ class Account(models.Model):
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT)
     membership_expires_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
+    # Bytes its chat turns keep (typed text and attachments): checked against the tier's
+    # storage quota before a turn is written, given back when a conversation is deleted.
+    storage_used = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     # The balance may be below zero only by an overage (chat.billing.wallet's policy).

@@ -359,6 +359,9 @@ WEB = {
     "SHARE_RATE_ANONYMOUS": env_int("GHOSTGPT_SHARE_RATE_ANONYMOUS", 10, minimum=1),
     # Total bytes of shares one owner (or one anonymous address) may keep.
     "SHARE_STORAGE_BYTES": env_int("GHOSTGPT_SHARE_STORAGE_BYTES", 100 * 1024 * 1024, minimum=1024),
+    # Bytes of chat turns (typed text and attachments) one account may keep; a tier's
+    # `storage_bytes` overrides it. Past it a new turn is 413 storage_quota_exceeded.
+    "STORAGE_BYTES": env_int("GHOSTGPT_STORAGE_BYTES", 200 * 1024 * 1024, minimum=1024),
     "SHARE_STORAGE_BYTES_ANONYMOUS": env_int("GHOSTGPT_SHARE_STORAGE_BYTES_ANONYMOUS", 20 * 1024 * 1024, minimum=1024),
     # New conversations per minute per owner.
     "CONVERSATION_RATE": env_int("GHOSTGPT_CONVERSATION_RATE", 60, minimum=1),

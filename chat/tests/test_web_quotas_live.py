@@ -14,7 +14,8 @@ from .live import LiveServer, server_rows
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LiveServer]:
-    live = LiveServer(env={"GHOSTGPT_STORAGE_BYTES": "9000", "GHOSTGPT_CONVERSATION_RATE": "100"})
+    env = {"GHOSTGPT_STORAGE_BYTES": "9000", "GHOSTGPT_CONVERSATION_RATE": "100", "GHOSTGPT_N_CTX": "1024"}
+    live = LiveServer(env=env)
     yield live
     live.stop()
 
@@ -52,9 +53,24 @@ def test_the_storage_quota_is_checked_before_a_turn_is_written(server: LiveServe
 def test_tpm_and_the_context_are_checked_before_a_turn_is_written(server: LiveServer) -> None:
     tab = browser(server)  # an anonymous session: 30,000 tokens a minute
     before = messages(server)
-    huge = tab.post("/api/conversations/new/messages", json={"content": "w" * 8000, "max_tokens": 28000})
+    huge = tab.post("/api/conversations/new/messages", json={"content": "w" * 40000, "max_tokens": 4000})
     assert huge.status_code == 429 and huge.json()["error"]["code"] == "rate_limit_exceeded", huge.text[:300]
     assert messages(server) == before
-    long = tab.post("/api/conversations/new/messages", json={"content": "word " * 8000, "max_tokens": 16})
+    long = tab.post("/api/conversations/new/messages", json={"content": "word " * 2000, "max_tokens": 64})
     assert long.status_code == 400 and long.json()["error"]["code"] == "context_length_exceeded", long.text[:300]
     assert messages(server) == before
+
+
+def test_first_turns_and_asks_count_as_new_conversations() -> None:
+    server = LiveServer(env={"GHOSTGPT_CONVERSATION_RATE": "2"})
+    try:
+        tab = browser(server)
+        assert tab.post("/api/conversations", json={"title": "x"}).status_code == 201
+        assert tab.post("/api/conversations/new/messages", json={"content": "hi", "max_tokens": 1}).status_code == 201
+        before = messages(server)
+        for path in ("/api/conversations/new/messages", "/api/ask"):
+            refused = tab.post(path, json={"content": "hi", "max_tokens": 1})
+            assert refused.status_code == 429, (path, refused.text[:300])
+        assert messages(server) == before
+    finally:
+        server.stop()

@@ -148,5 +148,6 @@ class ShareContinueApi(WebApi):
     """ "Continue this chat": copy the snapshot into the caller's own conversations."""
 
     def post(self, request: Request, share_id: str) -> Response:
+        limit_creation(request, "conversation", owner_rate="CONVERSATION_RATE")
         conversation = services.conversation_from_share(share=share_get(share_id=share_id), account_id=request.user.pk)
         return Response({"conversation_id": str(conversation.pk), "url": f"/?c={conversation.pk}"}, status=201)

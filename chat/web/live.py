@@ -22,10 +22,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.utils import timezone
 
 from chat.api.auth import Principal, authenticate
-from chat.api.errors import ApiError
+from chat.api.errors import ApiError, rate_limited
 from chat.api.params import parse_chat, parse_json_object
 from chat.api.views import backend_for, count_request, openai_errors, request_body
+from chat.backends import registry
 from chat.backends.base import Backend
+from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor
+from chat.billing.ratelimit import Limits, limiter
 from chat.models import Conversation, Message
 
 from . import services
@@ -51,11 +54,14 @@ async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
     principal = await authenticate(request)
     await count_request(request, principal)
     body = parse_json_object(request_body(request))
+    if conversation_id == "new":
+        await limit_new_conversation(principal)
     conversation, model, backend = await _conversation_and_model(
         principal, None if conversation_id == "new" else conversation_id, body, settings.GHOSTGPT["MODEL_ID"]
     )
-    conversation, user, assistant = await sync_to_async(_create_turn)(principal.account_id, conversation, body, model)
     options = {name: body[name] for name in TURN_SETTINGS if name in body}
+    await _check_before_writing(principal, backend, conversation, body, model, options)
+    conversation, user, assistant = await sync_to_async(_create_turn)(principal.account_id, conversation, body, model)
     await _start(request, principal, backend, conversation, assistant, options)
     turn = {
         "conversation": conversation_body(conversation),
@@ -86,8 +92,11 @@ async def ask(request: HttpRequest) -> HttpResponse:
             param=missing,
             code="missing_required_parameter",
         )
+    if conversation_id is None:
+        await limit_new_conversation(principal)
     default = settings.GHOSTGPT["AGENT_MODEL"] or settings.GHOSTGPT["MODEL_ID"]
     conversation, model, backend = await _conversation_and_model(principal, conversation_id, body, default)
+    await _check_before_writing(principal, backend, conversation, body, model, {})
     conversation, user, assistant = await sync_to_async(services.turn_create)(
         conversation=conversation,
         account_id=principal.account_id,
@@ -110,6 +119,60 @@ async def ask(request: HttpRequest) -> HttpResponse:
         status=int(error.get("status") or 502) if error else 200,
         json_dumps_params={"ensure_ascii": False},
     )
+
+
+async def limit_new_conversation(principal: Principal) -> None:
+    """429 when the account made GHOSTGPT_CONVERSATION_RATE conversations this window — on
+    every path that makes one (the list's POST, a first turn, /api/ask, a continued share)."""
+    limits = Limits(f"conversation:account:{principal.account_id}", settings.WEB["CONVERSATION_RATE"], None)
+    state = await limiter().hit(limits)
+    if state.over_requests:
+        raise rate_limited(
+            f"Too many new conversations; retry after {state.reset_seconds}s.",
+            kind="requests",
+            retry_after=state.reset_seconds,
+        )
+
+
+async def _check_before_writing(
+    principal: Principal,
+    backend: Backend,
+    conversation: Conversation | None,
+    body: dict[str, Any],
+    model: str,
+    options: dict[str, Any],
+) -> None:
+    """What the turn's generation would refuse, refused before any row is written: its worst
+    case past the account's (or the key's) TPM this window (429), or a prompt that cannot fit
+    the model's context even at the fewest tokens its text can be (400). A malformed turn is
+    left to the write, which says what is wrong."""
+    history = await sync_to_async(services.turn_preview)(conversation=conversation, body=body)
+    if history is None:
+        return
+    parsed = parse_chat({"model": model, "messages": history, **options}, settings.GHOSTGPT)
+    info = registry.canonical_info(backend)
+    worst = prompt_bound(parsed.generation, image_tokens=info.image_tokens) + completion_bound(parsed.generation)
+    for limits in principal.all_limits:
+        if limits.tpm is None:
+            continue
+        state = await limiter().hit(limits, count=False)
+        if state.tokens + worst > limits.tpm:
+            raise rate_limited(
+                f"Rate limit reached for tokens: this turn may use up to {worst} tokens (its conversation + "
+                f"max_tokens), and {state.tokens} of {limits.tpm} are used this window. Retry after "
+                f"{state.reset_seconds}s, or start a new conversation.",
+                kind="tokens",
+                retry_after=state.reset_seconds,
+            )
+    least = prompt_floor(parsed.generation)
+    if least >= info.context_length:
+        raise ApiError(
+            400,
+            f"This model's maximum context length is {info.context_length} tokens, and this conversation is "
+            f"at least {least}: start a new conversation or send less.",
+            param="content",
+            code="context_length_exceeded",
+        )
 
 
 async def _conversation_and_model(

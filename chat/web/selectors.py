@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from chat.models import Conversation, Message, Share
+
+MAX_DEPTH = 100_000  # a guard: a branch is never this deep (a parent loop would be endless)
 
 
 def _uuid(value: Any) -> uuid.UUID:
@@ -58,16 +61,29 @@ def conversation_list(*, account_id: int, query: str = "") -> QuerySet[Conversat
     return conversations.order_by("-updated_at")
 
 
-def message_path(*, messages: dict[uuid.UUID, Message], leaf_id: uuid.UUID | None) -> list[Message]:
-    """Root-to-leaf list of the branch ending at `leaf_id`."""
-    path: list[Message] = []
-    seen: set[uuid.UUID] = set()
-    current = messages.get(leaf_id) if leaf_id else None
-    while current is not None and current.pk not in seen:
-        seen.add(current.pk)
-        path.append(current)
-        current = messages.get(current.parent_id) if current.parent_id else None
-    return path[::-1]
+def branch_to(*, conversation: Conversation, leaf_id: uuid.UUID | None) -> list[Message]:
+    """Root-to-leaf list of the branch ending at `leaf_id`, read in one recursive query: a
+    turn loads its own path, never the other branches of a long conversation."""
+    if leaf_id is None:
+        return []
+    pk = Message._meta.pk
+    assert pk is not None
+    quote = connection.ops.quote_name
+    table, key, parent = quote(Message._meta.db_table), quote("id"), quote("parent_id")
+    columns = ", ".join(f"m.{quote(f.column)}" for f in Message._meta.concrete_fields)
+    sql = (
+        f"WITH RECURSIVE branch(id, depth) AS ("
+        f"SELECT m.{key}, 0 FROM {table} m WHERE m.{key} = %s AND m.{quote('conversation_id')} = %s "
+        f"UNION ALL SELECT m.{parent}, b.depth + 1 FROM {table} m JOIN branch b ON m.{key} = b.id "
+        f"WHERE m.{parent} IS NOT NULL AND b.depth < %s"
+        f") SELECT {columns} FROM {table} m JOIN branch b ON m.{key} = b.id ORDER BY b.depth DESC"
+    )
+    params = [
+        pk.get_db_prep_value(leaf_id, connection),
+        pk.get_db_prep_value(conversation.pk, connection),
+        MAX_DEPTH,
+    ]
+    return list(Message.objects.raw(sql, params))
 
 
 def share_get(*, share_id: str) -> Share:

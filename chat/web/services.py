@@ -9,14 +9,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import F, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from chat.api.errors import ApiError
 from chat.api.fields import string
 from chat.models import Account, Conversation, Message, Share
 
-from .selectors import message_path
+from .selectors import branch_to
 
 TITLE_LENGTH = 80
 ATTACHMENT_KINDS = {"pdf", "image", "audio", "web", "url", "text"}
@@ -58,8 +59,38 @@ def conversation_update(*, conversation: Conversation, changes: dict[str, Any]) 
     return conversation
 
 
+def turn_bytes(content: str, attachments: list[dict[str, Any]] | None) -> int:
+    """What a user turn keeps: its typed text and its attachments (as stored), in bytes."""
+    size = len((content or "").encode("utf-8"))
+    for item in attachments or []:
+        size += len(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+    return size
+
+
+def storage_take(*, account_id: int, size: int) -> None:
+    """Count `size` more bytes against the account's storage quota, under its row lock (the
+    caller's transaction): 413 storage_quota_exceeded, and nothing counted, when past it."""
+    account = Account.objects.select_for_update().select_related("tier").get(pk=account_id)
+    quota = account.tier.storage_bytes
+    quota = quota if quota is not None else int(settings.WEB["STORAGE_BYTES"])
+    if account.storage_used + size > quota:
+        raise ApiError(
+            413,
+            f"Your chats keep {account.storage_used} of your {quota} bytes and this turn needs {size} more: "
+            "delete some conversations first.",
+            code="storage_quota_exceeded",
+        )
+    Account.objects.filter(pk=account_id).update(storage_used=F("storage_used") + size)
+
+
+@transaction.atomic
 def conversation_delete(*, conversation: Conversation) -> None:
+    """The conversation and its messages; their bytes go back to the account's quota."""
+    rows = conversation.messages.filter(role=Message.Role.USER).values_list("content", "attachments")
+    freed = sum(turn_bytes(content, attachments) for content, attachments in rows)
+    account_id = conversation.account_id
     conversation.delete()
+    Account.objects.filter(pk=account_id).update(storage_used=Greatest(F("storage_used") - freed, 0))
 
 
 def _uuid_or_400(value: Any, param: str) -> uuid.UUID:
@@ -114,6 +145,7 @@ def turn_create(
     clean = clean_attachments(attachments)
     if not content.strip() and not clean:
         raise _bad("Write a message or attach something.", "content")
+    storage_take(account_id=account_id, size=turn_bytes(content, clean))
     if conversation is None:
         conversation = conversation_create(account=account_id, model=model)
         if system_prompt:
@@ -175,11 +207,44 @@ def model_text(message: Message) -> str:
 
 def prompt_messages(*, conversation: Conversation, assistant: Message) -> list[dict[str, Any]]:
     """The OpenAI `messages` for generating `assistant`: the branch above it."""
-    messages = {m.pk: m for m in conversation.messages.all()}
+    return history_messages(
+        conversation=conversation, branch=branch_to(conversation=conversation, leaf_id=assistant.parent_id)
+    )
+
+
+def turn_preview(*, conversation: Conversation | None, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The `messages` a turn (or a regeneration) would send, before any row is written;
+    None for a malformed turn (its write says what is wrong)."""
+    regenerate = body.get("regenerate")
+    try:
+        if regenerate:
+            if conversation is None:
+                return None
+            original = conversation.messages.filter(pk=_uuid_or_400(regenerate, "regenerate")).first()
+            if original is None or original.parent_id is None:
+                return None
+            return history_messages(
+                conversation=conversation, branch=branch_to(conversation=conversation, leaf_id=original.parent_id)
+            )
+        content = body.get("content", "")
+        if not isinstance(content, str) or len(content) > MAX_CONTENT:
+            return None
+        turn = Message(role=Message.Role.USER, content=content, attachments=clean_attachments(body.get("attachments")))
+        parent_id = body.get("parent_id")
+        leaf = _uuid_or_400(parent_id, "parent_id") if parent_id is not None and conversation is not None else None
+    except ApiError:
+        return None
+    draft = conversation or Conversation(system_prompt=str(body.get("system_prompt") or ""))
+    branch = branch_to(conversation=conversation, leaf_id=leaf) if conversation is not None else []
+    return history_messages(conversation=draft, branch=[*branch, turn])
+
+
+def history_messages(*, conversation: Conversation, branch: list[Message]) -> list[dict[str, Any]]:
+    """The OpenAI `messages` of a branch (root first), after the conversation's system prompt."""
     history: list[dict[str, Any]] = []
     if conversation.system_prompt and settings.WEB["ALLOW_SYSTEM_PROMPT"]:
         history.append({"role": "system", "content": conversation.system_prompt})
-    for message in message_path(messages=messages, leaf_id=assistant.parent_id):
+    for message in branch:
         if message.role == Message.Role.ASSISTANT:
             if message.content:
                 history.append({"role": "assistant", "content": message.content})
@@ -296,6 +361,8 @@ def share_delete(*, share: Share, account_id: int) -> None:
 @transaction.atomic
 def conversation_from_share(*, share: Share, account_id: int) -> Conversation:
     """ "Continue this chat": the snapshot's messages become the visitor's own conversation."""
+    copied = [item for block in share.snapshot for item in block["messages"] if item["role"] == "user"]
+    storage_take(account_id=account_id, size=sum(turn_bytes(item["content"], None) for item in copied))
     conversation = conversation_create(account=account_id, title=share.title or "Shared chat")
     parent = None
     for block in share.snapshot:
