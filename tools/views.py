@@ -163,6 +163,8 @@ class TranscribeApi(UploadToolApi):
         options: dict[str, Any] = {}
         if request.data.get("language"):
             options["language"] = request.data["language"]
+        if request.data.get("language_hint"):  # the page's language: decides when detection is unsure
+            options["language_hint"] = request.data["language_hint"]
         if request.data.get("prompt"):
             options["prompt"] = str(request.data["prompt"])[:2000]
         return options

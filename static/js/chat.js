@@ -551,6 +551,8 @@ function removePending(item) {
 async function runTool(path, file, onProgress) {
   const form = new FormData();
   form.append("file", file, file.name || "recording.webm");
+  // Speech in an unclear language is taken to be in the page's own.
+  if (path === "/api/transcribe") form.append("language_hint", (document.documentElement.lang || "en").slice(0, 2));
   let job = await api(`${path}?async=1`, { method: "POST", form });
   while (job && job.object === "tool.job" && job.status !== "succeeded" && job.status !== "failed") {
     onProgress(job.progress || 0);
