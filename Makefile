@@ -23,7 +23,7 @@ CLIENTS_STAMP := clients/node_modules/.installed
 
 
 
-.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps dev-install lock speech-deps
+.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps dev-install lock speech-deps screenshots
 
 # Every package pinned with its hashes (requirements*.txt, compiled by `make lock` from the
 # .in files): a release that is not the one locked does not install.
@@ -104,7 +104,7 @@ worker: migrate
 	  --loglevel=INFO --concurrency=$${WORKER_CONCURRENCY:-2} \
 	  --max-memory-per-child=$${WORKER_MAX_MEMORY_KB:-1500000} --prefetch-multiplier=1
 
-# The production topology on this machine (README, "Production topology"): nginx on
+# The production topology on this machine (docs/deployment.md): nginx on
 # UP_HOST:UP_PORT in front of WEB_PROCESSES web processes, MODEL_PROCESSES model servers, a
 # Celery worker and beat, on PostgreSQL and Redis, supervised by supervisord (the config is
 # rendered into UP_DIR from deploy/). `make up` returns once /health/ready answers 200
@@ -202,6 +202,14 @@ bench: dev-install speech-deps
 	env -u DATABASE_URL $(PY) bench/search.py --database sqlite --output bench/results/search-sqlite.md
 	env -u DATABASE_URL $(PY) bench/search.py --database postgres --output bench/results/search-postgres.md
 	env -u DATABASE_URL $(PY) bench/console.py --output bench/results/console.md
+
+# The README's screenshots, made by the browser tests (so they show what the code does).
+screenshots: dev-install vendor browser-deps
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -q -p no:cacheprovider \
+	  chat/tests/browser/test_chat_page.py::test_send_stream_stop_and_reload \
+	  chat/tests/browser/test_console_page.py::test_holder_and_operator_flow
+	cp test-artifacts/02-streaming.png docs/img/chat.png
+	cp test-artifacts/console-usage-light.png docs/img/console.png
 
 # Debian's espeak-ng: the transcription bench speaks its sentences with it.
 speech-deps:

@@ -1,6 +1,6 @@
 """GhostGPT settings: embedded defaults, production behaviour from environment variables.
 
-Every variable is listed in the README ("Configuration"). Defaults give a working
+Every variable is listed in docs/operators.md ("Configuration"). Defaults give a working
 single-process server (SQLite, in-memory channel layer, local-memory cache, eager
 Celery, the bundled SmolLM2 model). GHOSTGPT_ENV=production refuses to start
 without the secrets it needs.
@@ -128,7 +128,7 @@ MIDDLEWARE = [
     "chat.middleware.InlineXFrameOptionsMiddleware",
 ]
 
-# What this process serves (see "Production topology" in the README):
+# What this process serves (see docs/deployment.md):
 #   all   — everything, the embedded model inside (`make run`);
 #   web   — everything but the models: `ghostgpt` and the embeddings model are routed (the
 #           routing file) to model-tier processes, so web processes stay small and many;
