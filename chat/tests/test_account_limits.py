@@ -13,7 +13,7 @@ from chat.billing import ratelimit
 from chat.models import ApiKey, Tier
 from chat.services import account_create_with_key, api_key_create
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture(autouse=True)
