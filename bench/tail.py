@@ -52,7 +52,7 @@ def wrk_script(folder: Path, headers: dict[str, str]) -> Path:
 def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
     """One wrk run: p50, p99 (ms), requests/s, non-2xx answers."""
     threads = min(2, connections)
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "--latency", "-s", str(script), url]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     found = {}
     for share, name in (("50%", "p50"), ("99%", "p99")):

@@ -434,6 +434,10 @@ GHOSTGPT = {
     "WEBSOCKET_MAX_BYTES": env_int("GHOSTGPT_WEBSOCKET_MAX_BYTES", 16 * 1024 * 1024, minimum=1024),
     # /metrics for clients other than loopback ones: `Authorization: Bearer <token>`.
     "METRICS_TOKEN": env_str("GHOSTGPT_METRICS_TOKEN"),
+    # A serving process's garbage-collector thresholds (gc.set_threshold: gen0, gen1, gen2),
+    # set after startup's objects are frozen (chat/management/commands/serve.py); empty keeps
+    # Python's defaults.
+    "GC_THRESHOLD": tuple(int(n) for n in env_list("GHOSTGPT_GC_THRESHOLD", "10000,20,40")),
     # API keys one account may hold (a tier's `max_api_keys` overrides it). Browser sessions
     # and agent tokens are not API keys.
     "MAX_API_KEYS": env_int("GHOSTGPT_MAX_API_KEYS", 25, minimum=1),

@@ -9,6 +9,7 @@ and `make up` serve through this command.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -17,6 +18,20 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 logger = logging.getLogger("ghostgpt.serve")
+
+
+def settle_the_heap() -> None:
+    """Move everything the process holds after startup (Django, its apps, the libraries,
+    the settings) out of the garbage collector's reach: a full collection then walks only
+    what was made since, not the whole heap. Without it, a gen-2 collection paused the event
+    loop ~70 ms every few seconds under load (bench/tail.py, the p99 at 16 connections).
+    The youngest generation's threshold goes up too, so the short-lived objects of a request
+    die young instead of being promoted (GHOSTGPT_GC_THRESHOLD; gc.set_threshold's)."""
+    gc.collect()
+    gc.freeze()
+    threshold = settings.GHOSTGPT["GC_THRESHOLD"]
+    if threshold:
+        gc.set_threshold(*threshold)
 
 
 class Command(BaseCommand):
@@ -33,6 +48,7 @@ class Command(BaseCommand):
         from ghostgpt.server import DrainingServer, server_config
 
         serve_as_one_of_the_node()
+        settle_the_heap()
         if settings.ROLE != "model":  # a model server holds no money
             from chat.billing.reconcile import start_reconciler
 
