@@ -23,7 +23,7 @@ CLIENTS_STAMP := clients/node_modules/.installed
 
 
 
-.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps dev-install lock speech-deps screenshots
+.PHONY: run test install vendor messages migrate lint format bench worker test-sqlite test-postgres browser-deps client-deps clean up down nginx-deps dev-install lock bench-deps screenshots
 
 # Every package pinned with its hashes (requirements*.txt, compiled by `make lock` from the
 # .in files): a release that is not the one locked does not install.
@@ -191,12 +191,14 @@ messages: install
 	$(PY) manage.py makemessages -l ru -d djangojs $(MESSAGES_IGNORE)
 	$(PY) manage.py compilemessages -l ru --ignore=.venv
 
-bench: dev-install speech-deps
+bench: dev-install bench-deps
 	$(PY) bench/engine.py --output bench/results/engine.md
 	$(PY) bench/tools.py --output bench/results/tools.md
 	$(PY) bench/transcribe.py --output bench/results/transcribe.md
 	$(PY) bench/web.py --output bench/results/web.md
 	$(PY) bench/gateway.py --output bench/results/gateway.md
+	env -u DATABASE_URL $(PY) bench/tail.py --database sqlite --output bench/results/tail-sqlite.md
+	env -u DATABASE_URL $(PY) bench/tail.py --database postgres --output bench/results/tail-postgres.md
 	$(PY) bench/asgi.py --output bench/results/asgi.md
 	$(PY) bench/embeddings.py --output bench/results/embeddings.md
 	env -u DATABASE_URL $(PY) bench/search.py --database sqlite --output bench/results/search-sqlite.md
@@ -211,11 +213,12 @@ screenshots: dev-install vendor browser-deps
 	cp test-artifacts/02-streaming.png docs/img/chat.png
 	cp test-artifacts/console-usage-light.png docs/img/console.png
 
-# Debian's espeak-ng: the transcription bench speaks its sentences with it.
-speech-deps:
-	@test -x /usr/bin/espeak-ng || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
-	  else echo "!! /usr/bin/espeak-ng is missing: run 'sudo apt-get install espeak-ng'"; exit 1; fi; }
+# Debian's espeak-ng (the transcription bench speaks its sentences with it) and wrk (the
+# latency-tail bench's load).
+bench-deps:
+	@test -x /usr/bin/espeak-ng -a -x /usr/bin/wrk || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng wrk >/dev/null; \
+	  else echo "!! espeak-ng or wrk is missing: run 'sudo apt-get install espeak-ng wrk'"; exit 1; fi; }
 
 # The browser tests drive Debian's Chromium (Playwright's Python package, no browser download).
 browser-deps:

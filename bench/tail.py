@@ -96,8 +96,10 @@ def main() -> int:
         "GHOSTGPT_LOG_LEVEL": "WARNING",
         "GHOSTGPT_PROBE_SECONDS": "0",
         "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
-        "DATABASE_URL": POSTGRES if args.database == "postgres" else "",
     }
+    if args.database == "sqlite":
+        env["DATABASE_URL"] = ""  # SQLite in the server's own data directory
+    # PostgreSQL: a fresh database of its own on that server, dropped afterwards.
     server = LiveServer(env=env, postgres_url=POSTGRES if args.database == "postgres" else None)
     floor, floor_base = floor_server(f"{fake.url}/ok/v1")
     try:
