@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -46,19 +45,12 @@ SENTENCES = {
 }
 
 
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-zа-я0-9']+", text.lower().replace("ё", "е"))
-
-
 def errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(word edits, reference words): Levenshtein over words."""
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        previous, row[0] = row[0], i
-        for j, h in enumerate(hyp, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
-    return row[-1], len(ref)
+    """(word edits, reference words), by the suite's own word error rate."""
+    from tools.tests.test_transcribe import word_error_rate, words
+
+    total = len(words(reference))
+    return round(word_error_rate(reference, hypothesis) * total), total
 
 
 def speak(folder: Path) -> list[tuple[str, str, Path]]:

