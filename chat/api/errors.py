@@ -76,7 +76,12 @@ def rate_limited(message: str, *, kind: str, retry_after: int) -> ApiError:
 def count_or_429(limits: Limits, too_many: str) -> None:
     """Count one request against `limits` from synchronous code (DRF views); 429 with
     Retry-After when over: "Too many {too_many}; retry after Ns."."""
-    state = async_to_sync(limiter().hit)(limits)
+    async_to_sync(acount_or_429)(limits, too_many)
+
+
+async def acount_or_429(limits: Limits, too_many: str) -> None:
+    """`count_or_429` for async views."""
+    state = await limiter().hit(limits)
     if state.over_requests:
         message = f"Too many {too_many}; retry after {state.reset_seconds}s."
         raise rate_limited(message, kind="requests", retry_after=state.reset_seconds)

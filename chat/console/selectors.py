@@ -132,13 +132,16 @@ def requests_page(
     key_id: int | None = None,
     model: str | None = None,
     with_text: bool = False,
+    only_key: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The latest requests, newest first; `before` is the last id of the previous page."""
+    """The latest requests, newest first; `before` is the last id of the previous page;
+    `only_key` (an inference-scoped key's own): whatever `key_id` asks, that key's only."""
     rows = UsageRecord.objects.filter(account_id=account_id)
     if before is not None:
         rows = rows.filter(pk__lt=before)
-    if key_id is not None:
-        rows = rows.filter(key_id=key_id)
+    for key in (key_id, only_key):
+        if key is not None:
+            rows = rows.filter(key_id=key)
     if model:
         rows = rows.filter(model=model)
     rows = rows.select_related("key").order_by("-id")[:limit]

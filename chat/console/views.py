@@ -284,15 +284,12 @@ class RequestsApi(ConsoleApi):
         data = self.InputSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
         params = data.validated_data
-        only = own_key_only(request)
-        asked = params.get("key")
-        if only is not None and asked is not None and asked != only:
-            asked = -1  # another key's requests: none of them is this key's to see
         rows = selectors.requests_page(
             account_id=request.user.pk,
             limit=params["limit"],
             before=params.get("before"),
-            key_id=asked if asked is not None else only,
+            key_id=params.get("key"),
+            only_key=own_key_only(request),
             model=params.get("model") or None,
             with_text=bool(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"]),
         )

@@ -89,11 +89,17 @@ class MessageModelViewApi(WebApi):
         return Response({"id": str(message.pk), "text": services.model_text(message)})
 
 
+def owner_limits(what: str, account_id: int, rate: str) -> Limits:
+    """How many `what` an account may make a window (settings.WEB[rate]); one counter for
+    every path that makes them."""
+    return Limits(f"{what}:account:{account_id}", settings.WEB[rate], None)
+
+
 def limit_creation(request: Request, what: str, *, owner_rate: str, anonymous_rate: str | None = None) -> None:
     """429 when the owner (session or key) — or, anonymous, the client's address — made too
     many `what` this minute."""
     if request.user is not None:
-        limits = Limits(f"{what}:account:{request.user.pk}", settings.WEB[owner_rate], None)
+        limits = owner_limits(what, request.user.pk, owner_rate)
     else:
         limits = Limits(f"{what}:ip:{client_key(request._request)}", settings.WEB[anonymous_rate or owner_rate], None)
     count_or_429(limits, f"new {what}s")

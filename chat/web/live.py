@@ -22,16 +22,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.utils import timezone
 
 from chat.api.auth import Principal, authenticate
-from chat.api.errors import ApiError, rate_limited
+from chat.api.errors import ApiError, acount_or_429, rate_limited
 from chat.api.params import parse_chat, parse_json_object
 from chat.api.views import backend_for, count_request, openai_errors, request_body
 from chat.backends import registry
 from chat.backends.base import Backend
 from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor
-from chat.billing.ratelimit import Limits, limiter
+from chat.billing.ratelimit import limiter
 from chat.models import Conversation, Message
 
 from . import services
+from .api import owner_limits
 from .generation import LAYER_RETRY_SECONDS, Generation, control_name, generation_start, generation_stop, group_name
 from .selectors import aconversation_get_for_account, amessage_get_for_account
 from .serializers import conversation_body, message_body
@@ -122,16 +123,11 @@ async def ask(request: HttpRequest) -> HttpResponse:
 
 
 async def limit_new_conversation(principal: Principal) -> None:
-    """429 when the account made GHOSTGPT_CONVERSATION_RATE conversations this window — on
-    every path that makes one (the list's POST, a first turn, /api/ask, a continued share)."""
-    limits = Limits(f"conversation:account:{principal.account_id}", settings.WEB["CONVERSATION_RATE"], None)
-    state = await limiter().hit(limits)
-    if state.over_requests:
-        raise rate_limited(
-            f"Too many new conversations; retry after {state.reset_seconds}s.",
-            kind="requests",
-            retry_after=state.reset_seconds,
-        )
+    """429 when the account made GHOSTGPT_CONVERSATION_RATE conversations this window — the
+    counter of the list's POST and a continued share (chat.web.api), for a first turn and
+    /api/ask too."""
+    limits = owner_limits("conversation", principal.account_id, "CONVERSATION_RATE")
+    await acount_or_429(limits, "new conversations")
 
 
 async def _check_before_writing(

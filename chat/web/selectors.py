@@ -66,8 +66,8 @@ def branch_to(*, conversation: Conversation, leaf_id: uuid.UUID | None) -> list[
     turn loads its own path, never the other branches of a long conversation."""
     if leaf_id is None:
         return []
-    pk = Message._meta.pk
-    assert pk is not None
+    pk, conversation_pk = Message._meta.pk, Conversation._meta.pk
+    assert pk is not None and conversation_pk is not None
     quote = connection.ops.quote_name
     table, key, parent = quote(Message._meta.db_table), quote("id"), quote("parent_id")
     columns = ", ".join(f"m.{quote(f.column)}" for f in Message._meta.concrete_fields)
@@ -80,7 +80,7 @@ def branch_to(*, conversation: Conversation, leaf_id: uuid.UUID | None) -> list[
     )
     params = [
         pk.get_db_prep_value(leaf_id, connection),
-        pk.get_db_prep_value(conversation.pk, connection),
+        conversation_pk.get_db_prep_value(conversation.pk, connection),
         MAX_DEPTH,
     ]
     return list(Message.objects.raw(sql, params))

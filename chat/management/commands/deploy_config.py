@@ -18,7 +18,6 @@ With `--create-database`, DATABASE_URL's PostgreSQL database is created when mis
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 import shlex
@@ -32,6 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from chat.network import trusted_proxies
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 PROGRAM = """[program:{name}]
@@ -56,14 +57,11 @@ class Template(string.Template):
 
 
 def trusted_networks() -> list[str]:
-    """GHOSTGPT_TRUSTED_PROXIES as nginx `geo` entries (CIDRs, checked as the app checks them)."""
-    networks = []
-    for entry in settings.GHOSTGPT["TRUSTED_PROXIES"]:
-        try:
-            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
-        except ValueError:
-            raise CommandError(f"GHOSTGPT_TRUSTED_PROXIES: {entry!r} is not an address or a network") from None
-    return networks
+    """GHOSTGPT_TRUSTED_PROXIES as nginx `geo` entries, parsed as the app parses them."""
+    try:
+        return [str(network) for network in trusted_proxies()]
+    except ValueError as exc:
+        raise CommandError(f"GHOSTGPT_TRUSTED_PROXIES: {exc}") from None
 
 
 def _int(name: str, default: int) -> int:
