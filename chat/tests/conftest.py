@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -9,6 +10,9 @@ from openai import OpenAI
 
 from .fake_upstream import FakeUpstream
 from .live import LiveServer
+
+if TYPE_CHECKING:  # topology.py imports this module
+    from .topology import Topology
 
 POSTGRES_URL = os.environ.get("GHOSTGPT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("GHOSTGPT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -78,3 +82,14 @@ def fake() -> Iterator[FakeUpstream]:
     server = FakeUpstream()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def topology(
+    postgres_url: str, redis_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Topology]:
+    """`make up` brought up as an operator does (chat/tests/topology.py), one per test module
+    that asks for it; `make down` after the module."""
+    from .topology import brought_up
+
+    yield from brought_up(postgres_url, redis_url, fake, tmp_path_factory)

@@ -15,22 +15,9 @@ import pytest
 
 from .browser.conftest import CHROMIUM, FLAGS, wait_until
 from .conftest import require_service
-from .fake_upstream import FakeUpstream
-from .topology import Topology, brought_up, fake_upstream
+from .topology import Topology
 
 ANSWER = "() => document.querySelector('article.assistant .bubble')?.textContent.length || 0"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    yield from fake_upstream()
-
-
-@pytest.fixture(scope="module")
-def topology(
-    postgres_url: str, redis_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Topology]:
-    yield from brought_up(postgres_url, redis_url, fake, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,19 +31,7 @@ from tools.tests.fixtures import text_pdf
 from .conftest import require_service
 from .fake_upstream import FakeUpstream, recorded_chunks
 from .live import ROOT, books, funded_account, wait_for
-from .topology import AGENT_MODEL, LONG, Topology, brought_up, fake_upstream
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    yield from fake_upstream()
-
-
-@pytest.fixture(scope="module")
-def topology(
-    postgres_url: str, redis_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Topology]:
-    yield from brought_up(postgres_url, redis_url, fake, tmp_path_factory)
+from .topology import AGENT_MODEL, LONG, Topology
 
 
 def sdk(base: str, key: str) -> OpenAI:

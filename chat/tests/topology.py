@@ -176,13 +176,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def fake_upstream() -> Iterator[FakeUpstream]:
-    """The body of a module's `fake` fixture."""
-    upstream = FakeUpstream()
-    yield upstream
-    upstream.close()
-
-
 def brought_up(
     postgres_url: str, redis_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Topology]:
