@@ -39,12 +39,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-from gateway_sides import BODY, LITELLM, LITELLM_KEY, floor_server, litellm_proxy
+from gateway_sides import BODY, LITELLM, LITELLM_KEY, floor_server, litellm_proxy, paying_key
 from measure import cpu_seconds, percentile, report, rss_kb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +155,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from chat.tests.fake_upstream import FakeUpstream
-    from chat.tests.live import LiveServer, funded_account, manage
+    from chat.tests.live import LiveServer
 
     fake = FakeUpstream()
     folder = tempfile.TemporaryDirectory()
@@ -187,11 +186,7 @@ def main() -> int:
             },
             root=root,
         )
-        # Billing with money: gpt-4o priced as OpenAI lists it and a funded account's key, so
-        # every request reserves before the upstream and settles after it, as a paying key does.
-        manage(server, "set_price", "gpt-4o", "--prompt", "2.5", "--completion", "10")
-        _, token = funded_account(server.base_url, ADMIN_KEY, "bench-gateway", Decimal(1_000_000))
-        return server, token
+        return server, paying_key(server, ADMIN_KEY, "bench-gateway")
 
     server, token = gateway()
     sides = {

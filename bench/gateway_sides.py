@@ -99,3 +99,16 @@ def floor_server(
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("the floor app did not start")
+
+
+def paying_key(server: object, admin_key: str, name: str) -> str:
+    """Billing with money on a GhostGPT LiveServer: gpt-4o priced as OpenAI lists it and a
+    funded account's key, so every request reserves before the upstream and settles after
+    it, as a paying key does."""
+    from decimal import Decimal
+
+    from chat.tests.live import funded_account, manage
+
+    manage(server, "set_price", "gpt-4o", "--prompt", "2.5", "--completion", "10")  # type: ignore[arg-type]
+    _, token = funded_account(server.base_url, admin_key, name, Decimal(1_000_000))  # type: ignore[attr-defined]
+    return token

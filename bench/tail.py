@@ -24,10 +24,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from decimal import Decimal
 from pathlib import Path
 
-from gateway_sides import BODY, floor_server
+from gateway_sides import BODY, floor_server, paying_key
 from measure import report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,34 +76,23 @@ def main() -> int:
     args = parser.parse_args()
 
     from chat.tests.fake_upstream import FakeUpstream
-    from chat.tests.live import LiveServer, funded_account, manage
+    from chat.tests.live import LiveServer
 
     fake = FakeUpstream()
-    folder = tempfile.TemporaryDirectory()
+    folder = tempfile.TemporaryDirectory(prefix="ghostgpt-tail-")  # wrk's scripts
     workdir = Path(folder.name)
-    routes = workdir / "routes.json"
-    routes.write_text(
-        json.dumps(
-            {
-                "upstreams": {"fast": {"base_url": f"{fake.url}/ok/v1"}},
-                "models": {"gpt-4o": {"deployments": [{"upstream": "fast"}]}},
-            }
-        )
-    )
-    env = {
-        "GHOSTGPT_ROUTES_FILE": str(routes),
-        "GHOSTGPT_LOG_LEVEL": "WARNING",
-        "GHOSTGPT_PROBE_SECONDS": "0",
-        "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
+    routes = {
+        "upstreams": {"fast": {"base_url": f"{fake.url}/ok/v1"}},
+        "models": {"gpt-4o": {"deployments": [{"upstream": "fast"}]}},
     }
+    env = {"GHOSTGPT_LOG_LEVEL": "WARNING", "GHOSTGPT_PROBE_SECONDS": "0", "GHOSTGPT_ADMIN_KEY": ADMIN_KEY}
     if args.database == "sqlite":
         env["DATABASE_URL"] = ""  # SQLite in the server's own data directory
     # PostgreSQL: a fresh database of its own on that server, dropped afterwards.
-    server = LiveServer(env=env, postgres_url=POSTGRES if args.database == "postgres" else None)
+    server = LiveServer(routes=routes, env=env, postgres_url=POSTGRES if args.database == "postgres" else None)
     floor, floor_base = floor_server(f"{fake.url}/ok/v1")
     try:
-        manage(server, "set_price", "gpt-4o", "--prompt", "2.5", "--completion", "10")
-        _, token = funded_account(server.base_url, ADMIN_KEY, "bench-tail", Decimal(1_000_000))
+        token = paying_key(server, ADMIN_KEY, "bench-tail")
         sides = {
             "floor": (f"{floor_base}/v1/chat/completions", wrk_script(workdir, {})),
             "ghostgpt": (
@@ -124,6 +112,7 @@ def main() -> int:
         floor.kill()
         server.stop()
         fake.close()
+        folder.cleanup()
 
     def median(name: str, connections: int, field: str) -> float:
         return statistics.median(run[field] for run in results[(name, connections)])
