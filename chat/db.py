@@ -24,6 +24,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -56,7 +57,7 @@ CHECKPOINT_EVERY = 256  # loop commits between two checkpoints, on a database th
 # Pauses between the loop's tries when another writer holds the lock, before the write goes
 # to a thread: the holder is nearly always another short transaction.
 RETRY_PAUSES = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
-_write_locks: dict[int, asyncio.Lock] = {}
+_write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 _loop_connections: dict[tuple[int, str], sqlite3.Connection | None] = {}
 _loop_commits = 0
 _checkpoints: set[asyncio.Task[None]] = set()
@@ -170,9 +171,10 @@ async def write(function: Callable[..., T], /, **kwargs: Any) -> T:
 
 
 def _write_lock() -> asyncio.Lock:
-    """This event loop's lock for SQLite writes (one per loop: tests run several)."""
+    """This event loop's lock for SQLite writes (one per loop: tests run several, and a lock
+    is bound to the loop it was first used on)."""
     loop = asyncio.get_running_loop()
-    lock = _write_locks.get(id(loop))
+    lock = _write_locks.get(loop)
     if lock is None:
-        lock = _write_locks[id(loop)] = asyncio.Lock()
+        lock = _write_locks[loop] = asyncio.Lock()
     return lock
