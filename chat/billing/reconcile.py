@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from chat.models import Account, LedgerEntry, UsageRecord
@@ -48,20 +47,14 @@ LOOKBACK = timedelta(days=7)
 def reservations_reconcile(*, older_than: float, policy: str, now: datetime | None = None) -> int:
     """Close the open reservations older than `older_than` seconds; how many were closed."""
     cutoff = (now or timezone.now()) - timedelta(seconds=older_than)
-    old = LedgerEntry.objects.filter(
-        kind=LedgerEntry.Kind.RESERVE, created_at__lt=cutoff, created_at__gte=cutoff - LOOKBACK
-    ).order_by("id")
-    groups: dict[tuple[int, str], list[LedgerEntry]] = defaultdict(list)
-    for entry in old:
-        groups[(entry.account_id, entry.request_id)].append(entry)
     closed = 0
-    for (account_id, request_id), reserves in groups.items():
-        # Most groups are settled: count them without a lock first.
-        if _open_old(account_id, request_id, cutoff) <= 0:
-            continue
-        with transaction.atomic():
+    for account_id, request_id in _open_groups(cutoff):
+        with transaction.atomic():  # re-checked under the account's lock: one runner closes it
             Account.objects.select_for_update().filter(pk=account_id).values_list("pk", flat=True).first()
             still_open = _open_old(account_id, request_id, cutoff)
+            reserves = LedgerEntry.objects.filter(
+                account_id=account_id, request_id=request_id, kind=LedgerEntry.Kind.RESERVE, created_at__lt=cutoff
+            ).order_by("id")
             for entry in reserves[: max(still_open, 0)]:
                 _close(entry, policy)
                 closed += 1
@@ -70,14 +63,29 @@ def reservations_reconcile(*, older_than: float, policy: str, now: datetime | No
     return closed
 
 
+def _open_groups(cutoff: datetime) -> list[tuple[int, str]]:
+    """(account, request id) of the groups with an open reservation older than `cutoff`: one
+    grouped query over the window's ledger, which returns only those (nearly always none)."""
+    rows = (
+        LedgerEntry.objects.filter(created_at__gte=cutoff - LOOKBACK, kind__in=(LedgerEntry.Kind.RESERVE, *CLOSING))
+        .values("account_id", "request_id")
+        .annotate(
+            old=Count("id", filter=Q(kind=LedgerEntry.Kind.RESERVE, created_at__lt=cutoff)),
+            closings=Count("id", filter=Q(kind__in=CLOSING)),
+        )
+        .filter(old__gt=F("closings"))  # what _open_old counts: closings go to the old ones first
+        .order_by()
+    )
+    return [(row["account_id"], row["request_id"]) for row in rows]
+
+
 def _open_old(account_id: int, request_id: str, cutoff: datetime) -> int:
-    """Reservations of this request id with no closing entry, not counting the recent ones
-    (a client may reuse a request id: the recent ones may be running now)."""
+    """Old reservations of this request id with no closing entry (a client may reuse a request
+    id: its closings are counted against the old ones first, and the recent ones may be
+    running now)."""
     entries = LedgerEntry.objects.filter(account_id=account_id, request_id=request_id)
-    reserves = entries.filter(kind=LedgerEntry.Kind.RESERVE).count()
-    recent = entries.filter(kind=LedgerEntry.Kind.RESERVE, created_at__gte=cutoff).count()
-    closings = entries.filter(kind__in=CLOSING).count()
-    return reserves - closings - recent
+    old = entries.filter(kind=LedgerEntry.Kind.RESERVE, created_at__lt=cutoff).count()
+    return old - entries.filter(kind__in=CLOSING).count()
 
 
 def _close(reservation: LedgerEntry, policy: str) -> None:
