@@ -80,6 +80,13 @@ class ApiKey(models.Model):
     created_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The key that made it."
     )
+    # The person who made it (signed in), or whose signed-in browser session it is.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
+    # A signed-in browser session's key lives as long as that Django session (its key):
+    # signing out, "sign out everywhere" and a password change revoke it (people.services).
+    web_session = models.CharField(max_length=64, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -8,6 +8,7 @@ without the secrets it needs.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -106,10 +107,23 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's session list
     "rest_framework",
     "channels",
     "chat",
     "tools",
+    "people",
+    "audit",
+    # Accounts, email verification, MFA (TOTP, recovery codes, passkeys), SSO, sessions:
+    # django-allauth (people/ configures it; docs/operators.md lists the settings).
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.google",
+    "allauth.usersessions",
 ]
 
 # Django's stock list, adapted so that async requests do not hop to a thread for every
@@ -126,6 +140,17 @@ MIDDLEWARE = [
     "chat.middleware.PagesOnlyAuthenticationMiddleware",
     "chat.middleware.PagesOnlyMessageMiddleware",
     "chat.middleware.InlineXFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "people.middleware.UserSessionsMiddleware",
+    # Sets or clears the chat's `gg_sess` cookie when signing in or out changed it.
+    "people.middleware.BrowserSessionCookieMiddleware",
+    # Who acts and from where, for the audit trail's receivers.
+    "audit.context.AuditContextMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 
 # What this process serves (see docs/deployment.md):
@@ -245,14 +270,24 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-responses": {"task": "chat.purge_expired_responses", "schedule": 3600.0},
     "purge-uploads": {"task": "tools.purge_uploads", "schedule": 3600.0},
     "reconcile-reservations": {"task": "chat.reconcile_reservations", "schedule": 600.0},
+    "audit-head": {
+        "task": "audit.export_head",
+        "schedule": float(env_int("GHOSTGPT_AUDIT_HEAD_SECONDS", 3600, minimum=10)),
+    },
+    "audit-retention": {"task": "audit.erase_expired", "schedule": 3600.0},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("GHOSTGPT_CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 60, minimum=1)
 }
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("GHOSTGPT_PASSWORD_MIN_LENGTH", 10, minimum=8)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en"
@@ -382,6 +417,132 @@ WEB = {
     # The base URL the docs page shows; empty = the URL the page was requested on.
     "PUBLIC_BASE_URL": env_str("GHOSTGPT_PUBLIC_BASE_URL").rstrip("/"),
 }
+
+# --- People: sign-up, sign-in, MFA, SSO (django-allauth; people/) ------------------
+
+PEOPLE = {
+    # Anyone may sign up (email + password); off = only operators make accounts, and
+    # people invited or coming through SSO of an allowed domain.
+    "SIGNUP": env_bool("GHOSTGPT_SIGNUP", True),
+    # Email domains allowed to sign up (and to add as an address); empty = any.
+    "SIGNUP_DOMAINS": [d.lower().lstrip("@") for d in env_list("GHOSTGPT_SIGNUP_DOMAINS")],
+    # What a self-signed-up account starts with: a tier no larger than the anonymous one and
+    # no money, so signing up again farms nothing.
+    "SIGNUP_TIER": env_str("GHOSTGPT_SIGNUP_TIER", "free"),
+    # Staff must enrol a second factor before the ops console opens to them.
+    "MFA_REQUIRED_FOR_STAFF": env_bool("GHOSTGPT_MFA_REQUIRED_FOR_STAFF", True),
+}
+
+# The audit trail (audit/): rows chained by an HMAC under this key, kept outside the
+# database. Unset: derived from DJANGO_SECRET_KEY (set it on its own in production, and keep
+# it when rotating the secret key: `audit_verify` needs the key the rows were written with).
+AUDIT = {
+    "KEY": env_str("GHOSTGPT_AUDIT_KEY") or hashlib.sha256(f"ghostgpt-audit:{SECRET_KEY}".encode()).hexdigest(),
+    # Failed sign-ins: counted per client address in windows of this length (audit.services).
+    "FAILED_WINDOW_SECONDS": env_int("GHOSTGPT_AUDIT_FAILED_WINDOW_SECONDS", 60, minimum=1),
+    # Days a failed sign-in keeps its address and the login tried (then erased; the row stays).
+    "FAILED_RETENTION_DAYS": env_int("GHOSTGPT_AUDIT_FAILED_RETENTION_DAYS", 90, minimum=1),
+    # How often beat writes the chain's head to the log (what audit_verify checks a cut tail against).
+    "HEAD_SECONDS": env_int("GHOSTGPT_AUDIT_HEAD_SECONDS", 3600, minimum=10),
+}
+
+# mandatory: no sign-in before the address is verified; optional: a link is sent, the
+# account works at once; none: no mail.
+ACCOUNT_EMAIL_VERIFICATION = env_choice("GHOSTGPT_EMAIL_VERIFICATION", "mandatory", ("mandatory", "optional", "none"))
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_PREVENT_ENUMERATION = True  # sign-up, reset and sign-in say the same for known and unknown addresses
+ACCOUNT_CHANGE_EMAIL = True  # a new address replaces the old one only once verified
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a link opens a page with a button: mail scanners do not confirm
+ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = env_int("GHOSTGPT_EMAIL_CONFIRMATION_DAYS", 3, minimum=1)
+ACCOUNT_PASSWORD_RESET_TIMEOUT = 3600  # seconds a reset link works (Django's PASSWORD_RESET_TIMEOUT)
+PASSWORD_RESET_TIMEOUT = ACCOUNT_PASSWORD_RESET_TIMEOUT
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False  # this session stays; people/ revokes the others
+ACCOUNT_SESSION_REMEMBER = None  # a "remember me" box
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[GhostGPT] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if PRODUCTION else "http"
+ACCOUNT_ADAPTER = "people.adapters.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "people.adapters.SocialAccountAdapter"
+USERSESSIONS_ADAPTER = "people.adapters.UserSessionsAdapter"
+USERSESSIONS_TRACK_ACTIVITY = True
+LOGIN_REDIRECT_URL = "/"
+LOGIN_URL = "/accounts/login/"
+ACCOUNT_LOGOUT_REDIRECT_URL = "/"
+# allauth's limits (its cache: Redis when REDIS_URL is set), keyed by the client address
+# as chat.network resolves it behind GHOSTGPT_TRUSTED_PROXIES (people.adapters).
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": env_str("GHOSTGPT_LOGIN_FAILED_RATE", "10/m/ip,5/5m/key"),
+    "login": env_str("GHOSTGPT_LOGIN_RATE", "30/m/ip"),
+    "signup": env_str("GHOSTGPT_SIGNUP_RATE", "10/m/ip"),
+    "confirm_email": "1/3m/key",
+    "reset_password": "20/m/ip,5/m/key",
+    "reset_password_from_key": "20/m/ip",
+    "change_password": "5/m/user",
+    "manage_email": "10/m/user",
+    "reauthenticate": "10/m/user",
+}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = True
+MFA_PASSKEY_SIGNUP_ENABLED = False
+MFA_TOTP_ISSUER = env_str("GHOSTGPT_MFA_ISSUER", "GhostGPT")
+# WebAuthn needs a secure context: https, or http on localhost/127.0.0.1 (make run).
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = not PRODUCTION
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # an SSO address never signs in to an existing account by itself
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+# Single sign-on, each only when its client id is set: any OpenID Connect provider
+# (Keycloak, Authentik, Entra ID, Okta, Google Workspace…) by its issuer URL — discovery,
+# authorization code with PKCE, state and nonce, the id_token verified against its JWKS —
+# and GitHub and Google by their own providers.
+SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, object]] = {}
+if env_str("GHOSTGPT_OIDC_CLIENT_ID"):
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": env_str("GHOSTGPT_OIDC_ID", "sso"),
+                "name": env_str("GHOSTGPT_OIDC_NAME", "Single sign-on"),
+                "client_id": env_str("GHOSTGPT_OIDC_CLIENT_ID"),
+                "secret": env_str("GHOSTGPT_OIDC_CLIENT_SECRET"),
+                "settings": {
+                    "server_url": env_str("GHOSTGPT_OIDC_ISSUER"),
+                    "oauth_pkce_enabled": True,
+                    "scope": ["openid", "email", "profile", *env_list("GHOSTGPT_OIDC_EXTRA_SCOPES")],
+                },
+            }
+        ],
+    }
+for _provider in ("github", "google"):
+    if env_str(f"GHOSTGPT_{_provider.upper()}_CLIENT_ID"):
+        SOCIALACCOUNT_PROVIDERS[_provider] = {
+            "OAUTH_PKCE_ENABLED": True,
+            "APPS": [
+                {
+                    "client_id": env_str(f"GHOSTGPT_{_provider.upper()}_CLIENT_ID"),
+                    "secret": env_str(f"GHOSTGPT_{_provider.upper()}_CLIENT_SECRET"),
+                }
+            ],
+        }
+
+# Mail: SMTP when GHOSTGPT_EMAIL_HOST is set; else the console (make run prints the
+# verification link in its terminal).
+EMAIL_HOST = env_str("GHOSTGPT_EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("GHOSTGPT_EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("GHOSTGPT_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("GHOSTGPT_EMAIL_PASSWORD")
+_email_security = env_choice("GHOSTGPT_EMAIL_SECURITY", "starttls", ("starttls", "ssl", "none"))
+EMAIL_USE_TLS = _email_security == "starttls"
+EMAIL_USE_SSL = _email_security == "ssl"
+EMAIL_TIMEOUT = env_int("GHOSTGPT_EMAIL_TIMEOUT", 20, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("GHOSTGPT_EMAIL_FROM", "GhostGPT <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- The gateway -------------------------------------------------------------------
 

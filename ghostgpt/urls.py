@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
 from chat.api import health
 from chat.api import urls as api_urls
 from chat.metrics import metrics_view
+
+# /admin/ signs in through allauth (rate limits, the second factor), never around it.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("health", health.models),
@@ -18,8 +22,13 @@ urlpatterns = [
     # The operator API lives under /admin/… too: its exact paths come before Django's admin.
     path("", include("chat.accounts.urls")),
     path("", include("chat.console.urls")),
+    path("", include("audit.urls")),
     path("", include("tools.urls")),
     path("admin/", admin.site.urls),
+    # Sign-up, sign-in, email, password, MFA, SSO and sessions (django-allauth), and the
+    # people's own pages (people/).
+    path("accounts/", include("people.urls")),
+    path("accounts/", include("allauth.urls")),
     path("", include("chat.web.urls")),
     *api_urls.fallback,
 ]

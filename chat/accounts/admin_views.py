@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.context import act_as_admin
 from chat.billing.wallet import wallet_top_up
 from chat.models import Account
 from chat.services import UnknownTier, account_create_with_key, account_delete
@@ -36,6 +37,7 @@ class AdminKeyAuthentication(BaseAuthentication):
             return None
         if not hmac.compare_digest(presented.encode(), configured.encode()):
             raise exceptions.AuthenticationFailed("Incorrect admin key.", code="invalid_admin_key")
+        act_as_admin(configured)
         return Operator(), None
 
     @staticmethod

@@ -9,6 +9,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from audit.context import act_as_key
 from chat.api.auth import check_usable, presented_key, presented_session, session_csrf_error
 from chat.api.errors import ApiError
 from chat.models import Account, ApiKey
@@ -31,6 +32,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             check_usable(key)
         except ApiError as exc:
             raise exceptions.AuthenticationFailed(exc.message, code=exc.code) from None
+        act_as_key(key)
         return key.account, key
 
     def _from_session(self, request: Request) -> tuple[Account, ApiKey] | None:

@@ -19,11 +19,13 @@ import hmac
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import logout
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+from audit.context import act_as_admin, act_as_key
 from chat.accounts.admin_views import Operator
 from chat.api.auth import check_usable, session_csrf_error
 from chat.api.errors import ApiError
@@ -80,15 +82,36 @@ def operator_sign_in(request: HttpRequest, *, admin_key: str) -> None:
 
 def console_sign_out(request: HttpRequest) -> None:
     _check_csrf(request)
-    request.session.flush()
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        logout(request)  # a person: the whole sign-in goes (their browser key with it)
+    else:
+        request.session.flush()
+
+
+def _person_key(request: HttpRequest) -> ApiKey | None:
+    """A signed-in person's console runs on their browser key for this session (people/):
+    their own account, no key to paste."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    from people.services import browser_key_for
+
+    key = browser_key_for(request)
+    try:
+        if key is not None:
+            check_usable(key)
+    except ApiError:
+        return None
+    return key
 
 
 def signed_in_key(request: HttpRequest) -> ApiKey | None:
     """The session's key, if it still works as an API key; a key that no longer does signs
-    the session out."""
+    the session out. A person signed in without a pasted key gets their own."""
     held = request.session.get(KEY_SESSION)
     if not isinstance(held, dict):
-        return None
+        return _person_key(request)
     key = ApiKey.objects.select_related("account__tier", "tier").filter(pk=held.get("id"), kind="api").first()
     try:
         if key is None or not hmac.compare_digest(_fingerprint(key.key_hash), str(held.get("fingerprint"))):
@@ -100,9 +123,22 @@ def signed_in_key(request: HttpRequest) -> ApiKey | None:
     return key
 
 
+def staff_mfa_missing(request: HttpRequest) -> bool:
+    """A staff person signed in without a second factor, where operators require one
+    (GHOSTGPT_MFA_REQUIRED_FOR_STAFF): they are not an operator until they use one."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not user.is_staff:
+        return False
+    if not settings.PEOPLE["MFA_REQUIRED_FOR_STAFF"]:
+        return False
+    from allauth.account.authentication import get_authentication_records
+
+    return not any(record.get("method") == "mfa" for record in get_authentication_records(request))
+
+
 def is_operator(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
-    if user is not None and user.is_active and user.is_staff:
+    if user is not None and user.is_active and user.is_staff and not staff_mfa_missing(request):
         return True
     configured = settings.GHOSTGPT["ADMIN_KEY"]
     held = request.session.get(OPERATOR_SESSION)
@@ -117,6 +153,8 @@ class ConsoleKeyAuthentication(BaseAuthentication):
         if key is None:
             return None
         _check_csrf(request._request)
+        if key.kind == ApiKey.Kind.API:  # a pasted key acts; a signed-in person acts as themselves
+            act_as_key(key)
         return key.account, key
 
     def authenticate_header(self, request: Request) -> str:
@@ -128,6 +166,9 @@ class ConsoleOperatorAuthentication(BaseAuthentication):
         if not is_operator(request._request):
             return None
         _check_csrf(request._request)
+        user = getattr(request._request, "user", None)
+        if (user is None or not user.is_authenticated) and settings.GHOSTGPT["ADMIN_KEY"]:
+            act_as_admin(settings.GHOSTGPT["ADMIN_KEY"])
         return Operator(), None
 
     def authenticate_header(self, request: Request) -> str:

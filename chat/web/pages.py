@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
@@ -38,7 +39,15 @@ def _on_api_host(request: HttpRequest) -> bool:
 
 
 def _has_session(request: HttpRequest) -> bool:
-    return session_key_get(secret=presented_session(request)) is not None
+    """Whether the page's `gg_sess` is the right one: a signed-in person's own key for this
+    session, else an anonymous session (the page bootstraps otherwise)."""
+    key = session_key_get(secret=presented_session(request))
+    if key is None:
+        return False
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return key.user_id == user.pk and key.web_session == (request.session.session_key or "-")
+    return key.user_id is None
 
 
 @require_GET
@@ -116,7 +125,13 @@ def vendor(request: HttpRequest, path: str) -> HttpResponse:
 
 
 def own_static(request: HttpRequest, path: str) -> HttpResponse:
-    return serve(request, path, document_root=STATIC_DIR)
+    """The product's own files, then the apps' (allauth's WebAuthn and form scripts)."""
+    if (STATIC_DIR / path).is_file():
+        return serve(request, path, document_root=STATIC_DIR)
+    found = finders.find(path)
+    if not found or not isinstance(found, str):
+        raise Http404(path)
+    return serve(request, Path(found).name, document_root=Path(found).parent)
 
 
 def doc_viewer(request: HttpRequest) -> HttpResponse:

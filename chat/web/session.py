@@ -34,11 +34,24 @@ class SessionBootstrapApi(APIView):
     permission_classes = [AllowAny]
 
     def post(self, request: Request) -> Response:
-        if isinstance(request.auth, ApiKey) and request.auth.kind == ApiKey.Kind.SESSION:
-            return Response(_session_body(request.auth, request, created=False))
+        held = request.auth if isinstance(request.auth, ApiKey) and request.auth.kind == ApiKey.Kind.SESSION else None
+        user = getattr(request._request, "user", None)
+        if user is not None and user.is_authenticated:
+            # A signed-in person's chat runs on their own account's key for this session.
+            from people.services import browser_key_for, browser_session_bind
+
+            own = browser_key_for(request._request)
+            if held is not None and own is not None and held.pk == own.pk:
+                return Response(_session_body(held, request, created=False))
+            key, secret = browser_session_bind(request._request, user)
+            return self._with_cookie(Response(_session_body(key, request, created=True), status=201), secret, request)
+        if held is not None and held.user_id is None:
+            return Response(_session_body(held, request, created=False))
         self._limit(request)
         key, secret = session_create()
-        response = Response(_session_body(key, request, created=True), status=201)
+        return self._with_cookie(Response(_session_body(key, request, created=True), status=201), secret, request)
+
+    def _with_cookie(self, response: Response, secret: str, request: Request) -> Response:
         config = settings.WEB
         response.set_cookie(
             config["SESSION_COOKIE"],

@@ -1,0 +1,42 @@
+"""Signing in binds the chat to the person's account; signing out, ending a session and
+changing the password take the browser keys back (people.services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.account.signals import password_changed, password_reset, password_set
+from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from . import services
+from .middleware import CLEAR
+
+
+@receiver(user_logged_in, dispatch_uid="people-signed-in")
+def signed_in(sender: type, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    if request is None or not hasattr(request, "session"):
+        return
+    request._gg_sess_cookie = services.browser_session_bind(request, user)[1]  # type: ignore[attr-defined]
+
+
+@receiver(user_logged_out, dispatch_uid="people-signed-out")
+def signed_out(sender: type, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    if request is None or user is None or not hasattr(request, "session"):
+        return
+    if request.session.session_key:
+        services.browser_keys_revoke(user=user, web_sessions=[request.session.session_key])
+    request._gg_sess_cookie = CLEAR  # type: ignore[attr-defined]
+
+
+@receiver(password_changed, dispatch_uid="people-password-changed")
+@receiver(password_set, dispatch_uid="people-password-set")
+def password_changed_here(sender: type, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+    """Every other signed-in browser loses its key; this one stays signed in."""
+    services.browser_keys_revoke(user=user, keep=request.session.session_key or "")
+
+
+@receiver(password_reset, dispatch_uid="people-password-reset")
+def password_was_reset(sender: type, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+    services.browser_keys_revoke(user=user)
