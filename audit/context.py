@@ -56,7 +56,7 @@ def current_actor() -> Actor:
     if (actor := _actor.get()) is not None:
         return actor
     request = _request.get()
-    user = getattr(request, "user", None) if request is not None else None
+    user = getattr(request, "person", None) if request is not None else None
     if user is not None and user.is_authenticated:
         return Actor("operator" if user.is_staff else "person", f"user:{user.pk}", user.email or user.get_username())
     return Actor("anonymous", "anonymous") if request is not None else SYSTEM

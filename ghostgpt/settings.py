@@ -138,6 +138,8 @@ MIDDLEWARE = [
     "chat.middleware.InlineCommonMiddleware",
     "chat.middleware.InlineCsrfViewMiddleware",
     "chat.middleware.PagesOnlyAuthenticationMiddleware",
+    # request.person: the signed-in Django user, which DRF's request.user (an Account) hides.
+    "people.middleware.PersonMiddleware",
     "chat.middleware.PagesOnlyMessageMiddleware",
     "chat.middleware.InlineXFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",

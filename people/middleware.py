@@ -21,6 +21,29 @@ NOT_PAGES = (*API_PATHS, "/api/", "/console/api/", "/static/", "/vendor/", "/met
 CLEAR = ""
 
 
+@sync_and_async_middleware
+def PersonMiddleware(get_response: Handler) -> Handler:  # noqa: N802
+    """`request.person`: who is signed in (Django's lazy user, read only when asked). DRF
+    views overwrite `request.user` with the key's Account; code that asks for the person
+    (the console, the chat's bootstrap, the audit trail) reads this."""
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponseBase:
+            if hasattr(request, "user"):
+                request.person = request.user  # type: ignore[attr-defined]
+            return await get_response(request)  # type: ignore[no-any-return]
+
+        markcoroutinefunction(middleware)
+        return middleware
+
+    def sync_middleware(request: HttpRequest) -> HttpResponseBase:
+        if hasattr(request, "user"):
+            request.person = request.user  # type: ignore[attr-defined]
+        return get_response(request)  # type: ignore[no-any-return]
+
+    return sync_middleware
+
+
 def _track(request: HttpRequest) -> None:
     usersessionkit.track_activity(
         request, user=getattr(request, "user", None), session=getattr(request, "session", None)

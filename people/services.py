@@ -66,22 +66,23 @@ def browser_key_issue(
 
 
 def browser_key_for(request: HttpRequest) -> ApiKey | None:
-    """The signed-in session's own browser key, while it works."""
+    """The signed-in session's own browser key, while it works. The session's data names it
+    (server-side: no one else can), so a session whose id Django cycled (a password
+    change, a re-authentication) keeps it, re-bound to the new id."""
     key_id = request.session.get(SESSION_KEY_ID)
-    user = getattr(request, "user", None)
+    user = getattr(request, "person", None)
     if not key_id or user is None or not user.is_authenticated:
         return None
-    return (
+    key = (
         ApiKey.objects.select_related("account__tier", "tier")
-        .filter(
-            pk=key_id,
-            kind=ApiKey.Kind.SESSION,
-            user=user,
-            web_session=request.session.session_key or "-",
-            is_active=True,
-        )
+        .filter(pk=key_id, kind=ApiKey.Kind.SESSION, user=user, is_active=True)
         .first()
     )
+    current = request.session.session_key or ""
+    if key is not None and current and key.web_session != current:
+        key.web_session = current
+        key.save(update_fields=["web_session"])
+    return key
 
 
 def _revoke(keys: list[ApiKey]) -> int:
@@ -93,13 +94,15 @@ def _revoke(keys: list[ApiKey]) -> int:
     return len(keys)
 
 
-def browser_keys_revoke(*, user: AbstractBaseUser, web_sessions: list[str] | None = None, keep: str = "") -> int:
-    """Revoke the person's signed-in browser keys: of `web_sessions`, or all but `keep`."""
+def browser_keys_revoke(
+    *, user: AbstractBaseUser, web_sessions: list[str] | None = None, keep_key: int | None = None
+) -> int:
+    """Revoke the person's signed-in browser keys: of `web_sessions`, or all but `keep_key`."""
     keys = ApiKey.objects.filter(kind=ApiKey.Kind.SESSION, user=user, is_active=True)
     if web_sessions is not None:
         keys = keys.filter(web_session__in=web_sessions)
-    if keep:
-        keys = keys.exclude(web_session=keep)
+    if keep_key is not None:
+        keys = keys.exclude(pk=keep_key)
     return _revoke(list(keys))
 
 

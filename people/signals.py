@@ -25,6 +25,7 @@ def signed_in(sender: type, request: HttpRequest | None, user: Any, **kwargs: An
 def signed_out(sender: type, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if request is None or user is None or not hasattr(request, "session"):
         return
+    services.browser_key_for(request)  # re-bound to this session's id, if Django cycled it
     if request.session.session_key:
         services.browser_keys_revoke(user=user, web_sessions=[request.session.session_key])
     request._gg_sess_cookie = CLEAR  # type: ignore[attr-defined]
@@ -34,7 +35,8 @@ def signed_out(sender: type, request: HttpRequest | None, user: Any, **kwargs: A
 @receiver(password_set, dispatch_uid="people-password-set")
 def password_changed_here(sender: type, request: HttpRequest, user: Any, **kwargs: Any) -> None:
     """Every other signed-in browser loses its key; this one stays signed in."""
-    services.browser_keys_revoke(user=user, keep=request.session.session_key or "")
+    kept = services.browser_key_for(request)  # re-bound to the id Django just cycled
+    services.browser_keys_revoke(user=user, keep_key=kept.pk if kept is not None else None)
 
 
 @receiver(password_reset, dispatch_uid="people-password-reset")

@@ -82,7 +82,7 @@ def operator_sign_in(request: HttpRequest, *, admin_key: str) -> None:
 
 def console_sign_out(request: HttpRequest) -> None:
     _check_csrf(request)
-    user = getattr(request, "user", None)
+    user = getattr(request, "person", None)
     if user is not None and user.is_authenticated:
         logout(request)  # a person: the whole sign-in goes (their browser key with it)
     else:
@@ -92,7 +92,7 @@ def console_sign_out(request: HttpRequest) -> None:
 def _person_key(request: HttpRequest) -> ApiKey | None:
     """A signed-in person's console runs on their browser key for this session (people/):
     their own account, no key to paste."""
-    user = getattr(request, "user", None)
+    user = getattr(request, "person", None)
     if user is None or not user.is_authenticated:
         return None
     from people.services import browser_key_for
@@ -126,18 +126,18 @@ def signed_in_key(request: HttpRequest) -> ApiKey | None:
 def staff_mfa_missing(request: HttpRequest) -> bool:
     """A staff person signed in without a second factor, where operators require one
     (GHOSTGPT_MFA_REQUIRED_FOR_STAFF): they are not an operator until they use one."""
-    user = getattr(request, "user", None)
+    user = getattr(request, "person", None)
     if user is None or not user.is_authenticated or not user.is_staff:
         return False
     if not settings.PEOPLE["MFA_REQUIRED_FOR_STAFF"]:
         return False
     from allauth.account.authentication import get_authentication_records
 
-    return not any(record.get("method") == "mfa" for record in get_authentication_records(request))
+    return not any(record.get("method") == "mfa" for record in get_authentication_records(request, user))
 
 
 def is_operator(request: HttpRequest) -> bool:
-    user = getattr(request, "user", None)
+    user = getattr(request, "person", None)
     if user is not None and user.is_active and user.is_staff and not staff_mfa_missing(request):
         return True
     configured = settings.GHOSTGPT["ADMIN_KEY"]
@@ -166,7 +166,7 @@ class ConsoleOperatorAuthentication(BaseAuthentication):
         if not is_operator(request._request):
             return None
         _check_csrf(request._request)
-        user = getattr(request._request, "user", None)
+        user = getattr(request._request, "person", None)
         if (user is None or not user.is_authenticated) and settings.GHOSTGPT["ADMIN_KEY"]:
             act_as_admin(settings.GHOSTGPT["ADMIN_KEY"])
         return Operator(), None

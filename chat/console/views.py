@@ -95,7 +95,7 @@ def _who(request: HttpRequest) -> dict[str, Any]:
             "manage": key.scope == ApiKey.Scope.FULL,
         }
         body["account"] = {"id": key.account_id, "name": key.account.name}
-    user = getattr(request, "user", None)
+    user = getattr(request, "person", None)
     if user is not None and user.is_authenticated:
         # Signed in as a person (people/): the console shows who, and whose wallet pays.
         body["person"] = {"email": user.email, "staff": user.is_staff, "mfa_missing": auth.staff_mfa_missing(request)}

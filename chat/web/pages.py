@@ -44,7 +44,7 @@ def _has_session(request: HttpRequest) -> bool:
     key = session_key_get(secret=presented_session(request))
     if key is None:
         return False
-    user = getattr(request, "user", None)
+    user = getattr(request, "person", None)
     if user is not None and user.is_authenticated:
         return key.user_id == user.pk and key.web_session == (request.session.session_key or "-")
     return key.user_id is None

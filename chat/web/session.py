@@ -35,7 +35,7 @@ class SessionBootstrapApi(APIView):
 
     def post(self, request: Request) -> Response:
         held = request.auth if isinstance(request.auth, ApiKey) and request.auth.kind == ApiKey.Kind.SESSION else None
-        user = getattr(request._request, "user", None)
+        user = getattr(request._request, "person", None)
         if user is not None and user.is_authenticated:
             # A signed-in person's chat runs on their own account's key for this session.
             from people.services import browser_key_for, browser_session_bind
