@@ -135,7 +135,7 @@ def test_concurrent_writers_never_fork_the_chain() -> None:
         try:
             for i in range(10):
                 services.record("key.update", actor=WHO, target=f"w{n}-{i}")
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
