@@ -35,6 +35,7 @@ const { guarded, refresh } = consoleSession({
   onSession: (session) => {
     state.session = session;
     const key = session.key;
+    if (key && session.person) return `${session.person.email} · ${gettext("pays")}: ${session.account.name} (#${session.account.id})`;
     return key ? `${session.account.name} · ${key.name} (${key.prefix}…)` : null;
   },
   show: () => showTab(),
