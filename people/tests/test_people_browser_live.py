@@ -80,7 +80,8 @@ def _new_conversation(page: Any, title: str) -> None:
     status = page.evaluate(
         """async (title) => {
             const csrf = document.cookie.match(/csrftoken=([^;]+)/)[1];
-            const r = await fetch('/api/conversations', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf}, body: JSON.stringify({title})});
+            const headers = {'Content-Type': 'application/json', 'X-CSRFToken': csrf};
+            const r = await fetch('/api/conversations', {method: 'POST', headers, body: JSON.stringify({title})});
             return r.status; }""",
         title,
     )
