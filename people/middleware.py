@@ -77,18 +77,12 @@ def _apply_cookie(request: HttpRequest, response: HttpResponseBase) -> HttpRespo
     secret = getattr(request, "_gg_sess_cookie", None)
     if secret is None:
         return response
-    config = settings.WEB
     if secret == CLEAR:
-        response.delete_cookie(config["SESSION_COOKIE"], samesite="Lax")
+        response.delete_cookie(settings.WEB["SESSION_COOKIE"], samesite="Lax")
     else:
-        response.set_cookie(
-            config["SESSION_COOKIE"],
-            secret,
-            max_age=config["SESSION_MAX_AGE_SECONDS"],
-            httponly=True,
-            samesite="Lax",
-            secure=request.is_secure(),
-        )
+        from chat.web.session import set_session_cookie
+
+        set_session_cookie(response, secret, request)
     return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
 from django.middleware.csrf import get_token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -25,6 +26,19 @@ def _session_body(key: ApiKey, request: Request, *, created: bool) -> dict[str, 
         "account": {"id": account.pk, "tier": account.tier.name, "balance": float(account.balance)},
         "csrf_token": get_token(request._request),  # also set as the csrftoken cookie
     }
+
+
+def set_session_cookie(response: HttpResponseBase, secret: str, request: HttpRequest) -> None:
+    """The browser session's `gg_sess` cookie: HttpOnly, SameSite=Lax, Secure on HTTPS."""
+    config = settings.WEB
+    response.set_cookie(
+        config["SESSION_COOKIE"],
+        secret,
+        max_age=config["SESSION_MAX_AGE_SECONDS"],
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure(),
+    )
 
 
 class SessionBootstrapApi(APIView):
@@ -52,15 +66,7 @@ class SessionBootstrapApi(APIView):
         return self._with_cookie(Response(_session_body(key, request, created=True), status=201), secret, request)
 
     def _with_cookie(self, response: Response, secret: str, request: Request) -> Response:
-        config = settings.WEB
-        response.set_cookie(
-            config["SESSION_COOKIE"],
-            secret,
-            max_age=config["SESSION_MAX_AGE_SECONDS"],
-            httponly=True,
-            samesite="Lax",
-            secure=request.is_secure(),
-        )
+        set_session_cookie(response, secret, request._request)
         return response
 
     def _limit(self, request: Request) -> None:
