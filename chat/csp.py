@@ -4,7 +4,8 @@ Scripts run only from this origin or with the request's nonce (the two small inl
 scripts in templates/base.html carry it); images load only from this origin, `data:` and
 `blob:` — so a Markdown image in an answer or a share, however a prompt-injected page
 phrased it, cannot send the chat to a third-party server. Styles allow inline attributes
-(KaTeX lays out formulas with them); nothing else may be embedded, framed or posted.
+(KaTeX lays out formulas with them); nothing else may be embedded or framed, and forms post
+only here (and, for single sign-on, to the configured providers' origins).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
@@ -20,6 +22,8 @@ from chat.middleware import API_PATHS
 
 
 def policy(nonce: str) -> str:
+    # The sign-in pages' "Continue with <provider>" forms redirect to the provider.
+    form_action = " ".join(["'self'", *settings.SSO_FORM_ORIGINS])
     return "; ".join(
         [
             "default-src 'self'",
@@ -32,7 +36,7 @@ def policy(nonce: str) -> str:
             "worker-src 'self' blob:",
             "object-src 'none'",
             "base-uri 'none'",
-            "form-action 'self'",
+            f"form-action {form_action}",
             "frame-ancestors 'none'",
         ]
     )

@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -70,6 +71,17 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
+def env_pairs(name: str) -> list[tuple[str, str]]:
+    """`a=x,b=y` as [("a", "x"), ("b", "y")], in order."""
+    pairs = []
+    for item in env_list(name):
+        left, sep, right = item.partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise ImproperlyConfigured(f"{name}: {item!r} is not name=value")
+        pairs.append((left.strip(), right.strip()))
+    return pairs
+
+
 GHOSTGPT_ENV = env_str("GHOSTGPT_ENV", "development")
 if GHOSTGPT_ENV not in {"development", "production"}:
     raise ImproperlyConfigured("GHOSTGPT_ENV must be 'development' or 'production'")
@@ -120,7 +132,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "allauth.socialaccount",
-    "allauth.socialaccount.providers.openid_connect",
+    "people.sso",  # allauth's openid_connect, with the nonce and the id_token's signature always checked
     "allauth.socialaccount.providers.github",
     "allauth.socialaccount.providers.google",
     "allauth.usersessions",
@@ -433,6 +445,11 @@ PEOPLE = {
     "SIGNUP_TIER": env_str("GHOSTGPT_SIGNUP_TIER", "free"),
     # Staff must enrol a second factor before the ops console opens to them.
     "MFA_REQUIRED_FOR_STAFF": env_bool("GHOSTGPT_MFA_REQUIRED_FOR_STAFF", True),
+    # Single sign-on's claims (people.sso.mapping): the claim holding the person's groups,
+    # then group=tier pairs (the first group the person is in sets their account's tier at
+    # each SSO sign-in).
+    "SSO_GROUPS_CLAIM": env_str("GHOSTGPT_OIDC_GROUPS_CLAIM", "groups"),
+    "SSO_TIER_MAP": env_pairs("GHOSTGPT_OIDC_TIER_MAP"),
 }
 
 # The audit trail (audit/): rows chained by an HMAC under this key, kept outside the
@@ -529,6 +546,19 @@ for _provider in ("github", "google"):
                 }
             ],
         }
+# Where the sign-in pages' forms may lead (CSP form-action: a browser checks the redirect a
+# form's answer makes too): this site and each configured provider's authorization origin.
+# GHOSTGPT_OIDC_AUTHORIZE_ORIGIN names it where it is not the issuer's.
+SSO_FORM_ORIGINS: list[str] = []
+if "openid_connect" in SOCIALACCOUNT_PROVIDERS:
+    _issuer = urlsplit(env_str("GHOSTGPT_OIDC_AUTHORIZE_ORIGIN") or env_str("GHOSTGPT_OIDC_ISSUER"))
+    if _issuer.scheme not in {"http", "https"} or not _issuer.netloc:
+        raise ImproperlyConfigured("GHOSTGPT_OIDC_ISSUER must be the provider's http(s) issuer URL")
+    SSO_FORM_ORIGINS.append(f"{_issuer.scheme}://{_issuer.netloc}")
+if "github" in SOCIALACCOUNT_PROVIDERS:
+    SSO_FORM_ORIGINS.append("https://github.com")
+if "google" in SOCIALACCOUNT_PROVIDERS:
+    SSO_FORM_ORIGINS.append("https://accounts.google.com")
 
 # Mail: SMTP when GHOSTGPT_EMAIL_HOST is set; else the console (make run prints the
 # verification link in its terminal).

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.signals import password_changed, password_reset, password_set
+from allauth.account.signals import user_logged_in as allauth_logged_in
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
 from django.http import HttpRequest
 
 from . import services
 from .middleware import CLEAR
+from .sso import mapping
 
 
 @receiver(user_logged_in, dispatch_uid="people-signed-in")
@@ -42,3 +44,13 @@ def password_changed_here(sender: type, request: HttpRequest, user: Any, **kwarg
 @receiver(password_reset, dispatch_uid="people-password-reset")
 def password_was_reset(sender: type, request: HttpRequest, user: Any, **kwargs: Any) -> None:
     services.browser_keys_revoke(user=user)
+
+
+@receiver(allauth_logged_in, dispatch_uid="people-sso-claims")
+def sso_claims(sender: type, request: HttpRequest, user: Any, sociallogin: Any = None, **kwargs: Any) -> None:
+    """A single sign-on: what the provider's groups grant (people.sso.mapping)."""
+    # The account names the app's provider_id ("sso"); its provider class says OpenID Connect.
+    if sociallogin is None or sociallogin.account.get_provider(request).id != "openid_connect":
+        return
+    groups = mapping.groups_of(sociallogin.account.extra_data or {})
+    mapping.tier_apply(account=services.person_account(user), groups=groups)

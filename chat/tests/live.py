@@ -93,6 +93,7 @@ class LiveServer:
         routes: dict[str, Any] | None = None,
         command: Callable[[int, str], list[str]] | None = None,
         root: Path | None = None,
+        port: int | None = None,
     ) -> None:
         """`postgres_url`: make a fresh database on that server (default: on DATABASE_URL's,
         if it is PostgreSQL, else SQLite). `database_url`: share an existing database.
@@ -100,9 +101,10 @@ class LiveServer:
         data directory as its GHOSTGPT_ROUTES_FILE. `command(port, application)`: the server
         to run (default: `manage.py serve`, as `make run`; bench/asgi.py passes others).
         `root`: the checkout whose code runs (default: this one; bench/gateway.py's
-        `--baseline` runs another revision beside it)."""
+        `--baseline` runs another revision beside it). `port`: one the caller chose (free_port)
+        because something must know the address before the server starts (an SSO provider)."""
         self.root = root or ROOT
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="ghostgpt-live-")
         if routes is not None:
