@@ -136,8 +136,11 @@ def api_key_create(
     rpm_override: int | None = None,
     tpm_override: int | None = None,
     created_by: ApiKey | None = None,
+    user: Any = None,
 ) -> tuple[ApiKey, str]:
     """Create a key. Returns the row and the secret, which is never retrievable again.
+    `user`: the person who made it (default: the person behind `created_by`, when a
+    signed-in browser made it) — an organization disables it when they leave.
     Raises TooManyKeys when the account holds its cap of API keys already (checked under the
     account's row lock, so concurrent creations cannot pass it; browser sessions and agent
     tokens are other kinds and never count)."""
@@ -157,6 +160,7 @@ def api_key_create(
         rpm_override=rpm_override,
         tpm_override=tpm_override,
         created_by=created_by,
+        user_id=user.pk if user is not None else (created_by.user_id if created_by is not None else None),
     )
     return key, secret
 

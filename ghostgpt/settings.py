@@ -445,11 +445,23 @@ PEOPLE = {
     "SIGNUP_TIER": env_str("GHOSTGPT_SIGNUP_TIER", "free"),
     # Staff must enrol a second factor before the ops console opens to them.
     "MFA_REQUIRED_FOR_STAFF": env_bool("GHOSTGPT_MFA_REQUIRED_FOR_STAFF", True),
+    # Organization owners and admins act on members, invitations and keys only after a
+    # second factor in this sign-in.
+    "MFA_REQUIRED_FOR_ORG_ADMINS": env_bool("GHOSTGPT_MFA_REQUIRED_FOR_ORG_ADMINS", False),
+    # Days an invitation link works.
+    "INVITATION_DAYS": env_int("GHOSTGPT_INVITATION_DAYS", 7, minimum=1, maximum=90),
     # Single sign-on's claims (people.sso.mapping): the claim holding the person's groups,
     # then group=tier pairs (the first group the person is in sets their account's tier at
     # each SSO sign-in).
     "SSO_GROUPS_CLAIM": env_str("GHOSTGPT_OIDC_GROUPS_CLAIM", "groups"),
     "SSO_TIER_MAP": env_pairs("GHOSTGPT_OIDC_TIER_MAP"),
+    # The organization (its slug) people signing in through the OpenID Connect provider join
+    # at their first SSO sign-in — only those at GHOSTGPT_OIDC_ORGANIZATION_DOMAINS when set —
+    # with the role group=role pairs give (first match; else member). Later sign-ins follow
+    # the provider's groups (never touching the owner).
+    "SSO_ORGANIZATION": env_str("GHOSTGPT_OIDC_ORGANIZATION"),
+    "SSO_ORGANIZATION_DOMAINS": [d.lower().lstrip("@") for d in env_list("GHOSTGPT_OIDC_ORGANIZATION_DOMAINS")],
+    "SSO_ROLE_MAP": env_pairs("GHOSTGPT_OIDC_ROLE_MAP"),
 }
 
 # The audit trail (audit/): rows chained by an HMAC under this key, kept outside the

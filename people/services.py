@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -146,3 +147,55 @@ def browser_session_bind(request: HttpRequest, user: AbstractBaseUser) -> tuple[
     )
     request.session[SESSION_KEY_ID] = key.pk
     return key, secret
+
+
+# The Django session's entry naming the key its console runs on for an organization.
+CONSOLE_KEY_ID = "gg_console_key_id"
+
+
+def console_wallet_switch(request: HttpRequest, *, user: AbstractBaseUser, organization: Any = None) -> None:
+    """The console opens on `organization`'s wallet (its owners and admins only) or, with
+    None, on the person's own again. The organization's console runs on a browser-session
+    key of its account made for this Django session and this person: signing out, removal
+    from the organization and "disable keys" take it back."""
+    from .organizations import ADMINS, membership_require
+
+    held = request.session.pop(CONSOLE_KEY_ID, None)
+    if held:
+        _revoke(list(ApiKey.objects.filter(pk=held, user=user, kind=ApiKey.Kind.SESSION, is_active=True)))
+    if organization is None:
+        return
+    membership_require(organization=organization, user=user, roles=ADMINS)
+    if request.session.session_key is None:
+        request.session.save()
+    key, _ = browser_key_issue(
+        user=user,
+        account=organization.account,
+        web_session=request.session.session_key or "",
+        expires_at=request.session.get_expiry_date(),
+    )
+    request.session[CONSOLE_KEY_ID] = key.pk
+
+
+def console_key_for(request: HttpRequest) -> ApiKey | None:
+    """The organization key this session's console runs on, while the person is still its
+    owner or admin."""
+    from .models import Membership, Role
+
+    key_id = request.session.get(CONSOLE_KEY_ID)
+    user = getattr(request, "person", None)
+    if not key_id or user is None or not user.is_authenticated:
+        return None
+    key = (
+        ApiKey.objects.select_related("account__tier", "tier")
+        .filter(pk=key_id, kind=ApiKey.Kind.SESSION, user=user, is_active=True)
+        .first()
+    )
+    if (
+        key is None
+        or not Membership.objects.filter(
+            organization_id=key.account_id, user=user, role__in=(Role.OWNER, Role.ADMIN)
+        ).exists()
+    ):
+        return None
+    return key

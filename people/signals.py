@@ -54,3 +54,4 @@ def sso_claims(sender: type, request: HttpRequest, user: Any, sociallogin: Any =
         return
     groups = mapping.groups_of(sociallogin.account.extra_data or {})
     mapping.tier_apply(account=services.person_account(user), groups=groups)
+    mapping.organization_apply(user=user, email=user.email or "", groups=groups)

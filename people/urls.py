@@ -6,4 +6,9 @@ from . import views
 
 urlpatterns = [
     path("profile/", views.account_page, name="people_account"),
+    path("organizations/", views.organizations_page, name="people_organizations"),
+    path("organizations/<slug:slug>/", views.organization_page, name="people_organization"),
+    path("organizations/<slug:slug>/<str:action>/", views.organization_action, name="people_organization_action"),
+    path("console/personal/", views.console_personal, name="people_console_personal"),
+    path("invitations/<str:token>/", views.invitation_page, name="people_invitation"),
 ]

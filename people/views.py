@@ -1,14 +1,18 @@
-"""The people's own pages beside allauth's: the account overview."""
+"""The people's own pages beside allauth's: the account overview, organizations and
+invitations (thin: the rules are in people.organizations)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import selectors, services
+from . import organizations, selectors, services
+from .models import Invitation, Role
 
 
 @require_GET
@@ -20,3 +24,148 @@ def account_page(request: HttpRequest) -> HttpResponse:
         "currency": settings.GHOSTGPT["CURRENCY"],
     }  # type: ignore[arg-type]
     return render(request, "people/account.html", context)
+
+
+# --- Organizations ------------------------------------------------------------------------------
+
+
+def _refused(request: HttpRequest, exc: organizations.OrganizationError) -> HttpResponse:
+    return render(request, "people/refused.html", {"message": exc.message}, status=exc.status)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except ValueError:
+        raise organizations.OrganizationError("Not a whole number.") from None
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def organizations_page(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            organization = organizations.organization_create(user=request.user, name=request.POST.get("name", ""))  # type: ignore[arg-type]
+        except organizations.OrganizationError as exc:
+            return _refused(request, exc)
+        return redirect("people_organization", slug=organization.slug)
+    memberships = selectors.organizations_of(user=request.user)  # type: ignore[arg-type]
+    return render(request, "people/organizations.html", {"memberships": memberships})
+
+
+@require_GET
+@login_required
+def organization_page(request: HttpRequest, slug: str) -> HttpResponse:
+    found = selectors.organization_for(slug=slug, user=request.user)  # type: ignore[arg-type]
+    if found is None:
+        raise Http404
+    organization, viewer = found
+    context = {
+        **selectors.organization_page(organization=organization, viewer=viewer),
+        "currency": settings.GHOSTGPT["CURRENCY"],
+        "roles": [Role.ADMIN, Role.MEMBER, Role.BILLING],
+        "new_secret": request.session.pop("gg_new_key_secret", None),
+    }
+    return render(request, "people/organization.html", context)
+
+
+ACTIONS = {"invite", "revoke", "role", "remove", "leave", "transfer", "keys_off", "limits", "key", "console"}
+
+
+@require_POST
+@login_required
+def organization_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
+    """One form on the organization's page; every rule is in people.organizations."""
+    found = selectors.organization_for(slug=slug, user=request.user)  # type: ignore[arg-type]
+    if found is None or action not in ACTIONS:
+        raise Http404
+    organization, viewer = found
+    user: Any = request.user
+    form = request.POST
+    try:
+        if action in {"invite", "revoke", "role", "remove", "transfer", "keys_off", "limits", "console"}:
+            _mfa_check(request, viewer)
+        member = None
+        if "member" in form:
+            member = organization.memberships.filter(pk=_int(form["member"])).first()
+            if member is None:
+                raise organizations.OrganizationError("No such member.", 404)
+        if action == "invite":
+            url = request.build_absolute_uri("/accounts/invitations/") + "{token}/"
+            organizations.invitation_create(
+                organization=organization,
+                by=user,
+                email=form.get("email", ""),
+                role=form.get("role", ""),
+                accept_url=url,
+            )
+        elif action == "revoke":
+            invitation = organization.invitations.filter(pk=_int(form.get("invitation"))).first()
+            if invitation is None:
+                raise organizations.OrganizationError("No such invitation.", 404)
+            organizations.invitation_revoke(invitation=invitation, by=user)
+        elif action == "leave":
+            organizations.member_remove(membership=viewer, by=user)
+            return redirect("people_organizations")
+        elif action == "key":
+            _, secret = organizations.member_key_create(organization=organization, user=user, name=form.get("name", ""))
+            request.session["gg_new_key_secret"] = secret  # shown once, on the page it redirects to
+        elif action == "console":
+            services.console_wallet_switch(request, user=user, organization=organization)
+            return redirect("console")
+        elif member is None:
+            raise organizations.OrganizationError("Name a member.")
+        elif action == "role":
+            organizations.member_role_set(membership=member, by=user, role=form.get("role", ""))
+        elif action == "remove":
+            organizations.member_remove(membership=member, by=user)
+        elif action == "transfer":
+            organizations.ownership_transfer(organization=organization, by=user, to=member)
+        elif action == "keys_off":
+            organizations.member_keys_disable(membership=member, by=user)
+        elif action == "limits":
+            organizations.member_limits_set(
+                membership=member, by=user, rpm=_int(form.get("rpm")), tpm=_int(form.get("tpm"))
+            )
+    except organizations.OrganizationError as exc:
+        return _refused(request, exc)
+    return redirect("people_organization", slug=organization.slug)
+
+
+def _mfa_check(request: HttpRequest, viewer: Any) -> None:
+    """Owners and admins act only after a second factor, where the operator requires it."""
+    if not settings.PEOPLE["MFA_REQUIRED_FOR_ORG_ADMINS"] or viewer.role not in (Role.OWNER, Role.ADMIN):
+        return
+    from allauth.account.authentication import get_authentication_records
+
+    if not any(record.get("method") == "mfa" for record in get_authentication_records(request, request.user)):
+        raise organizations.OrganizationError(
+            "This organization's admins act only after signing in with a second factor: turn on two-factor "
+            "authentication and sign in again.",
+            403,
+        )
+
+
+@require_POST
+@login_required
+def console_personal(request: HttpRequest) -> HttpResponse:
+    """The console back on the person's own wallet."""
+    services.console_wallet_switch(request, user=request.user)  # type: ignore[arg-type]
+    return redirect("console")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def invitation_page(request: HttpRequest, token: str) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            membership = organizations.invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
+        except organizations.OrganizationError as exc:
+            return _refused(request, exc)
+        return redirect("people_organization", slug=membership.organization.slug)
+    invitation = (
+        Invitation.objects.select_related("organization__account")
+        .filter(token_hash=organizations.token_hash(token))
+        .first()
+    )
+    return render(request, "people/invitation.html", {"invitation": invitation})

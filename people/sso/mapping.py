@@ -40,3 +40,32 @@ def tier_apply(*, account: Account, groups: list[str]) -> None:
         return
     account.tier = tier
     account.save(update_fields=["tier"])  # audited as an account change (audit.receivers)
+
+
+def organization_apply(*, user: Any, email: str, groups: list[str]) -> None:
+    """Join the organization the provider is bound to (GHOSTGPT_OIDC_ORGANIZATION) with the
+    mapped role; at later sign-ins the role follows the groups. The owner is never touched."""
+    from people.models import Membership, Organization, Role
+    from people.organizations import member_keys_off, record_sso_join
+
+    slug = settings.PEOPLE["SSO_ORGANIZATION"]
+    domains = settings.PEOPLE["SSO_ORGANIZATION_DOMAINS"]
+    if not slug or (domains and email.rsplit("@", 1)[-1].lower() not in domains):
+        return
+    organization = Organization.objects.filter(slug=slug).first()
+    if organization is None:
+        return
+    role = mapped(groups, settings.PEOPLE["SSO_ROLE_MAP"]) or Role.MEMBER
+    if role not in (Role.ADMIN, Role.MEMBER, Role.BILLING):
+        role = Role.MEMBER
+    membership = Membership.objects.filter(organization=organization, user=user).first()
+    if membership is None:
+        membership = Membership.objects.create(organization=organization, user=user, role=role)
+        record_sso_join(membership, before=None)
+    elif membership.role not in (Role.OWNER, role):
+        before = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        if role == Role.BILLING:
+            member_keys_off(membership)
+        record_sso_join(membership, before=before)

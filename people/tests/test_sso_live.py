@@ -54,6 +54,9 @@ def _sso_env(issuer: str) -> dict[str, str]:
         "GHOSTGPT_OIDC_CLIENT_SECRET": CLIENT_SECRET,
         "GHOSTGPT_OIDC_EXTRA_SCOPES": "groups",
         "GHOSTGPT_OIDC_TIER_MAP": "gg-unlimited=unlimited",
+        "GHOSTGPT_OIDC_ORGANIZATION": "corp",
+        "GHOSTGPT_OIDC_ORGANIZATION_DOMAINS": "corp.example",
+        "GHOSTGPT_OIDC_ROLE_MAP": "staff=admin",
         "GHOSTGPT_EMAIL_VERIFICATION": "mandatory",
     }
 
@@ -102,8 +105,16 @@ def _via_provider(page: Any, login: str) -> None:
     page.click("button:has-text('Continue')")  # the provider's consent
 
 
-def test_round_trip_maps_groups_to_a_tier(browser: Any, provider_and_site: tuple[str, LiveServer]) -> None:  # noqa: F811
+def test_round_trip_maps_groups_to_a_tier_and_a_role(browser: Any, provider_and_site: tuple[str, LiveServer]) -> None:  # noqa: F811
     _, site = provider_and_site
+    manage(
+        site,
+        "shell",
+        "-c",
+        "from chat.models import Account, Tier; from people.models import Organization; "
+        "Organization.objects.create(slug='corp', "
+        "account=Account.objects.create(name='Corp', tier=Tier.objects.get(name='free')))",
+    )
     tab = Tab(browser, site.base_url)
     page = tab.open("/")
     _via_provider(page, "lea")
@@ -112,6 +123,8 @@ def test_round_trip_maps_groups_to_a_tier(browser: Any, provider_and_site: tuple
     assert page.inner_text("#person") == "lea@corp.example"
     overview = page.evaluate("fetch('/console/api/overview').then(r => r.json())")
     assert overview["tier"] == "unlimited"  # "gg-unlimited" in the groups claim
+    page.goto("/accounts/organizations/corp/")  # the provider is bound to Corp; "staff" = admin
+    assert page.inner_text("#my-role") == "Admin"
     tab.close()
     # No CSP refusal of the form that went to the provider (the provider's own development
     # pages fail to load a web font: no internet here).

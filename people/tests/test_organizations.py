@@ -1,0 +1,219 @@
+"""Organizations through their pages, with CSRF on as in a browser: making one, inviting by
+mail, accepting, roles, limits, disabling a member's keys, removing, leaving, transferring
+ownership — and each refusal (someone else's invitation, an expired, withdrawn or used one, a
+member trying an admin's action, a stranger) a clear error that changes nothing."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from chat.models import ApiKey, hash_api_key
+from people.models import Invitation, Membership, Organization, Role
+
+from .helpers import csrf_client, post, sign_in, sign_up, submit, verify
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def _person(email: str) -> Client:
+    client = csrf_client()
+    sign_up(client, email)
+    verify(client, email)
+    client.logout()
+    sign_in(client, email)
+    return client
+
+
+def _act(client: Client, slug: str, action: str, **data: Any) -> Any:
+    return submit(client, f"/accounts/organizations/{slug}/{action}/", data, page=f"/accounts/organizations/{slug}/")
+
+
+def _organization(owner: Client, name: str = "Acme Research") -> Organization:
+    response = submit(owner, "/accounts/organizations/", {"name": name})
+    assert response.status_code == 302
+    return Organization.objects.get(account__name=name)
+
+
+def _invite_and_join(owner: Client, organization: Organization, email: str, role: str = "member") -> Client:
+    assert _act(owner, organization.slug, "invite", email=email, role=role).status_code == 302
+    member = _person(email)
+    link = _invitation_link(email)
+    accepted = submit(member, link, {})
+    assert accepted.status_code == 302, accepted.content
+    return member
+
+
+def _invitation_link(email: str) -> str:
+    """The path of the last invitation mailed to `email` (sign-up mails come after it)."""
+    for message in reversed(mail.outbox):
+        if email in message.to and (found := re.search(r"https?://\S+(/accounts/invitations/\S+/)", message.body)):
+            return found.group(1)
+    raise AssertionError(f"no invitation to {email}")
+
+
+def _membership(organization: Organization, email: str) -> Membership:
+    return Membership.objects.get(organization=organization, user__email=email)
+
+
+def _key_of(client: Client, organization: Organization, name: str) -> ApiKey:
+    assert _act(client, organization.slug, "key", name=name).status_code == 302
+    page = client.get(f"/accounts/organizations/{organization.slug}/").content.decode()
+    secret = re.search(r'<code id="new-key">([^<]+)</code>', page)
+    assert secret, "the new key is shown once"
+    return ApiKey.objects.get(key_hash=hash_api_key(secret.group(1)))
+
+
+def test_an_invitation_by_mail_is_accepted_and_keys_bill_the_organization() -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    assert _membership(organization, "olga@example.com").role == Role.OWNER
+
+    member = _invite_and_join(owner, organization, "max@example.com")
+    assert _membership(organization, "max@example.com").role == Role.MEMBER
+    key = _key_of(member, organization, "max's laptop")
+    assert key.account_id == organization.pk  # the organization's wallet pays
+    assert key.user.email == "max@example.com"  # and it records who made it
+    assert key.scope == ApiKey.Scope.INFERENCE
+
+    # The member sees their own usage and keys; the owner sees everyone's.
+    member_page = member.get(f"/accounts/organizations/{organization.slug}/").content.decode()
+    assert "olga@example.com" not in member_page and "Send invitation" not in member_page
+    owner_page = owner.get(f"/accounts/organizations/{organization.slug}/").content.decode()
+    assert "max@example.com" in owner_page and key.prefix in owner_page
+
+    actions = set(AuditEvent.objects.filter(account_id=organization.pk).values_list("action", flat=True))
+    assert {"organization.create", "member.invite", "member.join"} <= actions
+
+
+def test_an_invitation_for_someone_else_expired_withdrawn_or_used_is_refused() -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    _act(owner, organization.slug, "invite", email="max@example.com", role="member")
+    link = _invitation_link("max@example.com")
+    eve = _person("eve@example.com")
+    refused = submit(eve, link, {})
+    assert refused.status_code == 403 and b"another address" in refused.content
+    assert not Membership.objects.filter(organization=organization, user__email="eve@example.com").exists()
+
+    max_ = _person("max@example.com")
+    Invitation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert submit(max_, link, {}).status_code == 410
+    Invitation.objects.update(expires_at=timezone.now() + timedelta(days=1), revoked_at=timezone.now())
+    assert submit(max_, link, {}).status_code == 404
+    Invitation.objects.update(revoked_at=None)
+    assert submit(max_, link, {}).status_code == 302
+    assert submit(max_, link, {}).status_code == 410  # used
+    assert Membership.objects.filter(organization=organization).count() == 2
+
+
+def test_a_member_trying_an_admins_action_gets_403_and_nothing_changes() -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    member = _invite_and_join(owner, organization, "max@example.com")
+    _invite_and_join(owner, organization, "ida@example.com")
+    ida = _membership(organization, "ida@example.com")
+    owner_key = _key_of(owner, organization, "olga's")
+    before = list(Membership.objects.order_by("pk").values_list("user_id", "role"))
+    for action, data in [
+        ("invite", {"email": "x@example.com", "role": "admin"}),
+        ("role", {"member": ida.pk, "role": "admin"}),
+        ("remove", {"member": ida.pk}),
+        ("keys_off", {"member": _membership(organization, "olga@example.com").pk}),
+        ("limits", {"member": ida.pk, "rpm": "1"}),
+        ("transfer", {"member": ida.pk}),
+        ("console", {}),
+    ]:
+        response = _act(member, organization.slug, action, **data)
+        assert response.status_code == 403, action
+    assert list(Membership.objects.order_by("pk").values_list("user_id", "role")) == before
+    owner_key.refresh_from_db()
+    assert owner_key.is_active
+    assert not Invitation.objects.filter(email="x@example.com").exists()
+    # A stranger learns nothing: 404, not 403.
+    stranger = _person("sam@example.com")
+    assert stranger.get(f"/accounts/organizations/{organization.slug}/").status_code == 404
+    assert post(stranger, f"/accounts/organizations/{organization.slug}/leave/", {}).status_code == 404
+
+
+def test_admins_disable_remove_and_limit_members_and_leaving_disables_ones_keys() -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    member = _invite_and_join(owner, organization, "max@example.com")
+    admin = _invite_and_join(owner, organization, "ada@example.com", role="admin")
+    max_ = _membership(organization, "max@example.com")
+
+    first = _key_of(member, organization, "one")
+    assert _act(admin, organization.slug, "limits", member=max_.pk, rpm="5", tpm="1000").status_code == 302
+    first.refresh_from_db()
+    assert (first.rpm_override, first.tpm_override) == (5, 1000)
+    assert _act(admin, organization.slug, "keys_off", member=max_.pk).status_code == 302
+    first.refresh_from_db()
+    assert not first.is_active
+    # An admin may not act on the owner.
+    olga = _membership(organization, "olga@example.com")
+    assert _act(admin, organization.slug, "remove", member=olga.pk).status_code == 403
+
+    second = _key_of(member, organization, "two")
+    assert (second.rpm_override, second.tpm_override) == (5, 1000)  # the member's limits follow
+    assert _act(member, organization.slug, "leave").status_code == 302
+    second.refresh_from_db()
+    assert not second.is_active and not Membership.objects.filter(pk=max_.pk).exists()
+
+    ada = _membership(organization, "ada@example.com")
+    assert _act(owner, organization.slug, "remove", member=ada.pk).status_code == 302
+    assert not Membership.objects.filter(pk=ada.pk).exists()
+    actions = list(AuditEvent.objects.filter(account_id=organization.pk).values_list("action", flat=True))
+    for action in ("member.limits", "member.keys_disable", "member.leave", "member.remove"):
+        assert action in actions
+
+
+def test_ownership_is_transferred_before_the_owner_leaves() -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    _invite_and_join(owner, organization, "max@example.com")
+    refused = _act(owner, organization.slug, "leave")
+    assert refused.status_code == 400 and b"Transfer ownership" in refused.content
+    max_ = _membership(organization, "max@example.com")
+    assert _act(owner, organization.slug, "transfer", member=max_.pk).status_code == 302
+    assert _membership(organization, "max@example.com").role == Role.OWNER
+    assert _membership(organization, "olga@example.com").role == Role.ADMIN
+    assert _act(owner, organization.slug, "leave").status_code == 302
+
+
+def test_the_console_opens_on_the_organizations_wallet_for_its_admins() -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    assert owner.get("/console/api/session").json()["account"]["name"] == "olga@example.com"
+    assert _act(owner, organization.slug, "console").status_code == 302
+    who = owner.get("/console/api/session").json()
+    assert who["account"] == {"id": organization.pk, "name": "Acme Research"}
+    member = _invite_and_join(owner, organization, "max@example.com")
+    _key_of(member, organization, "max's")
+    keys = owner.get("/console/api/keys").json()["data"]
+    assert [k["name"] for k in keys] == ["max's"]
+    # Back on the personal wallet.
+    submit(owner, "/accounts/console/personal/", {}, page="/accounts/organizations/")
+    assert owner.get("/console/api/session").json()["account"]["name"] == "olga@example.com"
+
+
+def test_csrf_less_organization_forms_change_nothing() -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    client = owner
+    client.handler.enforce_csrf_checks = True
+    response = client.post(f"/accounts/organizations/{organization.slug}/invite/", {"email": "x@example.com"})
+    assert response.status_code == 403
+    assert not Invitation.objects.exists()
+    assert client.post("/accounts/organizations/", {"name": "Forged"}).status_code == 403
+    assert not Organization.objects.filter(account__name="Forged").exists()
+    assert User.objects.filter(email="olga@example.com").exists()
