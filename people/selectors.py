@@ -11,6 +11,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Sum
 from django.utils import timezone
 
+from audit.selectors import audit_events
 from chat.models import Account, ApiKey, UsageHour
 
 from .models import Membership, Organization, Role
@@ -81,5 +82,7 @@ def organization_page(*, organization: Organization, viewer: Membership) -> dict
             else []
         ),
         "balance": organization.account.balance if sees_all else None,
+        # Its audit trail (the newest 50; all of it through GET /api/v1/audit with its key).
+        "trail": list(audit_events(account_id=organization.pk)[:50]) if viewer.role in (Role.OWNER, Role.ADMIN) else [],
         "month_spend": sum((u["usage"]["cost"] for u in members), Decimal(0)),
     }

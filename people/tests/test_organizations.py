@@ -93,6 +93,9 @@ def test_an_invitation_by_mail_is_accepted_and_keys_bill_the_organization() -> N
 
     actions = set(AuditEvent.objects.filter(account_id=organization.pk).values_list("action", flat=True))
     assert {"organization.create", "member.invite", "member.join"} <= actions
+    # The owner sees the organization's trail on its page; a member does not.
+    assert 'id="trail"' in owner_page and "member.join" in owner_page
+    assert 'id="trail"' not in member_page
 
 
 def test_an_invitation_for_someone_else_expired_withdrawn_or_used_is_refused() -> None:
@@ -217,3 +220,12 @@ def test_csrf_less_organization_forms_change_nothing() -> None:
     assert client.post("/accounts/organizations/", {"name": "Forged"}).status_code == 403
     assert not Organization.objects.filter(account__name="Forged").exists()
     assert User.objects.filter(email="olga@example.com").exists()
+
+
+def test_admins_act_only_after_a_second_factor_where_the_operator_requires_it(settings: Any) -> None:
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    settings.PEOPLE = {**settings.PEOPLE, "MFA_REQUIRED_FOR_ORG_ADMINS": True}
+    refused = _act(owner, organization.slug, "invite", email="max@example.com", role="member")
+    assert refused.status_code == 403 and b"second factor" in refused.content
+    assert not Invitation.objects.exists()
