@@ -220,6 +220,11 @@ class Conversation(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="conversations")
+    # The person who wrote it (None: an anonymous or operator-made account's): within an
+    # organization's account each member sees their own chats only.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="conversations"
+    )
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, blank=True)
     system_prompt = models.TextField(blank=True)

@@ -161,10 +161,13 @@ def invitation_accept(*, token: str, user: AbstractBaseUser) -> Membership:
     return membership
 
 
-def member_keys_off(membership: Membership) -> int:
-    """Switch off every key the member holds for the organization, one by one (save, not a
-    bulk update: chat.revocation's signal ends their live streams in every process)."""
+def member_keys_off(membership: Membership, *, sessions_only: bool = False) -> int:
+    """Switch off every key the member holds for the organization (or only their signed-in
+    browsers' keys, whose scope follows their role), one by one (save, not a bulk update:
+    chat.revocation's signal ends their live streams in every process)."""
     keys = ApiKey.objects.filter(account_id=membership.organization_id, user_id=membership.user_id, is_active=True)
+    if sessions_only:
+        keys = keys.filter(kind=ApiKey.Kind.SESSION)
     count = 0
     for key in keys:
         key.is_active = False
@@ -196,8 +199,9 @@ def member_role_set(*, membership: Membership, by: AbstractBaseUser, role: str) 
     before = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
-    if role == Role.BILLING:  # billing sees money, holds no keys
-        member_keys_off(membership)
+    # Billing sees money and holds no keys; any other change re-scopes their browsers' keys
+    # (their chat falls back to their own wallet until they switch again).
+    member_keys_off(membership, sessions_only=role != Role.BILLING)
     _record(
         "member.role",
         membership.organization,
@@ -207,17 +211,15 @@ def member_role_set(*, membership: Membership, by: AbstractBaseUser, role: str) 
 
 
 def member_limits_set(*, membership: Membership, by: AbstractBaseUser, rpm: int | None, tpm: int | None) -> None:
-    """Caps on each of the member's keys for the organization, now and for keys made later."""
+    """The member's own RPM/TPM: one counter for all their keys of the organization (their
+    chat on its wallet included), within the organization's tier (chat.api.auth)."""
     _acting_on(membership, by)
     for value in (rpm, tpm):
         if value is not None and not 0 < value <= 10**9:
             raise OrganizationError("Limits are positive whole numbers (or empty for the tier's).")
     before = {"rpm": membership.rpm, "tpm": membership.tpm}
     membership.rpm, membership.tpm = rpm, tpm
-    membership.save(update_fields=["rpm", "tpm"])
-    for key in ApiKey.objects.filter(account_id=membership.organization_id, user_id=membership.user_id):
-        key.rpm_override, key.tpm_override = rpm, tpm
-        key.save(update_fields=["rpm_override", "tpm_override"])
+    membership.save(update_fields=["rpm", "tpm"])  # every key cache forgets (people.signals)
     _record(
         "member.limits",
         membership.organization,
@@ -256,16 +258,14 @@ def ownership_transfer(*, organization: Organization, by: AbstractBaseUser, to: 
 
 def member_key_create(*, organization: Organization, user: AbstractBaseUser, name: str) -> tuple[ApiKey, str]:
     """A key for the organization's wallet, made by a member for their own use (inference
-    only; the member's limits apply)."""
-    membership = membership_require(organization=organization, user=user, roles=KEY_MAKERS)
+    only; the member's limits apply to it with their other keys)."""
+    membership_require(organization=organization, user=user, roles=KEY_MAKERS)
     name = name.strip()[:100] or "key"
     with transaction.atomic():
         return api_key_create(
             account=organization.account,
             name=name,
             scope=ApiKey.Scope.INFERENCE,
-            rpm_override=membership.rpm,
-            tpm_override=membership.tpm,
             user=user,
         )
 

@@ -86,3 +86,15 @@ def organization_page(*, organization: Organization, viewer: Membership) -> dict
         "trail": list(audit_events(account_id=organization.pk)[:50]) if viewer.role in (Role.OWNER, Role.ADMIN) else [],
         "month_spend": sum((u["usage"]["cost"] for u in members), Decimal(0)),
     }
+
+
+def wallets_for(*, user: AbstractBaseUser) -> list[dict[str, Any]]:
+    """The wallets the person may chat on: their own (slug "") and each organization they
+    hold keys in (not as billing)."""
+    own = Account.objects.filter(user=user).values_list("pk", flat=True).first()
+    wallets = [{"slug": "", "account_id": own, "name": ""}]
+    for membership in organizations_of(user=user):
+        if membership.role != Role.BILLING:
+            org = membership.organization
+            wallets.append({"slug": org.slug, "account_id": org.pk, "name": org.account.name})
+    return wallets

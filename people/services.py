@@ -45,7 +45,12 @@ def person_account(user: AbstractBaseUser) -> Account:
 
 
 def browser_key_issue(
-    *, user: AbstractBaseUser, account: Account, web_session: str, expires_at: datetime
+    *,
+    user: AbstractBaseUser,
+    account: Account,
+    web_session: str,
+    expires_at: datetime,
+    scope: str = ApiKey.Scope.FULL,  # type: ignore[assignment]
 ) -> tuple[ApiKey, str]:
     """A browser-session key of `account` for the signed-in Django session `web_session`,
     expiring with it."""
@@ -55,7 +60,7 @@ def browser_key_issue(
         kind=ApiKey.Kind.SESSION,
         # The console opens on it (signed-in people manage their account there); the
         # management API still takes API keys only.
-        scope=ApiKey.Scope.FULL,
+        scope=scope,
         expires_at=expires_at,
         name="signed-in browser",
         prefix=secret[:DISPLAY_PREFIX_LENGTH],
@@ -119,7 +124,7 @@ def anonymous_claim(*, anonymous: ApiKey, account: Account) -> int:
     source = Account.objects.select_for_update().get(pk=key.account_id)
     if source.user_id is not None:  # a person's account is never emptied into another
         return 0
-    moved = Conversation.objects.filter(account=source).update(account=account)
+    moved = Conversation.objects.filter(account=source).update(account=account, owner_id=account.user_id)
     Share.objects.filter(account=source).update(account=account)
     Job.objects.filter(account=source).update(account=account)
     if source.storage_used:
@@ -149,53 +154,33 @@ def browser_session_bind(request: HttpRequest, user: AbstractBaseUser) -> tuple[
     return key, secret
 
 
-# The Django session's entry naming the key its console runs on for an organization.
-CONSOLE_KEY_ID = "gg_console_key_id"
+def wallet_switch(request: HttpRequest, *, user: AbstractBaseUser, organization: Any = None) -> str:
+    """The chat and the console of this signed-in session pay from `organization`'s wallet
+    (None: the person's own again). The session's browser key is replaced by one of that
+    account — full scope for the organization's owners and admins (its console), inference
+    only for members (their own usage); billing members hold no keys. Returns the new key's
+    secret (the `gg_sess` cookie's new value)."""
+    from .organizations import ADMINS, KEY_MAKERS, membership_require
 
-
-def console_wallet_switch(request: HttpRequest, *, user: AbstractBaseUser, organization: Any = None) -> None:
-    """The console opens on `organization`'s wallet (its owners and admins only) or, with
-    None, on the person's own again. The organization's console runs on a browser-session
-    key of its account made for this Django session and this person: signing out, removal
-    from the organization and "disable keys" take it back."""
-    from .organizations import ADMINS, membership_require
-
-    held = request.session.pop(CONSOLE_KEY_ID, None)
-    if held:
-        _revoke(list(ApiKey.objects.filter(pk=held, user=user, kind=ApiKey.Kind.SESSION, is_active=True)))
+    full, inference = "full", "inference"  # ApiKey.Scope
+    scope: str = full
     if organization is None:
-        return
-    membership_require(organization=organization, user=user, roles=ADMINS)
+        account = person_account(user)
+    else:
+        membership = membership_require(organization=organization, user=user, roles=KEY_MAKERS)
+        account = organization.account
+        scope = full if membership.role in ADMINS else inference
+    current = browser_key_for(request)
+    if current is not None:
+        _revoke([current])
     if request.session.session_key is None:
         request.session.save()
-    key, _ = browser_key_issue(
+    key, secret = browser_key_issue(
         user=user,
-        account=organization.account,
+        account=account,
         web_session=request.session.session_key or "",
         expires_at=request.session.get_expiry_date(),
+        scope=scope,
     )
-    request.session[CONSOLE_KEY_ID] = key.pk
-
-
-def console_key_for(request: HttpRequest) -> ApiKey | None:
-    """The organization key this session's console runs on, while the person is still its
-    owner or admin."""
-    from .models import Membership, Role
-
-    key_id = request.session.get(CONSOLE_KEY_ID)
-    user = getattr(request, "person", None)
-    if not key_id or user is None or not user.is_authenticated:
-        return None
-    key = (
-        ApiKey.objects.select_related("account__tier", "tier")
-        .filter(pk=key_id, kind=ApiKey.Kind.SESSION, user=user, is_active=True)
-        .first()
-    )
-    if (
-        key is None
-        or not Membership.objects.filter(
-            organization_id=key.account_id, user=user, role__in=(Role.OWNER, Role.ADMIN)
-        ).exists()
-    ):
-        return None
-    return key
+    request.session[SESSION_KEY_ID] = key.pk
+    return secret

@@ -8,11 +8,16 @@ from typing import Any
 from allauth.account.signals import password_changed, password_reset, password_set
 from allauth.account.signals import user_logged_in as allauth_logged_in
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from chat import keycache
+
 from . import services
 from .middleware import CLEAR
+from .models import Membership
 from .sso import mapping
 
 
@@ -55,3 +60,12 @@ def sso_claims(sender: type, request: HttpRequest, user: Any, sociallogin: Any =
     groups = mapping.groups_of(sociallogin.account.extra_data or {})
     mapping.tier_apply(account=services.person_account(user), groups=groups)
     mapping.organization_apply(user=user, email=user.email or "", groups=groups)
+
+
+@receiver(post_save, sender=Membership, dispatch_uid="people-membership-saved")
+@receiver(post_delete, sender=Membership, dispatch_uid="people-membership-deleted")
+def membership_changed(sender: type, **kwargs: Any) -> None:
+    """A member's limits live in the keys' authentication row: every process's key cache
+    forgets them (chat.keycache)."""
+    keycache.bump()
+    transaction.on_commit(keycache.bump)

@@ -9,6 +9,6 @@ urlpatterns = [
     path("organizations/", views.organizations_page, name="people_organizations"),
     path("organizations/<slug:slug>/", views.organization_page, name="people_organization"),
     path("organizations/<slug:slug>/<str:action>/", views.organization_action, name="people_organization_action"),
-    path("console/personal/", views.console_personal, name="people_console_personal"),
+    path("wallet/", views.wallet_switch, name="people_wallet"),
     path("invitations/<str:token>/", views.invitation_page, name="people_invitation"),
 ]

@@ -69,7 +69,7 @@ def organization_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "people/organization.html", context)
 
 
-ACTIONS = {"invite", "revoke", "role", "remove", "leave", "transfer", "keys_off", "limits", "key", "console"}
+ACTIONS = {"invite", "revoke", "role", "remove", "leave", "transfer", "keys_off", "limits", "key"}
 
 
 @require_POST
@@ -83,7 +83,7 @@ def organization_action(request: HttpRequest, slug: str, action: str) -> HttpRes
     user: Any = request.user
     form = request.POST
     try:
-        if action in {"invite", "revoke", "role", "remove", "transfer", "keys_off", "limits", "console"}:
+        if action in {"invite", "revoke", "role", "remove", "transfer", "keys_off", "limits"}:
             _mfa_check(request, viewer)
         member = None
         if "member" in form:
@@ -110,9 +110,6 @@ def organization_action(request: HttpRequest, slug: str, action: str) -> HttpRes
         elif action == "key":
             _, secret = organizations.member_key_create(organization=organization, user=user, name=form.get("name", ""))
             request.session["gg_new_key_secret"] = secret  # shown once, on the page it redirects to
-        elif action == "console":
-            services.console_wallet_switch(request, user=user, organization=organization)
-            return redirect("console")
         elif member is None:
             raise organizations.OrganizationError("Name a member.")
         elif action == "role":
@@ -148,10 +145,26 @@ def _mfa_check(request: HttpRequest, viewer: Any) -> None:
 
 @require_POST
 @login_required
-def console_personal(request: HttpRequest) -> HttpResponse:
-    """The console back on the person's own wallet."""
-    services.console_wallet_switch(request, user=request.user)  # type: ignore[arg-type]
-    return redirect("console")
+def wallet_switch(request: HttpRequest) -> HttpResponse:
+    """Which wallet this session's chat and console pay from: `organization` (a slug) or,
+    empty, the person's own; then back to `next` (the chat or the console)."""
+    user: Any = request.user
+    slug = request.POST.get("organization", "")
+    organization = None
+    try:
+        if slug:
+            found = selectors.organization_for(slug=slug, user=user)
+            if found is None:
+                raise organizations.OrganizationError("No such organization.", 404)
+            organization, viewer = found
+            _mfa_check(request, viewer)
+        request._gg_sess_cookie = services.wallet_switch(  # type: ignore[attr-defined]
+            request, user=user, organization=organization
+        )
+    except organizations.OrganizationError as exc:
+        return _refused(request, exc)
+    target = request.POST.get("next", "/")
+    return redirect(target if target in ("/", "/console") else "/")
 
 
 @require_http_methods(["GET", "POST"])

@@ -57,12 +57,19 @@ def account_limits(
     account_tpm: int | None,
     rpm_caps: tuple[int | None, ...],
     tpm_caps: tuple[int | None, ...],
+    member: tuple[int, int | None, int | None] | None = None,
 ) -> tuple[Limits, Limits | None]:
     """A tier's limits are the account's, whichever of its keys is used: (the account's
-    limits, the key's own further cap or None). A key's rpm/tpm and its own tier only narrow."""
+    limits, the key's own further cap or None). A key's rpm/tpm and its own tier only narrow.
+    `member`: (user id, rpm, tpm) of an organization member with limits of their own — then
+    the further cap is one counter for all that member's keys of the account."""
     account = Limits(f"account:{account_id}", account_rpm, account_tpm)
+    subject = f"key:{key_id}"
+    if member is not None and (member[1] is not None or member[2] is not None):
+        subject = f"member:{account_id}:{member[0]}"
+        rpm_caps, tpm_caps = (*rpm_caps, member[1]), (*tpm_caps, member[2])
     rpm, tpm = _narrower(account_rpm, rpm_caps), _narrower(account_tpm, tpm_caps)
-    key = Limits(f"key:{key_id}", rpm, tpm) if rpm is not None or tpm is not None else None
+    key = Limits(subject, rpm, tpm) if rpm is not None or tpm is not None else None
     return account, key
 
 
@@ -77,6 +84,9 @@ class Principal:
     limits: Limits
     kind: str = "api"  # ApiKey.Kind: "api" or "session"
     key_limits: Limits | None = None
+    # The person behind the key (who made it, or whose signed-in browser it is); their
+    # chats are theirs within the account (an organization's members see only their own).
+    user_id: int | None = None
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -94,8 +104,9 @@ class Principal:
             account_tpm=key.account_tier_tpm,
             rpm_caps=(key.rpm_override, key.tier_rpm if key.tier_id is not None else None),
             tpm_caps=(key.tpm_override, key.tier_tpm if key.tier_id is not None else None),
+            member=(key.user_id, key.member_rpm, key.member_tpm) if key.user_id is not None else None,
         )
-        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own)
+        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own, key.user_id)
 
     @classmethod
     def of(cls, key: ApiKey) -> Principal:
@@ -108,7 +119,7 @@ class Principal:
             rpm_caps=(key.rpm_override, key.tier.rpm if key.tier else None),
             tpm_caps=(key.tpm_override, key.tier.tpm if key.tier else None),
         )
-        return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own)
+        return cls(key.pk, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own, key.user_id)
 
 
 # The one caller of a model-tier process (GHOSTGPT_ROLE=model): the web tier, which has

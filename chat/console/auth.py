@@ -95,9 +95,9 @@ def _person_key(request: HttpRequest) -> ApiKey | None:
     user = getattr(request, "person", None)
     if user is None or not user.is_authenticated:
         return None
-    from people.services import browser_key_for, console_key_for
+    from people.services import browser_key_for
 
-    key = console_key_for(request) or browser_key_for(request)
+    key = browser_key_for(request)
     try:
         if key is not None:
             check_usable(key)

@@ -48,13 +48,15 @@ class WebApi(APIView):
 class ConversationListApi(WebApi):
     def get(self, request: Request) -> Response:
         query = str(request.query_params.get("q", "")).strip()[:200]
-        rows = conversation_list(account_id=request.user.pk, query=query)[:LIST_LIMIT]
+        rows = conversation_list(account_id=request.user.pk, owner_id=request.auth.user_id, query=query)[:LIST_LIMIT]
         return Response({"object": "list", "data": [conversation_body(c) for c in rows]})
 
     def post(self, request: Request) -> Response:
         data = _object(request.data or {})
         limit_creation(request, "conversation", owner_rate="CONVERSATION_RATE")
-        conversation = services.conversation_create(account=request.user, title=str(data.get("title", "")))
+        conversation = services.conversation_create(
+            account=request.user, owner_id=request.auth.user_id, title=str(data.get("title", ""))
+        )
         if "system_prompt" in data or "model" in data:
             services.conversation_update(conversation=conversation, changes=data)
         return Response(conversation_body(conversation), status=201)
@@ -62,7 +64,9 @@ class ConversationListApi(WebApi):
 
 class ConversationDetailApi(WebApi):
     def _get(self, request: Request, conversation_id: str) -> Conversation:
-        return conversation_get_for_account(account_id=request.user.pk, conversation_id=conversation_id)
+        return conversation_get_for_account(
+            account_id=request.user.pk, owner_id=request.auth.user_id, conversation_id=conversation_id
+        )
 
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = self._get(request, conversation_id)
@@ -84,7 +88,9 @@ class MessageModelViewApi(WebApi):
     """ "What the model saw" for one user message."""
 
     def get(self, request: Request, conversation_id: str, message_id: str) -> Response:
-        conversation = conversation_get_for_account(account_id=request.user.pk, conversation_id=conversation_id)
+        conversation = conversation_get_for_account(
+            account_id=request.user.pk, owner_id=request.auth.user_id, conversation_id=conversation_id
+        )
         message = message_get_for_conversation(conversation=conversation, message_id=message_id)
         return Response({"id": str(message.pk), "text": services.model_text(message)})
 
@@ -155,5 +161,7 @@ class ShareContinueApi(WebApi):
 
     def post(self, request: Request, share_id: str) -> Response:
         limit_creation(request, "conversation", owner_rate="CONVERSATION_RATE")
-        conversation = services.conversation_from_share(share=share_get(share_id=share_id), account_id=request.user.pk)
+        conversation = services.conversation_from_share(
+            share=share_get(share_id=share_id), account_id=request.user.pk, owner_id=request.auth.user_id
+        )
         return Response({"conversation_id": str(conversation.pk), "url": f"/?c={conversation.pk}"}, status=201)

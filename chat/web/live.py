@@ -62,7 +62,7 @@ async def send_turn(request: HttpRequest, conversation_id: str) -> HttpResponse:
     )
     options = {name: body[name] for name in TURN_SETTINGS if name in body}
     await _check_before_writing(principal, backend, conversation, body, model, options)
-    conversation, user, assistant = await sync_to_async(_create_turn)(principal.account_id, conversation, body, model)
+    conversation, user, assistant = await sync_to_async(_create_turn)(principal, conversation, body, model)
     await _start(request, principal, backend, conversation, assistant, options)
     turn = {
         "conversation": conversation_body(conversation),
@@ -101,6 +101,7 @@ async def ask(request: HttpRequest) -> HttpResponse:
     conversation, user, assistant = await sync_to_async(services.turn_create)(
         conversation=conversation,
         account_id=principal.account_id,
+        owner_id=principal.user_id,
         content=body.get("content"),
         attachments=None,
         parent_id=parent_id,
@@ -179,7 +180,9 @@ async def _conversation_and_model(
     conversation = (
         None
         if conversation_id is None
-        else await aconversation_get_for_account(account_id=principal.account_id, conversation_id=conversation_id)
+        else await aconversation_get_for_account(
+            account_id=principal.account_id, owner_id=principal.user_id, conversation_id=conversation_id
+        )
     )
     model = body.get("model") or (conversation.model if conversation else "") or default
     if not isinstance(model, str):
@@ -217,7 +220,7 @@ async def _start(
 
 
 def _create_turn(
-    account_id: int, conversation: Conversation | None, body: dict[str, Any], model: str
+    principal: Principal, conversation: Conversation | None, body: dict[str, Any], model: str
 ) -> tuple[Conversation, Message | None, Message]:
     if body.get("regenerate"):
         if conversation is None:
@@ -229,7 +232,8 @@ def _create_turn(
         )
     return services.turn_create(
         conversation=conversation,
-        account_id=account_id,
+        account_id=principal.account_id,
+        owner_id=principal.user_id,
         content=body.get("content", ""),
         attachments=body.get("attachments"),
         parent_id=body.get("parent_id"),
@@ -260,7 +264,9 @@ async def _fail(message: Message, error: ApiError) -> None:
 @openai_errors("GET")
 async def watch(request: HttpRequest, message_id: str) -> HttpResponse:
     principal = await authenticate(request)
-    message = await amessage_get_for_account(account_id=principal.account_id, message_id=message_id)
+    message = await amessage_get_for_account(
+        account_id=principal.account_id, owner_id=principal.user_id, message_id=message_id
+    )
     return _sse(_watch(message))
 
 
@@ -360,7 +366,9 @@ async def _unowned(message: Message, *, since: float) -> Message | None:
 @openai_errors("POST")
 async def stop(request: HttpRequest, message_id: str) -> HttpResponse:
     principal = await authenticate(request)
-    message = await amessage_get_for_account(account_id=principal.account_id, message_id=message_id)
+    message = await amessage_get_for_account(
+        account_id=principal.account_id, owner_id=principal.user_id, message_id=message_id
+    )
     if message.status == Message.Status.STREAMING:
         await generation_stop(message.pk)
         deadline = time.monotonic() + STOP_WAIT_SECONDS

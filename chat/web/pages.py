@@ -50,6 +50,20 @@ def _has_session(request: HttpRequest) -> bool:
     return key.user_id is None
 
 
+def _wallets(request: HttpRequest) -> list[dict[str, object]]:
+    """A signed-in person's wallets (their own, their organizations'), the one this
+    session's chat pays from marked `current` — for the sidebar's switch."""
+    user = getattr(request, "person", None)
+    if user is None or not user.is_authenticated:
+        return []
+    from people.selectors import wallets_for
+
+    key = session_key_get(secret=presented_session(request))
+    wallets = wallets_for(user=user)
+    paying = key.account_id if key is not None and key.user_id == user.pk else wallets[0]["account_id"]
+    return [{**wallet, "current": wallet["account_id"] == paying} for wallet in wallets]
+
+
 @require_GET
 @ensure_csrf_cookie
 def home(request: HttpRequest) -> HttpResponse:
@@ -58,6 +72,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return docs(request)
     context = {
         "has_session": _has_session(request),
+        "wallets": _wallets(request),
         "models": [info.id for info, _ in registry.chat_models()],
         "default_model": settings.GHOSTGPT["MODEL_ID"],
         "allow_system_prompt": settings.WEB["ALLOW_SYSTEM_PROMPT"],

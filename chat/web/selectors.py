@@ -21,22 +21,32 @@ def _uuid(value: Any) -> uuid.UUID:
         raise Http404 from None
 
 
-def conversation_get_for_account(*, account_id: int, conversation_id: Any) -> Conversation:
-    conversation = Conversation.objects.filter(pk=_uuid(conversation_id), account_id=account_id).first()
+# Whose chats: an account's, and within it one person's (owner_id; None for an anonymous or
+# operator-made account's), so an organization's members never see each other's.
+
+
+def conversation_get_for_account(*, account_id: int, owner_id: int | None, conversation_id: Any) -> Conversation:
+    conversation = Conversation.objects.filter(
+        pk=_uuid(conversation_id), account_id=account_id, owner_id=owner_id
+    ).first()
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
 
 
-async def aconversation_get_for_account(*, account_id: int, conversation_id: Any) -> Conversation:
-    conversation = await Conversation.objects.filter(pk=_uuid(conversation_id), account_id=account_id).afirst()
+async def aconversation_get_for_account(*, account_id: int, owner_id: int | None, conversation_id: Any) -> Conversation:
+    conversation = await Conversation.objects.filter(
+        pk=_uuid(conversation_id), account_id=account_id, owner_id=owner_id
+    ).afirst()
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
 
 
-async def amessage_get_for_account(*, account_id: int, message_id: Any) -> Message:
-    message = await Message.objects.filter(pk=_uuid(message_id), conversation__account_id=account_id).afirst()
+async def amessage_get_for_account(*, account_id: int, owner_id: int | None, message_id: Any) -> Message:
+    message = await Message.objects.filter(
+        pk=_uuid(message_id), conversation__account_id=account_id, conversation__owner_id=owner_id
+    ).afirst()
     if message is None:
         raise Http404("No such message.")
     return message
@@ -49,14 +59,14 @@ def message_get_for_conversation(*, conversation: Conversation, message_id: Any)
     return message
 
 
-def conversation_list(*, account_id: int, query: str = "") -> QuerySet[Conversation]:
+def conversation_list(*, account_id: int, owner_id: int | None, query: str = "") -> QuerySet[Conversation]:
     """Newest first; `query` matches titles and message text (case-insensitive)."""
-    conversations = Conversation.objects.filter(account_id=account_id)
+    conversations = Conversation.objects.filter(account_id=account_id, owner_id=owner_id)
     if query:
-        # Only this account's messages: the join on conversation__account keeps the scan to them.
-        in_messages = Message.objects.filter(conversation__account_id=account_id, content__icontains=query).values(
-            "conversation_id"
-        )
+        # Only these conversations' messages: the join keeps the scan to them.
+        in_messages = Message.objects.filter(
+            conversation__account_id=account_id, conversation__owner_id=owner_id, content__icontains=query
+        ).values("conversation_id")
         conversations = conversations.filter(Q(title__icontains=query) | Q(pk__in=in_messages))
     return conversations.order_by("-updated_at")
 

@@ -31,9 +31,11 @@ def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, message, param=param, code="invalid_value")
 
 
-def conversation_create(*, account: Account | int, title: str = "", model: str = "") -> Conversation:
+def conversation_create(
+    *, account: Account | int, owner_id: int | None = None, title: str = "", model: str = ""
+) -> Conversation:
     account_id = account if isinstance(account, int) else account.pk
-    return Conversation.objects.create(account_id=account_id, title=title[:200], model=model[:200])
+    return Conversation.objects.create(account_id=account_id, owner_id=owner_id, title=title[:200], model=model[:200])
 
 
 def conversation_update(*, conversation: Conversation, changes: dict[str, Any]) -> Conversation:
@@ -131,6 +133,7 @@ def turn_create(
     *,
     conversation: Conversation | None,
     account_id: int,
+    owner_id: int | None = None,
     content: Any,
     attachments: Any,
     parent_id: Any,
@@ -147,7 +150,7 @@ def turn_create(
         raise _bad("Write a message or attach something.", "content")
     storage_take(account_id=account_id, size=turn_bytes(content, clean))
     if conversation is None:
-        conversation = conversation_create(account=account_id, model=model)
+        conversation = conversation_create(account=account_id, owner_id=owner_id, model=model)
         if system_prompt:
             conversation_update(conversation=conversation, changes={"system_prompt": system_prompt})
     parent = None
@@ -359,11 +362,11 @@ def share_delete(*, share: Share, account_id: int) -> None:
 
 
 @transaction.atomic
-def conversation_from_share(*, share: Share, account_id: int) -> Conversation:
+def conversation_from_share(*, share: Share, account_id: int, owner_id: int | None = None) -> Conversation:
     """ "Continue this chat": the snapshot's messages become the visitor's own conversation."""
     copied = [item for block in share.snapshot for item in block["messages"] if item["role"] == "user"]
     storage_take(account_id=account_id, size=sum(turn_bytes(item["content"], None) for item in copied))
-    conversation = conversation_create(account=account_id, title=share.title or "Shared chat")
+    conversation = conversation_create(account=account_id, owner_id=owner_id, title=share.title or "Shared chat")
     parent = None
     for block in share.snapshot:
         for item in block["messages"]:

@@ -66,6 +66,5 @@ def organization_apply(*, user: Any, email: str, groups: list[str]) -> None:
         before = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
-        if role == Role.BILLING:
-            member_keys_off(membership)
+        member_keys_off(membership, sessions_only=role != Role.BILLING)
         record_sso_join(membership, before=before)
