@@ -50,7 +50,12 @@ CONSOLE_TABS = [
     ("requests", _("Requests")),
     ("rates", _("Rates")),
 ]
-OPS_TABS = [("accounts", _("Accounts")), ("models", _("Models")), ("traffic", _("Live traffic"))]
+OPS_TABS = [
+    ("accounts", _("Accounts")),
+    ("models", _("Models")),
+    ("traffic", _("Live traffic")),
+    ("audit", _("Audit trail")),
+]
 
 
 @require_GET

@@ -1,5 +1,5 @@
 // The operators' page: accounts (search, top-up, disable) and top-ups, model and upstream
-// health, live traffic over the last hour. Reads /console/api/ops/… with the session cookie.
+// health, live traffic over the last hour, the audit trail (filters, CSV). Reads /console/api/ops/… with the session cookie.
 /* global gettext, ngettext, interpolate */
 import {
   $,
@@ -21,7 +21,7 @@ import {
 } from "./console-kit.js";
 
 const REFRESH_MS = 10_000;
-const state = { signedIn: false, offset: 0, topUpAccount: null, timer: null };
+const state = { signedIn: false, offset: 0, topUpAccount: null, timer: null, auditBefore: null };
 
 const { guarded, refresh } = consoleSession({
   signInPath: "/console/api/ops/session",
@@ -206,15 +206,60 @@ async function loadTraffic() {
   );
 }
 
+// --- audit trail --------------------------------------------------------------------------
+
+function auditQuery() {
+  const params = new URLSearchParams();
+  for (const [name, id] of [["action", "audit-action"], ["actor", "audit-actor"], ["account", "audit-account"]]) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+function change(event) {
+  const parts = [];
+  if (event.before !== null && event.before !== undefined) parts.push(JSON.stringify(event.before));
+  if (event.after !== null && event.after !== undefined) parts.push(JSON.stringify(event.after));
+  return parts.join(" → ");
+}
+
+async function loadAudit(more = false) {
+  const params = auditQuery();
+  $("audit-csv").href = `/console/api/ops/audit.csv?${params}`;
+  params.set("limit", "100");
+  if (more && state.auditBefore) params.set("before", String(state.auditBefore));
+  const data = await api(`/console/api/ops/audit?${params}`);
+  const rows = data.data.map((event) =>
+    el(
+      "tr",
+      { "data-seq": event.seq },
+      cell(String(event.seq), true),
+      cell(dateTime(event.at)),
+      el("td", {}, el("code", {}, event.action), event.count > 1 ? ` ×${count(event.count)}` : ""),
+      cell(event.label || event.actor),
+      cell(event.account_id ? `#${event.account_id}` : "—"),
+      cell(event.target || "—"),
+      cell(event.address || "—"),
+      el("td", { class: "change" }, change(event)),
+    ),
+  );
+  const body = $("audit-table").tBodies[0];
+  if (more) body.append(...rows);
+  else fillRows(body, rows, gettext("Nothing recorded matches."));
+  state.auditBefore = data.next_before;
+  $("audit-more").hidden = !data.has_more;
+}
+
 // --- wiring -------------------------------------------------------------------------------
 
-const LOADERS = { accounts: () => loadAccounts(), models: loadModels, traffic: loadTraffic };
+const LOADERS = { accounts: () => loadAccounts(), models: loadModels, traffic: loadTraffic, audit: () => loadAudit() };
 
 const showTab = tabs((name) => {
   clearInterval(state.timer);
   if (!state.signedIn) return;
   guarded(LOADERS[name]);
-  if (name !== "accounts") state.timer = setInterval(() => guarded(LOADERS[name]), REFRESH_MS);
+  if (name !== "accounts" && name !== "audit") state.timer = setInterval(() => guarded(LOADERS[name]), REFRESH_MS);
 });
 
 async function start() {
@@ -225,6 +270,11 @@ async function start() {
   });
   $("accounts-more").addEventListener("click", () => guarded(() => loadAccounts(true)));
   $("topup-form").addEventListener("submit", topUp);
+  $("audit-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(() => loadAudit());
+  });
+  $("audit-more").addEventListener("click", () => guarded(() => loadAudit(true)));
   await guarded(refresh);
   document.body.dataset.ready = "true";
 }

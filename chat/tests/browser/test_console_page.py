@@ -26,7 +26,7 @@ ADMIN_KEY = "adm-console-" + "k" * 30
 PROMPT_PRICE, COMPLETION_PRICE = Decimal(40), Decimal(80)  # per million tokens
 PAGES = {
     "console": ["overview", "usage", "keys", "requests", "rates"],
-    "console/ops": ["accounts", "models", "traffic"],
+    "console/ops": ["accounts", "models", "traffic", "audit"],
 }
 
 
@@ -183,6 +183,14 @@ def test_holder_and_operator_flow(open_tab: Any, console_site: LiveServer) -> No
     wait_until(
         page, f"document.getElementById('ov-balance').textContent === {shown_money(page, str(balance))!r}", 10_000
     )
+
+    # The operator's top-up is in the audit trail, filtered by action.
+    show(ops, "audit")
+    ops.fill("#audit-action", "topup")
+    ops.click("#audit-form button[type=submit]")
+    ops.wait_for_selector(f"#audit-table tbody tr:has-text('#{account_id}')")
+    assert "topup" in ops.inner_text("#audit-table tbody")
+    assert "action=topup" in (ops.get_attribute("#audit-csv", "href") or "")
 
     show(ops, "models")
     ops.wait_for_selector("#models-table tr[data-model='ghostgpt']")
