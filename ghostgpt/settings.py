@@ -450,6 +450,9 @@ PEOPLE = {
     "MFA_REQUIRED_FOR_ORG_ADMINS": env_bool("GHOSTGPT_MFA_REQUIRED_FOR_ORG_ADMINS", False),
     # Days an invitation link works.
     "INVITATION_DAYS": env_int("GHOSTGPT_INVITATION_DAYS", 7, minimum=1, maximum=90),
+    # Invitations one organization may send an hour, and organizations one person may own.
+    "INVITATIONS_PER_HOUR": env_int("GHOSTGPT_INVITATIONS_PER_HOUR", 50, minimum=1),
+    "MAX_ORGANIZATIONS": env_int("GHOSTGPT_MAX_ORGANIZATIONS", 5, minimum=1),
     # Single sign-on's claims (people.sso.mapping): the claim holding the person's groups,
     # then group=tier pairs (the first group the person is in sets their account's tier at
     # each SSO sign-in).

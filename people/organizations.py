@@ -22,14 +22,16 @@ from typing import Any
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from audit import services as audit
 from chat.models import Account, ApiKey
-from chat.services import api_key_create, tier_get
+from chat.services import TooManyKeys, api_key_create, tier_get
 
 from .models import Invitation, Membership, Organization, Role
 
@@ -83,6 +85,10 @@ def organization_create(*, user: AbstractBaseUser, name: str) -> Organization:
     name = name.strip()
     if not name or len(name) > 100:
         raise OrganizationError("Give the organization a name of 1 to 100 characters.")
+    cap = settings.PEOPLE["MAX_ORGANIZATIONS"]
+    # Each organization is a wallet with its tier's limits: a cap, so limits cannot be farmed.
+    if Membership.objects.filter(user=user, role=Role.OWNER).count() >= cap:
+        raise OrganizationError(f"You own {cap} organizations already: the most one person may own.", 429)
     account = Account.objects.create(name=name, tier=tier_get(settings.PEOPLE["SIGNUP_TIER"]))
     organization = Organization.objects.create(account=account, slug=_unique_slug(name))
     Membership.objects.create(organization=organization, user=user, role=Role.OWNER)
@@ -99,6 +105,16 @@ def invitation_create(
     if role not in (Role.ADMIN, Role.MEMBER, Role.BILLING):
         raise OrganizationError("Invite as admin, member or billing.")
     email = email.strip().lower()
+    try:
+        if len(email) > 254:  # the column's (and SMTP's) limit
+            raise ValidationError("too long")
+        validate_email(email)
+    except ValidationError:
+        raise OrganizationError("That is not an email address.") from None
+    per_hour = settings.PEOPLE["INVITATIONS_PER_HOUR"]
+    recent = Invitation.objects.filter(organization=organization, created_at__gte=timezone.now() - timedelta(hours=1))
+    if recent.count() >= per_hour:  # our mail server is no one's bulk mailer
+        raise OrganizationError(f"{per_hour} invitations an hour at most: try again later.", 429)
     if Membership.objects.filter(organization=organization, user__emailaddress__email__iexact=email).exists():
         raise OrganizationError("That person is a member already.")
     token = secrets.token_urlsafe(32)
@@ -261,13 +277,13 @@ def member_key_create(*, organization: Organization, user: AbstractBaseUser, nam
     only; the member's limits apply to it with their other keys)."""
     membership_require(organization=organization, user=user, roles=KEY_MAKERS)
     name = name.strip()[:100] or "key"
-    with transaction.atomic():
-        return api_key_create(
-            account=organization.account,
-            name=name,
-            scope=ApiKey.Scope.INFERENCE,
-            user=user,
-        )
+    try:
+        with transaction.atomic():
+            return api_key_create(account=organization.account, name=name, scope=ApiKey.Scope.INFERENCE, user=user)
+    except TooManyKeys as exc:
+        raise OrganizationError(
+            f"The organization holds its limit of {exc.limit} API keys: an admin may delete some.", 429
+        ) from None
 
 
 def record_sso_join(membership: Membership, *, before: str | None) -> None:

@@ -7,9 +7,10 @@ from typing import Any
 
 from allauth.account.signals import password_changed, password_reset, password_set
 from allauth.account.signals import user_logged_in as allauth_logged_in
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -69,3 +70,13 @@ def membership_changed(sender: type, **kwargs: Any) -> None:
     forgets them (chat.keycache)."""
     keycache.bump()
     transaction.on_commit(keycache.bump)
+
+
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="people-person-deleted")
+def person_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
+    """A person deleted leaves their organizations: the keys they made there go off (their
+    maker no longer answers for them), streams included."""
+    from .organizations import member_keys_off
+
+    for membership in Membership.objects.filter(user=instance):
+        member_keys_off(membership)

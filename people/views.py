@@ -34,10 +34,16 @@ def _refused(request: HttpRequest, exc: organizations.OrganizationError) -> Http
 
 
 def _int(value: str | None) -> int | None:
+    """A form's whole number (empty: None); out of a database id's range is refused."""
+    if value in (None, ""):
+        return None
     try:
-        return int(value) if value not in (None, "") else None  # type: ignore[arg-type]
+        number = int(value)  # type: ignore[arg-type]
     except ValueError:
         raise organizations.OrganizationError("Not a whole number.") from None
+    if not 0 < number < 2**63:
+        raise organizations.OrganizationError("Out of range.")
+    return number
 
 
 @require_http_methods(["GET", "POST"])

@@ -175,7 +175,17 @@ def test_admins_disable_remove_and_limit_members_and_leaving_disables_ones_keys(
     assert not second.is_active and not Membership.objects.filter(pk=max_.pk).exists()
 
     ada = _membership(organization, "ada@example.com")
-    assert _act(owner, organization.slug, "remove", member=ada.pk).status_code == 302
+    adas = _key_of(admin, organization, "ada's")
+    User.objects.filter(email="ada@example.com").get().delete()  # a deleted person leaves too
+    adas.refresh_from_db()
+    assert not adas.is_active and adas.user_id is None
+    assert not Membership.objects.filter(pk=ada.pk).exists()
+    zoe_client = _invite_and_join(owner, organization, "zoe@example.com")
+    zoes = _key_of(zoe_client, organization, "zoe's")
+    zoe = _membership(organization, "zoe@example.com")
+    assert _act(owner, organization.slug, "remove", member=zoe.pk).status_code == 302
+    zoes.refresh_from_db()
+    assert not zoes.is_active and not Membership.objects.filter(pk=zoe.pk).exists()
     assert not Membership.objects.filter(pk=ada.pk).exists()
     actions = list(AuditEvent.objects.filter(account_id=organization.pk).values_list("action", flat=True))
     for action in ("member.limits", "member.keys_disable", "member.leave", "member.remove"):
@@ -306,3 +316,29 @@ def test_a_members_limits_are_one_counter_for_all_their_keys(monkeypatch: pytest
     assert status(owners_key) == 400  # the owner has no member limit
     assert _act(owner, organization.slug, "limits", member=max_.pk, rpm="").status_code == 302
     assert status(second) == 400  # lifted at once (every key cache forgets)
+
+
+def test_bad_input_is_a_clear_refusal_and_changes_nothing(settings: Any) -> None:
+    settings.PEOPLE = {**settings.PEOPLE, "INVITATIONS_PER_HOUR": 2, "MAX_ORGANIZATIONS": 1}
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    second = submit(owner, "/accounts/organizations/", {"name": "Another"})
+    assert second.status_code == 429 and b"1 organizations" in second.content
+    assert submit(owner, "/accounts/organizations/", {"name": " "}, page="/accounts/organizations/").status_code == 400
+    for junk in ("not-an-address", "a@b", "x" * 300 + "@example.com"):
+        assert _act(owner, organization.slug, "invite", email=junk, role="member").status_code == 400, junk
+    assert _act(owner, organization.slug, "invite", email="a@example.com", role="owner").status_code == 400
+    assert _act(owner, organization.slug, "invite", email="a@example.com", role="member").status_code == 302
+    assert _act(owner, organization.slug, "invite", email="b@example.com", role="member").status_code == 302
+    assert _act(owner, organization.slug, "invite", email="c@example.com", role="member").status_code == 429
+    assert Invitation.objects.count() == 2
+    for member in ("99999999999999999999999", "-1", "abc"):
+        assert _act(owner, organization.slug, "remove", member=member).status_code == 400, member
+    olga = _membership(organization, "olga@example.com")
+    for rpm in ("0", "-5", "1000000001", "1.5"):
+        assert _act(owner, organization.slug, "limits", member=olga.pk, rpm=rpm).status_code == 400, rpm
+    settings.GHOSTGPT = {**settings.GHOSTGPT, "MAX_API_KEYS": 1}
+    _key_of(owner, organization, "one")
+    full = _act(owner, organization.slug, "key", name="two")
+    assert full.status_code == 429 and b"limit of 1 API keys" in full.content
+    assert Membership.objects.count() == 1 and Organization.objects.count() == 1
