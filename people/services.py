@@ -142,6 +142,13 @@ def browser_session_bind(request: HttpRequest, user: AbstractBaseUser) -> tuple[
     anonymous = session_key_get(secret=presented_session(request))
     if anonymous is not None and anonymous.user_id is None:
         anonymous_claim(anonymous=anonymous, account=account)
+    return _session_key_bind(request, user=user, account=account, scope="full")
+
+
+def _session_key_bind(
+    request: HttpRequest, *, user: AbstractBaseUser, account: Account, scope: str
+) -> tuple[ApiKey, str]:
+    """A new browser key of `account` for this signed-in Django session, now its own."""
     if request.session.session_key is None:
         request.session.save()
     key, secret = browser_key_issue(
@@ -149,6 +156,7 @@ def browser_session_bind(request: HttpRequest, user: AbstractBaseUser) -> tuple[
         account=account,
         web_session=request.session.session_key or "",
         expires_at=request.session.get_expiry_date(),
+        scope=scope,
     )
     request.session[SESSION_KEY_ID] = key.pk
     return key, secret
@@ -173,14 +181,4 @@ def wallet_switch(request: HttpRequest, *, user: AbstractBaseUser, organization:
     current = browser_key_for(request)
     if current is not None:
         _revoke([current])
-    if request.session.session_key is None:
-        request.session.save()
-    key, secret = browser_key_issue(
-        user=user,
-        account=account,
-        web_session=request.session.session_key or "",
-        expires_at=request.session.get_expiry_date(),
-        scope=scope,
-    )
-    request.session[SESSION_KEY_ID] = key.pk
-    return secret
+    return _session_key_bind(request, user=user, account=account, scope=scope)[1]

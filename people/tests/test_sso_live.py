@@ -160,16 +160,22 @@ def test_an_unverified_provider_address_takes_over_nobody(
     tab.close()
 
 
+def _start(client: httpx.Client, site: LiveServer) -> httpx.Response:
+    """The sign-in page's "Continue" (a POST with its CSRF token): the redirect to the provider."""
+    client.get("/accounts/login/")
+    started = client.post(
+        "/accounts/oidc/sso/login/",
+        data={"csrfmiddlewaretoken": client.cookies["csrftoken"]},
+        headers={"Referer": site.base_url + "/accounts/login/"},
+    )
+    assert started.status_code == 302, started.text
+    return started
+
+
 def test_a_forged_state_is_refused(provider_and_site: tuple[str, LiveServer]) -> None:
     _, site = provider_and_site
     with httpx.Client(base_url=site.base_url) as client:
-        client.get("/accounts/login/")
-        started = client.post(
-            "/accounts/oidc/sso/login/",
-            data={"csrfmiddlewaretoken": client.cookies["csrftoken"]},
-            headers={"Referer": site.base_url + "/accounts/login/"},
-        )
-        assert started.status_code == 302
+        started = _start(client, site)
         assert parse_qs(urlsplit(started.headers["location"]).query)["nonce"][0]
         back = client.get("/accounts/oidc/sso/login/callback/", params={"code": "stolen", "state": "forged"})
         assert back.status_code == 401 and "Third-Party Login Failure" in back.text, back.text[:2000]
@@ -295,13 +301,7 @@ def hostile() -> Iterator[tuple[Hostile, LiveServer]]:
 
 def _sign_in_through(site: LiveServer) -> tuple[httpx.Response, Any]:
     with httpx.Client(base_url=site.base_url) as client:
-        client.get("/accounts/login/")
-        started = client.post(
-            "/accounts/oidc/sso/login/",
-            data={"csrfmiddlewaretoken": client.cookies["csrftoken"]},
-            headers={"Referer": site.base_url + "/accounts/login/"},
-        )
-        assert started.status_code == 302, started.text
+        started = _start(client, site)
         authorize = httpx.get(started.headers["location"])  # the provider sends the browser back
         back = client.get(authorize.headers["location"], follow_redirects=True)
         return back, client.get("/console/api/session").json().get("person")
