@@ -125,6 +125,8 @@ class LedgerEntry(models.Model):
         TOPUP = "topup"
         # A reservation closed by chat.billing.reconcile after its process was lost.
         RECONCILE = "reconcile"
+        # A paid top-up taken back: refunded by, or disputed at, the payment provider.
+        REVERSAL = "reversal"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="ledger")
     kind = models.CharField(max_length=16, choices=Kind.choices)

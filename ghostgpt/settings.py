@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -126,6 +128,7 @@ INSTALLED_APPS = [
     "tools",
     "people",
     "audit",
+    "payments",
     # Accounts, email verification, MFA (TOTP, recovery codes, passkeys), SSO, sessions:
     # django-allauth (people/ configures it; docs/operators.md lists the settings).
     "allauth",
@@ -289,6 +292,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("GHOSTGPT_AUDIT_HEAD_SECONDS", 3600, minimum=10)),
     },
     "audit-retention": {"task": "audit.erase_expired", "schedule": 3600.0},
+    "payments-sweep": {"task": "payments.sweep", "schedule": 60.0},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("GHOSTGPT_CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 60, minimum=1)
@@ -574,6 +578,79 @@ if "github" in SOCIALACCOUNT_PROVIDERS:
     SSO_FORM_ORIGINS.append("https://github.com")
 if "google" in SOCIALACCOUNT_PROVIDERS:
     SSO_FORM_ORIGINS.append("https://accounts.google.com")
+
+
+# Self-serve top-ups (payments/): each provider on when its keys are set, off by default
+# (operator top-ups keep working). The wallet has one currency (GHOSTGPT_CURRENCY); a
+# provider charging in another needs the operator's rate (wallet units per unit charged),
+# else GhostGPT refuses to start.
+def _payment_rate(name: str, currency: str) -> Decimal:
+    wallet = env_str("GHOSTGPT_CURRENCY", "USD").upper()
+    raw = env_str(f"GHOSTGPT_{name}_RATE")
+    if not raw:
+        if currency != wallet:
+            raise ImproperlyConfigured(
+                f"GHOSTGPT_{name}_CURRENCY is {currency} but the wallet's is {wallet}: set GHOSTGPT_{name}_RATE "
+                f"({wallet} per 1 {currency})"
+            )
+        return Decimal(1)
+    try:
+        rate = Decimal(raw)
+    except ArithmeticError:
+        raise ImproperlyConfigured(f"GHOSTGPT_{name}_RATE must be a number") from None
+    if not rate.is_finite() or rate <= 0:
+        raise ImproperlyConfigured(f"GHOSTGPT_{name}_RATE must be above 0")
+    return rate
+
+
+def _money_setting(name: str, default: str) -> Decimal:
+    try:
+        value = Decimal(env_str(name, default))
+    except ArithmeticError:
+        raise ImproperlyConfigured(f"{name} must be a number") from None
+    if not value.is_finite() or value <= 0:
+        raise ImproperlyConfigured(f"{name} must be above 0")
+    return value
+
+
+_STRIPE_CURRENCY = env_str("GHOSTGPT_STRIPE_CURRENCY", env_str("GHOSTGPT_CURRENCY", "USD")).upper()
+_YOOKASSA_CURRENCY = env_str("GHOSTGPT_YOOKASSA_CURRENCY", "RUB").upper()
+PAYMENTS: dict[str, Any] = {
+    "MIN_AMOUNT": _money_setting("GHOSTGPT_PAYMENT_MIN", "5"),
+    "MAX_AMOUNT": _money_setting("GHOSTGPT_PAYMENT_MAX", "1000"),
+    "PRESETS": [Decimal(v) for v in env_list("GHOSTGPT_PAYMENT_PRESETS", "10,25,50,100")],
+    # Payments still pending after this long are asked about (lost notifications), and
+    # given up after a day.
+    "SWEEP_AFTER_SECONDS": env_int("GHOSTGPT_PAYMENT_SWEEP_AFTER_SECONDS", 300, minimum=10),
+    "STRIPE": {
+        "SECRET_KEY": env_str("GHOSTGPT_STRIPE_SECRET_KEY"),
+        "WEBHOOK_SECRET": env_str("GHOSTGPT_STRIPE_WEBHOOK_SECRET"),
+        "CURRENCY": _STRIPE_CURRENCY,
+        "RATE": _payment_rate("STRIPE", _STRIPE_CURRENCY) if env_str("GHOSTGPT_STRIPE_SECRET_KEY") else Decimal(1),
+        "API_BASE": env_str("GHOSTGPT_STRIPE_API_BASE"),
+    },
+    "YOOKASSA": {
+        "SHOP_ID": env_str("GHOSTGPT_YOOKASSA_SHOP_ID"),
+        "SECRET_KEY": env_str("GHOSTGPT_YOOKASSA_SECRET_KEY"),
+        "CURRENCY": _YOOKASSA_CURRENCY,
+        "RATE": _payment_rate("YOOKASSA", _YOOKASSA_CURRENCY) if env_str("GHOSTGPT_YOOKASSA_SHOP_ID") else Decimal(1),
+        "API_URL": env_str("GHOSTGPT_YOOKASSA_API_URL", "https://api.yookassa.ru/v3"),
+        # YooKassa's documented notification addresses (as its SDK lists them).
+        "NOTIFY_FROM": env_list(
+            "GHOSTGPT_YOOKASSA_NOTIFY_FROM",
+            "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11/32,77.75.156.35/32,77.75.154.128/25,"
+            "2a02:5180::/32",
+        ),
+        "RECEIPT": env_bool("GHOSTGPT_YOOKASSA_RECEIPT", False),
+        "VAT_CODE": env_int("GHOSTGPT_YOOKASSA_VAT_CODE", 1, minimum=1, maximum=12),
+    },
+}
+if env_str("GHOSTGPT_STRIPE_SECRET_KEY") and not env_str("GHOSTGPT_STRIPE_WEBHOOK_SECRET"):
+    raise ImproperlyConfigured(
+        "GHOSTGPT_STRIPE_SECRET_KEY needs GHOSTGPT_STRIPE_WEBHOOK_SECRET (its webhook's signing secret)"
+    )
+if env_str("GHOSTGPT_YOOKASSA_SHOP_ID") and not env_str("GHOSTGPT_YOOKASSA_SECRET_KEY"):
+    raise ImproperlyConfigured("GHOSTGPT_YOOKASSA_SHOP_ID needs GHOSTGPT_YOOKASSA_SECRET_KEY")
 
 # Mail: SMTP when GHOSTGPT_EMAIL_HOST is set; else the console (make run prints the
 # verification link in its terminal).

@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("chat.accounts.urls")),
     path("", include("chat.console.urls")),
     path("", include("audit.urls")),
+    path("", include("payments.urls")),
     path("", include("tools.urls")),
     path("admin/", admin.site.urls),
     # Sign-up, sign-in, email, password, MFA, SSO and sessions (django-allauth), and the

@@ -55,7 +55,13 @@ class Reservation:
 
 
 def _record(
-    account_id: int, kind: str, amount: Decimal, *, request_id: str = "", idempotency_key: str | None = None
+    account_id: int,
+    kind: str,
+    amount: Decimal,
+    *,
+    request_id: str = "",
+    idempotency_key: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> LedgerEntry:
     balance = Account.objects.filter(pk=account_id).values_list("balance", flat=True).get()
     return LedgerEntry.objects.create(
@@ -65,6 +71,7 @@ def _record(
         balance_after=balance,
         request_id=request_id,
         idempotency_key=idempotency_key,
+        detail=detail or {},
     )
 
 
@@ -328,19 +335,33 @@ def usage_record(*, usage: UsageRecord, connection: sqlite3.Connection | None = 
         cursor.execute(f"WITH usage_row AS ({insert}) {rollup}", params + values)
 
 
-def wallet_top_up(*, account_id: int, amount: Decimal, idempotency_key: str | None) -> tuple[LedgerEntry, bool]:
+def wallet_top_up(
+    *, account_id: int, amount: Decimal, idempotency_key: str | None, detail: dict[str, Any] | None = None
+) -> tuple[LedgerEntry, bool]:
     """Add money. The same idempotency key twice adds it once: returns (entry, created)."""
+    return wallet_adjust(
+        account_id=account_id,
+        kind=LedgerEntry.Kind.TOPUP,
+        amount=amount,
+        idempotency_key=idempotency_key,
+        detail=detail,
+    )
+
+
+def wallet_adjust(
+    *, account_id: int, kind: str, amount: Decimal, idempotency_key: str | None, detail: dict[str, Any] | None = None
+) -> tuple[LedgerEntry, bool]:
+    """Add (or, negative, take) money outside a request: a top-up, a payment refunded or
+    disputed. The balance may go below zero. The same idempotency key and kind twice count
+    once: returns (entry, created)."""
     if idempotency_key:
-        existing = LedgerEntry.objects.filter(
-            account_id=account_id, kind=LedgerEntry.Kind.TOPUP, idempotency_key=idempotency_key
-        ).first()
+        existing = LedgerEntry.objects.filter(account_id=account_id, kind=kind, idempotency_key=idempotency_key).first()
         if existing:
             return existing, False
     try:
         with transaction.atomic():
             Account.objects.filter(pk=account_id).update(balance=F("balance") + amount)
-            return _record(account_id, LedgerEntry.Kind.TOPUP, amount, idempotency_key=idempotency_key or None), True
-    except IntegrityError:  # a concurrent top-up with the same key won the race
-        return LedgerEntry.objects.get(
-            account_id=account_id, kind=LedgerEntry.Kind.TOPUP, idempotency_key=idempotency_key
-        ), False
+            entry = _record(account_id, kind, amount, idempotency_key=idempotency_key or None, detail=detail or {})
+            return entry, True
+    except IntegrityError:  # a concurrent one with the same key won the race
+        return LedgerEntry.objects.get(account_id=account_id, kind=kind, idempotency_key=idempotency_key), False
