@@ -45,7 +45,13 @@ def payment_options() -> dict[str, Any]:
     config = settings.PAYMENTS
     return {
         "providers": [
-            {"name": name, "currency": provider.currency, "rate": money(config[name.upper()]["RATE"])}
+            {
+                "name": name,
+                "currency": provider.currency,
+                "rate": money(config[name.upper()]["RATE"]),
+                # A fiscal receipt needs an address (the signed-in person's, else asked for).
+                "receipt": bool(config[name.upper()].get("RECEIPT")),
+            }
             for name, provider in providers().items()
         ],
         "min": money(config["MIN_AMOUNT"]),

@@ -25,7 +25,7 @@ import {
   tabs,
 } from "./console-kit.js";
 
-const state = { session: null, requestsBefore: null };
+const state = { session: null, requestsBefore: null, providers: [] };
 
 // --- session ------------------------------------------------------------------------------
 
@@ -87,6 +87,95 @@ async function loadOverview() {
     );
   });
   fillRows($("ov-models").tBodies[0], rows, gettext("No usage in the last 30 days."));
+  await loadPayments();
+}
+
+// --- add funds and payments ----------------------------------------------------------------
+
+const PAYMENT_STATUS = {
+  pending: () => gettext("Pending"),
+  succeeded: () => gettext("Paid"),
+  failed: () => gettext("Failed"),
+  expired: () => gettext("Expired"),
+  refunded: () => gettext("Refunded"),
+};
+
+function providerLabel(provider) {
+  const currency = JSON.parse($("currency").textContent);
+  return provider.currency === currency ? `${provider.name} (${provider.currency})`
+    : interpolate(gettext("%(name)s (%(currency)s at %(rate)s %(wallet)s)"), {
+      name: provider.name, currency: provider.currency, rate: Number(provider.rate), wallet: currency }, true);
+}
+
+function emailNeeded() {
+  const chosen = state.providers.find((p) => p.name === $("funds-provider").value);
+  return Boolean(chosen && chosen.receipt && !state.session?.person);
+}
+
+async function loadPayments() {
+  const manage = Boolean(state.session?.key?.manage);
+  $("funds").hidden = $("payments").hidden = !manage;
+  if (!manage) return;
+  const data = await api("/console/api/payments");
+  state.providers = data.providers;
+  $("funds").hidden = data.providers.length === 0;
+  const select = $("funds-provider");
+  if (select.options.length !== data.providers.length) {
+    select.replaceChildren(...data.providers.map((p) => el("option", { value: p.name }, providerLabel(p))));
+    $("funds-presets").replaceChildren(
+      ...data.presets.map((amount) =>
+        el("button", { type: "button", onclick: () => ($("funds-amount").value = Number(amount).toFixed(2)) }, money(amount)),
+      ),
+    );
+    $("funds-amount").min = Number(data.min);
+    $("funds-amount").max = Number(data.max);
+  }
+  $("funds-email-label").hidden = !emailNeeded();
+  $("payments").hidden = data.data.length === 0;
+  fillRows(
+    $("payments-table").tBodies[0],
+    data.data.map((p) =>
+      el(
+        "tr",
+        { "data-payment": p.id },
+        cell(dateTime(p.created_at)),
+        cell(money(p.amount), true),
+        cell(`${Number(p.charged.amount).toFixed(2)} ${p.charged.currency}`, true),
+        el("td", {}, `${p.provider} `, el("code", {}, p.reference)),
+        el("td", { "data-status": p.status }, (PAYMENT_STATUS[p.status] || (() => p.status))()),
+        el("td", {}, el("a", { href: p.receipt_url }, gettext("Receipt"))),
+      ),
+    ),
+    "",
+  );
+}
+
+async function addFunds(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    const body = { amount: $("funds-amount").value, provider: $("funds-provider").value };
+    if (emailNeeded()) body.email = $("funds-email").value;
+    const payment = await api("/console/api/payments", { method: "POST", body });
+    $("funds-status").textContent = gettext("Taking you to the payment page…");
+    window.location.assign(payment.redirect_url);
+  });
+}
+
+async function paymentReturned() {
+  // Back from the provider: ask about the payment (the server asks the provider if needed).
+  const params = new URLSearchParams(window.location.search);
+  const id = params.get("payment");
+  if (!id || !state.session?.key) return;
+  history.replaceState(null, "", window.location.pathname + window.location.hash);
+  const payment = await api(`/console/api/payments/${encodeURIComponent(id)}`);
+  const messages = {
+    succeeded: gettext("Paid: %s added to your balance."),
+    pending: gettext("Payment of %s is pending: the balance updates when the provider confirms it."),
+  };
+  const text = messages[payment.status] || gettext("The payment of %s did not go through.");
+  $("funds-status").textContent = interpolate(text, [money(payment.amount)]);
+  announce($("funds-status").textContent);
+  await loadOverview();
 }
 
 // --- usage --------------------------------------------------------------------------------
@@ -395,6 +484,8 @@ async function start() {
     guarded(loadUsage);
   });
   $("key-form").addEventListener("submit", createKey);
+  $("funds-form").addEventListener("submit", addFunds);
+  $("funds-provider").addEventListener("change", () => ($("funds-email-label").hidden = !emailNeeded()));
   $("quote-form").addEventListener("submit", (event) => guarded(() => loadRates(event)));
   $("requests-more").addEventListener("click", () => guarded(() => loadRequests(true)));
   $("secret-copy").addEventListener("click", async () => {
@@ -403,6 +494,7 @@ async function start() {
   });
   $("secret-dialog").addEventListener("close", () => ($("secret-value").value = ""));
   await guarded(refresh);
+  await guarded(paymentReturned);
   document.body.dataset.ready = "true";
 }
 

@@ -78,6 +78,7 @@ async function loadAccounts(more = false) {
   $("accounts-count").textContent = interpolate(ngettext("%s account", "%s accounts", data.total), [count(data.total)]);
   $("accounts-more").hidden = state.offset + data.data.length >= data.total;
   await loadTopUps();
+  await loadPayments();
 }
 
 async function loadTopUps() {
@@ -94,6 +95,23 @@ async function loadTopUps() {
     ),
   );
   fillRows($("topups-table").tBodies[0], rows, gettext("No top-ups yet."));
+}
+
+async function loadPayments() {
+  const data = await api("/console/api/ops/payments");
+  const rows = data.data.map((p) =>
+    el(
+      "tr",
+      { "data-payment": p.id },
+      cell(dateTime(p.created_at)),
+      cell(`#${p.account.id} ${p.account.name}`),
+      cell(money(p.amount), true),
+      cell(`${Number(p.charged.amount).toFixed(2)} ${p.charged.currency}`, true),
+      el("td", {}, `${p.provider} `, el("code", {}, p.reference)),
+      cell(p.mismatch ? `${p.status} · ${gettext("mismatch")}: ${p.mismatch}` : p.status),
+    ),
+  );
+  fillRows($("ops-payments-table").tBodies[0], rows, gettext("No payments yet."));
 }
 
 function openTopUp(account) {
