@@ -6,6 +6,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection
@@ -48,6 +49,8 @@ class KeyAuth:
     # An organization member's own limits (people.Membership), shared by all their keys.
     member_rpm: int | None = None
     member_tpm: int | None = None
+    # Below zero (a paid top-up refunded or disputed): no request, not even a free one.
+    account_balance: Decimal | None = None
 
     @property
     def rpm(self) -> int | None:
@@ -83,6 +86,7 @@ _KEY_AUTH_COLUMNS = (
     "user_id",
     "member__rpm",
     "member__tpm",
+    "account__balance",
 )
 
 

@@ -87,6 +87,8 @@ class Principal:
     # The person behind the key (who made it, or whose signed-in browser it is); their
     # chats are theirs within the account (an organization's members see only their own).
     user_id: int | None = None
+    # The account's balance is below zero (a paid top-up taken back): 402 until topped up.
+    in_debt: bool = False
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -106,7 +108,8 @@ class Principal:
             tpm_caps=(key.tpm_override, key.tier_tpm if key.tier_id is not None else None),
             member=(key.user_id, key.member_rpm, key.member_tpm) if key.user_id is not None else None,
         )
-        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own, key.user_id)
+        in_debt = key.account_balance is not None and key.account_balance < 0
+        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own, key.user_id, in_debt)
 
     @classmethod
     def of(cls, key: ApiKey) -> Principal:

@@ -145,6 +145,14 @@ class Meter:
     async def admit(self) -> None:
         """Hold the worst case against TPM and the balance; raises 429 or 402. Call it
         before the backend is contacted."""
+        if self.principal.in_debt:
+            self._settled = True
+            raise ApiError(
+                402,
+                "Your balance is below zero (a payment was refunded or disputed): top up before the next request.",
+                error_type="insufficient_balance_error",
+                code="insufficient_balance",
+            )
         for limits in self.principal.all_limits:
             if limits.tpm is not None:  # no TPM, nothing to hold: its tokens are added at the end
                 await self._hold_tokens(limits)

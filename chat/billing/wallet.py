@@ -362,6 +362,12 @@ def wallet_adjust(
         with transaction.atomic():
             Account.objects.filter(pk=account_id).update(balance=F("balance") + amount)
             entry = _record(account_id, kind, amount, idempotency_key=idempotency_key or None, detail=detail or {})
+            # Whether the balance is below zero decides access (chat.api.auth): every process's
+            # key cache forgets the account's keys.
+            from chat import keycache
+
+            keycache.bump()
+            transaction.on_commit(keycache.bump)
             return entry, True
     except IntegrityError:  # a concurrent one with the same key won the race
         return LedgerEntry.objects.get(account_id=account_id, kind=kind, idempotency_key=idempotency_key), False

@@ -65,6 +65,7 @@ class Console:
     """The console's JSON as its page uses it: a session cookie, the CSRF header."""
 
     def __init__(self, site: LiveServer, secret: str) -> None:
+        self.secret = secret
         self.client = httpx.Client(base_url=site.base_url, timeout=30)
         self.client.get("/console")
         response = self.send("POST", "/console/api/session", {"key": secret})
@@ -200,6 +201,32 @@ def test_stripe_refunds_and_disputes_take_money_back_once(
     assert holder.balance() == start  # at most what is left of the payment
     body = holder.client.get(f"/console/api/payments/{payment['id']}").json()
     assert body["status"] == "refunded" and Decimal(body["refunded"]) == 10
+
+    # Spent before it was taken back: the balance goes below zero, and then even a free
+    # request is refused until the wallet is topped up again.
+    spender = _holder(site, "spent-then-refunded")
+    paid = spender.pay("5.00", "stripe")
+    stripe.complete(paid["reference"])
+    secret = spender.secret
+    manage(
+        site,
+        "shell",
+        "-c",
+        "from chat.models import Account; Account.objects.filter(name='spent-then-refunded').update(balance=1)",
+    )
+    stripe.deliver(stripe.event("charge.refunded", stripe.charge(paid["reference"], refunded=500)))
+    assert spender.balance() == -4
+    ask = {"model": "ghostgpt", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+    refused = httpx.post(
+        site.base_url + "/v1/chat/completions", json=ask, headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "insufficient_balance"
+    stripe.complete(spender.pay("5.00", "stripe")["reference"])
+    assert spender.balance() == 1
+    again = httpx.post(
+        site.base_url + "/v1/chat/completions", json=ask, headers={"Authorization": f"Bearer {secret}"}, timeout=120
+    )
+    assert again.status_code == 200, again.text
     assert _ledger(site, payment["reference"]) == (
         "[('topup', '10.0000000000'), ('reversal', '-3.0000000000'), ('reversal', '-2.0000000000'), "
         "('reversal', '-5.0000000000')]"
