@@ -3,6 +3,7 @@ invitations (thin: the rules are in people.organizations)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -71,11 +72,30 @@ def organization_page(request: HttpRequest, slug: str) -> HttpResponse:
         "currency": settings.GHOSTGPT["CURRENCY"],
         "roles": [Role.ADMIN, Role.MEMBER, Role.BILLING],
         "new_secret": request.session.pop("gg_new_key_secret", None),
+        **_funding(request, organization, viewer),
     }
     return render(request, "people/organization.html", context)
 
 
-ACTIONS = {"invite", "revoke", "role", "remove", "leave", "transfer", "keys_off", "limits", "key"}
+def _funding(request: HttpRequest, organization: Any, viewer: Any) -> dict[str, Any]:
+    """ "Add funds" for those who see the money, and the payment they are back from."""
+    if viewer.role not in (Role.OWNER, Role.ADMIN, Role.BILLING):
+        return {}
+    from payments import selectors as payment_selectors
+    from payments.services import payment_refresh
+
+    returned = None
+    try:
+        payment_id = uuid.UUID(request.GET.get("payment", ""))
+    except ValueError:  # none, or not a payment's id
+        payment_id = None
+    if payment_id is not None:
+        found = payment_selectors.payment_of(account_id=organization.pk, payment_id=payment_id)
+        returned = payment_refresh(found) if found is not None else None
+    return {"funding": payment_selectors.payment_options(), "returned_payment": returned}
+
+
+ACTIONS = {"invite", "revoke", "role", "remove", "leave", "transfer", "keys_off", "limits", "key", "fund"}
 
 
 @require_POST
@@ -116,6 +136,8 @@ def organization_action(request: HttpRequest, slug: str, action: str) -> HttpRes
         elif action == "key":
             _, secret = organizations.member_key_create(organization=organization, user=user, name=form.get("name", ""))
             request.session["gg_new_key_secret"] = secret  # shown once, on the page it redirects to
+        elif action == "fund":
+            return redirect(_fund(request, organization, viewer))
         elif member is None:
             raise organizations.OrganizationError("Name a member.")
         elif action == "role":
@@ -133,6 +155,37 @@ def organization_action(request: HttpRequest, slug: str, action: str) -> HttpRes
     except organizations.OrganizationError as exc:
         return _refused(request, exc)
     return redirect("people_organization", slug=organization.slug)
+
+
+def _fund(request: HttpRequest, organization: Any, viewer: Any) -> str:
+    """Owners, admins and billing add funds to the organization's wallet: the payment, and
+    the provider's page to pay it on (back to this page after)."""
+    from payments.services import PaymentError, payment_start
+
+    if viewer.role not in (Role.OWNER, Role.ADMIN, Role.BILLING):
+        raise organizations.OrganizationError("Only the owner, admins and billing add funds.", 403)
+    back = request.build_absolute_uri(f"/accounts/organizations/{organization.slug}/") + "?payment={payment}"
+    try:
+        payment = payment_start(
+            account=organization.account,
+            user=request.user,  # type: ignore[arg-type]
+            provider=request.POST.get("provider", ""),
+            amount=_decimal(request.POST.get("amount", "")),
+            return_url=back,
+            cancel_url=back,
+        )
+    except PaymentError as exc:
+        raise organizations.OrganizationError(exc.message, exc.status) from None
+    return payment.redirect_url
+
+
+def _decimal(value: str) -> Any:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise organizations.OrganizationError("The amount must be a number.") from None
 
 
 def _mfa_check(request: HttpRequest, viewer: Any) -> None:
