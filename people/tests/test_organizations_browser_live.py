@@ -1,7 +1,8 @@
 """Organizations in Debian's Chromium against a real server whose mail goes to a real SMTP
 server on loopback: the owner invites by mail, the invited person signs up and accepts from
-the link in the mail, makes a key on the organization's wallet and streams with it; the
-admin clicks "Disable keys" and the member's running stream ends with `api_key_revoked`."""
+the link in the mail, makes a key on the organization's wallet and streams with it (from a
+loopback upstream that sends a chunk every 0.2 s for a minute); the admin clicks "Disable
+keys" and the member's running stream ends with `api_key_revoked`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from chat.tests.browser.conftest import Tab, browser, playwright  # noqa: F401  (fixtures)
+from chat.tests.fake_upstream import FakeUpstream
 from chat.tests.live import LiveServer, manage, operator_call
 
 from .test_people_browser_live import PASSWORD, Inbox, inbox  # noqa: F401  (the SMTP fixture)
@@ -26,15 +28,27 @@ INVITATION = re.compile(r"https?://\S+/accounts/invitations/\S+/")
 
 
 @pytest.fixture(scope="module")
-def site(inbox: tuple[Inbox, int]) -> Iterator[LiveServer]:  # noqa: F811
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def site(inbox: tuple[Inbox, int], upstream: FakeUpstream) -> Iterator[LiveServer]:  # noqa: F811
     _, port = inbox
+    routes = {
+        "upstreams": {"stall": {"base_url": f"{upstream.url}/stall/v1", "api_key": "sk-upstream-for-tests"}},
+        "models": {"long-answer": {"deployments": [{"upstream": "stall"}]}},
+    }
     server = LiveServer(
+        routes=routes,
         env={
             "GHOSTGPT_EMAIL_HOST": "127.0.0.1",
             "GHOSTGPT_EMAIL_PORT": str(port),
             "GHOSTGPT_EMAIL_SECURITY": "none",
             "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
-        }
+        },
     )
     yield server
     server.stop()
@@ -66,7 +80,7 @@ def _sign_up(page: Any, mails: Inbox, email: str) -> None:
 def _stream(base_url: str, secret: str, out: dict[str, Any]) -> None:
     """A long streamed answer on the member's key; what it received and how it ended."""
     body = {
-        "model": "ghostgpt",
+        "model": "long-answer",
         "stream": True,
         "max_tokens": 4000,
         "messages": [{"role": "user", "content": "Count from one to five thousand in words."}],
