@@ -619,6 +619,8 @@ PAYMENTS: dict[str, Any] = {
     "MIN_AMOUNT": _money_setting("GHOSTGPT_PAYMENT_MIN", "5"),
     "MAX_AMOUNT": _money_setting("GHOSTGPT_PAYMENT_MAX", "1000"),
     "PRESETS": [Decimal(v) for v in env_list("GHOSTGPT_PAYMENT_PRESETS", "10,25,50,100")],
+    # Payments one wallet may start a minute (each is a call to the provider).
+    "CREATE_RATE": env_int("GHOSTGPT_PAYMENT_CREATE_RATE", 10, minimum=1),
     # Payments still pending after this long are asked about (lost notifications), and
     # given up after a day.
     "SWEEP_AFTER_SECONDS": env_int("GHOSTGPT_PAYMENT_SWEEP_AFTER_SECONDS", 300, minimum=10),

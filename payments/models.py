@@ -47,6 +47,7 @@ class Payment(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True, help_text="When the provider was last asked.")
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta:

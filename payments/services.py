@@ -17,6 +17,7 @@ Exactly once, whatever arrives:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import ROUND_UP, Decimal
 from typing import Any
@@ -58,10 +59,12 @@ def payment_start(
     return_url: str,
     cancel_url: str,
     email: str = "",
+    admit: Callable[[], None] | None = None,
 ) -> Payment:
     """A payment of `amount` (the wallet's currency) through `provider`, and where the person
     goes to pay. `return_url`/`cancel_url` may hold "{payment}" for the payment's id. `email`:
-    where a fiscal receipt goes (default: the signed-in person's address)."""
+    where a fiscal receipt goes (default: the signed-in person's address). `admit`: called
+    once the request is valid, before the provider is (a rate limit raises there)."""
     chosen = provider_named(provider)
     if chosen is None:
         raise PaymentError(f"No payment provider {provider!r} here.", 404, "unknown_provider")
@@ -73,6 +76,8 @@ def payment_start(
     email = email or (getattr(user, "email", "") if user is not None else "")
     if provider == "yookassa" and _config(provider)["RECEIPT"] and not email:
         raise PaymentError("A receipt (Russian fiscal law) needs an email address: give one.", 400, "email_required")
+    if admit is not None:
+        admit()
     payment = Payment.objects.create(
         account=account,
         user=user,
@@ -233,11 +238,20 @@ def _taken_back(payment: Payment, observation: Observation) -> str:
     return f"taken back {take}"
 
 
+POLL_EVERY = timedelta(seconds=3)
+
+
 def payment_refresh(payment: Payment) -> Payment:
     """Ask the provider about a payment still pending (the person is back before the
-    notification, or it was lost) and apply what it says."""
+    notification, or it was lost) and apply what it says — at most once every POLL_EVERY per
+    payment, however often the page asks."""
     chosen = provider_named(payment.provider)
     if chosen is None or payment.status != Payment.Status.PENDING or not payment.reference:
+        return payment
+    due = timezone.now() - POLL_EVERY
+    if not Payment.objects.filter(pk=payment.pk, polled_at__lt=due).update(polled_at=timezone.now()) and not (
+        Payment.objects.filter(pk=payment.pk, polled_at__isnull=True).update(polled_at=timezone.now())
+    ):
         return payment
     observations_apply(payment.provider, chosen.poll(payment))
     payment.refresh_from_db()

@@ -18,7 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.api.errors import ApiError
+from chat.api.errors import ApiError, count_or_429
+from chat.billing.ratelimit import Limits
 from chat.console import auth
 from chat.console.views import ConsoleApi
 from chat.models import ApiKey
@@ -58,6 +59,8 @@ class PaymentsApi(ConsoleApi):
             raise ApiError(403, "Adding funds needs a key with full scope.", error_type="permission_error")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        # Each one started is a call to the provider and a row here: a few a minute per wallet.
+        limits = Limits(f"payment-create:{request.user.pk}", settings.PAYMENTS["CREATE_RATE"], None)
         try:
             amount = Decimal(data.validated_data["amount"])
         except InvalidOperation:
@@ -72,6 +75,7 @@ class PaymentsApi(ConsoleApi):
                 return_url=back + "?payment={payment}",
                 cancel_url=back + "?payment={payment}&cancelled=1",
                 email=data.validated_data.get("email", ""),
+                admit=lambda: count_or_429(limits, "payments started"),
             )
         except services.PaymentError as exc:
             raise _refusal(exc) from None

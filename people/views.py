@@ -160,11 +160,14 @@ def organization_action(request: HttpRequest, slug: str, action: str) -> HttpRes
 def _fund(request: HttpRequest, organization: Any, viewer: Any) -> str:
     """Owners, admins and billing add funds to the organization's wallet: the payment, and
     the provider's page to pay it on (back to this page after)."""
+    from chat.api.errors import ApiError, count_or_429
+    from chat.billing.ratelimit import Limits
     from payments.services import PaymentError, payment_start
 
     if viewer.role not in (Role.OWNER, Role.ADMIN, Role.BILLING):
         raise organizations.OrganizationError("Only the owner, admins and billing add funds.", 403)
     back = request.build_absolute_uri(f"/accounts/organizations/{organization.slug}/") + "?payment={payment}"
+    limits = Limits(f"payment-create:{organization.pk}", settings.PAYMENTS["CREATE_RATE"], None)
     try:
         payment = payment_start(
             account=organization.account,
@@ -173,8 +176,11 @@ def _fund(request: HttpRequest, organization: Any, viewer: Any) -> str:
             amount=_decimal(request.POST.get("amount", "")),
             return_url=back,
             cancel_url=back,
+            admit=lambda: count_or_429(limits, "payments started"),
         )
     except PaymentError as exc:
+        raise organizations.OrganizationError(exc.message, exc.status) from None
+    except ApiError as exc:  # too many payments started this minute
         raise organizations.OrganizationError(exc.message, exc.status) from None
     return payment.redirect_url
 

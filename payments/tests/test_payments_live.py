@@ -75,6 +75,10 @@ class Console:
         headers = {"X-CSRFToken": self.client.cookies["csrftoken"]}
         return self.client.request(method, path, json=body, headers=headers)
 
+    def pay_status(self, amount: str) -> int:
+        body = {"amount": amount, "provider": "stripe"}
+        return self.send("POST", "/console/api/payments", body).status_code
+
     def balance(self) -> Decimal:
         return Decimal(self.client.get("/console/api/overview").json()["balance"])
 
@@ -113,6 +117,11 @@ def test_stripe_credits_once_however_often_and_however_it_is_told(
     assert payment["charged"] == {"amount": "10.0000000000", "currency": "USD"}
     reference = payment["reference"]
     assert stripe.sessions[reference]["amount_total"] == 1000
+
+    # The console asking again and again about a pending payment asks Stripe once.
+    for _ in range(5):
+        assert holder.client.get(f"/console/api/payments/{payment['id']}").json()["status"] == "pending"
+    assert stripe.requests.count(("GET", f"/v1/checkout/sessions/{reference}")) == 1
 
     session = stripe.complete(reference, notify=False)
     completed = stripe.event("checkout.session.completed", session)
@@ -288,11 +297,17 @@ def test_a_lost_notification_is_found_by_the_sweep(
 
 def test_bad_requests_to_add_funds_are_refused(site: LiveServer) -> None:
     holder = _holder(site, "bad-amounts")
+    no_email = holder.send("POST", "/console/api/payments", {"amount": "10", "provider": "yookassa"})
+    assert no_email.status_code == 400 and no_email.json()["error"]["code"] == "email_required"
     for amount in ("0", "-5", "4.99", "1000.01", "10.001", "NaN", "Infinity", "1e400", "ten"):
         response = holder.send("POST", "/console/api/payments", {"amount": amount, "provider": "stripe"})
         assert response.status_code == 400, (amount, response.text)
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
     assert holder.send("POST", "/console/api/payments", {"amount": "10", "provider": "paypal"}).status_code == 404
+    # A few payments a minute per wallet: each is a call to the provider.
+    eager = _holder(site, "eager-payer")
+    made = [eager.pay_status("5.00") for _ in range(12)]
+    assert made[:10] == [201] * 10 and made[10:] == [429, 429]
     no_email = holder.send("POST", "/console/api/payments", {"amount": "10", "provider": "yookassa"})
     assert no_email.status_code == 400 and no_email.json()["error"]["code"] == "email_required"
     assert holder.client.get("/console/api/payments").json()["data"] == []
