@@ -39,7 +39,7 @@ from django.dispatch import receiver
 
 from chat import db
 from chat.billing.ratelimit import RedisLimiter, limiter
-from chat.models import Account, ApiKey, Tier, hash_api_key
+from chat.models import Account, ApiKey, Budget, Tier, hash_api_key
 from chat.selectors import KeyAuth, api_key_auth_sync
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,6 @@ def _changed(**kwargs: Any) -> None:
     transaction.on_commit(bump)
 
 
-for _model in (ApiKey, Account, Tier):
+for _model in (ApiKey, Account, Tier, Budget):  # a budget made or removed changes a key's path
     receiver(post_save, sender=_model, dispatch_uid=f"ghostgpt-keycache-save-{_model.__name__}")(_changed)
     receiver(post_delete, sender=_model, dispatch_uid=f"ghostgpt-keycache-delete-{_model.__name__}")(_changed)

@@ -45,9 +45,12 @@ class Account(models.Model):
     # Bytes its chat turns keep (typed text and attachments): checked against the tier's
     # storage quota before a turn is written, given back when a conversation is deleted.
     storage_used = models.BigIntegerField(default=0)
+    # Where its budgets' days, weeks and months begin (an IANA zone name).
+    time_zone = models.CharField(max_length=64, default="UTC")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    # The balance may be below zero only by an overage (chat.billing.wallet's policy).
+    # The balance may be below zero by an overage (chat.billing.wallet's policy) or a paid
+    # top-up taken back (payments).
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
@@ -101,6 +104,53 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Budget(models.Model):
+    """A spend limit on a key, an organization member or a whole account: `amount` in a
+    period (a day, week or month in the account's time zone; empty: for ever). What
+    requests have cost in the current period (`spent`) and what running ones hold (`held`,
+    their worst case) never pass `amount`: the hold is taken in the same transaction as the
+    wallet's reservation (chat.billing.wallet). `period_key` names the period the counters
+    are for ("2026-12-06", "2026-W49", "2026-12", "all"); a request in a new period starts
+    them from zero."""
+
+    class Scope(models.TextChoices):
+        KEY = "key", "Key"
+        MEMBER = "member", "Member"
+        ACCOUNT = "account", "Account"
+
+    class Period(models.TextChoices):
+        DAY = "day", "Day"
+        WEEK = "week", "Week"
+        MONTH = "month", "Month"
+        NONE = "", "Lifetime"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="budgets")
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    key = models.ForeignKey("ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    amount = models.DecimalField(**MONEY)
+    period = models.CharField(max_length=5, choices=Period.choices, blank=True, default="")
+    period_key = models.CharField(max_length=16, blank=True)
+    spent = models.DecimalField(default=Decimal(0), **MONEY)
+    held = models.DecimalField(default=Decimal(0), **MONEY)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=models.Q(scope="key"), name="one_budget_per_key"),
+            models.UniqueConstraint(
+                fields=["account", "user"], condition=models.Q(scope="member"), name="one_budget_per_member"
+            ),
+            models.UniqueConstraint(fields=["account"], condition=models.Q(scope="account"), name="one_account_budget"),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="budget_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} budget {self.amount} per {self.period or 'lifetime'}"
 
 
 class ModelPrice(models.Model):

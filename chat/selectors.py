@@ -17,7 +17,7 @@ from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
 from . import db
-from .models import Account, ApiKey, StoredResponse, UsageRecord, hash_api_key
+from .models import Account, ApiKey, Budget, StoredResponse, UsageRecord, hash_api_key
 
 
 def _keys_for_auth(secret: str) -> QuerySet[ApiKey]:
@@ -51,6 +51,15 @@ class KeyAuth:
     member_tpm: int | None = None
     # Below zero (a paid top-up refunded or disputed): no request, not even a free one.
     account_balance: Decimal | None = None
+    # The budgets on its path (chat.models.Budget) and where their periods begin.
+    account_time_zone: str = "UTC"
+    key_budget: int | None = None
+    member_budget: int | None = None
+    account_budget: int | None = None
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        return tuple(b for b in (self.key_budget, self.member_budget, self.account_budget) if b is not None)
 
     @property
     def rpm(self) -> int | None:
@@ -87,14 +96,24 @@ _KEY_AUTH_COLUMNS = (
     "member__rpm",
     "member__tpm",
     "account__balance",
+    "account__time_zone",
+    "key_budget__id",
+    "member_budget__id",
+    "account_budget__id",
 )
 
 
 def _with_membership(keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
     """The key's maker's membership of the key's account, when that account is an
-    organization they belong to (people.Membership: their own RPM/TPM)."""
+    organization they belong to (people.Membership: their own RPM/TPM), and the budgets on
+    the key's path: its own, its maker's as a member, its account's."""
     return keys.annotate(
-        member=FilteredRelation("user__memberships", condition=Q(user__memberships__organization_id=F("account_id")))
+        member=FilteredRelation("user__memberships", condition=Q(user__memberships__organization_id=F("account_id"))),
+        key_budget=FilteredRelation("budgets", condition=Q(budgets__scope="key")),
+        member_budget=FilteredRelation(
+            "account__budgets", condition=Q(account__budgets__scope="member", account__budgets__user_id=F("user_id"))
+        ),
+        account_budget=FilteredRelation("account__budgets", condition=Q(account__budgets__scope="account")),
     )
 
 
@@ -108,11 +127,14 @@ def api_key_auth_sync(*, secret: str) -> KeyAuth | None:
     if getattr(_compiled, "key_auth", None) is None:
         query = _with_membership(ApiKey.objects.filter(key_hash="")).order_by().values_list(*_KEY_AUTH_COLUMNS).query
         compiler = query.get_compiler(DEFAULT_DB_ALIAS)
-        sql, _ = compiler.as_sql()
-        _compiled.key_auth = (compiler, sql)
-    compiler, sql = _compiled.key_auth
+        sql, params = compiler.as_sql()
+        # The joins' own parameters (the budgets' scopes) stay; the "" is where the hash goes.
+        _compiled.key_auth = (compiler, sql, list(params), list(params).index(""))
+    compiler, sql, params, at = _compiled.key_auth
+    values = list(params)
+    values[at] = hash_api_key(secret)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [hash_api_key(secret)])
+        cursor.execute(sql, values)
         rows = cursor.fetchall()
     for row in compiler.results_iter(results=[rows]):
         return KeyAuth(*row)
@@ -203,3 +225,24 @@ async def stored_response_get(*, account_id: int, response_id: str) -> StoredRes
     if row is None:
         raise Http404(f"Response with id '{response_id}' not found.")
     return row
+
+
+def budget_body(budget: Budget | None, *, now: datetime | None = None) -> dict[str, Any] | None:
+    """A budget as the APIs show it: the current period's spend and holds (an older period's
+    counters read as zero), and when it resets."""
+    from chat.billing.budgets import period_key_of, period_keys, resets_at
+
+    if budget is None:
+        return None
+    now = now or timezone.now()
+    zone = budget.account.time_zone
+    current = budget.period_key == period_key_of(budget.period, period_keys(now, zone))
+    reset = resets_at(budget.period, now, zone)
+    return {
+        "amount": str(budget.amount.normalize()),
+        "period": budget.period or None,
+        "spent": str((budget.spent if current else Decimal(0)).normalize()),
+        "held": str((budget.held if current else Decimal(0)).normalize()),
+        "resets_at": reset.isoformat() if reset is not None else None,
+        "time_zone": zone,
+    }

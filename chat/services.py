@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from . import db
 from .billing.pricing import forget_prices
-from .models import Account, ApiKey, ModelPrice, StoredResponse, Tier, hash_api_key
+from .models import Account, ApiKey, Budget, ModelPrice, StoredResponse, Tier, hash_api_key
 
 KEY_PREFIX = "gg-"
 SESSION_PREFIX = "ggs-"
@@ -269,3 +270,54 @@ def stored_responses_purge() -> int:
     """Remove the expired stored responses; how many went."""
     deleted, _ = StoredResponse.objects.filter(expires_at__lte=timezone.now()).delete()
     return deleted
+
+
+# --- Budgets ----------------------------------------------------------------------------------
+
+MAX_BUDGET = Decimal(10**9)
+
+
+class BudgetRefused(Exception):
+    def __init__(self, message: str, param: str = "budget") -> None:
+        super().__init__(message)
+        self.message, self.param = message, param
+
+
+def budget_set(
+    *,
+    account: Account,
+    scope: str,
+    amount: Decimal | None,
+    period: str = "",
+    key: ApiKey | None = None,
+    user: Any = None,
+    granter: ApiKey | None = None,
+) -> Budget | None:
+    """Set (amount None: remove) the budget of a key, a member or the account. A key's
+    budget is no larger than its granter's own (a key without one, granted by a key with one,
+    gets the granter's). What the current period has spent carries over a change."""
+    if amount is not None and (not amount.is_finite() or not 0 <= amount <= MAX_BUDGET):
+        raise BudgetRefused(f"A budget is an amount from 0 to {MAX_BUDGET}.", "budget")
+    if period not in Budget.Period.values:
+        raise BudgetRefused("A budget's period is day, week, month or none (for ever).", "budget_duration")
+    target = {"key": key} if scope == Budget.Scope.KEY else {"user": user} if scope == Budget.Scope.MEMBER else {}
+    if granter is not None and scope == Budget.Scope.KEY:
+        own = Budget.objects.filter(key=granter, scope=Budget.Scope.KEY).first()
+        if own is not None:
+            if amount is None:
+                amount, period = own.amount, own.period
+            elif amount > own.amount:
+                raise BudgetRefused(f"This key may not grant a budget larger than its own ({own.amount}).")
+    with transaction.atomic():
+        found = Budget.objects.select_for_update().filter(account=account, scope=scope, **target).first()
+        if amount is None:
+            if found is not None:
+                found.delete()
+            return None
+        if found is None:
+            return Budget.objects.create(account=account, scope=scope, amount=amount, period=period, **target)
+        if found.period != period:  # a new kind of period starts from zero
+            found.period_key, found.spent = "", Decimal(0)
+        found.amount, found.period = amount, period
+        found.save(update_fields=["amount", "period", "period_key", "spent", "updated_at"])
+        return found

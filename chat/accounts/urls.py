@@ -8,6 +8,7 @@ management_urls = [
     path("api/v1/keys", views.KeyListCreateApi.as_view()),
     path("api/v1/keys/<int:key_id>", views.KeyDetailApi.as_view()),
     path("api/v1/balance", views.BalanceApi.as_view()),
+    path("api/v1/budget", views.AccountBudgetApi.as_view()),
     path("api/v1/membership", views.MembershipApi.as_view()),
     path("api/v1/rates", views.RatesApi.as_view()),
     path("api/v1/usage", views.UsageApi.as_view()),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -18,9 +21,10 @@ from chat.api.errors import ApiError
 from chat.backends import registry
 from chat.billing.pricing import price_table
 from chat.dates import MAX_RANGE_DAYS, ReportDateField
-from chat.models import Account, ApiKey
-from chat.selectors import api_key_get_for_account, usage_summary
+from chat.models import Account, ApiKey, Budget
+from chat.selectors import api_key_get_for_account, budget_body, usage_summary
 from chat.services import (
+    BudgetRefused,
     GrantRefused,
     TooManyKeys,
     api_key_check_manageable,
@@ -28,6 +32,7 @@ from chat.services import (
     api_key_delete,
     api_key_grant,
     api_key_update,
+    budget_set,
 )
 
 
@@ -47,7 +52,69 @@ class KeyOutput(serializers.Serializer):
 
 
 def _key_body(key: ApiKey) -> dict[str, Any]:
-    return dict(KeyOutput(key).data)
+    budget = budget_body(Budget.objects.select_related("account").filter(key=key, scope=Budget.Scope.KEY).first())
+    # Ours, and LiteLLM's names for the same (max_budget, budget_duration, spend).
+    litellm = {
+        "max_budget": float(budget["amount"]) if budget else None,
+        "budget_duration": budget["period"] if budget else None,
+        "spend": float(budget["spent"]) if budget else None,
+    }
+    return {**KeyOutput(key).data, "budget": budget, **litellm}
+
+
+# LiteLLM's budget_duration values that are one of our calendar periods.
+DURATIONS = {
+    "1d": "day", "24h": "day", "day": "day", "daily": "day",
+    "7d": "week", "1w": "week", "week": "week", "weekly": "week",
+    "30d": "month", "1mo": "month", "month": "month", "monthly": "month",
+    "": "", "none": "", "lifetime": "",
+}  # fmt: skip
+
+
+class BudgetInput(serializers.Serializer):
+    """A budget as ours (`budget`: {"amount", "period"} or null) or LiteLLM's
+    (`max_budget`, `budget_duration`)."""
+
+    budget = serializers.JSONField(required=False, allow_null=True)
+    max_budget = serializers.DecimalField(
+        max_digits=24, decimal_places=10, required=False, allow_null=True, min_value=Decimal(0)
+    )
+    budget_duration = serializers.CharField(max_length=16, required=False, allow_null=True, allow_blank=True)
+
+
+def wanted_budget(data: dict[str, Any]) -> tuple[bool, Decimal | None, str]:
+    """(asked, amount or None to remove, period) from a request's budget fields."""
+    if "budget" in data:
+        given = data["budget"]
+        if given is None:
+            return True, None, ""
+        if not isinstance(given, dict) or set(given) - {"amount", "period"}:
+            raise ApiError(400, '\'budget\' is {"amount": …, "period": day|week|month|null} or null.', param="budget")
+        try:
+            amount = Decimal(str(given.get("amount")))
+        except ArithmeticError:
+            raise ApiError(400, "'budget.amount' must be a number.", param="budget") from None
+        return True, amount, _period(given.get("period") or "")
+    if "max_budget" in data or "budget_duration" in data:
+        limit: Decimal | None = data.get("max_budget")
+        return True, limit, _period(data.get("budget_duration") or "")
+    return False, None, ""
+
+
+def _period(value: Any) -> str:
+    period = DURATIONS.get(str(value).strip().lower())
+    if period is None:
+        raise ApiError(
+            400,
+            f"Budgets reset by calendar day, week or month in the account's time zone (budget_duration "
+            f"1d, 7d, 30d or 1mo; or none): {value!r} is not one of them.",
+            param="budget_duration",
+        )
+    return period
+
+
+def _budget_refused(exc: BudgetRefused) -> ApiError:
+    return ApiError(403 if "grant" in exc.message else 400, exc.message, param=exc.param, code="invalid_budget")
 
 
 def _refused(exc: GrantRefused) -> ApiError:
@@ -69,7 +136,7 @@ KEY_FIELDS = {
 class KeyListCreateApi(APIView):
     """A key's scope bounds what it grants: a new key is as narrow as its maker or narrower."""
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(BudgetInput):
         name = serializers.CharField(max_length=100)
         models = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -86,13 +153,25 @@ class KeyListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        wanted = {KEY_FIELDS[name]: value for name, value in data.validated_data.items()}
+        asked, amount, period = wanted_budget(data.validated_data)
+        wanted = {KEY_FIELDS[name]: value for name, value in data.validated_data.items() if name in KEY_FIELDS}
         try:
             granted = api_key_grant(granter=request.auth, changes=wanted)
         except GrantRefused as exc:
             raise _refused(exc) from None
         try:
-            key, secret = api_key_create(account=request.user, created_by=request.auth, **granted)
+            with transaction.atomic():
+                key, secret = api_key_create(account=request.user, created_by=request.auth, **granted)
+                budget_set(
+                    account=request.user,
+                    scope="key",
+                    key=key,
+                    amount=amount if asked else None,
+                    period=period,
+                    granter=request.auth,
+                )
+        except BudgetRefused as exc:
+            raise _budget_refused(exc) from None
         except TooManyKeys as exc:
             raise ApiError(
                 429,
@@ -104,7 +183,7 @@ class KeyListCreateApi(APIView):
 
 
 class KeyDetailApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(BudgetInput):
         name = serializers.CharField(max_length=100, required=False)
         active = serializers.BooleanField(required=False)
         models = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
@@ -117,12 +196,27 @@ class KeyDetailApi(APIView):
         key = api_key_get_for_account(account=request.user, key_id=key_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        changes = {KEY_FIELDS[name]: value for name, value in data.validated_data.items()}
+        asked, amount, period = wanted_budget(data.validated_data)
+        changes = {KEY_FIELDS[name]: value for name, value in data.validated_data.items() if name in KEY_FIELDS}
         try:
             api_key_check_manageable(granter=request.auth, target=key)
             changes = api_key_grant(granter=request.auth, changes=changes, target=key)
         except GrantRefused as exc:
             raise _refused(exc) from None
+        if asked:
+            if key.pk == request.auth.pk:
+                raise _refused(GrantRefused("A key may not change its own budget.", "budget"))
+            try:
+                budget_set(
+                    account=request.user,
+                    scope="key",
+                    key=key,
+                    amount=amount,
+                    period=period,
+                    granter=request.auth,
+                )
+            except BudgetRefused as exc:
+                raise _budget_refused(exc) from None
         return Response(_key_body(api_key_update(key=key, **changes) if changes else key))
 
     def delete(self, request: Request, key_id: int) -> Response:
@@ -218,3 +312,50 @@ class UsageApi(APIView):
                 "data": rows,
             }
         )
+
+
+class AccountBudgetApi(APIView):
+    """The account's own budget and time zone (where every budget's day, week and month
+    begin). GET; PUT {"budget": {"amount", "period"} | null, or LiteLLM's max_budget and
+    budget_duration, "time_zone"}. Keys of full scope only; a key with a budget of its own may
+    not lift the account's."""
+
+    class InputSerializer(BudgetInput):
+        time_zone = serializers.CharField(max_length=64, required=False)
+
+    def _body(self, account: Account) -> dict[str, Any]:
+        budget = Budget.objects.select_related("account").filter(account=account, scope=Budget.Scope.ACCOUNT).first()
+        return {"object": "budget", "budget": budget_body(budget), "time_zone": account.time_zone}
+
+    def _full(self, request: Request) -> None:
+        if request.auth.scope != ApiKey.Scope.FULL:
+            raise _refused(GrantRefused("This key has the 'inference' scope: it cannot manage budgets."))
+
+    def get(self, request: Request) -> Response:
+        self._full(request)
+        return Response(self._body(request.user))
+
+    def put(self, request: Request) -> Response:
+        self._full(request)
+        if Budget.objects.filter(key=request.auth, scope=Budget.Scope.KEY).exists():
+            raise _refused(GrantRefused("A key with a budget of its own may not change the account's.", "budget"))
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account: Account = request.user
+        zone = data.validated_data.get("time_zone")
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ApiError(
+                    400, f"Unknown time zone {zone!r} (an IANA name, e.g. Europe/Berlin).", param="time_zone"
+                ) from None
+            account.time_zone = zone
+            account.save(update_fields=["time_zone"])
+        asked, amount, period = wanted_budget(data.validated_data)
+        if asked:
+            try:
+                budget_set(account=account, scope="account", amount=amount, period=period)
+            except BudgetRefused as exc:
+                raise _budget_refused(exc) from None
+        return Response(self._body(account))

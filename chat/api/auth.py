@@ -89,6 +89,10 @@ class Principal:
     user_id: int | None = None
     # The account's balance is below zero (a paid top-up taken back): 402 until topped up.
     in_debt: bool = False
+    # The budgets a priced request holds its worst case against (chat.billing.budgets), and
+    # the account's time zone, where their periods begin.
+    budgets: tuple[int, ...] = ()
+    time_zone: str = "UTC"
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -109,7 +113,18 @@ class Principal:
             member=(key.user_id, key.member_rpm, key.member_tpm) if key.user_id is not None else None,
         )
         in_debt = key.account_balance is not None and key.account_balance < 0
-        return cls(key.id, key.account_id, tuple(key.allowed_models or ()), limits, key.kind, own, key.user_id, in_debt)
+        return cls(
+            key.id,
+            key.account_id,
+            tuple(key.allowed_models or ()),
+            limits,
+            key.kind,
+            own,
+            key.user_id,
+            in_debt,
+            key.budgets,
+            key.account_time_zone,
+        )
 
     @classmethod
     def of(cls, key: ApiKey) -> Principal:

@@ -21,10 +21,13 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from chat import db
 from chat.backends.base import Accepted, GenerationRequest, TextDelta, Usage
+from chat.billing.budgets import Exceeded, exceeded
 from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor, text_floor
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import Limits, TokenHold, limiter, window_reset_seconds
@@ -84,6 +87,26 @@ def _clamp(value: Any, bound: int) -> int:
     except (TypeError, ValueError, OverflowError):
         return bound
     return min(max(number, 0), bound)
+
+
+def budget_exceeded(over: Exceeded, amount: Decimal) -> ApiError:
+    """402 `budget_exceeded`: which budget, what is used of it, when it resets."""
+    budget, currency = over.budget, settings.GHOSTGPT["CURRENCY"]
+    period = {"day": "daily", "week": "weekly", "month": "monthly"}.get(budget.period, "lifetime")
+    which = {
+        "key": f"this key's {period} budget",
+        "member": f"your {period} budget as a member",
+        "account": f"the account's {period} budget",
+    }[budget.scope]
+    resets = f"; it resets at {over.resets.isoformat()}" if over.resets is not None else "; it does not reset"
+    return ApiError(
+        402,
+        f"Budget exceeded: {which} of {_money(budget.amount)} {currency} has "
+        f"{_money(over.used)} spent or held, and this request may cost up to {_money(amount)} {currency}"
+        f"{resets}.",
+        error_type="insufficient_balance_error",
+        code="budget_exceeded",
+    )
 
 
 class Meter:
@@ -196,10 +219,18 @@ class Meter:
                 amount=amount,
                 request_id=self.request_id,
                 detail=held,
+                budgets=self.principal.budgets,
+                time_zone=self.principal.time_zone,
             )
         except InsufficientBalance:
             await self._release_holds()
             self._settled = True
+            if self.principal.budgets:
+                over = await sync_to_async(exceeded)(
+                    self.principal.budgets, amount, timezone.now(), self.principal.time_zone
+                )
+                if over is not None:
+                    raise budget_exceeded(over, amount) from None
             currency = settings.GHOSTGPT["CURRENCY"]
             raise ApiError(
                 402,

@@ -24,12 +24,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from chat.models import Account, LedgerEntry, UsageRecord
 
+from .budgets import period_keys, settle_statements
 from .wallet import ZERO, usage_record
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def _close(reservation: LedgerEntry, policy: str) -> None:
     refund = held - charge
     account_id = reservation.account_id
     Account.objects.filter(pk=account_id).update(balance=F("balance") + refund)
+    _release_budgets(reservation, held=held, charge=charge)
     balance = Account.objects.filter(pk=account_id).values_list("balance", flat=True).get()
     LedgerEntry.objects.create(
         account_id=account_id,
@@ -129,6 +131,24 @@ def _close(reservation: LedgerEntry, policy: str) -> None:
             failed=True,
         )
         usage_record(usage=usage)
+
+
+def _release_budgets(reservation: LedgerEntry, *, held: Decimal, charge: Decimal) -> None:
+    """The lost request's budget holds go back; what it is charged counts as spent."""
+    detail = reservation.detail or {}
+    budgets, held_in = detail.get("budgets"), detail.get("held_in")
+    if not isinstance(budgets, list) or not isinstance(held_in, list) or len(held_in) != 3:
+        return
+    ids = tuple(b for b in budgets if isinstance(b, int))
+    zone = Account.objects.filter(pk=reservation.account_id).values_list("time_zone", flat=True).first() or "UTC"
+    vendor = connection.vendor
+    keys = (str(held_in[0]), str(held_in[1]), str(held_in[2]))
+    statements = settle_statements(
+        vendor, ids, held=held, cost=charge, held_in=keys, now=period_keys(timezone.now(), zone)
+    )
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 def reconcile_now() -> int:

@@ -34,7 +34,9 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Field
+from django.utils import timezone
 
+from chat.billing.budgets import PeriodKeys, hold_statements, period_keys, settle_statements
 from chat.models import Account, LedgerEntry, UsageHour, UsageRecord
 
 ZERO = Decimal(0)
@@ -52,6 +54,11 @@ class Reservation:
     account_id: int
     amount: Decimal
     request_id: str
+    # The budgets on the request's path it holds `amount` against, and the periods it took
+    # the holds in (chat.billing.budgets).
+    budgets: tuple[int, ...] = ()
+    held_in: PeriodKeys = ("", "", "")
+    time_zone: str = "UTC"
 
 
 def _record(
@@ -189,16 +196,18 @@ def _qmark(sql: str) -> str:
     return _FORMAT_PLACEHOLDER.sub("?", sql).replace("%%", "%")
 
 
-def _execute_all(execute: Callable[[str, list[object]], int], statements: Sequence[Statement], checked: bool) -> bool:
+def _execute_all(
+    execute: Callable[[str, list[object]], int], statements: Sequence[Statement], checked: bool | int
+) -> bool:
     """Run `statements` through `execute` (which returns the rows changed), in order; False,
-    at once, when `checked` and the first changed other than exactly one row."""
+    at once, when one of the first `checked` (True: the first) changed other than exactly one row."""
     for number, (sql, params) in enumerate(statements):
-        if execute(sql, params) != 1 and checked and not number:
+        if execute(sql, params) != 1 and number < int(checked):
             return False
     return True
 
 
-def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement], *, checked: bool) -> bool:
+def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement], *, checked: bool | int) -> bool:
     """`statements` in one transaction on a raw sqlite3 connection in autocommit mode, the
     write lock taken at BEGIN; rolled back when the check fails (False). Anything raised
     rolls it back (a COMMIT refused leaves the transaction open: rolled back too), so
@@ -214,7 +223,7 @@ def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement
     return done
 
 
-def _run_sqlite(statements: Sequence[Statement], connection: sqlite3.Connection | None, *, checked: bool) -> bool:
+def _run_sqlite(statements: Sequence[Statement], connection: sqlite3.Connection | None, *, checked: bool | int) -> bool:
     """SQLite has no data-modifying CTEs: the statements run one by one in one transaction
     (chat.db.write's connection, when given), as raw sqlite3 calls — Django's cursor, its
     placeholder rewrite and `atomic` were ~40% of a reserve. Inside a caller's transaction
@@ -246,9 +255,12 @@ def _move(
     usage: UsageRecord | None = None,
     detail: dict[str, Any] | None = None,
     connection: sqlite3.Connection | None = None,
+    budgets: Sequence[Statement] = (),
 ) -> bool:
     """Add `delta` to the balance and record it — only when the balance is at least `covered`,
     if given — with the usage row, if given, all or nothing. False when not covered.
+    `budgets`: budget statements that come first (chat.billing.budgets), each of which must
+    change its row when `covered` is given (a hold), else nothing moves.
     `connection`: a raw SQLite connection to run on (see chat.db.write)."""
     db = connections[DEFAULT_DB_ALIAS]
     entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id, detail=detail or {})
@@ -261,12 +273,33 @@ def _move(
             _insert_from_update(db, entry, after, source="", computed_params=[account_id]),
             *(_usage_statements(db, usage) if usage is not None else []),
         ]
-        return _run_sqlite(statements, connection, checked=True)
+        if covered is None:  # a settlement: the budgets' rows after (one of them may be gone)
+            return _run_sqlite([*statements, *budgets], connection, checked=True)
+        # A hold: every budget must have room, then the balance must cover.
+        return _run_sqlite([*budgets, *statements], connection, checked=len(budgets) + 1)
+    if budgets:
+        return _move_postgres_with_budgets(db, budgets, update, params, entry, after, usage, covered is not None)
+    statement, params = _postgres_move(db, update, params, entry, after, usage)
+    with db.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchone() is not None
+
+
+def _postgres_move(
+    db: BaseDatabaseWrapper,
+    update: str,
+    params: list[object],
+    entry: LedgerEntry,
+    after: tuple[tuple[str, str], ...],
+    usage: UsageRecord | None,
+) -> Statement:
+    """The balance move as one PostgreSQL statement: the UPDATE, then the ledger entry, the
+    usage row and its rollup written from what it returned."""
     balance = db.ops.quote_name(Account._meta.get_field("balance").column)
     steps = [f"moved AS ({update} RETURNING {balance})"]
     sql, values = _insert_from_update(db, entry, after)
     steps.append(f"entry AS ({sql})")
-    params += values
+    params = params + values
     if usage is not None:
         sql, values = _insert_from_update(db, usage)
         steps.append(f"usage_row AS ({sql})")
@@ -274,9 +307,34 @@ def _move(
         sql, values = _rollup(db, usage, source="moved")  # created_at was set by preparing its INSERT
         steps.append(f"rollup AS ({sql})")
         params += values
-    with db.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(steps)} SELECT 1 FROM moved", params)
-        return cursor.fetchone() is not None
+    return f"WITH {', '.join(steps)} SELECT 1 FROM moved", params
+
+
+def _move_postgres_with_budgets(
+    db: BaseDatabaseWrapper,
+    budgets: Sequence[Statement],
+    update: str,
+    params: list[object],
+    entry: LedgerEntry,
+    after: tuple[tuple[str, str], ...],
+    usage: UsageRecord | None,
+    hold: bool,
+) -> bool:
+    """With budgets on PostgreSQL, one transaction: their statements first, in id order (the
+    same lock order everywhere), then the balance move. A hold that finds no room in a budget,
+    or a balance that does not cover, rolls all of it back."""
+    with transaction.atomic(using=DEFAULT_DB_ALIAS), db.cursor() as cursor:
+        for sql, values in budgets:
+            cursor.execute(sql, values)
+            if hold and cursor.rowcount != 1:
+                transaction.set_rollback(True)
+                return False
+        statement, values = _postgres_move(db, update, params, entry, after, usage)
+        cursor.execute(statement, values)
+        if cursor.fetchone() is None:
+            transaction.set_rollback(True)
+            return False
+    return True
 
 
 def wallet_reserve(
@@ -286,19 +344,37 @@ def wallet_reserve(
     request_id: str,
     detail: dict[str, Any] | None = None,
     connection: sqlite3.Connection | None = None,
+    budgets: tuple[int, ...] = (),
+    time_zone: str = "UTC",
 ) -> Reservation:
-    """Take the worst-case cost now; raises InsufficientBalance when the balance is short
-    (always when it is below zero). A reservation is never a credit: amounts <= 0 raise.
-    `detail`: what it holds, kept on its ledger entry (chat.billing.reconcile reads it).
-    `connection`: chat.db.write's, when it runs this on the event loop."""
+    """Take the worst-case cost now, and hold it against each of `budgets` in the same
+    transaction; raises InsufficientBalance when a budget has no room for it or the balance
+    is short (always when it is below zero; chat.billing.budgets.exceeded tells which). A
+    reservation is never a credit: amounts <= 0 raise. `detail`: what it holds, kept on its
+    ledger entry (chat.billing.reconcile reads it). `time_zone`: the account's, where its
+    budgets' periods begin. `connection`: chat.db.write's, when it runs this on the event loop."""
     if amount <= 0:
         raise ValueError("a reservation must be positive")
+    now = timezone.now()
+    keys = period_keys(now, time_zone) if budgets else ("", "", "")
+    if budgets:
+        detail = {**(detail or {}), "budgets": list(budgets), "held_in": list(keys)}
+    vendor = connections[DEFAULT_DB_ALIAS].vendor
     moved = _move(
-        account_id, -amount, LedgerEntry.Kind.RESERVE, request_id, covered=amount, detail=detail, connection=connection
+        account_id,
+        -amount,
+        LedgerEntry.Kind.RESERVE,
+        request_id,
+        covered=amount,
+        detail=detail,
+        connection=connection,
+        budgets=hold_statements(vendor, budgets, amount, keys) if budgets else (),
     )
-    if not moved:
+    if not moved:  # the caller asks chat.billing.budgets.exceeded which, off the event loop
         raise InsufficientBalance
-    return Reservation(account_id=account_id, amount=amount, request_id=request_id)
+    return Reservation(
+        account_id=account_id, amount=amount, request_id=request_id, budgets=budgets, held_in=keys, time_zone=time_zone
+    )
 
 
 def wallet_settle(
@@ -319,7 +395,16 @@ def wallet_settle(
         delta = reservation.amount - cost
     else:
         kind, delta = LedgerEntry.Kind.OVERAGE, reservation.amount - cost
-    _move(reservation.account_id, delta, kind, reservation.request_id, usage=usage, connection=connection)
+    budgets: list[Statement] = []
+    if reservation.budgets:
+        vendor = connections[DEFAULT_DB_ALIAS].vendor
+        now = period_keys(timezone.now(), reservation.time_zone)
+        budgets = settle_statements(
+            vendor, reservation.budgets, held=reservation.amount, cost=cost, held_in=reservation.held_in, now=now
+        )
+    _move(
+        reservation.account_id, delta, kind, reservation.request_id, usage=usage, connection=connection, budgets=budgets
+    )
 
 
 def usage_record(*, usage: UsageRecord, connection: sqlite3.Connection | None = None) -> None:
