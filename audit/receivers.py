@@ -14,7 +14,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from chat.models import Account, ApiKey, LedgerEntry, ModelPrice, Tier
+from chat.models import Account, ApiKey, Budget, LedgerEntry, ModelPrice, Tier
 
 from . import services
 
@@ -33,6 +33,7 @@ KEY_FIELDS = (
 ACCOUNT_FIELDS = ("name", "is_active", "tier_id", "membership_expires_at")
 PRICE_FIELDS = ("prompt_per_million", "completion_per_million")
 TIER_FIELDS = ("rpm", "tpm", "max_api_keys", "storage_bytes")
+BUDGET_FIELDS = ("amount", "period")
 
 
 def _values(instance: Any, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -224,3 +225,39 @@ def tier_saved(sender: type, instance: Tier, created: bool, **kwargs: Any) -> No
     before, after = ({}, _values(instance, TIER_FIELDS)) if created else _changes(instance, TIER_FIELDS)
     if after:
         services.record("tier.set", target=instance.name, before=before or None, after=after)
+
+
+# --- Budgets (their counters move in raw SQL with every request: only settings are recorded) ---
+
+
+def _budget_target(budget: Budget) -> str:
+    whose = {"key": f"key:{budget.key_id}", "member": f"user:{budget.user_id}"}.get(budget.scope, "account")
+    return f"budget:{whose}"
+
+
+@receiver(pre_save, sender=Budget, dispatch_uid="audit-budget-before")
+def budget_before(sender: type, instance: Budget, **kwargs: Any) -> None:
+    _remember_before(sender, instance, BUDGET_FIELDS)
+
+
+@receiver(post_save, sender=Budget, dispatch_uid="audit-budget-saved")
+def budget_saved(sender: type, instance: Budget, created: bool, **kwargs: Any) -> None:
+    before, after = ({}, _values(instance, BUDGET_FIELDS)) if created else _changes(instance, BUDGET_FIELDS)
+    if after:
+        services.record(
+            "budget.set",
+            account_id=instance.account_id,
+            target=_budget_target(instance),
+            before=before or None,
+            after=after,
+        )
+
+
+@receiver(post_delete, sender=Budget, dispatch_uid="audit-budget-deleted")
+def budget_deleted(sender: type, instance: Budget, **kwargs: Any) -> None:
+    services.record(
+        "budget.delete",
+        account_id=instance.account_id,
+        target=_budget_target(instance),
+        before=_values(instance, BUDGET_FIELDS),
+    )

@@ -295,3 +295,17 @@ def record_sso_join(membership: Membership, *, before: str | None) -> None:
         before={"role": before} if before else None,
         after={"user": membership.user_id, "role": membership.role, "via": "sso"},
     )
+
+
+def member_budget_set(*, membership: Membership, by: AbstractBaseUser, amount: Any, period: str) -> None:
+    """The member's budget on the organization's wallet (all their keys and their chat on
+    it): an amount per day, week or month, or None to lift it."""
+    from chat.services import BudgetRefused, budget_set
+
+    _acting_on(membership, by)
+    try:
+        budget_set(
+            account=membership.organization.account, scope="member", user=membership.user, amount=amount, period=period
+        )
+    except BudgetRefused as exc:
+        raise OrganizationError(exc.message) from None

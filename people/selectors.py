@@ -12,7 +12,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from audit.selectors import audit_events
-from chat.models import Account, ApiKey, UsageHour
+from chat.models import Account, ApiKey, Budget, UsageHour
+from chat.selectors import budget_body
 
 from .models import Membership, Organization, Role
 
@@ -59,8 +60,16 @@ def organization_page(*, organization: Organization, viewer: Membership) -> dict
         mine["cost"] += row["cost"] or 0
         mine["requests"] += row["requests"] or 0
     sees_all = viewer.role in (Role.OWNER, Role.ADMIN, Role.BILLING)
+    budgets = {
+        b.user_id: budget_body(b)
+        for b in Budget.objects.select_related("account").filter(account_id=organization.pk, scope="member")
+    }
     members = [
-        {"membership": m, "usage": spend.get(m.user_id, {"cost": Decimal(0), "requests": 0})}
+        {
+            "membership": m,
+            "usage": spend.get(m.user_id, {"cost": Decimal(0), "requests": 0}),
+            "budget": budgets.get(m.user_id),
+        }
         for m in organization.memberships.select_related("user")
         if sees_all or m.pk == viewer.pk
     ]

@@ -95,7 +95,7 @@ def _funding(request: HttpRequest, organization: Any, viewer: Any) -> dict[str, 
     return {"funding": payment_selectors.payment_options(), "returned_payment": returned}
 
 
-ACTIONS = {"invite", "revoke", "role", "remove", "leave", "transfer", "keys_off", "limits", "key", "fund"}
+ACTIONS = {"invite", "revoke", "role", "remove", "leave", "transfer", "keys_off", "limits", "key", "fund", "budget"}
 
 
 @require_POST
@@ -109,7 +109,7 @@ def organization_action(request: HttpRequest, slug: str, action: str) -> HttpRes
     user: Any = request.user
     form = request.POST
     try:
-        if action in {"invite", "revoke", "role", "remove", "transfer", "keys_off", "limits"}:
+        if action in {"invite", "revoke", "role", "remove", "transfer", "keys_off", "limits", "budget"}:
             _mfa_check(request, viewer)
         member = None
         if "member" in form:
@@ -148,6 +148,14 @@ def organization_action(request: HttpRequest, slug: str, action: str) -> HttpRes
             organizations.ownership_transfer(organization=organization, by=user, to=member)
         elif action == "keys_off":
             organizations.member_keys_disable(membership=member, by=user)
+        elif action == "budget":
+            amount = form.get("amount", "").strip()
+            organizations.member_budget_set(
+                membership=member,
+                by=user,
+                amount=_decimal(amount) if amount else None,
+                period=form.get("period", "") if form.get("period", "") in ("day", "week", "month") else "",
+            )
         elif action == "limits":
             organizations.member_limits_set(
                 membership=member, by=user, rpm=_int(form.get("rpm")), tpm=_int(form.get("tpm"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -342,3 +343,36 @@ def test_bad_input_is_a_clear_refusal_and_changes_nothing(settings: Any) -> None
     full = _act(owner, organization.slug, "key", name="two")
     assert full.status_code == 429 and b"limit of 1 API keys" in full.content
     assert Membership.objects.count() == 1 and Organization.objects.count() == 1
+
+
+def test_an_admin_sets_a_members_budget_and_it_is_on_their_keys_path() -> None:
+    from django.utils import timezone
+
+    from chat.billing.budgets import exceeded
+    from chat.billing.wallet import InsufficientBalance, wallet_reserve
+    from chat.models import Budget
+    from chat.selectors import api_key_auth_sync
+
+    owner = _person("olga@example.com")
+    organization = _organization(owner)
+    organization.account.balance = Decimal(100)
+    organization.account.save()
+    member = _invite_and_join(owner, organization, "max@example.com")
+    max_ = _membership(organization, "max@example.com")
+    _, secret = _key_and_secret(member, organization, "max's")
+    assert _act(member, organization.slug, "budget", member=max_.pk, amount="1").status_code == 403
+    assert _act(owner, organization.slug, "budget", member=max_.pk, amount="2", period="week").status_code == 302
+    budget = Budget.objects.get(scope="member", user__email="max@example.com")
+    assert (budget.amount, budget.period) == (2, "week")
+    auth = api_key_auth_sync(secret=secret)
+    assert auth is not None and auth.budgets == (budget.pk,)
+    wallet_reserve(account_id=organization.pk, amount=Decimal("1.5"), request_id="r1", budgets=auth.budgets)
+    with pytest.raises(InsufficientBalance):
+        wallet_reserve(account_id=organization.pk, amount=Decimal("1"), request_id="r2", budgets=auth.budgets)
+    over = exceeded(auth.budgets, Decimal(1), timezone.now(), "UTC")
+    assert over is not None and over.budget.scope == "member" and over.used == Decimal("1.5")
+    page = owner.get(f"/accounts/organizations/{organization.slug}/").content.decode()
+    assert "1.5 / 2" not in page and "0 / 2" in page  # held, not yet spent
+    assert AuditEvent.objects.filter(action="budget.set", account_id=organization.pk).exists()
+    assert _act(owner, organization.slug, "budget", member=max_.pk, amount="").status_code == 302
+    assert not Budget.objects.filter(pk=budget.pk).exists()
