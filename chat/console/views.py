@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -31,8 +32,9 @@ from chat.backends import registry
 from chat.billing.pricing import Price, price_table
 from chat.billing.ratelimit import Limits, limiter
 from chat.dates import MAX_RANGE_DAYS, ReportDateField
-from chat.models import Account, ApiKey
+from chat.models import Account, ApiKey, Budget
 from chat.network import client_address
+from chat.selectors import budget_body
 
 from . import auth, selectors
 
@@ -251,8 +253,20 @@ class OverviewApi(ConsoleApi):
                     ),
                 },
                 "trend": {"from": trend.start, "to": trend.end, "data": selectors.usage_report(trend)["data"]},
+                "budgets": _budgets_on_path(key),
             }
         )
+
+
+def _budgets_on_path(key: ApiKey) -> list[dict[str, Any]]:
+    """The budgets this key's requests hold against: its own, its person's as a member, the
+    account's — each with the period's spend and when it resets."""
+    path = Q(key=key, scope=Budget.Scope.KEY) | Q(account_id=key.account_id, scope=Budget.Scope.ACCOUNT)
+    if key.user_id is not None:
+        path |= Q(account_id=key.account_id, scope=Budget.Scope.MEMBER, user_id=key.user_id)
+    order = {"key": 0, "member": 1, "account": 2}
+    found = sorted(Budget.objects.select_related("account").filter(path), key=lambda b: order[b.scope])
+    return [{"scope": budget.scope, **(budget_body(budget) or {})} for budget in found]
 
 
 class UsageApi(ConsoleApi):

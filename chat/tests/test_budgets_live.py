@@ -195,3 +195,21 @@ def test_a_lost_requests_budget_hold_is_released(site: LiveServer) -> None:
     )
     out = manage(site, "shell", "-c", script)
     assert "held 0.4" in out and re.search(r"after 0E-10 0E-10|after 0 0|after 0\.0+ 0\.0+", out), out
+
+
+def test_the_console_shows_the_budgets_on_the_keys_path(site: LiveServer) -> None:
+    owner = _key(site, "console-budgets")
+    assert _api(site, owner, "PUT", "/api/v1/budget", {"budget": {"amount": "9", "period": "week"}}).status_code == 200
+    capped = _api(
+        site, owner, "POST", "/api/v1/keys", {"name": "capped", "budget": {"amount": "1", "period": "day"}}
+    ).json()
+    assert _ask(site, capped["key"]).status_code == 200
+    with httpx.Client(base_url=site.base_url, timeout=30) as console:
+        console.get("/console")
+        signed = console.post(
+            "/console/api/session", json={"key": capped["key"]}, headers={"X-CSRFToken": console.cookies["csrftoken"]}
+        )
+        assert signed.status_code == 201
+        budgets = console.get("/console/api/overview").json()["budgets"]
+    assert [(b["scope"], b["amount"], b["period"]) for b in budgets] == [("key", "1", "day"), ("account", "9", "week")]
+    assert all(0 < Decimal(b["spent"]) < Decimal("0.01") and b["resets_at"] for b in budgets)

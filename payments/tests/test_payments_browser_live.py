@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from chat.tests.browser.conftest import Tab, browser, playwright, wait_until  # noqa: F401  (fixtures)
@@ -39,11 +40,16 @@ def test_add_funds_through_each_provider_and_back(
     doubles: tuple[StripeDouble, YooKassaDouble],  # noqa: F811
 ) -> None:
     secret = manage(site, "create_api_key", "--name", "payer", "--tier", "unlimited").strip().splitlines()[-1]
+    budget = {"budget": {"amount": "30", "period": "month"}}  # shown on the Overview beside the balance
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.put(site.base_url + "/api/v1/budget", json=budget, headers=headers).status_code == 200
     tab = Tab(browser, site.base_url)
     page = tab.open("/console")
     page.fill("#signin-key", secret)
     page.click("#signin button[type=submit]")
     page.wait_for_selector("#funds:not([hidden])")
+    page.wait_for_selector("#budget-cards [data-budget=account] meter")
+    assert "30.00" in page.inner_text("#budget-cards [data-budget=account]")
     before = _balance(page)
 
     page.click("#funds-presets button:has-text('10')")

@@ -87,7 +87,38 @@ async function loadOverview() {
     );
   });
   fillRows($("ov-models").tBodies[0], rows, gettext("No usage in the last 30 days."));
+  showBudgets(data.budgets || []);
   await loadPayments();
+}
+
+// --- budgets ------------------------------------------------------------------------------
+
+const BUDGET_SCOPE = {
+  key: () => gettext("This key"),
+  member: () => gettext("You, as a member"),
+  account: () => gettext("The account"),
+};
+const BUDGET_PERIOD = { day: () => gettext("a day"), week: () => gettext("a week"), month: () => gettext("a month") };
+
+function showBudgets(budgets) {
+  $("budgets").hidden = budgets.length === 0;
+  $("budget-cards").replaceChildren(
+    ...budgets.map((b) => {
+      const used = Number(b.spent) + Number(b.held);
+      const period = b.period ? BUDGET_PERIOD[b.period]() : gettext("for ever");
+      return el(
+        "div",
+        { class: "card", "data-budget": b.scope },
+        el("h2", {}, BUDGET_SCOPE[b.scope]()),
+        el("p", { class: "big" }, `${money(b.spent)} / ${money(b.amount)}`),
+        el("meter", { min: "0", max: String(Number(b.amount) || 1), value: String(Math.min(used, Number(b.amount))),
+          "aria-label": interpolate(gettext("%(used)s of %(amount)s used"), { used: money(used), amount: money(b.amount) }, true) }),
+        el("p", { class: "muted" }, b.resets_at
+          ? interpolate(gettext("%(period)s · resets %(when)s"), { period, when: dateTime(b.resets_at) }, true)
+          : period),
+      );
+    }),
+  );
 }
 
 // --- add funds and payments ----------------------------------------------------------------
