@@ -139,6 +139,24 @@ async def idle_streams(url: str, headers: dict[str, str], count: int, pid: int) 
     }
 
 
+def budgets_on_path(server: object, token: str) -> None:
+    """A key, a member and an account budget (large: none refuses) on the paying key's path."""
+    from chat.tests.live import manage
+
+    manage(  # type: ignore[arg-type]
+        server,
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; from chat.models import ApiKey, Budget, hash_api_key; "
+        f"key = ApiKey.objects.get(key_hash=hash_api_key({token!r})); "
+        "user = get_user_model().objects.create_user('bench-member'); key.user = user; key.save(); "
+        "big = 10**8; "
+        "Budget.objects.create(account=key.account, scope='key', key=key, amount=big, period='day'); "
+        "Budget.objects.create(account=key.account, scope='member', user=user, amount=big, period='week'); "
+        "Budget.objects.create(account=key.account, scope='account', amount=big, period='month')",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
@@ -151,6 +169,12 @@ def main() -> int:
         type=Path,
         help="another checkout (e.g. `git worktree add /tmp/base REV`): its GhostGPT runs beside this one, "
         "same routes, price and account, in the same alternating rounds; a paired table compares them",
+    )
+    parser.add_argument(
+        "--budgets",
+        action="store_true",
+        help="this checkout's paying key with a key, a member and an account budget on its path (the baseline's "
+        "without: run with --baseline a copy of this checkout to measure what budgets add)",
     )
     args = parser.parse_args()
 
@@ -189,6 +213,8 @@ def main() -> int:
         return server, paying_key(server, ADMIN_KEY, "bench-gateway")
 
     server, token = gateway()
+    if args.budgets:
+        budgets_on_path(server, token)
     sides = {
         "direct": (f"{fake.url}/ok/v1/chat/completions", {}),
         "ghostgpt": (f"{server.base_url}/v1/chat/completions", {"Authorization": f"Bearer {token}"}),
