@@ -160,7 +160,8 @@ def api_key_get_for_account(*, account: Account, key_id: int) -> ApiKey:
 def usage_summary(
     *, account: Account, since: datetime, until: datetime, group_by: str, key_id: int | None = None
 ) -> list[dict[str, Any]]:
-    """Requests, tokens and cost per day, model or key, oldest or largest first; `key_id`:
+    """Requests, tokens and cost per day, model, key or member (the person who made the key,
+    or whose browser it is: an organization's members), oldest or largest first; `key_id`:
     that key's only."""
     rows = UsageRecord.objects.filter(account=account, created_at__gte=since, created_at__lt=until)
     if key_id is not None:
@@ -169,6 +170,8 @@ def usage_summary(
         rows = rows.annotate(group=TruncDate("created_at"))
     elif group_by == "model":
         rows = rows.annotate(group=F("model"))
+    elif group_by == "member":
+        rows = rows.annotate(group=Coalesce(F("key__user__email"), Value("(no member)")))
     else:
         rows = rows.annotate(group=Coalesce(F("key__prefix"), Value("(deleted key)")))
     summary = (

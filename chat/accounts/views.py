@@ -279,7 +279,7 @@ class UsageApi(APIView):
     class InputSerializer(serializers.Serializer):
         # `from` is a Python keyword: declared below through fields[].
         to = ReportDateField(required=False)
-        group_by = serializers.ChoiceField(choices=["day", "model", "key"], default="day")
+        group_by = serializers.ChoiceField(choices=["day", "model", "key", "member"], default="day")
 
         def get_fields(self) -> dict[str, serializers.Field]:
             fields = super().get_fields()

@@ -213,3 +213,20 @@ def test_the_console_shows_the_budgets_on_the_keys_path(site: LiveServer) -> Non
         budgets = console.get("/console/api/overview").json()["budgets"]
     assert [(b["scope"], b["amount"], b["period"]) for b in budgets] == [("key", "1", "day"), ("account", "9", "week")]
     assert all(0 < Decimal(b["spent"]) < Decimal("0.01") and b["resets_at"] for b in budgets)
+
+
+def test_usage_grouped_by_member(site: LiveServer) -> None:
+    owner = _key(site, "by-member")
+    made = _api(site, owner, "POST", "/api/v1/keys", {"name": "someone's"}).json()
+    manage(
+        site,
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; from chat.models import ApiKey; "
+        "u = get_user_model().objects.create_user('ann', 'ann@example.com'); "
+        f"ApiKey.objects.filter(pk={made['id']}).update(user=u)",
+    )
+    assert _ask(site, made["key"]).status_code == 200
+    assert _ask(site, owner).status_code == 200
+    rows = _api(site, owner, "GET", "/api/v1/usage?group_by=member").json()["data"]
+    assert sorted(row["member"] for row in rows) == ["(no member)", "ann@example.com"]
