@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "people",
     "audit",
     "payments",
+    "alerts",
     # Accounts, email verification, MFA (TOTP, recovery codes, passkeys), SSO, sessions:
     # django-allauth (people/ configures it; docs/operators.md lists the settings).
     "allauth",
@@ -293,6 +294,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "audit-retention": {"task": "audit.erase_expired", "schedule": 3600.0},
     "payments-sweep": {"task": "payments.sweep", "schedule": 60.0},
+    "alerts-thresholds": {"task": "alerts.thresholds", "schedule": 60.0},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("GHOSTGPT_CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 60, minimum=1)

@@ -24,6 +24,7 @@ urlpatterns = [
     path("", include("chat.console.urls")),
     path("", include("audit.urls")),
     path("", include("payments.urls")),
+    path("", include("alerts.urls")),
     path("", include("tools.urls")),
     path("admin/", admin.site.urls),
     # Sign-up, sign-in, email, password, MFA, SSO and sessions (django-allauth), and the

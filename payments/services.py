@@ -203,6 +203,10 @@ def _paid(payment: Payment, observation: Observation) -> str:
         payment.status, payment.paid_at = Payment.Status.SUCCEEDED, timezone.now()
         payment.detail = {**payment.detail, **({"late": True} if late else {})}
         payment.save(update_fields=["status", "paid_at", "detail", "updated_at"])
+    if created:
+        from alerts.services import emit
+
+        emit(payment.account_id, "payment.succeeded", {"payment": str(payment.pk), "amount": payment.amount})
     return "credited" if created else "already credited"
 
 
@@ -229,6 +233,13 @@ def _taken_back(payment: Payment, observation: Observation) -> str:
     if payment.refunded_amount >= payment.amount:
         payment.status = Payment.Status.REFUNDED
     payment.save(update_fields=["refunded_amount", "status", "updated_at"])
+    from alerts.services import emit
+
+    emit(
+        payment.account_id,
+        "payment.refunded",
+        {"payment": str(payment.pk), "taken_back": take, "why": observation.kind},
+    )
     audit.record(
         f"payment.{observation.kind}",
         account_id=payment.account_id,

@@ -103,6 +103,39 @@ class SafeFetcher:
                 retryable=True,
             ) from None
 
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body` to `url` by the same rules (a webhook: its answer's status; no redirect
+        is followed, the body read is discarded). Raises ToolError as `fetch` does."""
+        try:
+            return asyncio.run(self._post_within_deadline(url, body, headers))
+        except TimeoutError:
+            raise ToolError(f"No answer within {self.deadline:g}s.", status=504, code="fetch_timeout") from None
+
+    async def _post_within_deadline(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        async with asyncio.timeout(self.deadline):
+            host, port = self._check_url(url)
+            address = await self._resolve(host, port)
+            parsed = httpx.URL(url)
+            target = parsed.copy_with(host=str(address))
+            sent = {"Host": parsed.netloc.decode("ascii"), "User-Agent": USER_AGENT, **headers}
+            async with httpx.AsyncClient(timeout=None, follow_redirects=False, trust_env=False) as client:
+                request = client.build_request(
+                    "POST", target, content=body, headers=sent, extensions={"sni_hostname": host}
+                )
+                try:
+                    response = await client.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise ToolError(
+                        f"Could not connect ({type(exc).__name__}).", status=502, code="fetch_failed", retryable=True
+                    ) from None
+                await response.aclose()
+                return response.status_code
+
+    def check(self, url: str) -> None:
+        """Refuse a URL that could never be fetched by these rules (scheme, credentials, port),
+        without resolving it: what a form may check when the URL is saved."""
+        self._check_url(url)
+
     async def _fetch_within_deadline(self, url: str, accept: tuple[str, ...], headers: dict[str, str]) -> FetchedPage:
         async with asyncio.timeout(self.deadline):
             return await self._fetch(url, accept, headers)

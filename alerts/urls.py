@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("api/v1/webhooks", views.EndpointsApi.as_view()),
+    path("api/v1/webhooks/<int:endpoint_id>", views.EndpointApi.as_view()),
+    path("api/v1/webhooks/<int:endpoint_id>/test", views.EndpointTestApi.as_view()),
+    path("api/v1/webhooks/<int:endpoint_id>/deliveries", views.DeliveriesApi.as_view()),
+    path("api/v1/alerts", views.AlertSettingsApi.as_view()),
+]
