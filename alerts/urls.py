@@ -10,4 +10,9 @@ urlpatterns = [
     path("api/v1/webhooks/<int:endpoint_id>/test", views.EndpointTestApi.as_view()),
     path("api/v1/webhooks/<int:endpoint_id>/deliveries", views.DeliveriesApi.as_view()),
     path("api/v1/alerts", views.AlertSettingsApi.as_view()),
+    path("console/api/webhooks", views.ConsoleEndpointsApi.as_view()),
+    path("console/api/webhooks/<int:endpoint_id>", views.ConsoleEndpointApi.as_view()),
+    path("console/api/webhooks/<int:endpoint_id>/test", views.ConsoleEndpointTestApi.as_view()),
+    path("console/api/webhooks/<int:endpoint_id>/deliveries", views.ConsoleDeliveriesApi.as_view()),
+    path("console/api/alerts", views.ConsoleAlertSettingsApi.as_view()),
 ]

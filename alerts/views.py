@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.api.errors import ApiError
+from chat.console import auth
 from chat.models import ApiKey
 
 from . import services
@@ -143,3 +144,31 @@ class AlertSettingsApi(APIView):
             email=data.validated_data.get("email"),
         )
         return Response(self._body(config))
+
+
+# The console's own copies: signed in by the console's session (chat.console.auth).
+
+
+class _Console:
+    authentication_classes = [auth.ConsoleKeyAuthentication]
+    permission_classes = [auth.SignedIn]
+
+
+class ConsoleEndpointsApi(_Console, EndpointsApi):
+    pass
+
+
+class ConsoleEndpointApi(_Console, EndpointApi):
+    pass
+
+
+class ConsoleEndpointTestApi(_Console, EndpointTestApi):
+    pass
+
+
+class ConsoleDeliveriesApi(_Console, DeliveriesApi):
+    pass
+
+
+class ConsoleAlertSettingsApi(_Console, AlertSettingsApi):
+    pass

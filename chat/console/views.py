@@ -51,6 +51,7 @@ CONSOLE_TABS = [
     ("keys", _("Keys")),
     ("requests", _("Requests")),
     ("rates", _("Rates")),
+    ("alerts", _("Alerts")),
 ]
 OPS_TABS = [
     ("accounts", _("Accounts")),

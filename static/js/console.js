@@ -500,7 +500,105 @@ async function loadRates(event) {
 
 // --- wiring -------------------------------------------------------------------------------
 
-const LOADERS = { overview: loadOverview, usage: loadUsage, keys: loadKeys, requests: () => loadRequests(), rates: loadRates };
+// --- alerts and webhooks -------------------------------------------------------------------
+
+async function loadAlerts() {
+  const manage = Boolean(state.session?.key?.manage);
+  for (const id of ["alert-settings", "webhook-form"]) $(id).hidden = !manage;
+  if (!manage) return;
+  const settings = await api("/console/api/alerts");
+  $("alert-balance").value = settings.balance_below === null ? "" : Number(settings.balance_below);
+  $("alert-email").checked = settings.email;
+  const hooks = await api("/console/api/webhooks");
+  const events = $("webhook-events");
+  if (!events.querySelector("input")) {
+    events.append(
+      ...hooks.events.filter((e) => e !== "test").map((e) =>
+        el("label", { class: "check" }, el("input", { type: "checkbox", value: e }), ` ${e}`),
+      ),
+    );
+  }
+  fillRows(
+    $("webhooks-table").tBodies[0],
+    hooks.data.map((hook) =>
+      el(
+        "tr",
+        { "data-webhook": hook.id },
+        el("td", {}, el("code", {}, hook.url)),
+        cell(hook.events.length ? hook.events.join(", ") : gettext("all")),
+        cell(hook.active ? gettext("Active") : gettext("Off")),
+        el(
+          "td",
+          { class: "actions" },
+          el("button", { type: "button", class: "send-test", onclick: () => guarded(() => sendTest(hook.id)) }, gettext("Send test event")),
+          el("button", { type: "button", onclick: () => guarded(() => loadDeliveries(hook.id)) }, gettext("Deliveries")),
+          el("button", { type: "button", class: "danger", onclick: () => guarded(async () => {
+            await api(`/console/api/webhooks/${hook.id}`, { method: "DELETE" });
+            await loadAlerts();
+          }) }, gettext("Delete")),
+        ),
+      ),
+    ),
+    gettext("No webhook endpoints."),
+  );
+}
+
+async function sendTest(id) {
+  await api(`/console/api/webhooks/${id}/test`, { method: "POST" });
+  announce(gettext("Test event sent."));
+  setTimeout(() => guarded(() => loadDeliveries(id)), 1000);
+}
+
+async function loadDeliveries(id) {
+  const log = await api(`/console/api/webhooks/${id}/deliveries`);
+  $("deliveries-title").hidden = $("deliveries-table").hidden = false;
+  fillRows(
+    $("deliveries-table").tBodies[0],
+    log.data.map((d) =>
+      el(
+        "tr",
+        { "data-delivery": d.id },
+        cell(dateTime(d.created_at)),
+        el("td", {}, el("code", {}, d.event)),
+        el("td", { "data-status": d.status }, d.status),
+        cell(count(d.attempts), true),
+        cell(d.last_status !== null ? String(d.last_status) : d.last_error || "—"),
+        cell(d.latency_ms !== null ? `${d.latency_ms} ms` : "—", true),
+      ),
+    ),
+    gettext("Nothing sent yet."),
+  );
+}
+
+async function saveAlertSettings(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    const value = $("alert-balance").value;
+    await api("/console/api/alerts", { method: "PUT", body: { balance_below: value === "" ? null : value, email: $("alert-email").checked } });
+    $("alert-saved").textContent = gettext("Saved.");
+  });
+}
+
+async function addWebhook(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    const events = [...$("webhook-events").querySelectorAll("input:checked")].map((input) => input.value);
+    const hook = await api("/console/api/webhooks", { method: "POST", body: { url: $("webhook-url").value, events } });
+    $("webhook-secret").hidden = false;
+    $("webhook-secret").replaceChildren(gettext("Signing secret (shown once): "), el("code", { id: "webhook-secret-value" }, hook.secret));
+    $("webhook-form").reset();
+    await loadAlerts();
+  });
+}
+
+const LOADERS = {
+  overview: loadOverview,
+  usage: loadUsage,
+  keys: loadKeys,
+  requests: () => loadRequests(),
+  rates: loadRates,
+  alerts: loadAlerts,
+};
 
 const showTab = tabs((name) => {
   if (!state.session?.key) return;
@@ -516,6 +614,8 @@ async function start() {
   });
   $("key-form").addEventListener("submit", createKey);
   $("funds-form").addEventListener("submit", addFunds);
+  $("alert-settings").addEventListener("submit", saveAlertSettings);
+  $("webhook-form").addEventListener("submit", addWebhook);
   $("funds-provider").addEventListener("change", () => ($("funds-email-label").hidden = !emailNeeded()));
   $("quote-form").addEventListener("submit", (event) => guarded(() => loadRates(event)));
   $("requests-more").addEventListener("click", () => guarded(() => loadRequests(true)));

@@ -25,7 +25,7 @@ from .conftest import Tab, wait_until
 ADMIN_KEY = "adm-console-" + "k" * 30
 PROMPT_PRICE, COMPLETION_PRICE = Decimal(40), Decimal(80)  # per million tokens
 PAGES = {
-    "console": ["overview", "usage", "keys", "requests", "rates"],
+    "console": ["overview", "usage", "keys", "requests", "rates", "alerts"],
     "console/ops": ["accounts", "models", "traffic", "audit"],
 }
 
