@@ -10,7 +10,9 @@ cost; a new period starts from zero; the management API takes ours and LiteLLM's
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -230,3 +232,30 @@ def test_usage_grouped_by_member(site: LiveServer) -> None:
     assert _ask(site, owner).status_code == 200
     rows = _api(site, owner, "GET", "/api/v1/usage?group_by=member").json()["data"]
     assert sorted(row["member"] for row in rows) == ["(no member)", "ann@example.com"]
+
+
+def test_the_browser_chat_is_refused_over_budget_too(site: LiveServer, upstream: FakeUpstream) -> None:
+    with httpx.Client(base_url=site.base_url, timeout=60) as browser:
+        browser.get("/")
+        assert browser.post("/api/session/bootstrap").status_code in (200, 201)
+        csrf = {"X-CSRFToken": browser.cookies["csrftoken"]}
+        account = browser.post("/api/session/bootstrap", headers=csrf).json()["account"]["id"]
+        manage(
+            site,
+            "shell",
+            "-c",
+            "from chat.models import Account, Budget; "
+            f"Account.objects.filter(pk={account}).update(balance=100); "
+            f"Budget.objects.create(account_id={account}, scope='account', amount=0, period='day')",
+        )
+        before = len(upstream.requests)
+        turn = browser.post("/api/conversations/new/messages", json={"content": "hello", "model": "paid"}, headers=csrf)
+        assert turn.status_code == 201, turn.text  # the turn is accepted; its answer says why it has none
+        conversation = turn.json()["conversation"]["id"]
+        for _ in range(100):
+            answer = browser.get(f"/api/conversations/{conversation}").json()["messages"][-1]
+            if answer["status"] != "streaming":
+                break
+            time.sleep(0.1)
+        assert answer["status"] == "failed" and "Budget exceeded" in json.dumps(answer["error"]), answer
+        assert len(upstream.requests) == before
