@@ -14,12 +14,18 @@ EVENTS = (
     "payment.refunded",
     "key.created",
     "key.disabled",
+    "upstream.circuit_open",  # operators: an upstream deployment's circuit opened in a web process
+    "upstream.circuit_closed",  # … and closed again
     "test",  # the "send test event" button
 )
+OPERATOR_EVENTS = ("upstream.circuit_open", "upstream.circuit_closed")
 
 
 class Endpoint(models.Model):
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    # None: the operators' (registered in the ops console; upstream events).
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
     url = models.URLField(max_length=2000)
     secret = models.CharField(max_length=100, help_text="whsec_… (Standard Webhooks): the receiver verifies with it.")
     events = models.JSONField(default=list, blank=True, help_text="Event types; empty = all.")

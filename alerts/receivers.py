@@ -1,14 +1,17 @@
-"""What emits alerts on its own: keys made and disabled (payments emit theirs in
-payments.services; thresholds come from the sweep)."""
+"""What emits alerts on its own: keys made and disabled, upstream circuits opening and closing
+(payments emit theirs in payments.services; thresholds come from the sweep)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from django.db import close_old_connections
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from chat.models import ApiKey
+from chat.signals import circuit_changed
 
 from . import services
 
@@ -28,3 +31,18 @@ def key_saved(sender: type, instance: ApiKey, created: bool, **kwargs: Any) -> N
         services.emit(instance.account_id, "key.created", body)
     elif getattr(instance, "_alert_was_active", False) and not instance.is_active:
         services.emit(instance.account_id, "key.disabled", body)
+
+
+@receiver(circuit_changed, dispatch_uid="alerts-circuit")
+def circuit(sender: type, deployment: str, opened: bool, **kwargs: Any) -> None:
+    """Sent on the event loop: the database work happens on a thread of its own."""
+
+    def work() -> None:
+        try:
+            services.circuit_changed(deployment=deployment, opened=opened)
+        except Exception:  # an alert must never take the gateway down
+            services.logger.exception("the circuit alert for %s failed", deployment)
+        finally:
+            close_old_connections()
+
+    threading.Thread(target=work, name="ghostgpt-circuit-alert", daemon=True).start()

@@ -24,7 +24,7 @@ from chat.models import Account, Budget
 from tools.base import ToolError
 from tools.fetching import SafeFetcher
 
-from .models import EVENTS, Crossing, Delivery, Endpoint, Settings
+from .models import EVENTS, OPERATOR_EVENTS, Crossing, Delivery, Endpoint, Settings
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -42,7 +42,7 @@ class AlertError(Exception):
 # --- endpoints --------------------------------------------------------------------------------
 
 
-def endpoint_create(*, account: Account, url: str, events: list[str]) -> Endpoint:
+def endpoint_create(*, account: Account | None, url: str, events: list[str]) -> Endpoint:
     """A webhook endpoint with a new signing secret. The URL must be one fetch-url could
     reach (http/https, no credentials, allowed ports); its addresses are checked again at
     every delivery (private and loopback ones refused), so DNS changes cannot turn it inward."""
@@ -50,9 +50,10 @@ def endpoint_create(*, account: Account, url: str, events: list[str]) -> Endpoin
         SafeFetcher().check(url)
     except ToolError as exc:
         raise AlertError(exc.message) from None
-    unknown = [event for event in events if event not in EVENTS]
+    known = OPERATOR_EVENTS if account is None else [e for e in EVENTS if e not in OPERATOR_EVENTS]
+    unknown = [event for event in events if event not in known]
     if unknown:
-        raise AlertError(f"Unknown events: {', '.join(unknown)}. Known: {', '.join(EVENTS)}.", "events")
+        raise AlertError(f"Unknown events: {', '.join(unknown)}. Known: {', '.join(known)}.", "events")
     if Endpoint.objects.filter(account=account).count() >= MAX_ENDPOINTS:
         raise AlertError(f"An account has at most {MAX_ENDPOINTS} webhook endpoints.")
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -62,7 +63,7 @@ def endpoint_create(*, account: Account, url: str, events: list[str]) -> Endpoin
 # --- emitting and delivering -------------------------------------------------------------------
 
 
-def emit(account_id: int, event: str, data: dict[str, Any], *, only: Endpoint | None = None) -> list[Delivery]:
+def emit(account_id: int | None, event: str, data: dict[str, Any], *, only: Endpoint | None = None) -> list[Delivery]:
     """An event for the account: a delivery for each endpoint that wants it (or just `only`),
     sent after the current transaction commits; mail to the account's people for the events
     they are mailed about."""
@@ -78,7 +79,7 @@ def emit(account_id: int, event: str, data: dict[str, Any], *, only: Endpoint | 
             )
             made.append(delivery)
             transaction.on_commit(lambda pk=delivery.pk: tasks.deliver.delay(pk))
-    if event in MAILED and only is None:
+    if event in MAILED and only is None and account_id is not None:
         transaction.on_commit(lambda: _mail(account_id, event, payload))
     return made
 
@@ -87,7 +88,7 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
 
 
-def _mail(account_id: int, event: str, payload: dict[str, Any]) -> None:
+def _mail(account_id: int, event: str, payload: dict[str, Any]) -> None:  # an account's people
     account = Account.objects.select_related("user").filter(pk=account_id).first()
     if account is None:
         return
@@ -226,3 +227,11 @@ def settings_set(*, account: Account, balance_below: Decimal | None, email: bool
 
 def deliveries_purge(older_than: timedelta = timedelta(days=30)) -> int:
     return int(Delivery.objects.filter(created_at__lt=timezone.now() - older_than).delete()[0])
+
+
+def circuit_changed(*, deployment: str, opened: bool) -> None:
+    """The operators' webhooks hear an upstream's circuit open or close (each web process
+    reports its own circuits)."""
+    event = "upstream.circuit_open" if opened else "upstream.circuit_closed"
+    with transaction.atomic():
+        emit(None, event, {"deployment": deployment})

@@ -15,4 +15,8 @@ urlpatterns = [
     path("console/api/webhooks/<int:endpoint_id>/test", views.ConsoleEndpointTestApi.as_view()),
     path("console/api/webhooks/<int:endpoint_id>/deliveries", views.ConsoleDeliveriesApi.as_view()),
     path("console/api/alerts", views.ConsoleAlertSettingsApi.as_view()),
+    path("console/api/ops/webhooks", views.OpsEndpointsApi.as_view()),
+    path("console/api/ops/webhooks/<int:endpoint_id>", views.OpsEndpointApi.as_view()),
+    path("console/api/ops/webhooks/<int:endpoint_id>/test", views.OpsEndpointTestApi.as_view()),
+    path("console/api/ops/webhooks/<int:endpoint_id>/deliveries", views.OpsDeliveriesApi.as_view()),
 ]

@@ -15,7 +15,7 @@ from chat.console import auth
 from chat.models import ApiKey
 
 from . import services
-from .models import EVENTS, Delivery, Endpoint, Settings
+from .models import EVENTS, OPERATOR_EVENTS, Delivery, Endpoint, Settings
 
 
 def _full(request: Request) -> None:
@@ -49,43 +49,50 @@ def _delivery_body(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def _endpoint(request: Request, endpoint_id: int) -> Endpoint:
-    found = Endpoint.objects.filter(pk=endpoint_id, account=request.user).first()
-    if found is None:
-        raise ApiError(404, "No such webhook endpoint on your account.", code="not_found")
-    return found
+class Owned(APIView):
+    """Whose endpoints: the signed-in key's account (the operators' views: None)."""
+
+    def owner(self, request: Request) -> Any:
+        _full(request)
+        return request.user
+
+    def endpoint(self, request: Request, endpoint_id: int) -> Endpoint:
+        found = Endpoint.objects.filter(pk=endpoint_id, account=self.owner(request)).first()
+        if found is None:
+            raise ApiError(404, "No such webhook endpoint here.", code="not_found")
+        return found
 
 
-class EndpointsApi(APIView):
+class EndpointsApi(Owned):
     class InputSerializer(serializers.Serializer):
         url = serializers.CharField(max_length=2000)
         events = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=20)
 
     def get(self, request: Request) -> Response:
-        _full(request)
-        rows = [_endpoint_body(e) for e in Endpoint.objects.filter(account=request.user)]
-        return Response({"object": "list", "data": rows, "events": list(EVENTS)})
+        owner = self.owner(request)
+        rows = [_endpoint_body(e) for e in Endpoint.objects.filter(account=owner)]
+        events = OPERATOR_EVENTS if owner is None else [e for e in EVENTS if e not in OPERATOR_EVENTS]
+        return Response({"object": "list", "data": rows, "events": list(events)})
 
     def post(self, request: Request) -> Response:
-        _full(request)
+        owner = self.owner(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             endpoint = services.endpoint_create(
-                account=request.user, url=data.validated_data["url"], events=data.validated_data.get("events", [])
+                account=owner, url=data.validated_data["url"], events=data.validated_data.get("events", [])
             )
         except services.AlertError as exc:
             raise ApiError(400, exc.message, param=exc.param, code="invalid_webhook") from None
         return Response(_endpoint_body(endpoint, secret=True), status=status.HTTP_201_CREATED)
 
 
-class EndpointApi(APIView):
+class EndpointApi(Owned):
     class InputSerializer(serializers.Serializer):
         active = serializers.BooleanField()
 
     def patch(self, request: Request, endpoint_id: int) -> Response:
-        _full(request)
-        endpoint = _endpoint(request, endpoint_id)
+        endpoint = self.endpoint(request, endpoint_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         endpoint.is_active = data.validated_data["active"]
@@ -93,25 +100,22 @@ class EndpointApi(APIView):
         return Response(_endpoint_body(endpoint))
 
     def delete(self, request: Request, endpoint_id: int) -> Response:
-        _full(request)
-        _endpoint(request, endpoint_id).delete()
+        self.endpoint(request, endpoint_id).delete()
         return Response({"id": endpoint_id, "object": "webhook_endpoint", "deleted": True})
 
 
-class EndpointTestApi(APIView):
+class EndpointTestApi(Owned):
     """ "Send test event": a `test` event to this endpoint, delivered like any other."""
 
     def post(self, request: Request, endpoint_id: int) -> Response:
-        _full(request)
-        endpoint = _endpoint(request, endpoint_id)
-        made = services.emit(request.user.pk, "test", {"endpoint": endpoint.pk}, only=endpoint)
+        endpoint = self.endpoint(request, endpoint_id)
+        made = services.emit(endpoint.account_id, "test", {"endpoint": endpoint.pk}, only=endpoint)
         return Response(_delivery_body(made[0]), status=status.HTTP_202_ACCEPTED)
 
 
-class DeliveriesApi(APIView):
+class DeliveriesApi(Owned):
     def get(self, request: Request, endpoint_id: int) -> Response:
-        _full(request)
-        endpoint = _endpoint(request, endpoint_id)
+        endpoint = self.endpoint(request, endpoint_id)
         rows = [_delivery_body(d) for d in endpoint.deliveries.all()[:100]]
         return Response({"object": "list", "data": rows})
 
@@ -171,4 +175,31 @@ class ConsoleDeliveriesApi(_Console, DeliveriesApi):
 
 
 class ConsoleAlertSettingsApi(_Console, AlertSettingsApi):
+    pass
+
+
+# The operators' endpoints (upstream events), in the ops console's session.
+
+
+class _Operators:
+    authentication_classes = [auth.ConsoleOperatorAuthentication]
+    permission_classes = [auth.SignedInOperator]
+
+    def owner(self, request: Request) -> Any:
+        return None
+
+
+class OpsEndpointsApi(_Operators, EndpointsApi):
+    pass
+
+
+class OpsEndpointApi(_Operators, EndpointApi):
+    pass
+
+
+class OpsEndpointTestApi(_Operators, EndpointTestApi):
+    pass
+
+
+class OpsDeliveriesApi(_Operators, DeliveriesApi):
     pass

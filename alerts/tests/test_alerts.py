@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -212,3 +213,51 @@ def test_keys_made_and_disabled_are_events(receiver: Receiver, django_capture_on
         ("key.disabled", "ci"),
     ]
     assert json.dumps(receiver.received).count(made.key_hash) == 0  # no secret in the payload
+
+
+@pytest.mark.django_db(transaction=True)  # the alert is written by a thread of its own
+def test_operators_hear_an_upstream_circuit_open_and_close(receiver: Receiver, settings: Any) -> None:
+    from types import SimpleNamespace
+
+    from chat.backends.upstream import CIRCUIT_FAILURES, Deployment
+    from chat.signals import circuit_changed
+
+    settings.GHOSTGPT = {**settings.GHOSTGPT, "ADMIN_KEY": "adm-alerts-" + "k" * 30}
+    operator = Client()
+    assert (
+        operator.post(
+            "/console/api/ops/session", {"admin_key": settings.GHOSTGPT["ADMIN_KEY"]}, content_type="application/json"
+        ).status_code
+        == 201
+    )
+    accounts_only = operator.post(
+        "/console/api/ops/webhooks", {"url": receiver.url, "events": ["balance.low"]}, content_type="application/json"
+    )
+    assert accounts_only.status_code == 400  # operators' endpoints take upstream events
+    made = operator.post(
+        "/console/api/ops/webhooks",
+        {"url": receiver.url, "events": ["upstream.circuit_open", "upstream.circuit_closed"]},
+        content_type="application/json",
+    )
+    assert made.status_code == 201, made.content
+    receiver.secret = made.json()["secret"]
+
+    sent: list[bool] = []
+    circuit_changed.connect(lambda sender, opened, **kw: sent.append(opened), weak=False, dispatch_uid="test-circuit")
+    try:
+        deployment = Deployment(upstream=SimpleNamespace(name="openai"), model="gpt-4o")  # type: ignore[arg-type]
+        for _ in range(CIRCUIT_FAILURES + 2):
+            deployment.failed()
+        deployment.succeeded(0.1)
+        deployment.succeeded(0.1)
+    finally:
+        circuit_changed.disconnect(dispatch_uid="test-circuit")
+    assert sent == [True, False]  # one opening, one closing
+    for _ in range(100):
+        if len(receiver.received) >= 2:
+            break
+        time.sleep(0.05)
+    assert sorted(event["type"] for event in receiver.received) == ["upstream.circuit_closed", "upstream.circuit_open"]
+    assert {event["data"]["deployment"] for event in receiver.received} == {"openai/gpt-4o"}
+    log = operator.get(f"/console/api/ops/webhooks/{made.json()['id']}/deliveries").json()["data"]
+    assert {d["status"] for d in log} == {"delivered"}

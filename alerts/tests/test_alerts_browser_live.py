@@ -14,6 +14,8 @@ from chat.tests.live import LiveServer, manage
 
 from .test_alerts import Receiver
 
+ADMIN_KEY = "adm-alerts-browser-" + "k" * 30
+
 
 @pytest.fixture(scope="module")
 def hook() -> Iterator[Receiver]:
@@ -24,7 +26,8 @@ def hook() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def site(hook: Receiver) -> Iterator[LiveServer]:
-    server = LiveServer(env={"GHOSTGPT_FETCH_ALLOW": f"127.0.0.1:{hook.server.server_port}"})
+    env = {"GHOSTGPT_FETCH_ALLOW": f"127.0.0.1:{hook.server.server_port}", "GHOSTGPT_ADMIN_KEY": ADMIN_KEY}
+    server = LiveServer(env=env)
     yield server
     server.stop()
 
@@ -58,3 +61,23 @@ def test_a_webhook_added_in_the_console_receives_a_test_event(
     tab.shot("console-alerts")
     tab.close()
     assert tab.errors == []
+
+    # The operators' endpoint, in the ops console (upstream events, and a test event).
+    ops_tab = Tab(browser, site.base_url)
+    ops = ops_tab.open("/console/ops")
+    ops.fill("#signin-key", ADMIN_KEY)
+    ops.click("#signin button[type=submit]")
+    ops.wait_for_selector("body[data-ready=true]")
+    ops.click("#tabs a[data-tab=webhooks]")
+    ops.wait_for_selector("#ops-webhooks-table tbody tr")
+    ops.fill("#ops-webhook-url", hook.url)
+    ops.click("#ops-webhook-form button[type=submit]")
+    ops.wait_for_selector("#ops-webhook-secret code")
+    hook.secret = ops.inner_text("#ops-webhook-secret code")
+    ops.click("#ops-webhooks-table button.send-test")
+    wait_until(
+        ops, "document.querySelector('#ops-webhooks-table td.deliveries').textContent.includes('delivered')", 15_000
+    )
+    assert [event["type"] for event in hook.received] == ["test", "test"]
+    ops_tab.close()
+    assert ops_tab.errors == []

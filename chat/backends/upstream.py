@@ -36,6 +36,7 @@ import aiohttp
 
 from chat.jsonbytes import loads
 from chat.metrics import CIRCUIT_OPEN, FAILOVERS, UPSTREAM_ERRORS
+from chat.signals import circuit_changed
 
 from .base import (
     Accepted,
@@ -134,6 +135,7 @@ class Deployment:
         self.failures_in_row = 0
         if self.open_until:
             CIRCUIT_OPEN.labels(self.label).set(0)
+            circuit_changed.send(sender=Deployment, deployment=self.label, opened=False)
         self.open_until = 0.0
         self.latency_ewma = seconds if self.latency_ewma is None else 0.8 * self.latency_ewma + 0.2 * seconds
 
@@ -142,8 +144,11 @@ class Deployment:
         self.errors += 1
         self.failures_in_row += 1
         if self.failures_in_row >= CIRCUIT_FAILURES:
+            opening = not self.circuit_open(time.monotonic())
             self.open_until = time.monotonic() + CIRCUIT_SECONDS
             CIRCUIT_OPEN.labels(self.label).set(1)
+            if opening:
+                circuit_changed.send(sender=Deployment, deployment=self.label, opened=True)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -58,6 +58,7 @@ OPS_TABS = [
     ("models", _("Models")),
     ("traffic", _("Live traffic")),
     ("audit", _("Audit trail")),
+    ("webhooks", _("Webhooks")),
 ]
 
 

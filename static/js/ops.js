@@ -269,15 +269,69 @@ async function loadAudit(more = false) {
   $("audit-more").hidden = !data.has_more;
 }
 
+// --- the operators' webhooks ---------------------------------------------------------------
+
+async function loadWebhooks() {
+  const hooks = await api("/console/api/ops/webhooks");
+  const rows = [];
+  for (const hook of hooks.data) {
+    const log = await api(`/console/api/ops/webhooks/${hook.id}/deliveries`);
+    const last = log.data.slice(0, 3).map((d) => `${d.event}: ${d.status}`).join("; ") || "—";
+    rows.push(
+      el(
+        "tr",
+        { "data-webhook": hook.id },
+        el("td", {}, el("code", {}, hook.url)),
+        cell(hook.active ? gettext("Active") : gettext("Off")),
+        el("td", { class: "deliveries" }, last),
+        el(
+          "td",
+          { class: "actions" },
+          el("button", { type: "button", class: "send-test", onclick: () => guarded(async () => {
+            await api(`/console/api/ops/webhooks/${hook.id}/test`, { method: "POST" });
+            announce(gettext("Test event sent."));
+            setTimeout(() => guarded(loadWebhooks), 1000);
+          }) }, gettext("Send test event")),
+          el("button", { type: "button", class: "danger", onclick: () => guarded(async () => {
+            await api(`/console/api/ops/webhooks/${hook.id}`, { method: "DELETE" });
+            await loadWebhooks();
+          }) }, gettext("Delete")),
+        ),
+      ),
+    );
+  }
+  fillRows($("ops-webhooks-table").tBodies[0], rows, gettext("No webhook endpoints."));
+}
+
+async function addWebhook(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    const hook = await api("/console/api/ops/webhooks", {
+      method: "POST",
+      body: { url: $("ops-webhook-url").value, events: ["upstream.circuit_open", "upstream.circuit_closed"] },
+    });
+    $("ops-webhook-secret").hidden = false;
+    $("ops-webhook-secret").replaceChildren(gettext("Signing secret (shown once): "), el("code", {}, hook.secret));
+    $("ops-webhook-form").reset();
+    await loadWebhooks();
+  });
+}
+
 // --- wiring -------------------------------------------------------------------------------
 
-const LOADERS = { accounts: () => loadAccounts(), models: loadModels, traffic: loadTraffic, audit: () => loadAudit() };
+const LOADERS = {
+  accounts: () => loadAccounts(),
+  models: loadModels,
+  traffic: loadTraffic,
+  audit: () => loadAudit(),
+  webhooks: loadWebhooks,
+};
 
 const showTab = tabs((name) => {
   clearInterval(state.timer);
   if (!state.signedIn) return;
   guarded(LOADERS[name]);
-  if (name !== "accounts" && name !== "audit") state.timer = setInterval(() => guarded(LOADERS[name]), REFRESH_MS);
+  if (!["accounts", "audit", "webhooks"].includes(name)) state.timer = setInterval(() => guarded(LOADERS[name]), REFRESH_MS);
 });
 
 async function start() {
@@ -293,6 +347,7 @@ async function start() {
     guarded(() => loadAudit());
   });
   $("audit-more").addEventListener("click", () => guarded(() => loadAudit(true)));
+  $("ops-webhook-form").addEventListener("submit", addWebhook);
   await guarded(refresh);
   document.body.dataset.ready = "true";
 }

@@ -26,7 +26,7 @@ ADMIN_KEY = "adm-console-" + "k" * 30
 PROMPT_PRICE, COMPLETION_PRICE = Decimal(40), Decimal(80)  # per million tokens
 PAGES = {
     "console": ["overview", "usage", "keys", "requests", "rates", "alerts"],
-    "console/ops": ["accounts", "models", "traffic", "audit"],
+    "console/ops": ["accounts", "models", "traffic", "audit", "webhooks"],
 }
 
 
