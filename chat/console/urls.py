@@ -14,6 +14,7 @@ urlpatterns = [
     path("console/api/requests", views.RequestsApi.as_view()),
     path("console/api/keys", views.KeysApi.as_view()),
     path("console/api/keys/<int:key_id>", views.KeyApi.as_view()),
+    path("console/api/budget", views.BudgetApi.as_view()),
     path("console/api/quote", views.QuoteApi.as_view()),
     path("console/api/ops/session", views.OperatorSessionApi.as_view()),
     path("console/api/ops/accounts", ops_views.AccountsApi.as_view()),

@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.accounts.views import KeyDetailApi, KeyListCreateApi
+from chat.accounts.views import AccountBudgetApi, KeyDetailApi, KeyListCreateApi
 from chat.api.auth import Principal
 from chat.api.errors import count_or_429
 from chat.backends import registry
@@ -335,6 +335,11 @@ class KeysApi(KeyListCreateApi):
 
 
 class KeyApi(KeyDetailApi):
+    authentication_classes = [auth.ConsoleKeyAuthentication]
+    permission_classes = [auth.SignedIn]
+
+
+class BudgetApi(AccountBudgetApi):
     authentication_classes = [auth.ConsoleKeyAuthentication]
     permission_classes = [auth.SignedIn]
 

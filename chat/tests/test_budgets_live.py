@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chat.tests.browser.conftest import Tab, browser, playwright, wait_until  # noqa: F401  (fixtures)
 from chat.tests.fake_upstream import FakeUpstream
 from chat.tests.live import LiveServer, funded_account, manage
 
@@ -235,11 +236,11 @@ def test_usage_grouped_by_member(site: LiveServer) -> None:
 
 
 def test_the_browser_chat_is_refused_over_budget_too(site: LiveServer, upstream: FakeUpstream) -> None:
-    with httpx.Client(base_url=site.base_url, timeout=60) as browser:
-        browser.get("/")
-        assert browser.post("/api/session/bootstrap").status_code in (200, 201)
-        csrf = {"X-CSRFToken": browser.cookies["csrftoken"]}
-        account = browser.post("/api/session/bootstrap", headers=csrf).json()["account"]["id"]
+    with httpx.Client(base_url=site.base_url, timeout=60) as chat:
+        chat.get("/")
+        assert chat.post("/api/session/bootstrap").status_code in (200, 201)
+        csrf = {"X-CSRFToken": chat.cookies["csrftoken"]}
+        account = chat.post("/api/session/bootstrap", headers=csrf).json()["account"]["id"]
         manage(
             site,
             "shell",
@@ -249,13 +250,47 @@ def test_the_browser_chat_is_refused_over_budget_too(site: LiveServer, upstream:
             f"Budget.objects.create(account_id={account}, scope='account', amount=0, period='day')",
         )
         before = len(upstream.requests)
-        turn = browser.post("/api/conversations/new/messages", json={"content": "hello", "model": "paid"}, headers=csrf)
+        turn = chat.post("/api/conversations/new/messages", json={"content": "hello", "model": "paid"}, headers=csrf)
         assert turn.status_code == 201, turn.text  # the turn is accepted; its answer says why it has none
         conversation = turn.json()["conversation"]["id"]
         for _ in range(100):
-            answer = browser.get(f"/api/conversations/{conversation}").json()["messages"][-1]
+            answer = chat.get(f"/api/conversations/{conversation}").json()["messages"][-1]
             if answer["status"] != "streaming":
                 break
             time.sleep(0.1)
         assert answer["status"] == "failed" and "Budget exceeded" in json.dumps(answer["error"]), answer
         assert len(upstream.requests) == before
+
+
+def test_budgets_are_set_in_the_console(browser: Any, site: LiveServer) -> None:  # noqa: F811
+    owner = _key(site, "console-setter")
+    tab = Tab(browser, site.base_url)
+    page = tab.open("/console")
+    page.fill("#signin-key", owner)
+    page.click("#signin button[type=submit]")
+    page.wait_for_selector("#account-budget-form:not([hidden])")
+    page.fill("#account-budget", "25")
+    page.select_option("#account-budget-period", "week")
+    page.fill("#account-time-zone", "Europe/Berlin")
+    page.click("#account-budget-form button[type=submit]")
+    page.wait_for_selector("#budget-cards [data-budget=account]")
+    assert "25.00" in page.inner_text("#budget-cards [data-budget=account]")
+
+    page.click("#tabs a[data-tab=keys]")
+    page.wait_for_selector("#key-form:not([hidden])")
+    page.fill("#key-name", "budgeted")
+    page.fill("#key-budget", "3")
+    page.select_option("#key-budget-period", "day")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#secret-dialog[open]")
+    page.click("#secret-dialog [data-close]")
+    row = page.locator("#keys-table tr:has-text('budgeted')")
+    row.wait_for()
+    assert "3.00" in row.inner_text()
+    page.once("dialog", lambda dialog: dialog.accept("7 month"))
+    row.locator("button.set-budget").click()
+    wait_until(page, "document.querySelector('#keys-table').textContent.includes('7.00')", 10_000)
+    state = _api(site, owner, "GET", "/api/v1/budget").json()
+    assert state["budget"]["amount"] == "25" and state["time_zone"] == "Europe/Berlin"
+    tab.close()
+    assert tab.errors == []

@@ -88,6 +88,7 @@ async function loadOverview() {
   });
   fillRows($("ov-models").tBodies[0], rows, gettext("No usage in the last 30 days."));
   showBudgets(data.budgets || []);
+  await loadAccountBudget();
   await loadPayments();
 }
 
@@ -119,6 +120,28 @@ function showBudgets(budgets) {
       );
     }),
   );
+}
+
+async function loadAccountBudget() {
+  const manage = Boolean(state.session?.key?.manage);
+  $("account-budget-form").hidden = !manage;
+  if (!manage) return;
+  const data = await api("/console/api/budget");
+  $("account-budget").value = data.budget ? Number(data.budget.amount) : "";
+  $("account-budget-period").value = data.budget ? data.budget.period || "" : "month";
+  $("account-time-zone").value = data.time_zone;
+}
+
+async function setAccountBudget(event) {
+  event.preventDefault();
+  await guarded(async () => {
+    const amount = $("account-budget").value;
+    const body = { budget: amount === "" ? null : { amount, period: $("account-budget-period").value || null } };
+    if ($("account-time-zone").value.trim()) body.time_zone = $("account-time-zone").value.trim();
+    await api("/console/api/budget", { method: "PUT", body });
+    announce(gettext("Budget set."));
+    await loadOverview();
+  });
 }
 
 // --- add funds and payments ----------------------------------------------------------------
@@ -329,7 +352,20 @@ function keyLimits(key) {
   const parts = [];
   if (key.rpm !== null) parts.push(interpolate(gettext("%s RPM"), [count(key.rpm)]));
   if (key.tpm !== null) parts.push(interpolate(gettext("%s TPM"), [count(key.tpm)]));
+  if (key.budget) {
+    const per = key.budget.period ? BUDGET_PERIOD[key.budget.period]() : gettext("for ever");
+    parts.push(`${money(key.budget.spent)} / ${money(key.budget.amount)} ${per}`);
+  }
   return parts.join(", ") || gettext("tier");
+}
+
+function askBudget(key) {
+  const now = key.budget ? `${Number(key.budget.amount)} ${key.budget.period || "ever"}` : "";
+  const answer = prompt(gettext("Budget for this key — an amount and day, week, month or ever (empty: none):"), now);
+  if (answer === null) return;
+  const [amount, period = "month"] = answer.trim().split(/\s+/);
+  const body = amount ? { budget: { amount, period: period === "ever" ? null : period } } : { budget: null };
+  patchKey(key, body, gettext("Budget set."));
 }
 
 async function patchKey(key, body, done) {
@@ -358,6 +394,7 @@ function keyActions(key) {
   );
   if (!current) {
     actions.append(
+      el("button", { type: "button", class: "set-budget", onclick: () => askBudget(key) }, gettext("Budget")),
       el(
         "button",
         {
@@ -422,6 +459,7 @@ async function createKey(event) {
   if (models.length) body.models = models;
   if ($("key-expires").value) body.expires_at = new Date(`${$("key-expires").value}T23:59:59`).toISOString();
   for (const name of ["rpm", "tpm"]) if ($(`key-${name}`).value !== "") body[name] = Number($(`key-${name}`).value);
+  if ($("key-budget").value !== "") body.budget = { amount: $("key-budget").value, period: $("key-budget-period").value || null };
   await guarded(async () => {
     const created = await api("/console/api/keys", { method: "POST", body });
     $("key-form").reset();
@@ -615,6 +653,7 @@ async function start() {
   $("key-form").addEventListener("submit", createKey);
   $("funds-form").addEventListener("submit", addFunds);
   $("alert-settings").addEventListener("submit", saveAlertSettings);
+  $("account-budget-form").addEventListener("submit", setAccountBudget);
   $("webhook-form").addEventListener("submit", addWebhook);
   $("funds-provider").addEventListener("change", () => ($("funds-email-label").hidden = !emailNeeded()));
   $("quote-form").addEventListener("submit", (event) => guarded(() => loadRates(event)));
