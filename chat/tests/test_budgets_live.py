@@ -29,16 +29,9 @@ WORST = re.compile(r"may cost up to ([0-9.e-]+) USD")
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture(scope="module")
-def site(upstream: FakeUpstream) -> Iterator[LiveServer]:
+def site(fake: FakeUpstream) -> Iterator[LiveServer]:  # (chat/tests/conftest.py's loopback upstream)
     def via(mode: str) -> dict[str, str]:
-        return {"base_url": f"{upstream.url}/{mode}/v1", "api_key": "sk-upstream-for-budgets"}
+        return {"base_url": f"{fake.url}/{mode}/v1", "api_key": "sk-upstream-for-budgets"}
 
     routes = {
         "upstreams": {"ok": via("ok"), "stall": via("stall")},
@@ -80,7 +73,7 @@ def _worst_case(site: LiveServer, secret: str, model: str) -> Decimal:
     return Decimal(found.group(1))
 
 
-def test_concurrent_requests_never_pass_a_budget(site: LiveServer, upstream: FakeUpstream) -> None:
+def test_concurrent_requests_never_pass_a_budget(site: LiveServer, fake: FakeUpstream) -> None:
     secret = _key(site, "concurrent-budget")
     worst = _worst_case(site, secret, "paid-slow")
     budget = {"budget": {"amount": str(worst * 100), "period": "day"}}
@@ -106,10 +99,10 @@ def test_concurrent_requests_never_pass_a_budget(site: LiveServer, upstream: Fak
     assert statuses.count(200) == 100 and statuses.count(402) == 100, sorted(set(statuses))
 
 
-def test_over_budget_is_402_in_every_dialect_before_the_upstream(site: LiveServer, upstream: FakeUpstream) -> None:
+def test_over_budget_is_402_in_every_dialect_before_the_upstream(site: LiveServer, fake: FakeUpstream) -> None:
     secret = _key(site, "dialects")
     assert _api(site, secret, "PUT", "/api/v1/budget", {"max_budget": 0, "budget_duration": "1d"}).status_code == 200
-    before = len(upstream.requests)
+    before = len(fake.requests)
     message = {"role": "user", "content": "hello"}
     calls = [
         ("/v1/chat/completions", {"model": "paid", "max_tokens": 20, "messages": [message]}),
@@ -124,7 +117,7 @@ def test_over_budget_is_402_in_every_dialect_before_the_upstream(site: LiveServe
         assert "Budget exceeded: the account's daily budget of 0" in text and "resets at" in text, text
         if path in ("/v1/chat/completions", "/v1/responses"):
             assert response.json()["error"]["code"] == "budget_exceeded"
-    assert len(upstream.requests) == before  # no upstream was contacted
+    assert len(fake.requests) == before  # no upstream was contacted
 
 
 def test_settlement_counts_the_real_cost_and_a_new_period_starts_from_zero(site: LiveServer) -> None:
@@ -235,7 +228,7 @@ def test_usage_grouped_by_member(site: LiveServer) -> None:
     assert sorted(row["member"] for row in rows) == ["(no member)", "ann@example.com"]
 
 
-def test_the_browser_chat_is_refused_over_budget_too(site: LiveServer, upstream: FakeUpstream) -> None:
+def test_the_browser_chat_is_refused_over_budget_too(site: LiveServer, fake: FakeUpstream) -> None:
     with httpx.Client(base_url=site.base_url, timeout=60) as chat:
         chat.get("/")
         assert chat.post("/api/session/bootstrap").status_code in (200, 201)
@@ -249,7 +242,7 @@ def test_the_browser_chat_is_refused_over_budget_too(site: LiveServer, upstream:
             f"Account.objects.filter(pk={account}).update(balance=100); "
             f"Budget.objects.create(account_id={account}, scope='account', amount=0, period='day')",
         )
-        before = len(upstream.requests)
+        before = len(fake.requests)
         turn = chat.post("/api/conversations/new/messages", json={"content": "hello", "model": "paid"}, headers=csrf)
         assert turn.status_code == 201, turn.text  # the turn is accepted; its answer says why it has none
         conversation = turn.json()["conversation"]["id"]
@@ -259,7 +252,7 @@ def test_the_browser_chat_is_refused_over_budget_too(site: LiveServer, upstream:
                 break
             time.sleep(0.1)
         assert answer["status"] == "failed" and "Budget exceeded" in json.dumps(answer["error"]), answer
-        assert len(upstream.requests) == before
+        assert len(fake.requests) == before
 
 
 def test_budgets_are_set_in_the_console(browser: Any, site: LiveServer) -> None:  # noqa: F811

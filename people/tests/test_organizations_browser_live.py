@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from chat.tests.browser.conftest import Tab, browser, playwright  # noqa: F401  (fixtures)
+from chat.tests.conftest import fake  # noqa: F401  (the loopback upstream fixture)
 from chat.tests.fake_upstream import FakeUpstream
 from chat.tests.live import LiveServer, manage, operator_call
 
@@ -28,17 +29,10 @@ INVITATION = re.compile(r"https?://\S+/accounts/invitations/\S+/")
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture(scope="module")
-def site(inbox: tuple[Inbox, int], upstream: FakeUpstream) -> Iterator[LiveServer]:  # noqa: F811
+def site(inbox: tuple[Inbox, int], fake: FakeUpstream) -> Iterator[LiveServer]:  # noqa: F811
     _, port = inbox
     routes = {
-        "upstreams": {"stall": {"base_url": f"{upstream.url}/stall/v1", "api_key": "sk-upstream-for-tests"}},
+        "upstreams": {"stall": {"base_url": f"{fake.url}/stall/v1", "api_key": "sk-upstream-for-tests"}},
         "models": {"long-answer": {"deployments": [{"upstream": "stall"}]}},
     }
     server = LiveServer(
