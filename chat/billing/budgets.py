@@ -83,44 +83,46 @@ def _num(vendor: str, sql: str) -> str:
 
 
 @functools.cache
-def _hold_sql(vendor: str) -> str:
+def _hold_sql(vendor: str, count: int) -> str:
+    """One UPDATE for `count` budgets: each changes only where it has room; the caller
+    requires all `count` rows changed (else the reservation rolls back)."""
     n = _names(vendor)
     key, spent, held, limit = n["key"], n["spent"], n["held"], n["amount"]
     cur = f"(CASE {n['period']} WHEN 'day' THEN %s WHEN 'week' THEN %s WHEN 'month' THEN %s ELSE 'all' END)"
     amount = _num(vendor, "%s")
     new_held = _num(vendor, f"CASE WHEN {key} = {cur} THEN {held} ELSE 0 END + {amount}")
+    room = _num(vendor, f"(CASE WHEN {key} = {cur} THEN {spent} + {held} ELSE 0 END) + {amount}")
+    ids = ", ".join(["%s"] * count)
     return (
         f"UPDATE {n['table']} SET "
         f"{spent} = CASE WHEN {key} = {cur} THEN {spent} ELSE 0 END, "
         f"{held} = {new_held}, "
         f"{key} = {cur} "
-        f"WHERE {n['id']} = %s AND "
-        f"{_num(vendor, f'(CASE WHEN {key} = {cur} THEN {spent} + {held} ELSE 0 END) + {amount}')} <= {limit}"
+        f"WHERE {n['id']} IN ({ids}) AND {room} <= {limit}"
     )
 
 
-def hold_statements(
-    vendor: str, budgets: Sequence[int], amount: Decimal, keys: PeriodKeys
-) -> list[tuple[str, list[object]]]:
-    """One UPDATE per budget, in id order (every transaction locks them in the same order)."""
-    sql = _hold_sql(vendor)
-    return [(sql, [*keys, *keys, amount, *keys, budget, *keys, amount]) for budget in sorted(budgets)]
+def hold_statement(vendor: str, budgets: Sequence[int], amount: Decimal, keys: PeriodKeys) -> tuple[str, list[object]]:
+    """The hold of `amount` on every budget in `budgets`: all of them must change."""
+    ordered = sorted(budgets)  # (PostgreSQL locks the rows it updates in the order it meets them)
+    return _hold_sql(vendor, len(ordered)), [*keys, *keys, amount, *keys, *ordered, *keys, amount]
 
 
 @functools.cache
-def _settle_sql(vendor: str) -> str:
+def _settle_sql(vendor: str, count: int) -> str:
     n = _names(vendor)
     key, spent, held = n["key"], n["spent"], n["held"]
     cur = f"(CASE {n['period']} WHEN 'day' THEN %s WHEN 'week' THEN %s WHEN 'month' THEN %s ELSE 'all' END)"
     greatest = "GREATEST" if vendor == "postgresql" else "MAX"
     back = _num(vendor, f"{held} - {_num(vendor, '%s')}")
     new_spent = _num(vendor, f"CASE WHEN {key} = {cur} THEN {spent} ELSE 0 END + {_num(vendor, '%s')}")
+    ids = ", ".join(["%s"] * count)
     return (
         f"UPDATE {n['table']} SET "
         f"{held} = CASE WHEN {key} = {cur} THEN {greatest}({back}, 0) WHEN {key} = {cur} THEN {held} ELSE 0 END, "
         f"{spent} = {new_spent}, "
         f"{key} = {cur} "
-        f"WHERE {n['id']} = %s"
+        f"WHERE {n['id']} IN ({ids})"
     )
 
 
@@ -128,9 +130,12 @@ def settle_statements(
     vendor: str, budgets: Sequence[int], *, held: Decimal, cost: Decimal, held_in: PeriodKeys, now: PeriodKeys
 ) -> list[tuple[str, list[object]]]:
     """Give back each budget's hold (taken in period `held_in`) and count the real cost in
-    the current period (`now`)."""
-    sql = _settle_sql(vendor)
-    return [(sql, [*held_in, held, *now, *now, cost, *now, budget]) for budget in sorted(budgets)]
+    the current period (`now`): one UPDATE for all of them (a budget removed meanwhile is
+    simply not there)."""
+    if not budgets:
+        return []
+    ordered = sorted(budgets)
+    return [(_settle_sql(vendor, len(ordered)), [*held_in, held, *now, *now, cost, *now, *ordered])]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Field
 from django.utils import timezone
 
-from chat.billing.budgets import PeriodKeys, hold_statements, period_keys, settle_statements
+from chat.billing.budgets import PeriodKeys, hold_statement, period_keys, settle_statements
 from chat.models import Account, LedgerEntry, UsageHour, UsageRecord
 
 ZERO = Decimal(0)
@@ -196,18 +196,24 @@ def _qmark(sql: str) -> str:
     return _FORMAT_PLACEHOLDER.sub("?", sql).replace("%%", "%")
 
 
+Checked = bool | tuple[int, ...]
+
+
 def _execute_all(
-    execute: Callable[[str, list[object]], int], statements: Sequence[Statement], checked: bool | int
+    execute: Callable[[str, list[object]], int], statements: Sequence[Statement], checked: Checked
 ) -> bool:
     """Run `statements` through `execute` (which returns the rows changed), in order; False,
-    at once, when one of the first `checked` (True: the first) changed other than exactly one row."""
+    at once, when a leading statement changed other than its expected rows (`checked`: True
+    for the first one row, or the expected counts of the first statements)."""
+    expected = (1,) if checked is True else () if checked is False else checked
     for number, (sql, params) in enumerate(statements):
-        if execute(sql, params) != 1 and number < int(checked):
+        changed = execute(sql, params)
+        if number < len(expected) and changed != expected[number]:
             return False
     return True
 
 
-def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement], *, checked: bool | int) -> bool:
+def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement], *, checked: Checked) -> bool:
     """`statements` in one transaction on a raw sqlite3 connection in autocommit mode, the
     write lock taken at BEGIN; rolled back when the check fails (False). Anything raised
     rolls it back (a COMMIT refused leaves the transaction open: rolled back too), so
@@ -223,7 +229,7 @@ def _sqlite_transaction(conn: sqlite3.Connection, statements: Sequence[Statement
     return done
 
 
-def _run_sqlite(statements: Sequence[Statement], connection: sqlite3.Connection | None, *, checked: bool | int) -> bool:
+def _run_sqlite(statements: Sequence[Statement], connection: sqlite3.Connection | None, *, checked: Checked) -> bool:
     """SQLite has no data-modifying CTEs: the statements run one by one in one transaction
     (chat.db.write's connection, when given), as raw sqlite3 calls — Django's cursor, its
     placeholder rewrite and `atomic` were ~40% of a reserve. Inside a caller's transaction
@@ -256,11 +262,12 @@ def _move(
     detail: dict[str, Any] | None = None,
     connection: sqlite3.Connection | None = None,
     budgets: Sequence[Statement] = (),
+    holding: int = 0,
 ) -> bool:
     """Add `delta` to the balance and record it — only when the balance is at least `covered`,
     if given — with the usage row, if given, all or nothing. False when not covered.
-    `budgets`: budget statements that come first (chat.billing.budgets), each of which must
-    change its row when `covered` is given (a hold), else nothing moves.
+    `budgets`: budget statements (chat.billing.budgets) — with `covered`, one hold that must
+    change all `holding` budgets first, else nothing moves; without, the settlement's, after.
     `connection`: a raw SQLite connection to run on (see chat.db.write)."""
     db = connections[DEFAULT_DB_ALIAS]
     entry = LedgerEntry(account_id=account_id, kind=kind, amount=delta, request_id=request_id, detail=detail or {})
@@ -276,9 +283,9 @@ def _move(
         if covered is None:  # a settlement: the budgets' rows after (one of them may be gone)
             return _run_sqlite([*statements, *budgets], connection, checked=True)
         # A hold: every budget must have room, then the balance must cover.
-        return _run_sqlite([*budgets, *statements], connection, checked=len(budgets) + 1)
+        return _run_sqlite([*budgets, *statements], connection, checked=(holding, 1) if budgets else True)
     if budgets:
-        return _move_postgres_with_budgets(db, budgets, update, params, entry, after, usage, covered is not None)
+        return _move_postgres_with_budgets(db, budgets, update, params, entry, after, usage, holding)
     statement, params = _postgres_move(db, update, params, entry, after, usage)
     with db.cursor() as cursor:
         cursor.execute(statement, params)
@@ -318,15 +325,16 @@ def _move_postgres_with_budgets(
     entry: LedgerEntry,
     after: tuple[tuple[str, str], ...],
     usage: UsageRecord | None,
-    hold: bool,
+    holding: int,
 ) -> bool:
-    """With budgets on PostgreSQL, one transaction: their statements first, in id order (the
-    same lock order everywhere), then the balance move. A hold that finds no room in a budget,
-    or a balance that does not cover, rolls all of it back."""
+    """With budgets on PostgreSQL, one transaction: their statement first (the budgets before
+    the account, the same lock order everywhere), then the balance move. A hold that does not
+    change all `holding` budgets (one had no room), or a balance that does not cover, rolls all
+    of it back."""
     with transaction.atomic(using=DEFAULT_DB_ALIAS), db.cursor() as cursor:
         for sql, values in budgets:
             cursor.execute(sql, values)
-            if hold and cursor.rowcount != 1:
+            if holding and cursor.rowcount != holding:
                 transaction.set_rollback(True)
                 return False
         statement, values = _postgres_move(db, update, params, entry, after, usage)
@@ -368,7 +376,8 @@ def wallet_reserve(
         covered=amount,
         detail=detail,
         connection=connection,
-        budgets=hold_statements(vendor, budgets, amount, keys) if budgets else (),
+        budgets=[hold_statement(vendor, budgets, amount, keys)] if budgets else (),
+        holding=len(budgets),
     )
     if not moved:  # the caller asks chat.billing.budgets.exceeded which, off the event loop
         raise InsufficientBalance
