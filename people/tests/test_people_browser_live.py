@@ -18,7 +18,7 @@ import pyotp
 import pytest
 from aiosmtpd.controller import Controller
 
-from chat.tests.browser.conftest import Tab, browser, playwright  # noqa: F401  (fixtures)
+from chat.tests.browser.conftest import Tab, browser, playwright, wait_until  # noqa: F401  (fixtures)
 from chat.tests.live import LiveServer
 
 PASSWORD = "a long passphrase 7"
@@ -148,7 +148,8 @@ def test_sign_up_verify_totp_and_a_second_browser(
     # The console opens on the person's own account: nothing to paste.
     other.goto("/console")
     other.wait_for_selector("#signin", state="hidden", timeout=15_000)
-    assert "mia@example.com" in other.inner_text("body")
+    # (the sign-in section starts hidden: wait for the session's line, not just for that)
+    wait_until(other, "document.body.innerText.includes('mia@example.com')", 15_000)
     for tab in (laptop, phone):
         tab.close()
     assert laptop.errors == [] and phone.errors == []

@@ -124,12 +124,15 @@ function showBudgets(budgets) {
 
 async function loadAccountBudget() {
   const manage = Boolean(state.session?.key?.manage);
-  $("account-budget-form").hidden = !manage;
-  if (!manage) return;
+  if (!manage) {
+    $("account-budget-form").hidden = true;
+    return;
+  }
   const data = await api("/console/api/budget");
   $("account-budget").value = data.budget ? Number(data.budget.amount) : "";
   $("account-budget-period").value = data.budget ? data.budget.period || "" : "month";
   $("account-time-zone").value = data.time_zone;
+  $("account-budget-form").hidden = false; // shown once it holds what is saved
 }
 
 async function setAccountBudget(event) {
@@ -542,11 +545,14 @@ async function loadRates(event) {
 
 async function loadAlerts() {
   const manage = Boolean(state.session?.key?.manage);
-  for (const id of ["alert-settings", "webhook-form"]) $(id).hidden = !manage;
-  if (!manage) return;
+  if (!manage) {
+    for (const id of ["alert-settings", "webhook-form"]) $(id).hidden = true;
+    return;
+  }
   const settings = await api("/console/api/alerts");
   $("alert-balance").value = settings.balance_below === null ? "" : Number(settings.balance_below);
   $("alert-email").checked = settings.email;
+  for (const id of ["alert-settings", "webhook-form"]) $(id).hidden = false; // once they hold what is saved
   const hooks = await api("/console/api/webhooks");
   const events = $("webhook-events");
   if (!events.querySelector("input")) {
