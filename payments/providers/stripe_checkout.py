@@ -82,20 +82,15 @@ def _money(minor: int | None) -> Decimal | None:
 
 
 def _session(event_id: str, kind: str, session: Any) -> list[Observation]:
-    observed = {
-        "paid": "paid" if session.get("payment_status") == "paid" else None,
-        "failed": "failed",
-        "expired": "expired",
-    }
-    status = {
-        "checkout.session.completed": observed["paid"] or "pending",
-        "checkout.session.async_payment_succeeded": observed["paid"] or "pending",
-        "checkout.session.async_payment_failed": "failed",
-        "checkout.session.expired": "expired",
-    }.get(kind)
-    if kind == "poll":
-        state = session.get("status")
-        status = observed["paid"] or ("expired" if state == "expired" else "pending")
+    """A Checkout Session as an observation: paid only when `payment_status` says so (a
+    completed session of a delayed method is pending until async_payment_succeeded)."""
+    paid = session.get("payment_status") == "paid"
+    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        status: str | None = "paid" if paid else "pending"
+    elif kind == "poll":
+        status = "paid" if paid else ("expired" if session.get("status") == "expired" else "pending")
+    else:
+        status = {"checkout.session.async_payment_failed": "failed", "checkout.session.expired": "expired"}.get(kind)
     if status is None:
         return []
     return [

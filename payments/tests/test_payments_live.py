@@ -94,7 +94,8 @@ def _holder(site: LiveServer, name: str) -> Console:
     return Console(site, secret)
 
 
-def _ledger(site: LiveServer, reference: str) -> list[str]:
+def _ledger(site: LiveServer, reference: str) -> str:
+    """The ledger entries a payment made, as printed: [(kind, amount), …]."""
     out = manage(
         site,
         "shell",
@@ -103,7 +104,7 @@ def _ledger(site: LiveServer, reference: str) -> list[str]:
         f"q = Q(idempotency_key__contains={reference!r}) | Q(detail__reference={reference!r}); "
         "print([(e.kind, str(e.amount)) for e in LedgerEntry.objects.filter(q).order_by('id')])",
     )
-    return out.strip().splitlines()[-1]  # type: ignore[return-value]
+    return out.strip().splitlines()[-1]
 
 
 def test_stripe_credits_once_however_often_and_however_it_is_told(

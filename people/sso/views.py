@@ -94,29 +94,23 @@ class GhostCallbackView(OAuth2CallbackView):
         return state, response
 
 
-def _unreachable(request: HttpRequest, adapter: GhostOpenIDConnectAdapter, exc: Exception) -> HttpResponse:
-    """The provider unreachable or answering errors (discovery, keys, tokens): allauth's
-    error page, not a 500."""
-    return render_authentication_error(request, adapter.get_provider(), exception=exc)
+def _run(view: type[OAuth2LoginView] | type[GhostCallbackView], request: HttpRequest, provider_id: str) -> HttpResponse:
+    """allauth's view for the app `provider_id` (404 when none); the provider unreachable or
+    answering errors (discovery, keys, tokens) is allauth's error page, not a 500."""
+    adapter = GhostOpenIDConnectAdapter(request, provider_id)
+    try:
+        return view.adapter_view(adapter)(request)  # type: ignore[no-any-return]
+    except SocialApp.DoesNotExist:
+        raise Http404 from None
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        return render_authentication_error(request, adapter.get_provider(), exception=exc)
 
 
 @login_not_required
 def login(request: HttpRequest, provider_id: str) -> HttpResponse:
-    adapter = GhostOpenIDConnectAdapter(request, provider_id)
-    try:
-        return OAuth2LoginView.adapter_view(adapter)(request)
-    except SocialApp.DoesNotExist:
-        raise Http404 from None
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        return _unreachable(request, adapter, exc)
+    return _run(OAuth2LoginView, request, provider_id)
 
 
 @login_not_required
 def callback(request: HttpRequest, provider_id: str) -> HttpResponse:
-    adapter = GhostOpenIDConnectAdapter(request, provider_id)
-    try:
-        return GhostCallbackView.adapter_view(adapter)(request)
-    except SocialApp.DoesNotExist:
-        raise Http404 from None
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        return _unreachable(request, adapter, exc)
+    return _run(GhostCallbackView, request, provider_id)
