@@ -431,6 +431,9 @@ WEB = {
     "ALLOW_SYSTEM_PROMPT": env_bool("GHOSTGPT_ALLOW_SYSTEM_PROMPT", True),
     # A streaming answer is written to the database at least this often.
     "SAVE_EVERY_SECONDS": env_float("GHOSTGPT_SAVE_EVERY_SECONDS", 0.5),
+    # A watched answer whose owner (the process generating it) neither answered a watcher nor
+    # saved anything for this long is ended as interrupted: that process died.
+    "OWNER_STALE_SECONDS": env_float("GHOSTGPT_OWNER_STALE_SECONDS", 30.0),
     # Which Host serves what. Empty = one site: chat at /, docs at /docs.
     "API_HOSTS": env_list("GHOSTGPT_API_HOSTS"),
     "WEB_HOSTS": env_list("GHOSTGPT_WEB_HOSTS"),

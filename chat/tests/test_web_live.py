@@ -4,7 +4,10 @@ too, through the Redis channel layer."""
 
 from __future__ import annotations
 
+import collections
 import json
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -240,13 +243,21 @@ def read_past(events: Iterator[tuple[str, dict[str, Any]]], watcher: Watcher, le
 
 
 def stop_until_done(
-    client: httpx.Client, turn: dict[str, Any], watcher: Watcher, events: Iterator[tuple[str, dict[str, Any]]]
+    client: httpx.Client,
+    turn: dict[str, Any],
+    watcher: Watcher,
+    events: Iterator[tuple[str, dict[str, Any]]],
+    servers: tuple[LiveServer, ...] = (),
 ) -> None:
     """Stop the turn's answer through `client`; the watcher's stream then ends with exactly
-    the text the stop kept."""
+    the text the stop kept — within a minute, or the failure says what each server logged."""
     stopped = client.post(f"/api/messages/{turn['assistant_message']['id']}/stop")
-    for _ in events:
-        pass
+    drained = threading.Thread(target=lambda: collections.deque(events, maxlen=0), daemon=True)
+    drained.start()
+    drained.join(60)
+    if drained.is_alive():
+        logs = "\n".join(f"--- server {server.base_url}:\n{server.log()[-4000:]}" for server in servers)
+        raise AssertionError(f"no 'done' a minute after the stop ({stopped.status_code} {stopped.text[:300]})\n{logs}")
     assert stopped.json()["status"] == "stopped"
     assert watcher.done is not None and watcher.text == watcher.done["text"] == stopped.json()["content"]
 
@@ -262,8 +273,47 @@ def test_generations_cross_processes_through_redis(redis_url: str) -> None:
             watcher = Watcher(with_cookies_of(other.base_url, client), turn["assistant_message"]["id"])
             events = watcher.events_until_done()  # watched through the second
             read_past(events, watcher, 40)
-            stop_until_done(with_cookies_of(other.base_url, client), turn, watcher, events)
+            stop_until_done(with_cookies_of(other.base_url, client), turn, watcher, events, (owner, other))
             owner.wait_idle(within=10)  # the owning process stopped decoding
+        finally:
+            other.stop()
+    finally:
+        owner.stop()
+
+
+def test_a_watcher_in_another_process_ends_when_the_owner_dies(redis_url: str) -> None:
+    # Before: a watcher that had caught up with the answer only looked at the database for
+    # its end; with the owning process killed mid-answer the message stayed "streaming"
+    # and the watcher pinged forever — a page spinning for good on another node.
+    redis_env = {"REDIS_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "true"}
+    owner = LiveServer(env=redis_env)
+    try:
+        database = owner.env.get("DATABASE_URL") or f"sqlite:///{owner.env['GHOSTGPT_DATA_DIR']}/ghostgpt.sqlite3"
+        other = LiveServer(env={**redis_env, "GHOSTGPT_OWNER_STALE_SECONDS": "3"}, database_url=database)
+        try:
+            client = tab(owner.base_url)
+            turn = start(client)
+            watcher = Watcher(with_cookies_of(other.base_url, client), turn["assistant_message"]["id"])
+            events = watcher.events_until_done()
+            read_past(events, watcher, 40)
+            saved_by = time.monotonic() + 1.5  # the owner saves every 0.5 s while it streams
+            for _ in events:
+                if time.monotonic() > saved_by:
+                    break
+            owner.process.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            drained = threading.Thread(target=lambda: collections.deque(events, maxlen=0), daemon=True)
+            drained.start()
+            drained.join(30)
+            assert not drained.is_alive(), "the watcher never ended after its owner died"
+            assert watcher.done is not None and watcher.done["status"] == "failed"
+            assert watcher.done["error"]["code"] == "interrupted"
+            assert time.monotonic() - killed < 3 + 5 + 5  # stale + a ping + slack
+            saved = with_cookies_of(other.base_url, client).get(f"/api/conversations/{turn['conversation']}").json()
+            answer = next(m for m in saved["messages"] if m["id"] == turn["assistant_message"]["id"])
+            # The end carries what was saved (the page replaces its text with it): at most
+            # half a second (GHOSTGPT_SAVE_EVERY_SECONDS) of shown text was never saved.
+            assert answer["status"] == "failed" and answer["content"] == watcher.done["text"] != ""
         finally:
             other.stop()
     finally:

@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 RESYNC_SECONDS = 1.5  # how long a watcher waits for the owner's snapshot before asking again
 PING_SECONDS = 5.0  # also how often a quiet, synced watcher checks the database for the end
-STALE_SECONDS = 30.0  # no owner answered and nothing saved for this long: the owner is gone
 STOP_WAIT_SECONDS = 5.0
 # Sampling settings a turn may carry; checked by the same parameter policy as /v1.
 TURN_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty")
@@ -298,6 +297,7 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
         await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
         asked, length = time.monotonic(), None  # length: characters sent so far, once synced
         checked = time.monotonic()  # when the watcher last sent a byte or looked at the database
+        heard = time.monotonic()  # when the owner last published anything (it answers every resync)
         while True:
             # Due by the clock, not by silence: a stream of deltas this watcher must skip (not
             # synced yet, the snapshot lost) must not hold off the ping, the resync or the
@@ -320,14 +320,17 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                         yield _done(finished)
                         return
                     await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
-                else:  # quiet while synced: the "done" may have been dropped for a slow reader
-                    fresh = await Message.objects.aget(pk=message.pk)
-                    if fresh.status != Message.Status.STREAMING:
+                else:  # quiet while synced: the "done" may have been dropped for a slow reader,
+                    # or the owner's process died (then nothing would ever end this watch)
+                    fresh = await _unowned(message, since=heard)
+                    if fresh is not None:
                         yield _done(fresh, length)
                         return
+                    await layer.group_send(control_name(message.pk), {"type": "gen.resync"})  # are you there?
                 if event is None:
                     continue
             kind = event.get("type")
+            heard = time.monotonic()
             if kind == "gen.done":
                 yield _end(event["text"], event["status"], event["error"], length)
                 return
@@ -357,7 +360,8 @@ async def _unowned(message: Message, *, since: float) -> Message | None:
     if fresh.status != Message.Status.STREAMING:
         return fresh
     quiet = (timezone.now() - fresh.updated_at).total_seconds()
-    if time.monotonic() - since > STALE_SECONDS and quiet > STALE_SECONDS:
+    stale = settings.WEB["OWNER_STALE_SECONDS"]
+    if time.monotonic() - since > stale and quiet > stale:
         await sync_to_async(services.message_mark_interrupted)(message=fresh)
         return await Message.objects.aget(pk=message.pk)
     return None
