@@ -31,7 +31,15 @@ KEY_FIELDS = (
     "tpm_override",
 )
 ACCOUNT_FIELDS = ("name", "is_active", "tier_id", "membership_expires_at")
-PRICE_FIELDS = ("prompt_per_million", "completion_per_million")
+PRICE_FIELDS = (
+    "prompt_per_million",
+    "completion_per_million",
+    "cached_prompt_per_million",
+    "cache_write_per_million",
+    "reasoning_per_million",
+    "per_image",
+    "per_audio_second",
+)
 TIER_FIELDS = ("rpm", "tpm", "max_api_keys", "storage_bytes")
 BUDGET_FIELDS = ("amount", "period")
 

@@ -50,7 +50,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
-    list_display = ("model", "prompt_per_million", "completion_per_million")
+    list_display = (
+        "model",
+        "prompt_per_million",
+        "cached_prompt_per_million",
+        "cache_write_per_million",
+        "completion_per_million",
+        "reasoning_per_million",
+    )
     search_fields = ("model",)
 
 

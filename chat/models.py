@@ -154,11 +154,27 @@ class Budget(models.Model):
 
 
 class ModelPrice(models.Model):
-    """USD (or settings.GHOSTGPT_CURRENCY) per million tokens. No row = free."""
+    """USD (or settings.GHOSTGPT_CURRENCY) per million tokens. No row = free.
+
+    The parts follow the providers' own bills (chat.billing.pricing): input tokens read from
+    the provider's prompt cache and tokens written to it are priced apart from the rest of
+    the prompt, reasoning tokens apart from the rest of the output. An empty part costs what
+    the whole does (cached input = input, reasoning = output)."""
 
     model = models.CharField(max_length=200, unique=True)
-    prompt_per_million = models.DecimalField(default=Decimal(0), **MONEY)
-    completion_per_million = models.DecimalField(default=Decimal(0), **MONEY)
+    prompt_per_million = models.DecimalField(default=Decimal(0), **MONEY, help_text="Input tokens.")
+    completion_per_million = models.DecimalField(default=Decimal(0), **MONEY, help_text="Output tokens.")
+    cached_prompt_per_million = models.DecimalField(
+        null=True, blank=True, **MONEY, help_text="Input tokens read from the provider's prompt cache."
+    )
+    cache_write_per_million = models.DecimalField(
+        null=True, blank=True, **MONEY, help_text="Input tokens written to the provider's prompt cache."
+    )
+    reasoning_per_million = models.DecimalField(
+        null=True, blank=True, **MONEY, help_text="Reasoning (thinking) tokens, where priced apart from output."
+    )
+    per_image = models.DecimalField(default=Decimal(0), **MONEY, help_text="Each image generated.")
+    per_audio_second = models.DecimalField(default=Decimal(0), **MONEY, help_text="Each second of audio transcribed.")
 
     def __str__(self) -> str:
         return self.model
@@ -210,6 +226,12 @@ class UsageRecord(models.Model):
     request_id = models.CharField(max_length=140, blank=True)
     prompt_tokens = models.PositiveIntegerField()
     completion_tokens = models.PositiveIntegerField()
+    # Parts of the two counts above that the provider bills apart (chat.billing.pricing).
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens read from the provider's cache.")
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="Prompt tokens written to the provider's cache."
+    )
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent reasoning.")
     prompt_cost = models.DecimalField(**MONEY)
     completion_cost = models.DecimalField(**MONEY)
     estimated = models.BooleanField(default=False, help_text="Usage counted by us, not reported by the model.")

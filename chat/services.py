@@ -213,11 +213,30 @@ def account_delete(*, account: Account) -> None:
     account.delete()
 
 
-def model_price_set(*, model: str, prompt_per_million: object, completion_per_million: object) -> ModelPrice:
-    """Set a price; this process charges it at once, others within GHOSTGPT_PRICE_CACHE_SECONDS."""
+def model_price_set(
+    *, model: str, prompt_per_million: object, completion_per_million: object, **parts: object
+) -> ModelPrice:
+    """Set a price (the parts: ModelPrice's other rates; a part not given is reset — to the
+    whole's rate, or 0 for images and audio); this process charges it at once, others within
+    GHOSTGPT_PRICE_CACHE_SECONDS."""
+    defaults = {
+        "cached_prompt_per_million": None,
+        "cache_write_per_million": None,
+        "reasoning_per_million": None,
+        "per_image": Decimal(0),
+        "per_audio_second": Decimal(0),
+    }
+    unknown = set(parts) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown price parts: {sorted(unknown)}")
     price, _ = ModelPrice.objects.update_or_create(
         model=model,
-        defaults={"prompt_per_million": prompt_per_million, "completion_per_million": completion_per_million},
+        defaults={
+            **defaults,
+            **parts,
+            "prompt_per_million": prompt_per_million,
+            "completion_per_million": completion_per_million,
+        },
     )
     forget_prices()
     return price

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from chat.api.auth import Principal
 from chat.api.errors import ApiError
 from chat.backends import registry
-from chat.billing.pricing import price_table
+from chat.billing.pricing import FREE, price_parts, price_table
 from chat.dates import MAX_RANGE_DAYS, ReportDateField
 from chat.models import Account, ApiKey, Budget
 from chat.selectors import api_key_get_for_account, budget_body, usage_summary
@@ -262,12 +262,10 @@ class RatesApi(APIView):
         served = {info.id: info.context_length for info, _ in registry.all_models()}
         rows = []
         for model in sorted(set(served) | set(prices)):
-            price = prices.get(model)
             rows.append(
                 {
                     "model": model,
-                    "prompt_per_million": float(price.prompt_per_million) if price else 0.0,
-                    "completion_per_million": float(price.completion_per_million) if price else 0.0,
+                    **price_parts(prices.get(model, FREE), float),
                     "context_length": served.get(model),
                     "served": model in served,
                 }

@@ -32,7 +32,8 @@ from chat.backends.base import (
     TextDelta,
     Usage,
 )
-from chat.backends.wire.base import UpstreamFailed, UpstreamRejected, UpstreamTimeout, estimate_prompt_tokens
+from chat.backends.wire.base import UpstreamFailed, UpstreamRejected, UpstreamTimeout, count, estimate_prompt_tokens
+from chat.backends.wire.openai import usage_of
 from chat.billing.estimate import text_bound
 
 from . import services
@@ -120,7 +121,7 @@ def job_request(request: GenerationRequest) -> dict[str, Any]:
 def _count(value: object) -> int:
     """A token count from an agent: a non-negative int (the meter also caps it at what the
     request could produce)."""
-    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
+    return count(value) if isinstance(value, int) else 0
 
 
 async def _attempt(
@@ -155,7 +156,7 @@ async def _attempt(
                 yield Finish(index=0, reason=REASONS.get(str(message.get("finish_reason")), "stop"))  # type: ignore[arg-type]
                 usage = message.get("usage") if isinstance(message.get("usage"), dict) else None
                 if usage:
-                    yield Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+                    yield usage_of(usage)  # an agent reports in OpenAI's shape, details and all
                 else:
                     yield Usage(estimate_prompt_tokens(request), delivered, estimated=True)
                 return

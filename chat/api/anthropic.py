@@ -262,8 +262,11 @@ class MessagesEncoder(Encoder):
         return STOP_REASONS.get(self.finish[0] or "stop", "end_turn")
 
     def _usage(self, usage: Usage) -> dict[str, Any]:
+        """Anthropic's shape: cache reads and writes outside `input_tokens`."""
         return {
-            "input_tokens": usage.prompt_tokens,
+            "input_tokens": usage.uncached_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens,
+            "cache_read_input_tokens": usage.cached_tokens,
             "output_tokens": usage.completion_tokens,
             **(self._costs(usage) if self._costs else {}),
         }

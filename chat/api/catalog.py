@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
-from chat.billing.pricing import price_for
+from chat.billing.pricing import price_for, price_parts
 
 from .auth import Principal, authenticate
 from .errors import ApiError, error_payload, internal_error
@@ -40,11 +40,7 @@ async def _visible_models(principal: Principal) -> list[dict[str, Any]]:
                     # there; where the model runs (local, routed, agents).
                     "mode": "chat" if registry.can_chat(backend) else "embedding",
                     "source": info.source,
-                    "pricing": {
-                        "currency": settings.GHOSTGPT["CURRENCY"],
-                        "prompt_per_million": float(price.prompt_per_million),
-                        "completion_per_million": float(price.completion_per_million),
-                    },
+                    "pricing": {"currency": settings.GHOSTGPT["CURRENCY"], **price_parts(price, float)},
                 }
             )
     return visible

@@ -25,6 +25,8 @@ class UsageDict(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: dict[str, int]
+    completion_tokens_details: dict[str, int]
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -32,10 +34,15 @@ def sse(payload: dict[str, Any]) -> bytes:
 
 
 def usage_dict(usage: Usage) -> UsageDict:
+    """OpenAI's usage object: the prompt's cache reads and writes and the answer's reasoning
+    inside the totals, as OpenAI reports them."""
+    prompt_details = {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens}
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 

@@ -222,10 +222,14 @@ class GenerateContentEncoder(Encoder):
     def _response(self, candidates: list[dict[str, Any]], usage: Usage | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"candidates": candidates, "modelVersion": self.model, "responseId": self.id}
         if usage is not None:
+            # Gemini's shape: the cached part inside promptTokenCount, thinking outside
+            # candidatesTokenCount (both counted in totalTokenCount).
             body["usageMetadata"] = {
                 "promptTokenCount": usage.prompt_tokens,
-                "candidatesTokenCount": usage.completion_tokens,
+                "candidatesTokenCount": max(0, usage.completion_tokens - usage.reasoning_tokens),
                 "totalTokenCount": usage.total_tokens,
+                **({"cachedContentTokenCount": usage.cached_tokens} if usage.cached_tokens else {}),
+                **({"thoughtsTokenCount": usage.reasoning_tokens} if usage.reasoning_tokens else {}),
             }
         return body
 

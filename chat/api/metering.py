@@ -89,6 +89,20 @@ def _clamp(value: Any, bound: int) -> int:
     return min(max(number, 0), bound)
 
 
+def _with_parts(reported: Usage, prompt: int, completion: int, *, estimated: bool = False) -> Usage:
+    """The billed counts with the report's parts, each within its whole: a cache write is
+    kept before a cache read when a clamped prompt cannot hold both (it is the dearer)."""
+    write = min(max(0, reported.cache_write_tokens), prompt)
+    return Usage(
+        prompt,
+        completion,
+        estimated=estimated,
+        cache_write_tokens=write,
+        cached_tokens=min(max(0, reported.cached_tokens), prompt - write),
+        reasoning_tokens=min(max(0, reported.reasoning_tokens), completion),
+    )
+
+
 def budget_exceeded(over: Exceeded, amount: Decimal) -> ApiError:
     """402 `budget_exceeded`: which budget, what is used of it, when it resets."""
     budget, currency = over.budget, settings.GHOSTGPT["CURRENCY"]
@@ -205,13 +219,15 @@ class Meter:
         self.holds = []
 
     async def _reserve(self, prompt_tokens: int) -> None:
-        amount = self.price.cost(prompt_tokens, self.completion_bound)
+        amount = self.price.worst_cost(prompt_tokens, self.completion_bound)
         try:
             held = {
                 "model": self.model,
                 "key_id": self.principal.key_id,
                 "prompt_tokens": prompt_tokens,
-                "prompt_cost": str(self.price.prompt_cost(prompt_tokens)),
+                # What an orphaned reservation's prompt is charged (chat.billing.reconcile):
+                # its counted size at the plain input rate.
+                "prompt_cost": str(self.price.plain_prompt_cost(prompt_tokens)),
             }
             self.reservation = await db.write(
                 wallet_reserve,
@@ -259,8 +275,8 @@ class Meter:
     def cost_fields(self, usage: Usage) -> dict[str, Any]:
         """GPTunnel-style cost fields for a `usage` object."""
         usage = self.billable(usage, usage.completion_tokens)
-        prompt = self.price.prompt_cost(usage.prompt_tokens)
-        completion = self.price.completion_cost(usage.completion_tokens)
+        prompt = self.price.prompt_cost(usage)
+        completion = self.price.completion_cost(usage)
         return {
             "prompt_cost": _money(prompt),
             "completion_cost": _money(completion),
@@ -291,7 +307,9 @@ class Meter:
                     prompt_least,
                     completion_least,
                 )
-                return Usage(max(prompt, prompt_least), max(completion, completion_least), estimated=True)
+                return _with_parts(
+                    reported, max(prompt, prompt_least), max(completion, completion_least), estimated=True
+                )
             if (prompt, completion) != (reported.prompt_tokens, reported.completion_tokens):
                 logger.warning(
                     "request %s: usage %s/%s clamped to %s/%s",
@@ -301,7 +319,7 @@ class Meter:
                     prompt,
                     completion,
                 )
-            return Usage(prompt, completion)
+            return _with_parts(reported, prompt, completion)
         counted = reported.completion_tokens if reported is not None else 0
         completion = _clamp(max(delivered_tokens, _clamp(counted, self.completion_bound)), self.completion_bound)
         return Usage(self.prompt_tokens, completion, estimated=True)
@@ -325,8 +343,11 @@ class Meter:
             request_id=self.request_id,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            prompt_cost=self.price.prompt_cost(usage.prompt_tokens),
-            completion_cost=self.price.completion_cost(usage.completion_tokens),
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            prompt_cost=self.price.prompt_cost(usage),
+            completion_cost=self.price.completion_cost(usage),
             estimated=usage.estimated,
             dialect=self.dialect,
             failed=failed,

@@ -157,6 +157,10 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts in one convention whatever the upstream's: `prompt_tokens` is every input
+    token (cache reads and writes included), `completion_tokens` every output token
+    (reasoning included); the details are parts of them that a provider bills apart."""
+
     prompt_tokens: int
     completion_tokens: int
     # Seconds spent waiting for a free model instance and decoding (for Server-Timing).
@@ -164,6 +168,14 @@ class Usage:
     model_seconds: float = 0.0
     # True when the backend counted it itself because the model reported none.
     estimated: bool = False
+    cached_tokens: int = 0  # of prompt_tokens: read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens: written to the provider's prompt cache
+    reasoning_tokens: int = 0  # of completion_tokens: spent thinking
+
+    @property
+    def uncached_tokens(self) -> int:
+        """The prompt's tokens billed at the plain input rate."""
+        return max(0, self.prompt_tokens - self.cached_tokens - self.cache_write_tokens)
 
     @property
     def total_tokens(self) -> int:

@@ -162,6 +162,12 @@ def requests_page(
             ),
             "prompt_tokens": row.prompt_tokens,
             "completion_tokens": row.completion_tokens,
+            # Parts of the two counts that the provider bills apart.
+            "cached_tokens": row.cached_tokens,
+            "cache_write_tokens": row.cache_write_tokens,
+            "reasoning_tokens": row.reasoning_tokens,
+            "prompt_cost": money(row.prompt_cost),
+            "completion_cost": money(row.completion_cost),
             "cost": money(row.prompt_cost + row.completion_cost),
             "estimated": row.estimated,
             "status": "error" if row.failed else "ok",

@@ -29,7 +29,8 @@ from chat.accounts.views import AccountBudgetApi, KeyDetailApi, KeyListCreateApi
 from chat.api.auth import Principal
 from chat.api.errors import count_or_429
 from chat.backends import registry
-from chat.billing.pricing import Price, price_table
+from chat.backends.base import Usage
+from chat.billing.pricing import FREE, price_parts, price_table
 from chat.billing.ratelimit import Limits, limiter
 from chat.dates import MAX_RANGE_DAYS, ReportDateField
 from chat.models import Account, ApiKey, Budget
@@ -354,6 +355,18 @@ class QuoteApi(APIView):
         prompt_tokens = serializers.IntegerField(min_value=0, max_value=10**9)
         completion_tokens = serializers.IntegerField(min_value=0, max_value=10**9)
         requests = serializers.IntegerField(min_value=1, max_value=10**9, default=1)
+        # Parts of the two sizes above, where the provider bills them apart.
+        cached_tokens = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
+        reasoning_tokens = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
+
+        def validate(self, attrs: dict[str, int]) -> dict[str, int]:
+            if attrs["cached_tokens"] > attrs["prompt_tokens"]:
+                raise serializers.ValidationError({"cached_tokens": "Cached tokens are part of the prompt tokens."})
+            if attrs["reasoning_tokens"] > attrs["completion_tokens"]:
+                raise serializers.ValidationError(
+                    {"reasoning_tokens": "Reasoning tokens are part of the completion tokens."}
+                )
+            return attrs
 
     def get(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.query_params)
@@ -363,13 +376,19 @@ class QuoteApi(APIView):
         served = {info.id for info, _ in registry.all_models()}
         rows = []
         for model in sorted(served | set(prices)):
-            price = prices.get(model, Price())
-            one = price.cost(size["prompt_tokens"], size["completion_tokens"])
+            price = prices.get(model, FREE)
+            one = price.cost(
+                Usage(
+                    size["prompt_tokens"],
+                    size["completion_tokens"],
+                    cached_tokens=size["cached_tokens"],
+                    reasoning_tokens=size["reasoning_tokens"],
+                )
+            )
             rows.append(
                 {
                     "model": model,
-                    "prompt_per_million": selectors.money(price.prompt_per_million),
-                    "completion_per_million": selectors.money(price.completion_per_million),
+                    **price_parts(price, selectors.money),
                     "cost": selectors.money(one),
                     "total": selectors.money(one * size["requests"]),
                     "served": model in served,

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from chat.backends.base import Usage
 from chat.billing.pricing import Price
 from chat.billing.ratelimit import Limits, MemoryLimiter
 from chat.billing.wallet import InsufficientBalance, wallet_reserve, wallet_settle, wallet_top_up
@@ -17,8 +18,34 @@ from chat.services import account_create
 
 def test_price_arithmetic_is_exact() -> None:
     price = Price(Decimal("2.5"), Decimal(10))
-    assert price.cost(1234, 10) == Decimal("0.003185")
+    assert price.cost(Usage(1234, 10)) == Decimal("0.003185")
     assert Price().is_free and not price.is_free
+    assert not Price(cache_write_per_million=Decimal(1)).is_free
+
+
+def test_each_part_is_billed_at_its_own_rate() -> None:
+    # Anthropic's Claude Sonnet 4 list prices: input 3, 5-minute cache write 3.75, cache
+    # read 0.30, output 15 (USD per million tokens); a made-up reasoning rate of 20.
+    sonnet = Price(
+        Decimal(3),
+        Decimal(15),
+        cached_prompt_per_million=Decimal("0.30"),
+        cache_write_per_million=Decimal("3.75"),
+        reasoning_per_million=Decimal(20),
+    )
+    usage = Usage(1_000, 500, cached_tokens=600, cache_write_tokens=300, reasoning_tokens=100)
+    # 100 × 3 + 600 × 0.30 + 300 × 3.75 = 300 + 180 + 1125 = 1605 → 0.001605
+    assert sonnet.prompt_cost(usage) == Decimal("0.001605")
+    # 400 × 15 + 100 × 20 = 8000 → 0.008
+    assert sonnet.completion_cost(usage) == Decimal("0.008")
+    # The worst case prices every prompt token as a cache write, every output one as reasoning.
+    assert sonnet.worst_cost(1_000, 500) == Decimal("0.01375")  # 3750 + 10000
+    # Parts without their own rate cost their whole's.
+    plain = Price(Decimal(3), Decimal(15))
+    assert plain.cost(usage) == plain.cost(Usage(1_000, 500)) == Decimal("0.0105")
+    # Parts reported larger than their whole are billed as the whole.
+    assert sonnet.prompt_cost(Usage(10, 0, cached_tokens=50)) == Decimal("0.000003")  # 10 × 0.30
+    assert sonnet.completion_cost(Usage(0, 10, reasoning_tokens=50)) == Decimal("0.0002")  # 10 × 20
 
 
 @pytest.mark.django_db

@@ -102,3 +102,63 @@ def test_json_on_the_stream_path_reads_and_writes_what_the_stdlib_did() -> None:
     for broken in (b"{", b"\xff\xfe", b"data", b""):
         with pytest.raises(ValueError):
             loads(broken)
+
+
+# Usage objects as the providers document them (each provider's API reference and its
+# prompt-caching / reasoning guides); our convention: prompt = every input token, cache
+# reads and writes included; completion = every output token, reasoning included.
+
+
+def test_openai_usage_details_are_inside_the_totals() -> None:
+    usage = {
+        "prompt_tokens": 2006,
+        "completion_tokens": 300,
+        "total_tokens": 2306,
+        "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 64, "audio_tokens": 0},
+    }
+    events = run("openai", [("", {"choices": [], "usage": usage}), ("", "[DONE]")])
+    assert events[-1] == Usage(2006, 300, cached_tokens=1920, reasoning_tokens=64)
+
+
+def test_anthropic_cache_counts_are_outside_input_tokens() -> None:
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": "msg_1",
+            "usage": {
+                "input_tokens": 21,
+                "cache_creation_input_tokens": 188086,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 1,
+            },
+        },
+    }
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 393}}
+    frames = [("message_start", start), ("message_delta", delta), ("message_stop", {"type": "message_stop"})]
+    assert run("anthropic", frames)[-1] == Usage(21 + 188086, 393, cache_write_tokens=188086)
+    # Cumulative input counts in message_delta (newer API versions) replace message_start's.
+    later = {**delta, "usage": {"output_tokens": 393, "input_tokens": 21, "cache_read_input_tokens": 188086}}
+    frames[1] = ("message_delta", later)
+    assert run("anthropic", frames)[-1] == Usage(21 + 188086 + 188086, 393, 0, 0, False, 188086, 188086)
+
+
+def test_gemini_thoughts_are_outside_the_candidates() -> None:
+    chunk = {
+        "candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "4"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {
+            "promptTokenCount": 1200,
+            "cachedContentTokenCount": 1000,
+            "candidatesTokenCount": 50,
+            "thoughtsTokenCount": 500,
+            "totalTokenCount": 1750,
+        },
+    }
+    assert run("gemini", [("", chunk)])[-1] == Usage(1200, 550, cached_tokens=1000, reasoning_tokens=500)
+
+
+@pytest.mark.parametrize("bad", [-5, "12", None, True, 1e400, float("nan"), [], {}])
+def test_hostile_usage_details_count_as_nothing(bad: object) -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": bad}}
+    events = run("openai", [("", {"choices": [], "usage": usage}), ("", "[DONE]")])
+    assert events[-1] == Usage(10, 5)

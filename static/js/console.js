@@ -488,8 +488,11 @@ async function loadRequests(more = false) {
       cell(row.requested_model && row.requested_model !== row.model ? `${row.model} (${row.requested_model})` : row.model),
       cell(row.dialect || "—"),
       cell(row.key ? `${row.key.name} (${row.key.prefix}…)` : "—"),
-      cell(count(row.prompt_tokens), true),
-      cell(count(row.completion_tokens), true),
+      cell(tokensWithParts(row.prompt_tokens, [
+        [row.cached_tokens, gettext("cached")],
+        [row.cache_write_tokens, gettext("written to cache")],
+      ]), true),
+      cell(tokensWithParts(row.completion_tokens, [[row.reasoning_tokens, gettext("reasoning")]]), true),
       cell(money(row.cost), true),
       el("td", {}, el("span", { class: `status ${row.status}` }, row.status === "ok" ? gettext("OK") : gettext("Error"))),
       cell(millis(row.ttft_ms), true),
@@ -515,13 +518,21 @@ function requestText(row) {
   );
 }
 
+// A token count with the parts its provider bills apart: "1,200 (1,000 cached)".
+function tokensWithParts(total, parts) {
+  const named = parts.filter(([n]) => n).map(([n, name]) => `${count(n)} ${name}`);
+  return named.length ? `${count(total)} (${named.join(", ")})` : count(total);
+}
+
 // --- rates --------------------------------------------------------------------------------
 
 async function loadRates(event) {
   event?.preventDefault();
   const params = new URLSearchParams({
     prompt_tokens: $("quote-prompt").value || "0",
+    cached_tokens: $("quote-cached").value || "0",
     completion_tokens: $("quote-completion").value || "0",
+    reasoning_tokens: $("quote-reasoning").value || "0",
     requests: $("quote-requests").value || "1",
   });
   const data = await api(`/console/api/quote?${params}`);
@@ -531,7 +542,10 @@ async function loadRates(event) {
       {},
       el("th", { scope: "row" }, row.model, row.served ? null : el("span", { class: "badge" }, gettext("not served"))),
       cell(money(row.prompt_per_million), true),
+      cell(money(row.cached_prompt_per_million), true),
+      cell(money(row.cache_write_per_million), true),
       cell(money(row.completion_per_million), true),
+      cell(money(row.reasoning_per_million), true),
       cell(money(row.cost), true),
       cell(money(row.total), true),
     ),

@@ -11,7 +11,7 @@ from typing import Any
 
 from chat.backends.base import ChatMessage, Event, GenerationRequest, Usage, arguments_object, data_url_parts
 
-from .base import Outgoing, Translator, UpstreamBusy, UpstreamRejected, error_message, single_prompt
+from .base import Outgoing, Translator, UpstreamBusy, UpstreamRejected, count, error_message, single_prompt
 
 VERSION = "2023-06-01"
 REASONS = {"max_tokens": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
@@ -116,7 +116,7 @@ def _tools(request: GenerationRequest) -> dict[str, Any]:
 
 
 class AnthropicTranslator(Translator):
-    prompt_tokens = 0
+    input_usage: dict[str, Any] | None = None  # message_start's usage, updated by message_delta's
     block_calls: dict[int, bool]
 
     def feed(self, event: str, data: Any) -> Iterable[Event]:
@@ -124,11 +124,8 @@ class AnthropicTranslator(Translator):
             raise self.failed("an event that is not a JSON object")
         kind = data.get("type") or event
         if kind == "message_start":
-            usage = (data.get("message") or {}).get("usage") or {}
-            self.prompt_tokens = sum(
-                int(usage.get(k) or 0)
-                for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-            )
+            usage = (data.get("message") or {}).get("usage")
+            self.input_usage = dict(usage) if isinstance(usage, dict) else {}
         elif kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
@@ -145,9 +142,12 @@ class AnthropicTranslator(Translator):
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
                 yield from self.finish(0, REASONS.get(reason, "stop"))  # type: ignore[arg-type]
-            output = (data.get("usage") or {}).get("output_tokens")
-            if output is not None:
-                self.usage = Usage(self.prompt_tokens, int(output))
+            usage = data.get("usage")
+            if isinstance(usage, dict) and usage.get("output_tokens") is not None:
+                # The counts here are cumulative; the input ones, where present, replace
+                # message_start's.
+                reported = {**(self.input_usage or {}), **{k: v for k, v in usage.items() if v is not None}}
+                self.usage = usage_of(reported)
         elif kind == "message_stop":
             self.complete = True
         elif kind == "error":
@@ -156,3 +156,17 @@ class AnthropicTranslator(Translator):
             if error.get("type") in ("overloaded_error", "rate_limit_error"):
                 raise UpstreamBusy(f"The upstream '{self.name}' is overloaded: {message}")
             raise self.failed(message)
+
+
+def usage_of(reported: dict[str, Any]) -> Usage:
+    """Anthropic's usage: cache reads (`cache_read_input_tokens`) and writes
+    (`cache_creation_input_tokens`) are *outside* `input_tokens` — added to make our prompt
+    count; thinking is inside `output_tokens` and not counted apart (priced as output)."""
+    read = count(reported.get("cache_read_input_tokens"))
+    write = count(reported.get("cache_creation_input_tokens"))
+    return Usage(
+        count(reported.get("input_tokens")) + read + write,
+        count(reported.get("output_tokens")),
+        cached_tokens=read,
+        cache_write_tokens=write,
+    )

@@ -4,6 +4,7 @@ request, and a `Translator` base that keeps per-choice state and ends the stream
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -134,6 +135,13 @@ class Wire(Protocol):
     def translator(self, request: GenerationRequest, name: str) -> Translator: ...
 
     def error_message(self, raw: bytes) -> str: ...
+
+
+def count(value: Any) -> int:
+    """A token count from an upstream's usage: a non-negative int, 0 for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 0
+    return max(0, min(int(value), 2**31 - 1))
 
 
 def estimate_prompt_tokens(request: GenerationRequest) -> int:

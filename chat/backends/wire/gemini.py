@@ -12,7 +12,7 @@ from typing import Any
 
 from chat.backends.base import ChatMessage, Event, GenerationRequest, Usage, arguments_object, data_url_parts
 
-from .base import Outgoing, Translator, UpstreamBusy, error_message, single_prompt
+from .base import Outgoing, Translator, UpstreamBusy, count, error_message, single_prompt
 
 REASONS = {
     "MAX_TOKENS": "length",
@@ -149,7 +149,14 @@ class GeminiTranslator(Translator):
                 yield from self.finish(index, "content_filter")
         usage = data.get("usageMetadata")
         if isinstance(usage, dict):
-            completion = int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0)
-            self.usage = Usage(int(usage.get("promptTokenCount") or 0), completion)
+            # Cached input is inside promptTokenCount; thinking is *outside*
+            # candidatesTokenCount and billed as output.
+            thoughts = count(usage.get("thoughtsTokenCount"))
+            self.usage = Usage(
+                count(usage.get("promptTokenCount")),
+                count(usage.get("candidatesTokenCount")) + thoughts,
+                cached_tokens=count(usage.get("cachedContentTokenCount")),
+                reasoning_tokens=thoughts,
+            )
         if len(self.finished) >= self.request.choice_count:
             self.complete = True  # Gemini's stream has no terminator: the last chunk has finishReason

@@ -11,7 +11,7 @@ from typing import Any
 
 from chat.backends.base import ChatMessage, Event, GenerationRequest, Usage
 
-from .base import Outgoing, Translator, error_message
+from .base import Outgoing, Translator, count, error_message
 
 REASONS = {
     "length": "length",
@@ -134,8 +134,7 @@ class OpenAITranslator(Translator):
             if reason:
                 yield from self.finish(index, REASONS.get(reason, "stop"))  # type: ignore[arg-type]
         if isinstance(data.get("usage"), dict):
-            reported = data["usage"]
-            self.usage = Usage(int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0))
+            self.usage = usage_of(data["usage"])
 
     def whole(self, data: Any) -> Iterable[Event]:
         """A whole (non-streamed) answer: a `chat.completion` or `text_completion` object,
@@ -176,6 +175,27 @@ class OpenAITranslator(Translator):
                 yield self.new_call(index, call_id, function.get("name") or "", arguments)
             else:
                 yield from self.call_arguments(index, arguments, number)
+
+
+def usage_of(reported: dict[str, Any]) -> Usage:
+    """OpenAI's usage object: cached input inside `prompt_tokens`
+    (`prompt_tokens_details.cached_tokens`), reasoning inside `completion_tokens`
+    (`completion_tokens_details.reasoning_tokens`) — our convention already. DeepSeek's
+    `prompt_cache_hit_tokens` (of `prompt_tokens` too) stands in where the details are absent."""
+    prompt_details = reported.get("prompt_tokens_details")
+    completion_details = reported.get("completion_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
+    completion_details = completion_details if isinstance(completion_details, dict) else {}
+    cached = prompt_details.get("cached_tokens")
+    if cached is None:
+        cached = reported.get("prompt_cache_hit_tokens")
+    return Usage(
+        count(reported.get("prompt_tokens")),
+        count(reported.get("completion_tokens")),
+        cached_tokens=count(cached),
+        cache_write_tokens=count(prompt_details.get("cache_write_tokens")),
+        reasoning_tokens=count(completion_details.get("reasoning_tokens")),
+    )
 
 
 def error_message_of(data: dict[str, Any]) -> str:
