@@ -55,7 +55,7 @@ def parse_messages(body: dict[str, Any], policy: dict[str, Any]) -> ParsedReques
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": _text_of(system, "system")})
+        messages.append({"role": "system", "content": _text_of(system, "system"), **_cache_control(system)})
     for i, message in enumerate(body["messages"]):
         if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
             raise bad_request(f"messages.{i}.role: must be 'user' or 'assistant'.", param=f"messages.{i}.role")
@@ -125,6 +125,7 @@ def _message(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
                 "tool_call_id": str(result.get("tool_use_id") or ""),
                 "content": ("Error: " if result.get("is_error") else "")
                 + _result_text(result.get("content"), f"{where}.content"),
+                **_cache_control([result]),
             }
             for result in results
         ]
@@ -144,6 +145,14 @@ def _result_text(content: Any, where: str) -> str:
     raise bad_request(f"{where}: a tool_result's content is a string or text blocks.", param=where)
 
 
+def _cache_control(blocks: Any) -> dict[str, Any]:
+    """The last `cache_control` among the blocks, as a message's (checked by parse_chat)."""
+    if not isinstance(blocks, list):
+        return {}
+    marked = [b["cache_control"] for b in blocks if isinstance(b, dict) and b.get("cache_control") is not None]
+    return {"cache_control": marked[-1]} if marked else {}
+
+
 def _text_of(value: Any, where: str) -> str:
     if isinstance(value, str):
         return value
@@ -160,10 +169,12 @@ def _content(content: Any, where: str) -> Any:
     parts = []
     for j, block in enumerate(content):
         kind = block.get("type") if isinstance(block, dict) else None
+        marked = {"cache_control": block["cache_control"]} if block.get("cache_control") is not None else {}
         if kind == "text":
-            parts.append({"type": "text", "text": str(block.get("text", ""))})
+            parts.append({"type": "text", "text": str(block.get("text", "")), **marked})
         elif kind == "image":
-            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, f"{where}.content.{j}")}})  # type: ignore[dict-item]
+            url = _image_url(block, f"{where}.content.{j}")
+            parts.append({"type": "image_url", "image_url": {"url": url}, **marked})  # type: ignore[dict-item]
         else:
             raise bad_request(
                 f"{where}.content.{j}: content blocks of type {kind!r} are not supported by this model.",

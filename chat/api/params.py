@@ -59,6 +59,13 @@ def parse_chat(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
     response_format = _response_format(body)
     messages = _with_persona(_messages(body, model), policy)
     tools, choice, forced, legacy = _tools(body)
+    breakpoints = _breakpoints(body)
+    if breakpoints > MAX_CACHE_BREAKPOINTS:
+        raise bad_request(
+            f"At most {MAX_CACHE_BREAKPOINTS} blocks may carry 'cache_control'; this request has {breakpoints}.",
+            param="messages",
+            code="invalid_value",
+        )
     parsed = _assemble(
         body,
         policy,
@@ -74,9 +81,50 @@ def parse_chat(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
             # Legacy `function_call` answers carry one call.
             parallel_tool_calls=False if legacy and tools else _optional(body, "parallel_tool_calls", bool),
             response_format=response_format,
+            prompt_cache_key=_prompt_cache_key(body),
         ),
     )
     return replace(parsed, legacy_functions=legacy)
+
+
+MAX_CACHE_BREAKPOINTS = 4  # Anthropic's limit
+CACHE_TTLS = ("5m", "1h")
+
+
+def _breakpoints(body: dict[str, Any]) -> int:
+    """How many blocks carry `cache_control` (messages, their parts, tools), as Anthropic counts them."""
+    items = [*(body.get("messages") or []), *(body.get("tools") or [])]
+    count = 0
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        count += item.get("cache_control") is not None
+        parts = item.get("content")
+        if isinstance(parts, list):
+            count += sum(1 for part in parts if isinstance(part, dict) and part.get("cache_control") is not None)
+    return count
+
+
+def _prompt_cache_key(body: dict[str, Any]) -> str | None:
+    key = _optional(body, "prompt_cache_key", str)
+    if key is not None and not 0 < len(key) <= 1024:
+        raise bad_request("Invalid 'prompt_cache_key': 1 to 1024 characters.", param="prompt_cache_key")
+    return key  # type: ignore[no-any-return]
+
+
+def cache_ttl(value: Any, where: str) -> str | None:
+    """A `cache_control` ({"type": "ephemeral", "ttl"?: "5m" | "1h"}) as its TTL; None when absent."""
+    if value is None:
+        return None
+    ttl = value.get("ttl", "5m") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or value.get("type") != "ephemeral" or ttl not in CACHE_TTLS:
+        raise bad_request(
+            f'Invalid \'{where}.cache_control\': expected {{"type": "ephemeral"}} with an optional "ttl" of '
+            '"5m" or "1h".',
+            param=f"{where}.cache_control",
+            code="invalid_value",
+        )
+    return str(ttl)
 
 
 def parse_completion(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
@@ -289,10 +337,14 @@ def function_tool(item: Any, *parameters_keys: str) -> Any:
         return item
     parameters = next((item[key] for key in parameters_keys if item.get(key) is not None), None)
     function = {"name": item.get("name"), "description": item.get("description") or "", "parameters": parameters}
-    return {"type": "function", "function": function}
+    tool: dict[str, Any] = {"type": "function", "function": function}
+    if item.get("cache_control") is not None:
+        tool["cache_control"] = item["cache_control"]
+    return tool
 
 
 def _tool_spec(item: Any, where: str, legacy: bool) -> ToolSpec:
+    ttl = cache_ttl(item.get("cache_control"), where) if isinstance(item, dict) else None
     if not legacy:
         if not isinstance(item, dict) or item.get("type") != "function" or not isinstance(item.get("function"), dict):
             raise bad_request(
@@ -309,7 +361,8 @@ def _tool_spec(item: Any, where: str, legacy: bool) -> ToolSpec:
     if parameters is not None and not isinstance(parameters, dict):
         raise bad_request(f"Invalid '{where}.parameters': expected a JSON Schema object.", param=f"{where}.parameters")
     description = _optional(item, "description", str, label=f"{where}.description") or ""
-    return ToolSpec(name=item["name"], description=description, parameters=parameters)
+    ttl = ttl or cache_ttl(item.get("cache_control"), where)
+    return ToolSpec(name=item["name"], description=description, parameters=parameters, cache_ttl=ttl)
 
 
 def _tool_choice(value: Any, param: str, legacy: bool, names: set[str]) -> tuple[str, str | None]:
@@ -405,7 +458,8 @@ def _message(item: Any, i: int, model: str) -> ChatMessage:
     content = item.get("content")
     if content is None and role in ("assistant", "tool"):
         content = ""
-    text, images = _content(content, where, model)
+    text, images, ttl = _content(content, where, model)
+    ttl = cache_ttl(item.get("cache_control"), where) or ttl
     if images and role != "user":
         raise bad_request(f"Invalid '{where}': only user messages may contain images.", param=where)
     calls = _tool_calls(item, where) if role == "assistant" else ()
@@ -428,22 +482,26 @@ def _message(item: Any, i: int, model: str) -> ChatMessage:
         tool_calls=calls,
         tool_call_id=call_id,
         name=name,
+        cache_ttl=ttl,
     )
 
 
-def _content(content: Any, where: str, model: str) -> tuple[str, tuple[str, ...]]:
+def _content(content: Any, where: str, model: str) -> tuple[str, tuple[str, ...], str | None]:
+    """The text, the images, and the prompt-cache breakpoint a part carries (its TTL)."""
     if isinstance(content, str):
-        return content, ()
+        return content, (), None
     if not isinstance(content, list):
         raise bad_request(
             f"Invalid '{where}.content': expected a string or an array of content parts.",
             param=f"{where}.content",
             code="invalid_type",
         )
-    texts, images = [], []
+    texts, images, ttl = [], [], None
     for j, part in enumerate(content):
         param = f"{where}.content[{j}]"
         kind = string(part.get("type")) if isinstance(part, dict) else None
+        if kind is not None:
+            ttl = cache_ttl(part.get("cache_control"), param) or ttl
         if kind in TEXT_PART_TYPES and isinstance(part.get(kind), str):
             texts.append(part[kind])
         elif kind in ("image_url", "input_image"):
@@ -454,7 +512,7 @@ def _content(content: Any, where: str, model: str) -> tuple[str, tuple[str, ...]
                 param=param,
                 code="invalid_value",
             )
-    return "\n".join(texts), tuple(images)
+    return "\n".join(texts), tuple(images), ttl
 
 
 def _image_url(part: dict[str, Any], param: str) -> str:
@@ -477,7 +535,9 @@ def _with_persona(messages: list[ChatMessage], policy: dict[str, Any]) -> tuple[
     if policy["CLIENT_SYSTEM"] == "append":
         system_texts += [m.content.strip() for m in messages if m.role == "system" and m.content.strip()]
     rest = tuple(m for m in messages if m.role != "system")
-    head = (ChatMessage(role="system", content="\n\n".join(system_texts)),) if system_texts else ()
+    # A cache breakpoint on any system message marks the one system text they become.
+    ttl = next((m.cache_ttl for m in messages if m.role == "system" and m.cache_ttl), None)
+    head = (ChatMessage(role="system", content="\n\n".join(system_texts), cache_ttl=ttl),) if system_texts else ()
     return head + rest
 
 

@@ -77,6 +77,7 @@ def parse_responses(
         ("top_p", "top_p"),
         ("user", "user"),
         ("parallel_tool_calls", "parallel_tool_calls"),
+        ("prompt_cache_key", "prompt_cache_key"),
     ):
         if body.get(theirs) is not None:
             chat[ours] = body[theirs]

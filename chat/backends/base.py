@@ -35,6 +35,8 @@ class ToolSpec:
     name: str
     description: str = ""
     parameters: dict | None = None  # JSON Schema of the arguments object
+    # A prompt-cache breakpoint after this tool ("5m" or "1h"; Anthropic's `cache_control`).
+    cache_ttl: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,9 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    # A prompt-cache breakpoint after this message ("5m" or "1h"): Anthropic's
+    # `cache_control`, also accepted on OpenAI content parts as OpenRouter does.
+    cache_ttl: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,8 @@ class GenerationRequest:
     # The client reads the answer as it is generated. When False (a JSON client), a backend
     # may fetch the answer whole (an OpenAI-compatible upstream: one JSON body, not a stream).
     stream: bool = True
+    # OpenAI's `prompt_cache_key`: requests sharing it are routed to the same prompt cache.
+    prompt_cache_key: str | None = None
 
     @property
     def is_chat(self) -> bool:

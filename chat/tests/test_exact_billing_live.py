@@ -447,3 +447,81 @@ def test_prices_are_shown_with_their_parts(gateway: tuple[LiveServer, Upstreams]
         params={"prompt_tokens": 10, "cached_tokens": 11, "completion_tokens": 0},
     )
     assert refused.status_code == 400 and "cached_tokens" in refused.text
+
+
+def test_cache_hints_reach_the_upstreams_that_honour_them(gateway: tuple[LiveServer, Upstreams]) -> None:
+    server, upstreams = gateway
+    _, key = funded(server, "exact-hints", "10")
+    ephemeral = {"type": "ephemeral"}
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key=key, max_retries=0)
+    claude.messages.create(
+        model="claude-sonnet-4",
+        max_tokens=MAX_TOKENS,
+        system=[{"type": "text", "text": "You are terse.", "cache_control": ephemeral}],
+        tools=[
+            {
+                "name": "lookup",
+                "description": "Look a word up",
+                "input_schema": {"type": "object", "properties": {"word": {"type": "string"}}},
+                "cache_control": {"type": "ephemeral", "ttl": "1h"},
+            }
+        ],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": prompt_of(3000), "cache_control": ephemeral},
+                    {"type": "text", "text": "Summarise."},
+                ],
+            }
+        ],
+    )
+    path, body = upstreams.bodies[-1]
+    assert path.startswith("/anthropic/")
+    # (after the operator's persona prompt, which the system text joins)
+    assert len(body["system"]) == 1 and body["system"][0]["text"].endswith("You are terse.")
+    assert body["system"][0]["cache_control"] == ephemeral
+    assert body["tools"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    # The turn's parts are one message here: its breakpoint closes it.
+    assert body["messages"][0]["content"][-1]["cache_control"] == ephemeral
+
+    openai_client = OpenAI(base_url=server.base_url + "/v1", api_key=key, max_retries=0)
+    # OpenRouter's way of asking an Anthropic model to cache, from an OpenAI client.
+    openai_client.chat.completions.create(
+        model="claude-sonnet-4",
+        max_tokens=MAX_TOKENS,
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "long document", "cache_control": ephemeral}]}  # type: ignore[list-item,typeddict-unknown-key]
+        ],
+    )
+    assert upstreams.bodies[-1][1]["messages"][0]["content"][-1]["cache_control"] == ephemeral
+    openai_client.chat.completions.create(
+        model="gpt-4o",
+        max_tokens=MAX_TOKENS,
+        messages=[{"role": "user", "content": "hi"}],
+        prompt_cache_key="tenant-42",
+    )
+    assert upstreams.bodies[-1][1]["prompt_cache_key"] == "tenant-42"
+    openai_client.responses.create(model="gpt-4o", input="hi", prompt_cache_key="tenant-43")
+    assert upstreams.bodies[-1][1]["prompt_cache_key"] == "tenant-43"
+
+    calls = len(upstreams.bodies)
+    too_many = [{"type": "text", "text": f"part {i}", "cache_control": ephemeral} for i in range(5)]
+    refused = httpx.post(
+        server.base_url + "/v1/messages",
+        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+        json={"model": "claude-sonnet-4", "max_tokens": 10, "messages": [{"role": "user", "content": too_many}]},
+    )
+    # Each part is one breakpoint for Anthropic, which allows four.
+    assert refused.status_code == 400, refused.text
+    bad = httpx.post(
+        server.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": "claude-sonnet-4",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": {"ttl": 5}}]}],
+        },
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages[0].content[0].cache_control"
+    assert len(upstreams.bodies) == calls

@@ -30,8 +30,10 @@ class AnthropicWire:
         if request.n != 1:
             raise UpstreamRejected("This model's upstream (Anthropic) returns one choice: use n=1.", param="n")
         sampling = request.sampling
+        system_ttl = None
         if request.is_chat:
             system = "\n\n".join(m.content for m in request.messages if m.role == "system" and m.content)
+            system_ttl = next((m.cache_ttl for m in request.messages if m.role == "system" and m.cache_ttl), None)
             messages = _messages([m for m in request.messages if m.role != "system"])
         else:
             system, messages = "", [{"role": "user", "content": single_prompt(request, "anthropic")}]
@@ -43,7 +45,7 @@ class AnthropicWire:
             "temperature": min(sampling.temperature, 1.0),  # Anthropic's range is 0-1
         }
         if system:
-            body["system"] = system
+            body["system"] = [{"type": "text", "text": system, **_cache(system_ttl)}] if system_ttl else system
         if sampling.top_p < 1:
             body["top_p"] = sampling.top_p
         if sampling.stop:
@@ -76,7 +78,21 @@ def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
+def _cache(ttl: str | None) -> dict[str, Any]:
+    """Anthropic's `cache_control` for a breakpoint (the 5-minute TTL is its default)."""
+    if not ttl:
+        return {}
+    return {"cache_control": {"type": "ephemeral", **({"ttl": ttl} if ttl != "5m" else {})}}
+
+
 def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    blocks = _plain_blocks(message)
+    if message.cache_ttl:  # the breakpoint goes on the message's last block
+        blocks[-1] = {**blocks[-1], **_cache(message.cache_ttl)}
+    return blocks
+
+
+def _plain_blocks(message: ChatMessage) -> list[dict[str, Any]]:
     if message.role == "tool":
         return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}]
     blocks: list[dict[str, Any]] = []
@@ -99,6 +115,7 @@ def _tools(request: GenerationRequest) -> dict[str, Any]:
                 "name": t.name,
                 "description": t.description,
                 "input_schema": t.parameters or {"type": "object", "properties": {}},
+                **_cache(t.cache_ttl),
             }
             for t in request.tools
         ]

@@ -69,6 +69,8 @@ def sampling_body(model: str, request: GenerationRequest) -> dict[str, Any]:
         body["seed"] = sampling.seed
     if request.user:
         body["user"] = request.user
+    if request.prompt_cache_key:
+        body["prompt_cache_key"] = request.prompt_cache_key
     return body
 
 
