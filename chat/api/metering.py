@@ -163,6 +163,12 @@ class Meter:
         self._answer_length = 0
         self._settled = False
 
+    def answered_by(self, *, model: str, requested_model: str, price: Price) -> None:
+        """The request was answered by another model than the one reserved for (a client's
+        fallback list): it is billed — within the reservation, the largest worst case of
+        the list — at that model's price, under its canonical id."""
+        self.model, self.requested_model, self.price = model, requested_model, price
+
     def seen(self, event: TextDelta) -> None:
         """Keep the start of the first answer, when the operator keeps request text."""
         if event.index == 0 and self._answer_length < self.excerpt_limit:

@@ -39,6 +39,8 @@ class ParsedRequest:
     # The client used the legacy `functions` / `function_call` (GPTunnel and old SDKs):
     # answers carry `function_call` rather than `tool_calls`.
     legacy_functions: bool = False
+    # OpenRouter's `models`: the models to try after `generation.model`, in order.
+    fallbacks: tuple[str, ...] = ()
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 
 def parse_chat(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
-    model = _model(body)
+    model = _model(_with_first_model(body))
     _apply_rejections(body, policy)
     response_format = _response_format(body)
     messages = _with_persona(_messages(body, model), policy)
@@ -128,7 +130,7 @@ def cache_ttl(value: Any, where: str) -> str | None:
 
 
 def parse_completion(body: dict[str, Any], policy: dict[str, Any]) -> ParsedRequest:
-    model = _model(body)
+    model = _model(_with_first_model(body))
     _apply_rejections(body, policy)
     prompts = _prompts(body)
     n = _n(body, policy)
@@ -149,7 +151,39 @@ def _assemble(body: dict[str, Any], policy: dict[str, Any], generation: Generati
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
         )
     include_usage = bool(options and _optional(options, "include_usage", bool, label="stream_options.include_usage"))
-    return ParsedRequest(generation=generation, stream=stream, include_usage=include_usage)
+    models = _fallback_models(body, generation.model)
+    return ParsedRequest(generation=generation, stream=stream, include_usage=include_usage, fallbacks=models)
+
+
+MAX_MODELS = 5
+
+
+def _with_first_model(body: dict[str, Any]) -> dict[str, Any]:
+    """A body with `models` and no `model` asks for the first of them."""
+    models = body.get("models")
+    if body.get("model") is None and isinstance(models, list) and models and isinstance(models[0], str):
+        return {**body, "model": models[0]}
+    return body
+
+
+def _fallback_models(body: dict[str, Any], model: str) -> tuple[str, ...]:
+    """OpenRouter's `models`: the models to try in order; `model`, where given, first.
+    What follows `model` (duplicates dropped)."""
+    models = body.get("models")
+    if models is None:
+        return ()
+    if (
+        not isinstance(models, list)
+        or not 0 < len(models) <= MAX_MODELS
+        or not all(isinstance(m, str) and m.strip() for m in models)
+    ):
+        raise bad_request(
+            f"Invalid 'models': expected an array of 1 to {MAX_MODELS} model ids, tried in order.",
+            param="models",
+            code="invalid_value",
+        )
+    ordered = list(dict.fromkeys([model, *models]))
+    return tuple(ordered[1:])
 
 
 # --- fields ---------------------------------------------------------------------------

@@ -17,7 +17,20 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.backends import registry
-from chat.backends.base import Backend, BackendError, Event, GenerationRequest, TextDelta, ToolCallDelta, Usage
+from chat.backends.base import (
+    Accepted,
+    Backend,
+    BackendError,
+    Event,
+    GenerationRequest,
+    ModelLoading,
+    ModelUnavailable,
+    Overloaded,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from chat.backends.wire.base import UpstreamFailed
 from chat.billing.pricing import price_for
 from chat.billing.ratelimit import limiter, tightest_headers
 from chat.executors import Busy
@@ -169,8 +182,14 @@ async def serve(
         dialect=dialect_of(request.path),
         started=started,
     )
+    stream: Callable[[], AsyncIterator[Event]] = functools.partial(backend.stream, generation)
+    if parsed.fallbacks:
+        meter, stream = await _with_fallbacks(request, principal, parsed, generation, backend, meter)
     await meter.admit()  # 429 / 402 before any model is contacted
     encoder = make_encoder(generation, meter)
+    answered = getattr(stream, "answered", None)
+    if answered is not None:  # a fallback list: the encoder names the model that answers
+        answered.encoder = encoder
 
     async def settle(failed: bool) -> None:
         await meter.settle(reported=encoder.usage, delivered_tokens=encoder.delivered_tokens, failed=failed)
@@ -180,7 +199,7 @@ async def serve(
             except Exception:  # the answer stands; only what follows it is lost
                 logger.exception("after-response step of %s failed", encoder.id)
 
-    events = observed(until_revoked(backend.stream(generation), principal.key_id), canonical, meter)
+    events = observed(until_revoked(stream(), principal.key_id), canonical, meter)
     waited = time.perf_counter()
     try:
         first = await anext(events)  # admission: errors up to here are still HTTP errors
@@ -205,7 +224,91 @@ async def serve(
         )
     if dropped:  # unsupported_tools: drop — served without them, and said so
         response[DROPPED_TOOLS_HEADER] = "function"
+    if answered is not None and not parsed.stream:
+        response[ANSWERED_BY_HEADER] = answered.model or canonical
     return response
+
+
+ANSWERED_BY_HEADER = "X-GhostGPT-Model"
+# Errors after which a client's fallback list tries its next model — the deployments' rules
+# (connection errors, timeouts, 5xx, 429) and a local model that is busy or not loaded.
+FALLBACK_ERRORS = (UpstreamFailed, Overloaded, ModelLoading, ModelUnavailable)
+
+
+class _Answered:
+    """Which model of a fallback list answered; told to the meter and the encoder before
+    the first text goes out."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter, self.encoder, self.model = meter, None, ""
+
+    def __call__(self, model: str, requested: str, price: Any) -> None:
+        self.model = model
+        self.meter.answered_by(model=model, requested_model=requested, price=price)
+        if self.encoder is not None:
+            self.encoder.model = requested
+
+
+async def _with_fallbacks(
+    request: HttpRequest,
+    principal: Principal,
+    parsed: ParsedRequest,
+    generation: GenerationRequest,
+    backend: Backend,
+    meter: Meter,
+) -> tuple[Meter, Callable[[], AsyncIterator[Event]]]:
+    """OpenRouter's `models`: every model listed must be one the key may use (else the
+    usual 404/403); the reservation is the largest worst case among them; each is tried in
+    order until one has started answering."""
+    candidates = [(generation, backend, meter)]
+    for name in parsed.fallbacks:
+        other = backend_for(name, principal)
+        fitted = await fit_request(replace(generation, model=name), other)
+        other_meter = await meter_for(
+            fitted,
+            other,
+            principal,
+            request.request_id,
+            dialect=meter.dialect,
+            started=meter.started,  # type: ignore[attr-defined]
+        )
+        candidates.append((fitted, other, other_meter))
+    # The reserving meter: the dearest worst case; a local count never replaces its bound
+    # (another model may answer).
+    reserving = max((m for _, _, m in candidates), key=lambda m: m.price.worst_cost(m.prompt_bound, m.completion_bound))
+    reserving.counted_locally = False
+    answered = _Answered(reserving)
+
+    async def stream() -> AsyncIterator[Event]:
+        accepted, last = False, None
+        for fitted, candidate, candidate_meter in candidates:
+            attempt = candidate.stream(fitted)
+            sent = False
+            try:
+                async for event in attempt:
+                    if isinstance(event, Accepted):
+                        if accepted:
+                            continue  # the client has its headers from the first try
+                        accepted = True
+                    elif isinstance(event, TextDelta | ToolCallDelta) and not sent:
+                        sent = True
+                        answered(candidate_meter.model, fitted.model, candidate_meter.price)
+                    yield event
+                if not sent:
+                    answered(candidate_meter.model, fitted.model, candidate_meter.price)
+                return
+            except FALLBACK_ERRORS as exc:
+                if sent:
+                    raise  # text already reached the client
+                logger.warning("fallback model %s failed: %s", fitted.model, exc.message)
+                last = exc
+            finally:
+                await attempt.aclose()  # type: ignore[attr-defined]
+        assert last is not None
+        raise last
+
+    stream.answered = answered  # type: ignore[attr-defined]
+    return reserving, stream
 
 
 async def observed(events: AsyncIterator[Event], model: str, meter: Meter) -> AsyncIterator[Event]:

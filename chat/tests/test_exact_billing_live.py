@@ -144,6 +144,8 @@ class Upstreams:
                     self._anthropic()
                 elif self.path.startswith("/gemini/"):
                     self._gemini()
+                elif self.path.startswith("/down/"):
+                    self._send(503, "application/json", b'{"error": {"message": "overloaded"}}')
                 else:
                     self._send(404, "application/json", b'{"error": {"message": "no such path"}}')
 
@@ -230,12 +232,14 @@ def gateway() -> Iterator[tuple[LiveServer, Upstreams]]:
             "openai-think": {"base_url": f"{upstreams.url}/openai-think/v1", "api_key": "sk-up"},
             "anthropic": {"kind": "anthropic", "base_url": f"{upstreams.url}/anthropic/v1", "api_key": "sk-up"},
             "gemini": {"kind": "gemini", "base_url": f"{upstreams.url}/gemini/v1beta", "api_key": "sk-up"},
+            "down": {"base_url": f"{upstreams.url}/down/v1", "api_key": "sk-up"},
         },
         "models": {
             "gpt-4o": {"deployments": [{"upstream": "openai-cache"}], "context_length": 128000},
             "o1": {"deployments": [{"upstream": "openai-think"}], "context_length": 200000},
             "claude-sonnet-4": {"deployments": [{"upstream": "anthropic"}], "context_length": 1000000},
             "gemini-2.5-pro": {"deployments": [{"upstream": "gemini"}], "context_length": 1000000},
+            "flaky": {"deployments": [{"upstream": "down"}], "context_length": 128000},
         },
     }
     server = LiveServer(routes=routes, env={"GHOSTGPT_ADMIN_KEY": ADMIN_KEY, "GHOSTGPT_PRICE_CACHE_SECONDS": "0"})
@@ -524,4 +528,73 @@ def test_cache_hints_reach_the_upstreams_that_honour_them(gateway: tuple[LiveSer
         },
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages[0].content[0].cache_control"
+    assert len(upstreams.bodies) == calls
+
+
+def test_a_fallback_list_bills_the_model_that_answered(gateway: tuple[LiveServer, Upstreams]) -> None:
+    """OpenRouter's `models`: tried in order; billed at the price of the one that answered;
+    the reservation is the dearest worst case among them."""
+    server, upstreams = gateway
+    manage(server, "set_price", "flaky", "--prompt", "100", "--completion", "100")
+    account_id, key = funded(server, "exact-fallback", "10")
+    client = OpenAI(base_url=server.base_url + "/v1", api_key=key, max_retries=0)
+    prompt = prompt_of(CASES["gpt-4o"]["bytes"])
+    raw = client.chat.completions.with_raw_response.create(
+        model="flaky",
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=MAX_TOKENS,
+        extra_body={"models": ["flaky", "gpt-4o"]},
+    )
+    completion = raw.parse()
+    assert completion.model == "gpt-4o" and raw.headers["x-ghostgpt-model"] == "gpt-4o"
+    assert completion.choices[0].message.content == TEXT
+    row = billed(server, account_id, 1)
+    assert [exact(c) for c in row[5:7]] == [
+        exact(CASES["gpt-4o"]["prompt_cost"]),
+        exact(CASES["gpt-4o"]["completion_cost"]),
+    ]
+    model = server_rows(server, "SELECT model FROM chat_usagerecord WHERE account_id = %s", (account_id,))
+    assert model == [("gpt-4o",)]
+    # Streamed: the text comes from the model that answered, and says so.
+    stream = client.chat.completions.create(
+        model="flaky",
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=MAX_TOKENS,
+        stream=True,
+        extra_body={"models": ["flaky", "gpt-4o"]},
+    )
+    texts = [c for c in stream if c.choices and c.choices[0].delta.content]
+    assert "".join(c.choices[0].delta.content or "" for c in texts) == TEXT and {c.model for c in texts} == {"gpt-4o"}
+    balance, ledger, _ = server_books(server, account_id)
+    assert exact(balance) == exact(ledger) == exact(Decimal(10) - 2 * Decimal("0.005615"))
+
+    # The reservation: "flaky" (100 per million) is the dearest — a balance short of its
+    # worst case is refused though gpt-4o would have answered for less.
+    _, poor = funded(server, "exact-fallback-poor", "0.5")
+    calls = len(upstreams.bodies)
+    refused = httpx.post(
+        server.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {poor}"},
+        json={
+            "models": ["gpt-4o", "flaky"],
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": MAX_TOKENS,
+        },
+    )
+    assert refused.status_code == 402, refused.text
+    found = re.search(r"\(up to (\d+) prompt tokens", refused.json()["error"]["message"])
+    assert found and "'flaky'" in refused.json()["error"]["message"]
+    # A model the key may not use, or that does not exist, refuses the whole list.
+    unknown = httpx.post(
+        server.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "gpt-4o", "models": ["nope"], "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    malformed = httpx.post(
+        server.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "gpt-4o", "models": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert malformed.status_code == 400 and malformed.json()["error"]["param"] == "models"
     assert len(upstreams.bodies) == calls
