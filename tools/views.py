@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from chat.accounts.drf import ApiKeyAuthentication
 from chat.api.errors import ApiError, count_or_429, error_payload
+from chat.api.metering import check_spend
 from chat.billing.ratelimit import Limits
 from chat.models import ApiKey
 from chat.network import client_key
@@ -79,6 +80,8 @@ class ToolApi(APIView):
 
     def start(self, request: Request, params: dict[str, Any], upload: Path | None = None) -> Response:
         self._limit(request)
+        if request.auth is not None:  # a key's account in debt or over a budget: 402, as for the models
+            check_spend(request.auth)
         try:
             job = job_create(tool=self.tool, params=params, account=request.user, upload=upload)
         except ToolError as exc:

@@ -23,6 +23,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from chat import db
@@ -39,7 +40,7 @@ from chat.billing.wallet import (
     wallet_settle,
 )
 from chat.metrics import COST, TOKENS
-from chat.models import UsageRecord
+from chat.models import Account, Budget, UsageRecord
 
 from .auth import Principal
 from .errors import ApiError, rate_limited
@@ -101,6 +102,36 @@ def _with_parts(reported: Usage, prompt: int, completion: int, *, estimated: boo
         cached_tokens=min(max(0, reported.cached_tokens), prompt - write),
         reasoning_tokens=min(max(0, reported.reasoning_tokens), completion),
     )
+
+
+def in_debt_error() -> ApiError:
+    return ApiError(
+        402,
+        "Your balance is below zero (a payment was refunded or disputed): top up before the next request.",
+        error_type="insufficient_balance_error",
+        code="insufficient_balance",
+    )
+
+
+def check_spend(key: Any) -> None:
+    """For what a key starts without a price (the tools): 402 while its account is below
+    zero or a budget on its path (its own, its maker's as a member, the account's) has no
+    room left in its period — the refusals a priced request would get."""
+    balance = Account.objects.filter(pk=key.account_id).values_list("balance", flat=True).first()
+    if balance is not None and balance < 0:
+        raise in_debt_error()
+    path = Q(scope=Budget.Scope.ACCOUNT) | Q(scope=Budget.Scope.KEY, key_id=key.pk)
+    if key.user_id is not None:
+        path |= Q(scope=Budget.Scope.MEMBER, user_id=key.user_id)
+    budgets = list(Budget.objects.filter(path, account_id=key.account_id).values_list("pk", flat=True))
+    if budgets:
+        time_zone = Account.objects.filter(pk=key.account_id).values_list("time_zone", flat=True).first() or "UTC"
+        over = exceeded(budgets, LEAST, timezone.now(), time_zone)
+        if over is not None:
+            raise budget_exceeded(over, LEAST)
+
+
+LEAST = Decimal("1e-10")  # the ledger's smallest amount: "no room for anything"
 
 
 def budget_exceeded(over: Exceeded, amount: Decimal) -> ApiError:
@@ -190,12 +221,7 @@ class Meter:
         before the backend is contacted."""
         if self.principal.in_debt:
             self._settled = True
-            raise ApiError(
-                402,
-                "Your balance is below zero (a payment was refunded or disputed): top up before the next request.",
-                error_type="insufficient_balance_error",
-                code="insufficient_balance",
-            )
+            raise in_debt_error()
         for limits in self.principal.all_limits:
             if limits.tpm is not None:  # no TPM, nothing to hold: its tokens are added at the end
                 await self._hold_tokens(limits)

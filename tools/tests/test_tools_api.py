@@ -218,3 +218,34 @@ def test_a_job_past_the_hard_limit_is_failed_and_its_late_result_discarded(
     time.sleep(2.0)  # the thread finishes the fetch meanwhile
     job = Job.objects.get()
     assert job.status == Job.Status.FAILED and job.result is None, "a late result must not overwrite the timeout"
+
+
+def test_a_key_over_its_budget_or_in_debt_is_refused_tools_as_it_is_models(allow_site: LoopbackServer) -> None:
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from chat.billing.budgets import period_key_of, period_keys
+    from chat.billing.wallet import wallet_adjust, wallet_top_up
+    from chat.models import Budget
+    from chat.services import account_create_with_key, budget_set
+
+    key, token = account_create_with_key(name="tools-budget")
+    wallet_top_up(account_id=key.account_id, amount=Decimal(5), idempotency_key="tools-budget")
+    url = f"http://127.0.0.1:{allow_site.port}/article"
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    assert fetch(url, **auth).status_code == 200
+    budget = budget_set(account=key.account, scope="key", amount=Decimal("0.01"), period="day", key=key)
+    assert budget is not None
+    # Today's period spent in full (as requests would have spent it).
+    today = period_key_of("day", period_keys(timezone.now(), "UTC"))
+    Budget.objects.filter(pk=budget.pk).update(spent=Decimal("0.01"), period_key=today)
+    refused = fetch(url, **auth)
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exceeded"
+    assert "this key's daily budget" in refused.json()["error"]["message"]
+    budget_set(account=key.account, scope="key", amount=None, key=key)
+    assert fetch(url, **auth).status_code == 200
+    wallet_adjust(account_id=key.account_id, kind="reversal", amount=Decimal(-10), idempotency_key="refund")
+    in_debt = fetch(url, **auth)
+    assert in_debt.status_code == 402 and in_debt.json()["error"]["code"] == "insufficient_balance"
+    assert fetch(url).status_code == 200  # anonymous callers pay nothing and owe nothing
