@@ -169,7 +169,7 @@ def _content(content: Any, where: str) -> Any:
     parts = []
     for j, block in enumerate(content):
         kind = block.get("type") if isinstance(block, dict) else None
-        marked = {"cache_control": block["cache_control"]} if block.get("cache_control") is not None else {}
+        marked = _cache_control([block])
         if kind == "text":
             parts.append({"type": "text", "text": str(block.get("text", "")), **marked})
         elif kind == "image":
