@@ -90,20 +90,6 @@ def _clamp(value: Any, bound: int) -> int:
     return min(max(number, 0), bound)
 
 
-def _with_parts(reported: Usage, prompt: int, completion: int, *, estimated: bool = False) -> Usage:
-    """The billed counts with the report's parts, each within its whole: a cache write is
-    kept before a cache read when a clamped prompt cannot hold both (it is the dearer)."""
-    write = min(max(0, reported.cache_write_tokens), prompt)
-    return Usage(
-        prompt,
-        completion,
-        estimated=estimated,
-        cache_write_tokens=write,
-        cached_tokens=min(max(0, reported.cached_tokens), prompt - write),
-        reasoning_tokens=min(max(0, reported.reasoning_tokens), completion),
-    )
-
-
 def in_debt_error() -> ApiError:
     return ApiError(
         402,
@@ -117,16 +103,15 @@ def check_spend(key: Any) -> None:
     """For what a key starts without a price (the tools): 402 while its account is below
     zero or a budget on its path (its own, its maker's as a member, the account's) has no
     room left in its period — the refusals a priced request would get."""
-    balance = Account.objects.filter(pk=key.account_id).values_list("balance", flat=True).first()
-    if balance is not None and balance < 0:
+    balance, time_zone = Account.objects.filter(pk=key.account_id).values_list("balance", "time_zone").get()
+    if balance < 0:
         raise in_debt_error()
     path = Q(scope=Budget.Scope.ACCOUNT) | Q(scope=Budget.Scope.KEY, key_id=key.pk)
     if key.user_id is not None:
         path |= Q(scope=Budget.Scope.MEMBER, user_id=key.user_id)
     budgets = list(Budget.objects.filter(path, account_id=key.account_id).values_list("pk", flat=True))
     if budgets:
-        time_zone = Account.objects.filter(pk=key.account_id).values_list("time_zone", flat=True).first() or "UTC"
-        over = exceeded(budgets, LEAST, timezone.now(), time_zone)
+        over = exceeded(budgets, LEAST, timezone.now(), time_zone or "UTC")
         if over is not None:
             raise budget_exceeded(over, LEAST)
 
@@ -259,7 +244,7 @@ class Meter:
                 "prompt_tokens": prompt_tokens,
                 # What an orphaned reservation's prompt is charged (chat.billing.reconcile):
                 # its counted size at the plain input rate.
-                "prompt_cost": str(self.price.plain_prompt_cost(prompt_tokens)),
+                "prompt_cost": str(self.price.prompt_cost(Usage(prompt_tokens, 0))),
             }
             self.reservation = await db.write(
                 wallet_reserve,
@@ -339,9 +324,7 @@ class Meter:
                     prompt_least,
                     completion_least,
                 )
-                return _with_parts(
-                    reported, max(prompt, prompt_least), max(completion, completion_least), estimated=True
-                )
+                return reported.bounded(max(prompt, prompt_least), max(completion, completion_least), estimated=True)
             if (prompt, completion) != (reported.prompt_tokens, reported.completion_tokens):
                 logger.warning(
                     "request %s: usage %s/%s clamped to %s/%s",
@@ -351,7 +334,7 @@ class Meter:
                     prompt,
                     completion,
                 )
-            return _with_parts(reported, prompt, completion)
+            return reported.bounded(prompt, completion)
         counted = reported.completion_tokens if reported is not None else 0
         completion = _clamp(max(delivered_tokens, _clamp(counted, self.completion_bound)), self.completion_bound)
         return Usage(self.prompt_tokens, completion, estimated=True)

@@ -31,7 +31,7 @@ from chat.backends.base import (
     Usage,
 )
 from chat.backends.wire.base import UpstreamFailed
-from chat.billing.pricing import price_for
+from chat.billing.pricing import Price, price_for
 from chat.billing.ratelimit import limiter, tightest_headers
 from chat.executors import Busy
 from chat.jsonbytes import dumps
@@ -183,11 +183,11 @@ async def serve(
         started=started,
     )
     stream: Callable[[], AsyncIterator[Event]] = functools.partial(backend.stream, generation)
+    answered: _Answered | None = None
     if parsed.fallbacks:
-        meter, stream = await _with_fallbacks(request, principal, parsed, generation, backend, meter)
+        meter, stream, answered = await _with_fallbacks(principal, parsed, generation, backend, meter)
     await meter.admit()  # 429 / 402 before any model is contacted
     encoder = make_encoder(generation, meter)
-    answered = getattr(stream, "answered", None)
     if answered is not None:  # a fallback list: the encoder names the model that answers
         answered.encoder = encoder
 
@@ -240,9 +240,11 @@ class _Answered:
     the first text goes out."""
 
     def __init__(self, meter: Meter) -> None:
-        self.meter, self.encoder, self.model = meter, None, ""
+        self.meter = meter
+        self.encoder: Encoder | None = None
+        self.model = ""
 
-    def __call__(self, model: str, requested: str, price: Any) -> None:
+    def __call__(self, model: str, requested: str, price: Price) -> None:
         self.model = model
         self.meter.answered_by(model=model, requested_model=requested, price=price)
         if self.encoder is not None:
@@ -250,13 +252,8 @@ class _Answered:
 
 
 async def _with_fallbacks(
-    request: HttpRequest,
-    principal: Principal,
-    parsed: ParsedRequest,
-    generation: GenerationRequest,
-    backend: Backend,
-    meter: Meter,
-) -> tuple[Meter, Callable[[], AsyncIterator[Event]]]:
+    principal: Principal, parsed: ParsedRequest, generation: GenerationRequest, backend: Backend, meter: Meter
+) -> tuple[Meter, Callable[[], AsyncIterator[Event]], _Answered]:
     """OpenRouter's `models`: every model listed must be one the key may use (else the
     usual 404/403); the reservation is the largest worst case among them; each is tried in
     order until one has started answering."""
@@ -265,12 +262,7 @@ async def _with_fallbacks(
         other = backend_for(name, principal)
         fitted = await fit_request(replace(generation, model=name), other)
         other_meter = await meter_for(
-            fitted,
-            other,
-            principal,
-            request.request_id,
-            dialect=meter.dialect,
-            started=meter.started,  # type: ignore[attr-defined]
+            fitted, other, principal, meter.request_id, dialect=meter.dialect, started=meter.started
         )
         candidates.append((fitted, other, other_meter))
     # The reserving meter: the dearest worst case; a local count never replaces its bound
@@ -307,8 +299,7 @@ async def _with_fallbacks(
         assert last is not None
         raise last
 
-    stream.answered = answered  # type: ignore[attr-defined]
-    return reserving, stream
+    return reserving, stream, answered
 
 
 async def observed(events: AsyncIterator[Event], model: str, meter: Meter) -> AsyncIterator[Event]:

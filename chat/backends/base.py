@@ -179,10 +179,29 @@ class Usage:
     cache_write_tokens: int = 0  # of prompt_tokens: written to the provider's prompt cache
     reasoning_tokens: int = 0  # of completion_tokens: spent thinking
 
+    def parts_within(self, prompt: int, completion: int) -> tuple[int, int, int]:
+        """(cache writes, cache reads, reasoning) cut to fit those totals — a write is kept
+        before a read (it is the dearer); a negative count is none."""
+        write = min(max(0, self.cache_write_tokens), prompt)
+        return write, min(max(0, self.cached_tokens), prompt - write), min(max(0, self.reasoning_tokens), completion)
+
+    def bounded(self, prompt: int, completion: int, *, estimated: bool = False) -> Usage:
+        """These totals, with this usage's parts cut to fit them."""
+        write, cached, reasoning = self.parts_within(prompt, completion)
+        return Usage(
+            prompt,
+            completion,
+            estimated=estimated,
+            cache_write_tokens=write,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
+        )
+
     @property
     def uncached_tokens(self) -> int:
         """The prompt's tokens billed at the plain input rate."""
-        return max(0, self.prompt_tokens - self.cached_tokens - self.cache_write_tokens)
+        write, cached, _ = self.parts_within(self.prompt_tokens, self.completion_tokens)
+        return self.prompt_tokens - write - cached
 
     @property
     def total_tokens(self) -> int:

@@ -60,9 +60,7 @@ class Price:
         return max(self.completion_per_million, self.reasoning_rate)
 
     def prompt_cost(self, usage: Usage) -> Decimal:
-        """Parts reported larger than the prompt are cut to it (a write kept first)."""
-        write = min(usage.cache_write_tokens, usage.prompt_tokens)
-        cached = min(usage.cached_tokens, usage.prompt_tokens - write)
+        write, cached, _ = usage.parts_within(usage.prompt_tokens, usage.completion_tokens)
         return (
             self.prompt_per_million * (usage.prompt_tokens - write - cached)
             + self.cached_rate * cached
@@ -70,17 +68,13 @@ class Price:
         ) / MILLION
 
     def completion_cost(self, usage: Usage) -> Decimal:
-        reasoning = min(usage.reasoning_tokens, usage.completion_tokens)
+        _, _, reasoning = usage.parts_within(usage.prompt_tokens, usage.completion_tokens)
         return (
             self.completion_per_million * (usage.completion_tokens - reasoning) + self.reasoning_rate * reasoning
         ) / MILLION
 
     def cost(self, usage: Usage) -> Decimal:
         return self.prompt_cost(usage) + self.completion_cost(usage)
-
-    def plain_prompt_cost(self, tokens: int) -> Decimal:
-        """`tokens` of prompt none of which came from or went to a cache."""
-        return self.prompt_per_million * tokens / MILLION
 
     def worst_cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """What a request may cost at most: what it reserves before the upstream is called."""

@@ -39,7 +39,7 @@ from google import genai
 from google.genai import types
 from openai import OpenAI
 
-from .live import LiveServer, manage, server_books, server_rows
+from .live import LiveServer, funded_account, manage, server_books, server_rows
 
 ADMIN_KEY = "sk-admin-exact-billing-0123456789"
 MAX_TOKENS = 2000
@@ -251,14 +251,7 @@ def gateway() -> Iterator[tuple[LiveServer, Upstreams]]:
 
 
 def funded(server: LiveServer, name: str, amount: str) -> tuple[int, str]:
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    user = httpx.post(
-        server.base_url + "/admin/users/add", json={"name": name, "tier": "unlimited"}, headers=headers
-    ).json()
-    if Decimal(amount):
-        topup = {"user_id": user["user_id"], "amount": amount, "idempotency_key": name}
-        assert httpx.post(server.base_url + "/admin/topup", json=topup, headers=headers).status_code in (200, 201)
-    return user["user_id"], user["token"]
+    return funded_account(server.base_url, ADMIN_KEY, name, Decimal(amount))
 
 
 def prompt_of(size: int) -> str:
@@ -424,7 +417,7 @@ def test_the_reservation_prices_the_prompt_at_its_dearest_rate(gateway: tuple[Li
 
 def test_prices_are_shown_with_their_parts(gateway: tuple[LiveServer, Upstreams]) -> None:
     server, _ = gateway
-    _, key = funded(server, "exact-prices", "0")
+    _, key = funded(server, "exact-prices", "1")
     models = httpx.get(server.base_url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
     claude = next(m for m in models["data"] if m["id"] == "claude-sonnet-4")
     assert claude["pricing"] == {

@@ -242,6 +242,14 @@ def read_past(events: Iterator[tuple[str, dict[str, Any]]], watcher: Watcher, le
     raise AssertionError(f"the stream ended at {len(watcher.text)} characters")
 
 
+def drained_within(events: Iterator[Any], seconds: float) -> bool:
+    """Read `events` to their end on a thread; False if they had not ended after `seconds`."""
+    reader = threading.Thread(target=lambda: collections.deque(events, maxlen=0), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    return not reader.is_alive()
+
+
 def stop_until_done(
     client: httpx.Client,
     turn: dict[str, Any],
@@ -252,10 +260,7 @@ def stop_until_done(
     """Stop the turn's answer through `client`; the watcher's stream then ends with exactly
     the text the stop kept — within a minute, or the failure says what each server logged."""
     stopped = client.post(f"/api/messages/{turn['assistant_message']['id']}/stop")
-    drained = threading.Thread(target=lambda: collections.deque(events, maxlen=0), daemon=True)
-    drained.start()
-    drained.join(60)
-    if drained.is_alive():
+    if not drained_within(events, 60):
         logs = "\n".join(f"--- server {server.base_url}:\n{server.log()[-4000:]}" for server in servers)
         raise AssertionError(f"no 'done' a minute after the stop ({stopped.status_code} {stopped.text[:300]})\n{logs}")
     assert stopped.json()["status"] == "stopped"
@@ -302,10 +307,7 @@ def test_a_watcher_in_another_process_ends_when_the_owner_dies(redis_url: str) -
                     break
             owner.process.send_signal(signal.SIGKILL)
             killed = time.monotonic()
-            drained = threading.Thread(target=lambda: collections.deque(events, maxlen=0), daemon=True)
-            drained.start()
-            drained.join(30)
-            assert not drained.is_alive(), "the watcher never ended after its owner died"
+            assert drained_within(events, 30), "the watcher never ended after its owner died"
             assert watcher.done is not None and watcher.done["status"] == "failed"
             assert watcher.done["error"]["code"] == "interrupted"
             assert time.monotonic() - killed < 3 + 5 + 5  # stale + a ping + slack
