@@ -46,6 +46,9 @@ GENERATION = Histogram(
 TOKENS = Counter("ghostgpt_tokens_total", "Tokens billed.", ["model", "direction"])
 COST = Counter("ghostgpt_cost_total", "Money billed, in the configured currency.", ["model"])
 UPSTREAM_ERRORS = Counter("ghostgpt_upstream_errors_total", "Failed upstream attempts.", ["model", "upstream"])
+RESPONSE_CACHE = Counter(
+    "ghostgpt_response_cache_total", "Requests that asked for the response cache, by result.", ["model", "result"]
+)
 FAILOVERS = Counter("ghostgpt_failovers_total", "Requests served by another deployment after a failure.", ["model"])
 LIVE_STREAMS = Gauge("ghostgpt_live_streams", "SSE responses streaming now.", multiprocess_mode="livesum")
 AGENTS = Gauge("ghostgpt_agents_connected", "Dial-in agents connected now.", multiprocess_mode="livesum")

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 MONEY = {"max_digits": 24, "decimal_places": 10}
 
@@ -97,6 +98,9 @@ class ApiKey(models.Model):
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, help_text="Empty = the account's.")
     rpm_override = models.PositiveIntegerField(null=True, blank=True)
     tpm_override = models.PositiveIntegerField(null=True, blank=True)
+    response_cache = models.BooleanField(
+        default=False, help_text="Answer repeated deterministic requests from the response cache (chat.api.cache)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -239,6 +243,10 @@ class UsageRecord(models.Model):
     failed = models.BooleanField(default=False, help_text="The request ended in an error.")
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to the first token.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From the request to its end.")
+    # Answered from the response cache (chat.api.cache): billed at the cache price; `cache_saved`
+    # is what the same answer costs at the model's price, less what was billed.
+    cache_hit = models.BooleanField(default=False)
+    cache_saved = models.DecimalField(**MONEY, default=Decimal(0))
     # Only with GHOSTGPT_CONSOLE_REQUEST_TEXT > 0: the start of the last user message and of the answer.
     prompt_excerpt = models.TextField(blank=True)
     answer_excerpt = models.TextField(blank=True)
@@ -266,6 +274,9 @@ class UsageHour(models.Model):
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(default=Decimal(0), **MONEY)
+    # Of `requests`: answered from the response cache, and what that saved (chat.api.cache).
+    cache_hits = models.PositiveIntegerField(default=0)
+    cache_saved = models.DecimalField(default=Decimal(0), **MONEY)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "key_id", "model", "hour"], name="usage_hour_unique")]
@@ -410,3 +421,18 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.pk
+
+
+class CachedResponse(models.Model):
+    """An answer kept by the response cache (chat.api.cache) where there is no Redis: the
+    events a backend produced for one deterministic request, replayed in any dialect."""
+
+    # "a<account id>" or "a<account id>:k<key id>": who may be answered from it.
+    scope = models.CharField(max_length=64)
+    key = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA-256 of the scope, model and request.")
+    body = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["scope", "created_at"], name="cached_response_scope")]

@@ -56,6 +56,7 @@ class KeyAuth:
     key_budget: int | None = None
     member_budget: int | None = None
     account_budget: int | None = None
+    response_cache: bool = False  # answers repeated deterministic requests from the cache
 
     @property
     def budgets(self) -> tuple[int, ...]:
@@ -100,6 +101,7 @@ _KEY_AUTH_COLUMNS = (
     "key_budget__id",
     "member_budget__id",
     "account_budget__id",
+    "response_cache",
 )
 
 

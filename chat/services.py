@@ -136,6 +136,7 @@ def api_key_create(
     scope: str = ApiKey.Scope.FULL,  # type: ignore[assignment]
     rpm_override: int | None = None,
     tpm_override: int | None = None,
+    response_cache: bool = False,
     created_by: ApiKey | None = None,
     user: Any = None,
 ) -> tuple[ApiKey, str]:
@@ -160,6 +161,7 @@ def api_key_create(
         scope=scope,
         rpm_override=rpm_override,
         tpm_override=tpm_override,
+        response_cache=response_cache,
         created_by=created_by,
         user_id=user.pk if user is not None else (created_by.user_id if created_by is not None else None),
     )

@@ -19,3 +19,11 @@ def reconcile_reservations() -> int:
 def purge_expired_responses() -> int:
     """Stored Responses API responses past GHOSTGPT_RESPONSES_TTL_DAYS go."""
     return stored_responses_purge()
+
+
+@shared_task(name="chat.purge_response_cache")
+def purge_response_cache() -> int:
+    """The response cache's expired database entries go (Redis expires its own)."""
+    from chat.api.cache import purge_expired
+
+    return purge_expired()

@@ -286,6 +286,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Upkeep on the worker's beat (`make worker` runs one): expired stored responses go hourly.
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-responses": {"task": "chat.purge_expired_responses", "schedule": 3600.0},
+    "purge-response-cache": {"task": "chat.purge_response_cache", "schedule": 600.0},
     "purge-uploads": {"task": "tools.purge_uploads", "schedule": 3600.0},
     "reconcile-reservations": {"task": "chat.reconcile_reservations", "schedule": 600.0},
     "audit-head": {
@@ -674,6 +675,28 @@ EMAIL_USE_SSL = _email_security == "ssl"
 EMAIL_TIMEOUT = env_int("GHOSTGPT_EMAIL_TIMEOUT", 20, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("GHOSTGPT_EMAIL_FROM", "GhostGPT <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- The response cache (chat.api.cache) ---------------------------------------------
+# An exact-match cache of deterministic requests' answers (temperature 0 or a seed), used
+# where a key, a routed model (`response_cache: true`) or the request (`x-ghostgpt-cache:
+# use`) asks for it. In Redis when REDIS_URL is set, else in the database.
+_cache_price = env_float("GHOSTGPT_RESPONSE_CACHE_PRICE", 0.0)
+if _cache_price < 0:
+    raise ImproperlyConfigured("GHOSTGPT_RESPONSE_CACHE_PRICE must not be negative")
+RESPONSE_CACHE = {
+    # Off: no request is answered from it or stored in it, whatever keys and models ask.
+    "ENABLED": env_bool("GHOSTGPT_RESPONSE_CACHE", True),
+    "TTL_SECONDS": env_int("GHOSTGPT_RESPONSE_CACHE_TTL_SECONDS", 3600, minimum=1),
+    # The largest answer kept (its events as JSON), and the most answers kept per scope
+    # (the oldest go first).
+    "MAX_ENTRY_BYTES": env_int("GHOSTGPT_RESPONSE_CACHE_MAX_ENTRY_BYTES", 256 * 1024, minimum=1024),
+    "MAX_ENTRIES": env_int("GHOSTGPT_RESPONSE_CACHE_MAX_ENTRIES", 1000, minimum=1),
+    # Who shares answers: each key its own ("key"; an organization's members share a wallet,
+    # not their answers) or every key of an account ("account"). Never across accounts.
+    "SCOPE": env_choice("GHOSTGPT_RESPONSE_CACHE_SCOPE", "key", ("key", "account")),
+    # A hit is billed this fraction of what the answer costs at the model's price (0: free).
+    "PRICE": Decimal(str(_cache_price)),
+}
 
 # --- The gateway -------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class KeyOutput(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     rpm = serializers.IntegerField(source="rpm_override", allow_null=True)
     tpm = serializers.IntegerField(source="tpm_override", allow_null=True)
+    response_cache = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
 
@@ -130,6 +131,7 @@ KEY_FIELDS = {
     "scope": "scope",
     "rpm": "rpm_override",
     "tpm": "tpm_override",
+    "response_cache": "response_cache",
 }
 
 
@@ -143,6 +145,7 @@ class KeyListCreateApi(APIView):
         scope = serializers.ChoiceField(choices=ApiKey.Scope.values, default=ApiKey.Scope.FULL)
         rpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**9)
         tpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**12)
+        response_cache = serializers.BooleanField(required=False)
 
     def get(self, request: Request) -> Response:
         if request.auth.scope != ApiKey.Scope.FULL:
@@ -191,6 +194,7 @@ class KeyDetailApi(APIView):
         scope = serializers.ChoiceField(choices=ApiKey.Scope.values, required=False)
         rpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**9)
         tpm = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=10**12)
+        response_cache = serializers.BooleanField(required=False)
 
     def patch(self, request: Request, key_id: int) -> Response:
         key = api_key_get_for_account(account=request.user, key_id=key_id)

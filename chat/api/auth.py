@@ -93,6 +93,8 @@ class Principal:
     # the account's time zone, where their periods begin.
     budgets: tuple[int, ...] = ()
     time_zone: str = "UTC"
+    # The key asks for the response cache on every deterministic request (chat.api.cache).
+    response_cache: bool = False
 
     def may_use(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -124,6 +126,7 @@ class Principal:
             in_debt,
             key.budgets,
             key.account_time_zone,
+            key.response_cache,
         )
 
     @classmethod

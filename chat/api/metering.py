@@ -178,6 +178,13 @@ class Meter:
         self._answer: list[str] = []
         self._answer_length = 0
         self._settled = False
+        # Answered from the response cache (chat.api.cache): the model's own price, for what
+        # the hit saved; a hit holds no TPM (no model works for it).
+        self.full_price: Price | None = None
+
+    def cache_hit(self, factor: Decimal) -> None:
+        """The answer is replayed from the response cache: billed `factor` of the model's price."""
+        self.full_price, self.price = self.price, self.price.scaled(factor)
 
     def answered_by(self, *, model: str, requested_model: str, price: Price) -> None:
         """The request was answered by another model than the one reserved for (a client's
@@ -208,7 +215,7 @@ class Meter:
             self._settled = True
             raise in_debt_error()
         for limits in self.principal.all_limits:
-            if limits.tpm is not None:  # no TPM, nothing to hold: its tokens are added at the end
+            if limits.tpm is not None and self.full_price is None:  # no TPM: its tokens are added at the end
                 await self._hold_tokens(limits)
         if self.price.is_free or self.counted_locally:
             return  # a local count reserves the exact cost at `accepted`, before any model work
@@ -372,6 +379,9 @@ class Meter:
             answer_excerpt="".join(self._answer),
         )
         cost = record.prompt_cost + record.completion_cost
+        if self.full_price is not None:
+            record.cache_hit = True
+            record.cache_saved = max(self.full_price.cost(usage) - cost, Decimal(0))
         try:
             if self.reservation is not None:
                 await self._settle_reservation(record, cost, failed=failed)
@@ -385,7 +395,7 @@ class Meter:
         try:  # whatever happened to the money, the TPM hold is corrected
             for hold in self.holds:
                 await limiter().correct_tokens(hold, usage.total_tokens)
-            if not any(hold.limits is self.principal.limits for hold in self.holds):
+            if self.full_price is None and not any(hold.limits is self.principal.limits for hold in self.holds):
                 await limiter().add_tokens(self.principal.limits, usage.total_tokens)
         except Exception:
             logger.exception("correcting the token hold of request %s failed", self.request_id)

@@ -37,6 +37,7 @@ from chat.executors import Busy
 from chat.jsonbytes import dumps
 from chat.metrics import FIRST_TOKEN, GENERATION
 
+from . import cache
 from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
 from .auth import MODEL_TIER, Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
@@ -169,8 +170,10 @@ async def serve(
     `finished(encoder, failed)` runs once the answer is complete (after billing)."""
     generation = replace(parsed.generation, stream=parsed.stream)
     backend = backend_for(generation.model, principal)
-    canonical = registry.canonical_info(backend).id
+    info = registry.canonical_info(backend)
+    canonical = info.id
     request.metrics_model = canonical  # type: ignore[attr-defined]
+    asked = generation
     generation = await fit_request(generation, backend)
     dropped = bool(parsed.generation.tools) and not generation.tools and parsed.generation.tool_choice != "none"
     started = getattr(request, "started_at", time.perf_counter())
@@ -186,6 +189,12 @@ async def serve(
     answered: _Answered | None = None
     if parsed.fallbacks:
         meter, stream, answered = await _with_fallbacks(principal, parsed, generation, backend, meter)
+    decision = None if parsed.fallbacks else await cache.decide(request, principal, asked, info)
+    if decision is not None and decision.state == "hit":
+        meter.cache_hit(settings.RESPONSE_CACHE["PRICE"])
+        stream = cache.replay(decision.events)
+    elif decision is not None and decision.state == "miss":
+        stream = cache.recorded(stream, decision, generation.choice_count)
     await meter.admit()  # 429 / 402 before any model is contacted
     encoder = make_encoder(generation, meter)
     if answered is not None:  # a fallback list: the encoder names the model that answers
@@ -226,6 +235,8 @@ async def serve(
         response[DROPPED_TOOLS_HEADER] = "function"
     if answered is not None and not parsed.stream:
         response[ANSWERED_BY_HEADER] = answered.model or canonical
+    if decision is not None:
+        response[cache.HEADER] = decision.state
     return response
 
 

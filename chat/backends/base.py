@@ -226,6 +226,9 @@ class ModelInfo:
     # Where it runs: "local" (this deployment's own model processes), "routed" (an upstream
     # the operator configured) or "agents" (dial-in agents). Shown in the chat's model picker.
     source: str = "local"
+    # The operator's opt-in to the response cache for every request to this model
+    # (chat.api.cache; a routed model's `response_cache: true`).
+    response_cache: bool = False
 
 
 Readiness = Literal["ready", "loading", "failed"]

@@ -142,6 +142,12 @@ def _unsupported_tools(model_id: str, value: Any) -> str:
     return str(value)
 
 
+def _flag(model_id: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"model {model_id!r}: {name} must be true or false")
+    return value
+
+
 def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedModel:
     if not isinstance(spec, dict) or not isinstance(spec.get("deployments"), list) or not spec["deployments"]:
         raise ImproperlyConfigured(f"model {model_id!r}: at least one deployment is required")
@@ -167,6 +173,7 @@ def _model(model_id: str, spec: Any, upstreams: dict[str, Upstream]) -> RoutedMo
         image_tokens=max(int(spec.get("image_tokens", default_image_tokens)), 0),
         unsupported_tools=_unsupported_tools(model_id, spec.get("unsupported_tools")),
         source="local" if spec.get("local") else "routed",
+        response_cache=_flag(model_id, "response_cache", spec.get("response_cache", False)),
     )
     return RoutedModel(
         info,

@@ -76,6 +76,22 @@ class Price:
     def cost(self, usage: Usage) -> Decimal:
         return self.prompt_cost(usage) + self.completion_cost(usage)
 
+    def scaled(self, factor: Decimal) -> Price:
+        """Every rate times `factor` (a response-cache hit's price: chat.api.cache)."""
+
+        def times(rate: Decimal | None) -> Decimal | None:
+            return None if rate is None else rate * factor
+
+        return Price(
+            prompt_per_million=self.prompt_per_million * factor,
+            completion_per_million=self.completion_per_million * factor,
+            cached_prompt_per_million=times(self.cached_prompt_per_million),
+            cache_write_per_million=times(self.cache_write_per_million),
+            reasoning_per_million=times(self.reasoning_per_million),
+            per_image=self.per_image * factor,
+            per_audio_second=self.per_audio_second * factor,
+        )
+
     def worst_cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """What a request may cost at most: what it reserves before the upstream is called."""
         return (self.worst_prompt_rate * prompt_tokens + self.worst_completion_rate * completion_tokens) / MILLION

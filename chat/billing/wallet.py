@@ -126,9 +126,9 @@ def _rollup_sql(vendor: str, source: str) -> str:
     quote = _quoted(vendor)
     table = quote(UsageHour._meta.db_table)
     keys = ["account_id", "key_id", "model", "hour"]
-    sums = ["requests", "prompt_tokens", "completion_tokens", "cost"]
+    sums = ["requests", "prompt_tokens", "completion_tokens", "cost", "cache_hits", "cache_saved"]
     columns = ", ".join(quote(c) for c in keys + sums)
-    select = "SELECT %s, %s, %s, %s, 1, %s, %s, %s" + (f" FROM {source}" if source else "")
+    select = "SELECT %s, %s, %s, %s, 1, %s, %s, %s, %s, %s" + (f" FROM {source}" if source else "")
     added = ", ".join(f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}" for c in sums)
     return (
         f"INSERT INTO {table} ({columns}) {select} "
@@ -149,6 +149,8 @@ def _rollup(db: BaseDatabaseWrapper, usage: UsageRecord, source: str = "") -> tu
         usage.prompt_tokens,
         usage.completion_tokens,
         _COST.get_db_prep_save(usage.prompt_cost + usage.completion_cost, db),
+        int(usage.cache_hit),
+        _COST.get_db_prep_save(usage.cache_saved, db),
     ]
     return _rollup_sql(db.vendor, source), values
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from chat.models import Account, ApiKey, LedgerEntry, TrafficSample, UsageHour, UsageRecord
 
 COST_PLACES = Decimal("0.0000000001")
-SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost")
+SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost", "cache_hits", "cache_saved")
 
 
 def money(value: Decimal | None) -> str:
@@ -73,9 +73,10 @@ def usage_report(query: UsageQuery) -> dict[str, Any]:
         rows = rows.annotate(bucket=F("hour"))
     grouped = rows.values_list("bucket", "model").annotate(*(Sum(name) for name in SUMS)).order_by("bucket", "model")
     data = []
-    requests, prompt, completion, cost = 0, 0, 0, Decimal(0)
-    for bucket, model, n, p, c, spent in grouped:
+    requests, prompt, completion, cost, hits, saved = 0, 0, 0, Decimal(0), 0, Decimal(0)
+    for bucket, model, n, p, c, spent, h, s in grouped:
         requests, prompt, completion, cost = requests + n, prompt + p, completion + c, cost + spent
+        hits, saved = hits + h, saved + s
         data.append(
             {
                 "bucket": _bucket_label(bucket, query),
@@ -84,11 +85,21 @@ def usage_report(query: UsageQuery) -> dict[str, Any]:
                 "prompt_tokens": p,
                 "completion_tokens": c,
                 "cost": money(spent),
+                "cache_hits": h,
+                "cache_saved": money(s),
             }
         )
     return {
         "data": data,
-        "totals": {"requests": requests, "prompt_tokens": prompt, "completion_tokens": completion, "cost": money(cost)},
+        "totals": {
+            "requests": requests,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cost": money(cost),
+            # Answered from the response cache (chat.api.cache), and what they saved.
+            "cache_hits": hits,
+            "cache_saved": money(saved),
+        },
         "models": sorted({model for model, _ in pairs}),
         "keys": _keys(query.account_id, {key_id for _, key_id in pairs if key_id}, only=query.only_key),
     }
@@ -170,6 +181,8 @@ def requests_page(
             "completion_cost": money(row.completion_cost),
             "cost": money(row.prompt_cost + row.completion_cost),
             "estimated": row.estimated,
+            "cache_hit": row.cache_hit,
+            "cache_saved": money(row.cache_saved),
             "status": "error" if row.failed else "ok",
             "ttft_ms": row.ttft_ms,
             "duration_ms": row.duration_ms,
@@ -181,7 +194,7 @@ def requests_page(
 
 
 def usage_csv_rows(query: UsageQuery) -> Iterator[list[str]]:
-    yield ["bucket", "model", "requests", "prompt_tokens", "completion_tokens", "cost"]
+    yield ["bucket", "model", *SUMS]
     for row in usage_report(query)["data"]:
         yield [row["bucket"], row["model"], *(str(row[name]) for name in SUMS)]
 

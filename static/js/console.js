@@ -301,6 +301,17 @@ async function loadUsage() {
     },
     true,
   );
+  if (data.totals.cache_hits) {
+    $("usage-totals").textContent += " · " + interpolate(
+      ngettext(
+        "%(hits)s answer from the response cache, saving %(saved)s %(currency)s",
+        "%(hits)s answers from the response cache, saving %(saved)s %(currency)s",
+        data.totals.cache_hits,
+      ),
+      { hits: count(data.totals.cache_hits), saved: money(data.totals.cache_saved), currency: data.currency },
+      true,
+    );
+  }
   const buckets = [...new Set(data.data.map((row) => row.bucket))].sort();
   const axis = everyBucket(String(data.from), String(data.to), data.bucket); // the chart shows empty ones too
   const models = [...new Set(data.data.map((row) => row.model))].sort();
@@ -494,7 +505,18 @@ async function loadRequests(more = false) {
       ]), true),
       cell(tokensWithParts(row.completion_tokens, [[row.reasoning_tokens, gettext("reasoning")]]), true),
       cell(money(row.cost), true),
-      el("td", {}, el("span", { class: `status ${row.status}` }, row.status === "ok" ? gettext("OK") : gettext("Error"))),
+      el(
+        "td",
+        {},
+        el("span", { class: `status ${row.status}` }, row.status === "ok" ? gettext("OK") : gettext("Error")),
+        row.cache_hit
+          ? el(
+              "span",
+              { class: "cache-hit", title: interpolate(gettext("Saved %s"), [money(row.cache_saved)]) },
+              gettext("cached"),
+            )
+          : null,
+      ),
       cell(millis(row.ttft_ms), true),
       cell(millis(row.duration_ms), true),
       el("td", {}, el("code", {}, row.request_id), data.text ? requestText(row) : null),
