@@ -67,10 +67,12 @@ def _populate(rows: int, others: int) -> tuple[int, str]:
     insert = (
         "INSERT INTO chat_usagerecord (account_id, key_id, model, requested_model, request_id, prompt_tokens, "
         "completion_tokens, prompt_cost, completion_cost, estimated, dialect, failed, ttft_ms, duration_ms, "
-        "prompt_excerpt, answer_excerpt, "
+        "prompt_text, answer_text, request_body, cached_tokens, cache_write_tokens, reasoning_tokens, cache_hit, "
+        "cache_saved, "
         f"created_at) SELECT %s, ({key_array})[1 + n %% 3], ({models})[1 + (n / 7) %% 3], '', 'req-' || n, "
         "100 + n %% 900, 10 + n %% 300, (100 + n %% 900) * 0.0000025, (10 + n %% 300) * 0.00001, false, 'chat', "
-        "false, 100 + n %% 400, 500 + n %% 4000, '', '', now() - (n * (365 * 86400.0 / %s)) * interval '1 second' "
+        "false, 100 + n %% 400, 500 + n %% 4000, '', '', '', 0, 0, 0, false, 0, "
+        "now() - (n * (365 * 86400.0 / %s)) * interval '1 second' "
         "FROM generate_series(1, %s) AS n"
     )
     with connection.cursor() as cursor:
@@ -79,9 +81,9 @@ def _populate(rows: int, others: int) -> tuple[int, str]:
             cursor.execute(insert.replace(key_array, "ARRAY[NULL]::bigint[]"), [account.pk, 1000, 1000])
         cursor.execute(
             "INSERT INTO chat_usagehour (account_id, key_id, model, hour, requests, prompt_tokens, "
-            "completion_tokens, cost) SELECT account_id, COALESCE(key_id, 0), model, "
+            "completion_tokens, cost, cache_hits, cache_saved) SELECT account_id, COALESCE(key_id, 0), model, "
             "date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*), sum(prompt_tokens), "
-            "sum(completion_tokens), sum(prompt_cost + completion_cost) FROM chat_usagerecord "
+            "sum(completion_tokens), sum(prompt_cost + completion_cost), 0, 0 FROM chat_usagerecord "
             "GROUP BY 1, 2, 3, 4"
         )
         cursor.execute("ANALYZE chat_usagerecord")

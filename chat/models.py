@@ -247,9 +247,13 @@ class UsageRecord(models.Model):
     # is what the same answer costs at the model's price, less what was billed.
     cache_hit = models.BooleanField(default=False)
     cache_saved = models.DecimalField(**MONEY, default=Decimal(0))
-    # Only with GHOSTGPT_CONSOLE_REQUEST_TEXT > 0: the start of the last user message and of the answer.
-    prompt_excerpt = models.TextField(blank=True)
-    answer_excerpt = models.TextField(blank=True)
+    # The request's text, redacted (chat.redaction), blanked after GHOSTGPT_REQUEST_LOG_DAYS:
+    # the last user message and the answer — their start (GHOSTGPT_CONSOLE_REQUEST_TEXT
+    # characters, shown to the key holder) or, with GHOSTGPT_REQUEST_LOGS, up to
+    # GHOSTGPT_REQUEST_LOG_MAX_CHARS, with the whole request body (for operators only).
+    prompt_text = models.TextField(blank=True)
+    answer_text = models.TextField(blank=True)
+    request_body = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from . import db
 from .billing.pricing import forget_prices
-from .models import Account, ApiKey, Budget, ModelPrice, StoredResponse, Tier, hash_api_key
+from .models import Account, ApiKey, Budget, ModelPrice, StoredResponse, Tier, UsageRecord, hash_api_key
 
 KEY_PREFIX = "gg-"
 SESSION_PREFIX = "ggs-"
@@ -211,8 +211,24 @@ def account_set_active(*, account: Account, active: bool) -> Account:
 
 
 def account_delete(*, account: Account) -> None:
-    """Delete the account; its keys go with it and stop working at once."""
-    account.delete()
+    """Delete the account; its keys go with it and stop working at once, its request logs
+    first (whatever rows of it a later rule keeps, their text goes)."""
+    with transaction.atomic():
+        request_text_purge(account_id=account.pk)
+        account.delete()
+
+
+def request_text_purge(*, account_id: int | None = None) -> int:
+    """Blank the request logs' text (chat.models.UsageRecord: prompt, answer, request body):
+    of one account, or — the beat task — of every request older than
+    GHOSTGPT_REQUEST_LOG_DAYS. The rows, their tokens and money stay. Returns how many."""
+    rows = UsageRecord.objects.all()
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    else:
+        rows = rows.filter(created_at__lt=timezone.now() - timedelta(days=int(settings.REQUEST_LOGS["DAYS"])))
+    texts = ("prompt_text", "answer_text", "request_body")
+    return rows.exclude(**{name: "" for name in texts}).update(**{name: "" for name in texts})
 
 
 def model_price_set(

@@ -27,3 +27,11 @@ def purge_response_cache() -> int:
     from chat.api.cache import purge_expired
 
     return purge_expired()
+
+
+@shared_task(name="chat.purge_request_text")
+def purge_request_text() -> int:
+    """Request logs older than GHOSTGPT_REQUEST_LOG_DAYS lose their text."""
+    from .services import request_text_purge
+
+    return request_text_purge()

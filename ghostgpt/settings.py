@@ -287,6 +287,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-responses": {"task": "chat.purge_expired_responses", "schedule": 3600.0},
     "purge-response-cache": {"task": "chat.purge_response_cache", "schedule": 600.0},
+    "purge-request-text": {"task": "chat.purge_request_text", "schedule": 3600.0},
     "purge-uploads": {"task": "tools.purge_uploads", "schedule": 3600.0},
     "reconcile-reservations": {"task": "chat.reconcile_reservations", "schedule": 600.0},
     "audit-head": {
@@ -696,6 +697,20 @@ RESPONSE_CACHE = {
     "SCOPE": env_choice("GHOSTGPT_RESPONSE_CACHE_SCOPE", "key", ("key", "account")),
     # A hit is billed this fraction of what the answer costs at the model's price (0: free).
     "PRICE": Decimal(str(_cache_price)),
+}
+
+# --- Request logs (chat.api.metering, chat.redaction) ----------------------------------
+# The text a request and its answer leave behind: the key holder's excerpts in the console
+# (GHOSTGPT_CONSOLE_REQUEST_TEXT characters) and, with GHOSTGPT_REQUEST_LOGS on, the whole
+# request body and answer for the operators' console. One mechanism: redacted before it is
+# written, blanked after GHOSTGPT_REQUEST_LOG_DAYS by beat, gone with its account.
+REQUEST_LOGS = {
+    "ENABLED": env_bool("GHOSTGPT_REQUEST_LOGS", False),
+    "DAYS": env_int("GHOSTGPT_REQUEST_LOG_DAYS", 30, minimum=1),
+    # The most characters kept of a request body and of an answer (longer ones are cut).
+    "MAX_CHARS": env_int("GHOSTGPT_REQUEST_LOG_MAX_CHARS", 65536, minimum=100),
+    # Phone numbers written without a country code are read as this region's.
+    "PHONE_REGION": env_str("GHOSTGPT_REDACT_PHONE_REGION", "US").upper(),
 }
 
 # --- The gateway -------------------------------------------------------------------

@@ -15,6 +15,7 @@ delivered — and TPM is corrected to the same count.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -27,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat import db
-from chat.backends.base import Accepted, GenerationRequest, TextDelta, Usage
+from chat.backends.base import Accepted, GenerationRequest, TextDelta, ToolCallDelta, Usage
 from chat.billing.budgets import Exceeded, exceeded
 from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor, text_floor
 from chat.billing.pricing import Price
@@ -41,6 +42,7 @@ from chat.billing.wallet import (
 )
 from chat.metrics import COST, TOKENS
 from chat.models import Account, Budget, UsageRecord
+from chat.redaction import redact
 
 from .auth import Principal
 from .errors import ApiError, rate_limited
@@ -116,6 +118,7 @@ def check_spend(key: Any) -> None:
             raise budget_exceeded(over, LEAST)
 
 
+REDACTION_MARGIN = 64
 LEAST = Decimal("1e-10")  # the ledger's smallest amount: "no room for anything"
 
 
@@ -173,8 +176,16 @@ class Meter:
         self.dialect = dialect
         self.started = time.perf_counter() if started is None else started
         self.first_token_seconds: float | None = None
-        self.excerpt_limit = int(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"])
-        self.prompt_excerpt = _last_user_text(request)[: self.excerpt_limit] if self.excerpt_limit else ""
+        # The request log (settings.REQUEST_LOGS): the whole text, or the console's excerpts.
+        self.logging = bool(settings.REQUEST_LOGS["ENABLED"])
+        self.text_limit = (
+            int(settings.REQUEST_LOGS["MAX_CHARS"]) if self.logging else int(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"])
+        )
+        # A little more is captured than kept: what the cut falls inside (an address, a card
+        # number) is still recognized and redacted whole.
+        self._capture = self.text_limit + REDACTION_MARGIN if self.text_limit else 0
+        self.prompt_text = _last_user_text(request)[: self._capture]
+        self.request_body = ""
         self._answer: list[str] = []
         self._answer_length = 0
         self._settled = False
@@ -192,12 +203,38 @@ class Meter:
         the list — at that model's price, under its canonical id."""
         self.model, self.requested_model, self.price = model, requested_model, price
 
-    def seen(self, event: TextDelta) -> None:
-        """Keep the start of the first answer, when the operator keeps request text."""
-        if event.index == 0 and self._answer_length < self.excerpt_limit:
-            piece = event.text[: self.excerpt_limit - self._answer_length]
-            self._answer.append(piece)
-            self._answer_length += len(piece)
+    def log_request(self, body: bytes) -> None:
+        """Keep the request's body, when the operator keeps request logs."""
+        if self.logging:
+            self.request_body = body[: self._capture * 4].decode("utf-8", "replace")[: self._capture]
+
+    def seen(self, event: TextDelta | ToolCallDelta) -> None:
+        """Keep the first answer (its start, for excerpts), when the operator keeps request
+        text; with request logs, its function calls too."""
+        if event.index != 0 or self._answer_length >= self._capture:
+            return
+        if isinstance(event, TextDelta):
+            piece = event.text
+        elif self.logging:
+            piece = (f"\n[call {event.name}] " if event.name else "") + event.arguments
+        else:
+            return
+        piece = piece[: self._capture - self._answer_length]
+        self._answer.append(piece)
+        self._answer_length += len(piece)
+
+    async def _texts(self) -> tuple[str, str, str]:
+        """(prompt, answer, request body) as they may be written: redacted, off the event
+        loop; nothing at all if redaction fails."""
+        texts = (self.prompt_text, "".join(self._answer), self.request_body)
+        if not any(texts):
+            return texts
+        try:
+            prompt, answer, body = await asyncio.to_thread(lambda: [redact(text)[: self.text_limit] for text in texts])
+            return prompt, answer, body
+        except Exception:
+            logger.exception("redacting the text of request %s failed: none is kept", self.request_id)
+            return "", "", ""
 
     def first_token(self) -> None:
         """The first generated token reached the client's response now."""
@@ -357,6 +394,7 @@ class Meter:
             usage = Usage(0, 0, estimated=True)
         else:
             usage = self.billable(reported, delivered_tokens)
+        prompt_text, answer_text, request_body = await self._texts()
         record = UsageRecord(
             account_id=self.principal.account_id,
             key_id=self.principal.key_id,
@@ -375,8 +413,9 @@ class Meter:
             failed=failed,
             ttft_ms=_millis(self.first_token_seconds),
             duration_ms=_millis(time.perf_counter() - self.started),
-            prompt_excerpt=self.prompt_excerpt,
-            answer_excerpt="".join(self._answer),
+            prompt_text=prompt_text,
+            answer_text=answer_text,
+            request_body=request_body,
         )
         cost = record.prompt_cost + record.completion_cost
         if self.full_price is not None:

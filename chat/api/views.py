@@ -195,6 +195,7 @@ async def serve(
         stream = cache.replay(decision.events)
     elif decision is not None and decision.state == "miss":
         stream = cache.recorded(stream, decision, generation.choice_count)
+    meter.log_request(request.body)
     await meter.admit()  # 429 / 402 before any model is contacted
     encoder = make_encoder(generation, meter)
     if answered is not None:  # a fallback list: the encoder names the model that answers
@@ -323,7 +324,7 @@ async def observed(events: AsyncIterator[Event], model: str, meter: Meter) -> As
                 first = False
                 meter.first_token()
                 FIRST_TOKEN.labels(model).observe(meter.first_token_seconds or 0.0)
-            if meter.excerpt_limit and isinstance(event, TextDelta):
+            if meter.text_limit and isinstance(event, TextDelta | ToolCallDelta):
                 meter.seen(event)
             yield event
     finally:

@@ -55,6 +55,35 @@ class AccountApi(OpsApi):
         return Response({"id": account.pk, "active": account.is_active})
 
 
+class AccountRequestsApi(OpsApi):
+    """An account's request log: each request with its text — redacted when written
+    (chat.redaction) — and, with GHOSTGPT_REQUEST_LOGS, its body."""
+
+    class InputSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(default=20, min_value=1, max_value=100)
+        before = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    def get(self, request: Request, account_id: int) -> Response:
+        if not Account.objects.filter(pk=account_id).exists():
+            raise ApiError(404, "No such account.", error_type="not_found_error", code="not_found")
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        params = data.validated_data
+        rows = selectors.requests_page(
+            account_id=account_id, limit=params["limit"], before=params.get("before"), text_limit=None
+        )
+        return Response(
+            {
+                "object": "list",
+                "currency": settings.GHOSTGPT["CURRENCY"],
+                "logs": bool(settings.REQUEST_LOGS["ENABLED"]),
+                "days": settings.REQUEST_LOGS["DAYS"],
+                "data": rows,
+                "has_more": len(rows) == params["limit"],
+            }
+        )
+
+
 class OpsTopUpApi(TopUpApi):
     authentication_classes = [auth.ConsoleOperatorAuthentication]
     permission_classes = [auth.SignedInOperator]

@@ -142,7 +142,7 @@ def requests_page(
     before: int | None = None,
     key_id: int | None = None,
     model: str | None = None,
-    with_text: bool = False,
+    text_limit: int | None = 0,
     only_key: int | None = None,
 ) -> list[dict[str, Any]]:
     """The latest requests, newest first; `before` is the last id of the previous page;
@@ -155,6 +155,8 @@ def requests_page(
             rows = rows.filter(key_id=key)
     if model:
         rows = rows.filter(model=model)
+    if text_limit is not None:  # the request bodies are the operators' only
+        rows = rows.defer("request_body", *(() if text_limit else ("prompt_text", "answer_text")))
     rows = rows.select_related("key").order_by("-id")[:limit]
     return [
         {
@@ -186,11 +188,18 @@ def requests_page(
             "status": "error" if row.failed else "ok",
             "ttft_ms": row.ttft_ms,
             "duration_ms": row.duration_ms,
-            # Present only where the operator keeps request text (GHOSTGPT_CONSOLE_REQUEST_TEXT).
-            **({"prompt": row.prompt_excerpt, "answer": row.answer_excerpt} if with_text else {}),
+            # The request's text (chat.redaction: redacted when written): none (0), its start
+            # (the key holder's excerpts), or all of it with the request body (None: operators).
+            **_text(row, text_limit),
         }
         for row in rows
     ]
+
+
+def _text(row: UsageRecord, limit: int | None) -> dict[str, str]:
+    if limit is None:
+        return {"prompt": row.prompt_text, "answer": row.answer_text, "body": row.request_body}
+    return {"prompt": row.prompt_text[:limit], "answer": row.answer_text[:limit]} if limit else {}
 
 
 def usage_csv_rows(query: UsageQuery) -> Iterator[list[str]]:

@@ -19,6 +19,7 @@ urlpatterns = [
     path("console/api/ops/session", views.OperatorSessionApi.as_view()),
     path("console/api/ops/accounts", ops_views.AccountsApi.as_view()),
     path("console/api/ops/accounts/<int:account_id>", ops_views.AccountApi.as_view()),
+    path("console/api/ops/accounts/<int:account_id>/requests", ops_views.AccountRequestsApi.as_view()),
     path("console/api/ops/topup", ops_views.OpsTopUpApi.as_view()),
     path("console/api/ops/topups", ops_views.TopUpsApi.as_view()),
     path("console/api/ops/models", ops_views.ModelsHealthApi.as_view()),

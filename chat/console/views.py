@@ -317,7 +317,7 @@ class RequestsApi(ConsoleApi):
             key_id=params.get("key"),
             only_key=own_key_only(request),
             model=params.get("model") or None,
-            with_text=bool(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"]),
+            text_limit=int(settings.GHOSTGPT["CONSOLE_REQUEST_TEXT"]),
         )
         return Response(
             {

@@ -49,6 +49,7 @@ function accountRow(account) {
       "td",
       { class: "actions" },
       el("button", { type: "button", class: "primary", onclick: () => openTopUp(account) }, gettext("Top up")),
+      el("button", { type: "button", onclick: () => guarded(() => openLog(account)) }, gettext("Requests")),
       el(
         "button",
         {
@@ -123,6 +124,47 @@ function openTopUp(account) {
   $("topup-result").textContent = "";
   $("topup-dialog").showModal();
   $("topup-amount").focus();
+}
+
+// --- an account's request log ----------------------------------------------------------
+
+async function openLog(account, more = false) {
+  if (!more) {
+    state.logAccount = account;
+    state.logBefore = null;
+    $("log-entries").replaceChildren();
+  }
+  const params = new URLSearchParams({ limit: "20" });
+  if (more && state.logBefore) params.set("before", String(state.logBefore));
+  const data = await api(`/console/api/ops/accounts/${account.id}/requests?${params}`);
+  $("log-account").textContent = interpolate(
+    data.logs
+      ? gettext("Account #%(id)s %(name)s: requests with their text, redacted, kept %(days)s days.")
+      : gettext("Account #%(id)s %(name)s: request logs are off (GHOSTGPT_REQUEST_LOGS); excerpts only, if kept."),
+    { id: account.id, name: account.name, days: data.days },
+    true,
+  );
+  $("log-entries").append(
+    ...data.data.map((row) =>
+      el(
+        "li",
+        { "data-request": row.request_id },
+        el("p", {}, el("strong", {}, `${dateTime(row.created_at)} · ${row.model} · ${row.dialect || "—"}`), " ",
+          el("code", {}, row.request_id), " · ", money(row.cost)),
+        logText(gettext("Prompt"), row.prompt),
+        logText(gettext("Answer"), row.answer),
+        row.body ? el("details", {}, el("summary", {}, gettext("Request body")), el("pre", {}, row.body)) : null,
+      ),
+    ),
+  );
+  if (!more && !data.data.length) $("log-entries").append(el("li", {}, gettext("No requests yet.")));
+  state.logBefore = data.data.length ? data.data[data.data.length - 1].id : null;
+  $("log-more").hidden = !data.has_more;
+  if (!more) $("log-dialog").showModal();
+}
+
+function logText(label, text) {
+  return el("p", { class: "log-text" }, el("strong", {}, label), ": ", text || "—");
 }
 
 async function topUp(event) {
@@ -341,6 +383,7 @@ async function start() {
     guarded(() => loadAccounts());
   });
   $("accounts-more").addEventListener("click", () => guarded(() => loadAccounts(true)));
+  $("log-more").addEventListener("click", () => guarded(() => openLog(state.logAccount, true)));
   $("topup-form").addEventListener("submit", topUp);
   $("audit-form").addEventListener("submit", (event) => {
     event.preventDefault();
