@@ -16,6 +16,10 @@ from ghostgpt.handler import GhostGPTASGIHandler  # noqa: E402
 
 django_asgi_app = GhostGPTASGIHandler()
 
+from chat import tracing  # noqa: E402
+
+tracing.setup()  # OpenTelemetry traces, when an OTLP endpoint is configured
+
 from chat.backends import registry  # noqa: E402  (needs the app registry ready)
 
 # Start loading models in the background now, so /health can report progress

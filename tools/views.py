@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chat import tracing
 from chat.accounts.drf import ApiKeyAuthentication
 from chat.api.errors import ApiError, count_or_429, error_payload
 from chat.api.metering import check_spend
@@ -79,6 +80,14 @@ class ToolApi(APIView):
         count_or_429(limits, "tool requests")
 
     def start(self, request: Request, params: dict[str, Any], upload: Path | None = None) -> Response:
+        attributes = {"ghostgpt.tool": self.tool, "http.request.method": request.method, "url.path": request.path}
+        with tracing.serving(f"tool {self.tool}", attributes, request.headers) as span:
+            response = self._start(request, params, upload)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    def _start(self, request: Request, params: dict[str, Any], upload: Path | None) -> Response:
         self._limit(request)
         if request.auth is not None:  # a key's account in debt or over a budget: 402, as for the models
             check_spend(request.auth)

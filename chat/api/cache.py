@@ -103,6 +103,7 @@ def entry_key(scope: str, model: str, generation: GenerationRequest) -> str:
         stream=True,
         user=None,
         prompt_cache_key=None,
+        trace=None,
         messages=tuple(replace(m, origin="", cache_ttl=None) for m in generation.messages),
         tools=tuple(replace(t, cache_ttl=None) for t in generation.tools),
     )

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import db
+from chat import db, tracing
 from chat.backends.base import Accepted, GenerationRequest, TextDelta, ToolCallDelta, Usage
 from chat.billing.budgets import Exceeded, exceeded
 from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor, text_floor
@@ -192,6 +192,10 @@ class Meter:
         # Answered from the response cache (chat.api.cache): the model's own price, for what
         # the hit saved; a hit holds no TPM (no model works for it).
         self.full_price: Price | None = None
+        # What settling billed, and the request's trace span (chat.tracing), if traced.
+        self.billed: Usage | None = None
+        self.billed_cost = Decimal(0)
+        self.trace: Any = None
 
     def cache_hit(self, factor: Decimal) -> None:
         """The answer is replayed from the response cache: billed `factor` of the model's price."""
@@ -418,14 +422,16 @@ class Meter:
             request_body=request_body,
         )
         cost = record.prompt_cost + record.completion_cost
+        self.billed, self.billed_cost = usage, cost
         if self.full_price is not None:
             record.cache_hit = True
             record.cache_saved = max(self.full_price.cost(usage) - cost, Decimal(0))
         try:
-            if self.reservation is not None:
-                await self._settle_reservation(record, cost, failed=failed)
-            elif usage.total_tokens:
-                await db.write(usage_record, usage=record)
+            with tracing.step(self.trace, "wallet settle", **{"ghostgpt.cost": float(cost)}):
+                if self.reservation is not None:
+                    await self._settle_reservation(record, cost, failed=failed)
+                elif usage.total_tokens:
+                    await db.write(usage_record, usage=record)
             TOKENS.labels(self.model, "in").inc(usage.prompt_tokens)
             TOKENS.labels(self.model, "out").inc(usage.completion_tokens)
             COST.labels(self.model).inc(float(cost))

@@ -15,7 +15,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from opentelemetry.trace import Span
 
+from chat import tracing
 from chat.backends import registry
 from chat.backends.base import (
     Accepted,
@@ -37,7 +39,7 @@ from chat.executors import Busy
 from chat.jsonbytes import dumps
 from chat.metrics import FIRST_TOKEN, GENERATION
 
-from . import cache
+from . import cache, traced
 from .anthropic import MessagesEncoder, anthropic_errors, parse_messages
 from .auth import MODEL_TIER, Principal, authenticate
 from .encoders import ChatEncoder, CompletionEncoder, Encoder
@@ -167,12 +169,37 @@ async def serve(
     finished: Finished | None = None,
 ) -> HttpResponse:
     """Admit, meter and run one parsed generation; the answer as SSE or one JSON body.
-    `finished(encoder, failed)` runs once the answer is complete (after billing)."""
-    generation = replace(parsed.generation, stream=parsed.stream)
+    `finished(encoder, failed)` runs once the answer is complete (after billing). Traced
+    (chat.tracing) when the deployment exports traces: the span ends when the answer is
+    billed, or with the error that ended the request before it began."""
+    if not tracing.enabled():
+        return await _serve(request, principal, parsed, make_encoder, finished, None)
+    span = traced.start(request, principal, replace(parsed.generation, stream=parsed.stream), dialect_of(request.path))
+    try:
+        return await _serve(request, principal, parsed, make_encoder, finished, span)
+    except BaseException as exc:
+        if span.is_recording():  # not yet ended by the settlement
+            tracing.failed(span, exc)
+            span.set_attribute("http.response.status_code", getattr(exc, "status", 500))
+            span.end()
+        raise
+
+
+async def _serve(
+    request: HttpRequest,
+    principal: Principal,
+    parsed: ParsedRequest,
+    make_encoder: Callable[[GenerationRequest, Meter], Encoder],
+    finished: Finished | None,
+    span: Span | None,
+) -> HttpResponse:
+    generation = replace(parsed.generation, stream=parsed.stream, trace=span)
     backend = backend_for(generation.model, principal)
     info = registry.canonical_info(backend)
     canonical = info.id
     request.metrics_model = canonical  # type: ignore[attr-defined]
+    if span is not None:
+        span.set_attribute("ghostgpt.model", canonical)
     asked = generation
     generation = await fit_request(generation, backend)
     dropped = bool(parsed.generation.tools) and not generation.tools and parsed.generation.tool_choice != "none"
@@ -196,7 +223,9 @@ async def serve(
     elif decision is not None and decision.state == "miss":
         stream = cache.recorded(stream, decision, generation.choice_count)
     meter.log_request(request.body)
-    await meter.admit()  # 429 / 402 before any model is contacted
+    meter.trace = span
+    with tracing.step(span, "wallet reserve"):
+        await meter.admit()  # 429 / 402 before any model is contacted
     encoder = make_encoder(generation, meter)
     if answered is not None:  # a fallback list: the encoder names the model that answers
         answered.encoder = encoder
@@ -208,9 +237,13 @@ async def serve(
                 await finished(encoder, failed)
             except Exception:  # the answer stands; only what follows it is lost
                 logger.exception("after-response step of %s failed", encoder.id)
+        if span is not None:
+            if encoder.usage is not None:
+                tracing.past(span, "queue wait", waited_at, encoder.usage.queue_seconds)
+            traced.finish(span, meter, encoder, failed=failed, cache=decision.state if decision else None)
 
     events = observed(until_revoked(stream(), principal.key_id), canonical, meter)
-    waited = time.perf_counter()
+    waited, waited_at = time.perf_counter(), time.time()
     try:
         first = await anext(events)  # admission: errors up to here are still HTTP errors
         await meter.accepted(first)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -117,6 +117,9 @@ class GenerationRequest:
     stream: bool = True
     # OpenAI's `prompt_cache_key`: requests sharing it are routed to the same prompt cache.
     prompt_cache_key: str | None = None
+    # The request's trace span (chat.tracing), under which a backend records its calls; None
+    # when the request is not traced. Not part of what is asked.
+    trace: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_chat(self) -> bool:

@@ -31,9 +31,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from opentelemetry.trace import SpanKind
 
+from chat import tracing
 from chat.jsonbytes import loads
 from chat.metrics import CIRCUIT_OPEN, FAILOVERS, UPSTREAM_ERRORS
 from chat.signals import circuit_changed
@@ -230,7 +233,8 @@ class RoutedModel:
             last: BackendError | None = None
             for deployment in self._order():
                 started = time.monotonic()
-                attempt = try_deployment(deployment, request)
+                span = self._traced(request, deployment, failover=last)
+                attempt = try_deployment(deployment, request, tracing.headers(span))
                 sent_text = False
                 try:
                     async for event in attempt:
@@ -251,14 +255,45 @@ class RoutedModel:
                     deployment.failed()
                     UPSTREAM_ERRORS.labels(self.info.id, deployment.upstream.name).inc()
                     logger.warning("upstream %s failed: %s", deployment.label, exc.message)
+                    if span is not None:
+                        tracing.failed(span, exc)
                     if sent_text:
                         raise  # text already reached the client: end the stream with an error
                     last = exc
                 finally:
                     await attempt.aclose()  # type: ignore[attr-defined]
+                    if span is not None:
+                        span.end()
             raise last or UpstreamFailed(f"No upstream is configured for '{self.info.id}'.")
         finally:
             self.running -= 1
+
+    def _traced(self, request: GenerationRequest, deployment: Deployment, *, failover: BackendError | None) -> Any:
+        """The attempt's CLIENT span under the request's, if traced; a failover (an attempt
+        after a failed one) is an event on the request's span."""
+        if request.trace is None:
+            return None
+        upstream = deployment.upstream
+        if failover is not None:
+            request.trace.add_event(
+                "failover",
+                {"ghostgpt.error": failover.message[:300], "ghostgpt.deployment": deployment.label},
+            )
+        address = urlsplit(upstream.base_url)
+        return tracing.child(
+            request.trace,
+            f"chat {deployment.model}",
+            kind=SpanKind.CLIENT,
+            **{
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": tracing.PROVIDERS.get(upstream.kind, upstream.kind),
+                "gen_ai.request.model": deployment.model,
+                "server.address": address.hostname,
+                "server.port": address.port,
+                "ghostgpt.upstream": upstream.name,
+                "ghostgpt.deployment": deployment.label,
+            },
+        )
 
     async def embed(self, body: dict[str, Any]) -> dict[str, Any]:
         """OpenAI's /embeddings on the first deployment that answers (by priority and weight,

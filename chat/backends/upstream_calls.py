@@ -68,16 +68,18 @@ async def post(
     body: dict[str, Any],
     params: dict[str, str] | None = None,
     timeout: aiohttp.ClientTimeout | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> aiohttp.ClientResponse:
     """POST to the upstream; a timeout or a connection failure is an UpstreamFailed (the
-    caller fails over). `timeout`: instead of the session's."""
+    caller fails over). `timeout`: instead of the session's; `extra_headers`: beside the
+    upstream's own (a trace's `traceparent`)."""
     session = upstream.session()
     try:
         return await session.post(
             upstream.base_url + path,
             params=params or None,
             json=body,
-            headers=upstream.headers(),
+            headers={**upstream.headers(), **extra_headers} if extra_headers else upstream.headers(),
             timeout=timeout or session.timeout,
         )
     except TimeoutError:
@@ -86,7 +88,9 @@ async def post(
         raise UpstreamFailed(f"Could not reach the upstream '{upstream.name}' ({type(exc).__name__}).") from None
 
 
-async def try_deployment(deployment: Deployment, request: GenerationRequest) -> AsyncIterator[Event]:
+async def try_deployment(
+    deployment: Deployment, request: GenerationRequest, trace_headers: dict[str, str] | None = None
+) -> AsyncIterator[Event]:
     upstream = deployment.upstream
     outgoing = upstream.wire.prepare(deployment.model, request)
     whole = outgoing.body.get("stream") is False
@@ -98,7 +102,7 @@ async def try_deployment(deployment: Deployment, request: GenerationRequest) -> 
             sock_connect=upstream.connect_timeout,
             sock_read=None,
         )
-    response = await post(upstream, outgoing.path, outgoing.body, outgoing.params, timeout)
+    response = await post(upstream, outgoing.path, outgoing.body, outgoing.params, timeout, trace_headers)
     try:
         if response.status >= 400:
             await raise_for(response, upstream)
