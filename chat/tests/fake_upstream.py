@@ -3,6 +3,7 @@ recorded from api.openai.com (chat/tests/fixtures/openai-streams), with failure 
 by the URL's first path segment:
 
   /ok/v1/...        the recorded stream (usage included)
+  /delay50/v1/...   the same as /ok/, 50 ms later (a model's think time: bench/response_cache.py)
   /nousage/v1/...   the same without its usage chunk
   /fail500/v1/...   HTTP 500            /busy429/v1/...  HTTP 429 with Retry-After
   /bad400/v1/...    HTTP 400 with an OpenAI error body
@@ -122,6 +123,9 @@ class FakeUpstream:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def serve(self, handler: Any, mode: str, body: dict[str, Any]) -> None:
+        if mode == "delay50":
+            time.sleep(0.05)
+            mode = "ok"
         error = {"error": {"message": "bad things", "type": "invalid_request_error", "code": None, "param": None}}
         if mode == "fail500":
             return handler._json(500, {"error": {"message": "upstream exploded"}})
