@@ -124,8 +124,9 @@ def main() -> int:
 
     lines = [
         f"{os.cpu_count()} CPUs; {args.requests} sequential keep-alive requests per side in {ROUNDS} alternating "
-        "rounds; GhostGPT: SQLite, one `manage.py serve` process, a paying key; hits stored in the database "
-        "(no Redis), billed at the cache price (0).",
+        "rounds; GhostGPT: SQLite, one `manage.py serve` process, a paying key; entries in the database (no "
+        "Redis) and the process's copy of recent ones (GHOSTGPT_RESPONSE_CACHE_LOCAL_BYTES), hits billed at the "
+        "cache price (0).",
         "",
         "| p50 (p95) | direct | floor added | GhostGPT added, cache off | upstream at 50 ms | hit, total "
         "| hit <= floor added + 1 ms |",

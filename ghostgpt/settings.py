@@ -692,6 +692,9 @@ RESPONSE_CACHE = {
     # (the oldest go first).
     "MAX_ENTRY_BYTES": env_int("GHOSTGPT_RESPONSE_CACHE_MAX_ENTRY_BYTES", 256 * 1024, minimum=1024),
     "MAX_ENTRIES": env_int("GHOSTGPT_RESPONSE_CACHE_MAX_ENTRIES", 1000, minimum=1),
+    # Each process keeps the entries it read or wrote lately (decoded, until they expire)
+    # up to this many bytes, so a repeated hit skips the shared store's round trip. 0 = off.
+    "LOCAL_BYTES": env_int("GHOSTGPT_RESPONSE_CACHE_LOCAL_BYTES", 16 * 1024 * 1024, minimum=0),
     # Who shares answers: each key its own ("key"; an organization's members share a wallet,
     # not their answers) or every key of an account ("account"). Never across accounts.
     "SCOPE": env_choice("GHOSTGPT_RESPONSE_CACHE_SCOPE", "key", ("key", "account")),

@@ -28,11 +28,14 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
+import orjson
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
@@ -107,7 +110,11 @@ def entry_key(scope: str, model: str, generation: GenerationRequest) -> str:
         messages=tuple(replace(m, origin="", cache_ttl=None) for m in generation.messages),
         tools=tuple(replace(t, cache_ttl=None) for t in generation.tools),
     )
-    return _keyed(dumps([FORMAT, scope, asdict(normal)]))
+    try:  # orjson writes the dataclasses itself, several times faster than asdict()
+        data = orjson.dumps([FORMAT, scope, normal])
+    except TypeError:  # what orjson cannot write (an integer past 64 bits in a schema)
+        data = dumps([FORMAT, scope, asdict(normal)])
+    return _keyed(data)
 
 
 async def decide(
@@ -120,13 +127,19 @@ async def decide(
         return Decision("uncacheable")
     scope = scope_of(principal)
     key = entry_key(scope, info.id, generation)
-    try:
-        async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
-            body = await store().get(key)
-        events = _decode(body) if body is not None else None
-    except Exception:  # a cache that fails is a miss, never a failed request
-        logger.warning("response cache: reading %s failed", key[:12], exc_info=True)
-        events = None
+    events = _local.get(key)
+    if events is None:
+        try:
+            async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
+                found = await store().get(key)
+            if found is not None:
+                body, seconds_left = found
+                events = _decode(body)
+                if events:
+                    _local.put(key, events, len(body), seconds_left)
+        except Exception:  # a cache that fails is a miss, never a failed request
+            logger.warning("response cache: reading %s failed", key[:12], exc_info=True)
+            events = None
     RESPONSE_CACHE.labels(info.id, "hit" if events else "miss").inc()
     if events:
         return Decision("hit", scope, key, events)
@@ -179,6 +192,9 @@ async def _store(decision: Decision, events: list[Event], limit: int) -> None:
     body = _encode(events)
     if len(body) > limit:
         return
+    kept = _decode(body)  # as a hit from the store replays it: without this request's timings
+    if kept:
+        _local.put(decision.key, kept, len(body), float(settings.RESPONSE_CACHE["TTL_SECONDS"]))
     try:
         async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
             await store().put(decision.scope, decision.key, body)
@@ -252,8 +268,48 @@ def _decode(body: bytes) -> tuple[Event, ...] | None:
 # --- where entries live ----------------------------------------------------------------
 
 
+class Local:
+    """The entries this process read or wrote lately, decoded, until they expire: repeated
+    hits skip the shared store's round trip. Bounded by the entries' size
+    (GHOSTGPT_RESPONSE_CACHE_LOCAL_BYTES; the least recently used go first)."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, tuple[float, int, tuple[Event, ...]]] = OrderedDict()
+        self.size = 0
+
+    def get(self, key: str) -> tuple[Event, ...] | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            self._drop(key)
+            return None
+        self.entries.move_to_end(key)
+        return entry[2]
+
+    def put(self, key: str, events: tuple[Event, ...], size: int, seconds_left: float) -> None:
+        limit = int(settings.RESPONSE_CACHE["LOCAL_BYTES"])
+        if size > limit:
+            return
+        self._drop(key)
+        self.entries[key] = (time.monotonic() + seconds_left, size, events)
+        self.size += size
+        while self.size > limit:
+            self._drop(next(iter(self.entries)))
+
+    def _drop(self, key: str) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.size -= entry[1]
+
+
+_local = Local()
+
+
 class Store(Protocol):
-    async def get(self, key: str) -> bytes | None: ...
+    async def get(self, key: str) -> tuple[bytes, float] | None:
+        """The entry's body and the seconds it has left."""
+        ...
 
     async def put(self, scope: str, key: str, body: bytes) -> None: ...
 
@@ -267,9 +323,12 @@ class RedisStore:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    async def get(self, key: str) -> bytes | None:
-        value = await self.client.get(self.PREFIX + key)
-        return None if value is None else bytes(value)
+    async def get(self, key: str) -> tuple[bytes, float] | None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self.PREFIX + key)
+            pipe.pttl(self.PREFIX + key)
+            value, left = await pipe.execute()
+        return None if value is None or left <= 0 else (bytes(value), left / 1000)
 
     async def put(self, scope: str, key: str, body: bytes) -> None:
         ttl = int(settings.RESPONSE_CACHE["TTL_SECONDS"])
@@ -290,16 +349,17 @@ class RedisStore:
 
 
 class DatabaseStore:
-    async def get(self, key: str) -> bytes | None:
+    async def get(self, key: str) -> tuple[bytes, float] | None:
         return await db.run(_database_get, key)
 
     async def put(self, scope: str, key: str, body: bytes) -> None:
         await db.run(_database_put, scope=scope, key=key, body=body)
 
 
-def _database_get(key: str) -> bytes | None:
-    body = CachedResponse.objects.filter(key=key, expires_at__gt=timezone.now()).values_list("body", flat=True).first()
-    return None if body is None else bytes(body)
+def _database_get(key: str) -> tuple[bytes, float] | None:
+    now = timezone.now()
+    row = CachedResponse.objects.filter(key=key, expires_at__gt=now).values_list("body", "expires_at").first()
+    return None if row is None else (bytes(row[0]), (row[1] - now).total_seconds())
 
 
 def _database_put(*, scope: str, key: str, body: bytes) -> None:

@@ -102,7 +102,9 @@ def test_the_database_keeps_at_most_max_entries_per_scope_and_none_expired(setti
         cache._database_put(scope="a1:k1", key=f"k{number}", body=b"x")
     cache._database_put(scope="a1:k2", key="other", body=b"y")
     assert sorted(CachedResponse.objects.filter(scope="a1:k1").values_list("key", flat=True)) == ["k2", "k3", "k4"]
-    assert cache._database_get("k4") == b"x" and cache._database_get("k0") is None
+    found = cache._database_get("k4")
+    assert found is not None and found[0] == b"x" and 55 < found[1] <= 60  # the body, and the seconds it has left
+    assert cache._database_get("k0") is None
     CachedResponse.objects.filter(key="k4").update(expires_at=timezone.now() - timedelta(seconds=1))
     assert cache._database_get("k4") is None  # expired: a miss before the purge runs
     assert cache.purge_expired() == 1
@@ -115,18 +117,34 @@ def test_redis_keeps_at_most_max_entries_per_scope_with_a_ttl(settings: Any, red
     settings.RESPONSE_CACHE = {**settings.RESPONSE_CACHE, "MAX_ENTRIES": 2, "TTL_SECONDS": 30}
     scope = f"a-test-{timezone.now().timestamp()}"
 
-    async def run() -> tuple[list[bytes | None], int]:
+    async def run() -> tuple[list[bytes | None], float]:
         client = redis.Redis.from_url(redis_url)
         store = cache.RedisStore(client)
         try:
             for number in range(4):
                 await store.put(scope, f"{scope}-{number}", f"body {number}".encode())
-            got = [await store.get(f"{scope}-{number}") for number in range(4)]
-            ttl = await client.ttl(cache.RedisStore.PREFIX + f"{scope}-3")
-            return got, ttl
+            found = [await store.get(f"{scope}-{number}") for number in range(4)]
+            got = [None if entry is None else entry[0] for entry in found]
+            left = found[3][1] if found[3] else 0.0
+            return got, left
         finally:
             await client.aclose()
 
-    got, ttl = asyncio.run(run())
+    got, left = asyncio.run(run())
     assert got == [None, None, b"body 2", b"body 3"]
-    assert 0 < ttl <= 30
+    assert 25 < left <= 30
+
+
+def test_a_process_keeps_recent_entries_until_they_expire_within_its_byte_budget(settings: Any) -> None:
+    settings.RESPONSE_CACHE = {**settings.RESPONSE_CACHE, "LOCAL_BYTES": 100}
+    local = cache.Local()
+    events = tuple(EVENTS)
+    local.put("a", events, 40, 60)
+    local.put("b", events, 40, 60)
+    assert local.get("a") == events  # now the most recently used
+    local.put("c", events, 40, 60)  # 120 bytes > 100: the least recently used ("b") goes
+    assert (local.get("a"), local.get("b"), local.get("c")) == (events, None, events)
+    local.put("big", events, 101, 60)  # larger than the whole budget: not kept
+    assert local.get("big") is None and local.size == 80
+    local.put("gone", events, 10, -1)  # already expired
+    assert local.get("gone") is None and local.size == 80

@@ -1,8 +1,8 @@
 """The response cache through a running server, driven by the official SDKs: a hit replays
 the first answer in every dialect and shape without calling the upstream, is billed at the
 cache price (half, here) with the original token counts, says `x-ghostgpt-cache: hit`, and is
-never shared between keys or accounts. Each test runs with the entries in the database and
-in Redis."""
+never shared between keys or accounts. Each test runs with the entries in the database (read
+from it on every hit) and in Redis (with the process's copy of recent entries)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,9 @@ def site(request: pytest.FixtureRequest, redis_url: str) -> Iterator[tuple[LiveS
         "GHOSTGPT_ADMIN_KEY": ADMIN_KEY,
         "GHOSTGPT_PRICE_CACHE_SECONDS": "0",
         "GHOSTGPT_RESPONSE_CACHE_PRICE": "0.5",
-        **({"REDIS_URL": redis_url} if request.param == "redis" else {}),
+        # In the database, every hit read from it (no copy kept in the process); in Redis, with
+        # the process's own copy of recent entries (the default).
+        **({"REDIS_URL": redis_url} if request.param == "redis" else {"GHOSTGPT_RESPONSE_CACHE_LOCAL_BYTES": "0"}),
     }
     server = LiveServer(routes=routes, env=env)
     for model in ("gpt-cache", "gpt-always"):
