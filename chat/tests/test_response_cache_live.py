@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anthropic
@@ -21,6 +20,7 @@ from google.genai import types
 from openai import OpenAI
 
 from .live import LiveServer, funded_account, manage, server_rows
+from .loopback import Answer, Loopback, openai_stream
 
 ADMIN_KEY = "sk-admin-response-cache-0123456789"
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
@@ -31,64 +31,31 @@ HALF = Decimal("0.0015")
 PROMPT = "Tell me something. " * 150  # ~2,850 bytes: the 1,000 reported tokens are above the floor
 
 
-class Upstream:
+class Upstream(Loopback):
     """An OpenAI-compatible API on loopback whose every answer is new ("Answer 1",
     "Answer 2", …), so a replayed answer is told from a fresh one; with tools, a call."""
 
     def __init__(self) -> None:
-        owner = self
         self.calls = 0
         self.lock = threading.Lock()
+        super().__init__(self.answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._send("application/json", b'{"data": []}')
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                with owner.lock:
-                    owner.calls += 1
-                    number = owner.calls
-                common = {"id": f"chatcmpl-{number}", "created": 1, "model": body["model"]}
-                if body.get("tools"):
-                    call = {
-                        "index": 0,
-                        "id": f"call_{number}",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": json.dumps({"city": f"Paris {number}"})},
-                    }
-                    delta: dict[str, Any] = {"role": "assistant", "tool_calls": [call]}
-                    reason = "tool_calls"
-                else:
-                    delta, reason = {"role": "assistant", "content": f"Answer {number}"}, "stop"
-                chunk = {**common, "object": "chat.completion.chunk"}
-                events = [
-                    {**chunk, "choices": [{"index": 0, "delta": delta}]},
-                    {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]},
-                    {**chunk, "choices": [], "usage": USAGE},
-                ]
-                data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-                self._send("text/event-stream", data)
-
-            def _send(self, content_type: str, data: bytes) -> None:
-                self.send_response(200)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer:
+        body = json.loads(raw or b"{}")
+        with self.lock:
+            self.calls += 1
+            number = self.calls
+        if body.get("tools"):
+            call = {
+                "index": 0,
+                "id": f"call_{number}",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": json.dumps({"city": f"Paris {number}"})},
+            }
+            return openai_stream(
+                body["model"], {"role": "assistant", "tool_calls": [call]}, "tool_calls", USAGE, number
+            )
+        return openai_stream(body["model"], {"role": "assistant", "content": f"Answer {number}"}, "stop", USAGE, number)
 
 
 @pytest.fixture(scope="module", params=["database", "redis"])

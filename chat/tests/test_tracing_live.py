@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -28,6 +27,7 @@ from tools.tests.fixtures import text_pdf
 from tools.tests.test_worker_live import Worker
 
 from .live import LiveServer, funded_account, manage, wait_for
+from .loopback import Answer, Loopback, openai_stream
 
 ADMIN_KEY = "sk-admin-tracing-0123456789abcdef"
 PROMPT = "A secret question about the weather in Paris, please answer briefly. " * 20
@@ -43,55 +43,23 @@ def _value(value: AnyValue) -> Any:
     return getattr(value, kind) if kind else None
 
 
-class Collector:
+class Collector(Loopback):
     """OTLP/HTTP's trace endpoint (protobuf), keeping every span it is sent."""
 
     def __init__(self) -> None:
-        owner = self
         self.spans: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        super().__init__(self.receive)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                export = ExportTraceServiceRequest()
-                export.ParseFromString(body)
-                with owner.lock:
-                    for resource in export.resource_spans:
-                        service = {a.key: _value(a.value) for a in resource.resource.attributes}
-                        for scope in resource.scope_spans:
-                            for span in scope.spans:
-                                owner.spans.append(
-                                    {
-                                        "name": span.name,
-                                        "trace": span.trace_id.hex(),
-                                        "id": span.span_id.hex(),
-                                        "parent": span.parent_span_id.hex(),
-                                        "kind": span.kind,
-                                        "status": span.status.code,
-                                        "start": span.start_time_unix_nano,
-                                        "end": span.end_time_unix_nano,
-                                        "attributes": {a.key: _value(a.value) for a in span.attributes},
-                                        "events": [
-                                            (e.name, {a.key: _value(a.value) for a in e.attributes})
-                                            for e in span.events
-                                        ],
-                                        "service": service.get("service.name"),
-                                    }
-                                )
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def receive(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(raw)
+        with self.lock:
+            for resource in export.resource_spans:
+                service = {a.key: _value(a.value) for a in resource.resource.attributes}
+                for scope in resource.scope_spans:
+                    self.spans += [_span(span, service.get("service.name")) for span in scope.spans]
+        return 200, "application/x-protobuf", ExportTraceServiceResponse().SerializeToString()
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -101,57 +69,37 @@ class Collector:
         with self.lock:
             return [span for span in self.spans if span["name"].startswith(prefix)]
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+
+def _span(span: Any, service: str | None) -> dict[str, Any]:
+    return {
+        "name": span.name,
+        "trace": span.trace_id.hex(),
+        "id": span.span_id.hex(),
+        "parent": span.parent_span_id.hex(),
+        "kind": span.kind,
+        "status": span.status.code,
+        "start": span.start_time_unix_nano,
+        "end": span.end_time_unix_nano,
+        "attributes": {a.key: _value(a.value) for a in span.attributes},
+        "events": [(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events],
+        "service": service,
+    }
 
 
-class Upstream:
+class Upstream(Loopback):
     """An OpenAI-compatible upstream on loopback: /down/ answers 503, /up/ a short stream;
     it keeps the `traceparent` each request carried."""
 
     def __init__(self) -> None:
-        owner = self
         self.traceparents: list[str | None] = []
+        super().__init__(self.answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._send(200, "application/json", b'{"data": []}')
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                owner.traceparents.append(self.headers.get("traceparent"))
-                if self.path.startswith("/down/"):
-                    self._send(503, "application/json", b'{"error": {"message": "overloaded"}}')
-                    return
-                chunk = {"id": "chatcmpl-1", "created": 1, "model": body["model"], "object": "chat.completion.chunk"}
-                events = [
-                    {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Sunny."}}]},
-                    {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                    {**chunk, "choices": [], "usage": USAGE},
-                ]
-                data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-                self._send(200, "text/event-stream", data)
-
-            def _send(self, status: int, content_type: str, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str, headers: Mapping[str, str], raw: bytes) -> Answer:
+        self.traceparents.append(headers.get("traceparent"))
+        if path.startswith("/down/"):
+            return 503, "application/json", b'{"error": {"message": "overloaded"}}'
+        body = json.loads(raw or b"{}")
+        return openai_stream(body["model"], {"role": "assistant", "content": "Sunny."}, "stop", USAGE)
 
 
 def _env(collector: Collector, **extra: str) -> dict[str, str]:
