@@ -429,6 +429,8 @@ WEB = {
     "SHARE_STORAGE_BYTES_ANONYMOUS": env_int("GHOSTGPT_SHARE_STORAGE_BYTES_ANONYMOUS", 20 * 1024 * 1024, minimum=1024),
     # New conversations per minute per owner.
     "CONVERSATION_RATE": env_int("GHOSTGPT_CONVERSATION_RATE", 60, minimum=1),
+    # Whole-account exports (a ZIP of every chat) one account may start a rate window.
+    "EXPORT_RATE": env_int("GHOSTGPT_EXPORT_RATE", 5, minimum=1),
     # May people set their own system prompt in the chat page?
     "ALLOW_SYSTEM_PROMPT": env_bool("GHOSTGPT_ALLOW_SYSTEM_PROMPT", True),
     # A streaming answer is written to the database at least this often.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -14,10 +16,11 @@ from rest_framework.views import APIView
 from chat.accounts.drf import ApiKeyAuthentication, HasKeyOrSession
 from chat.api.errors import ApiError, count_or_429
 from chat.billing.ratelimit import Limits
+from chat.jsonbytes import dumps
 from chat.models import Conversation
 from chat.network import client_key
 
-from . import services
+from . import export, services
 from .selectors import conversation_get_for_account, conversation_list, message_get_for_conversation, share_get
 from .serializers import conversation_body, message_body
 
@@ -82,6 +85,48 @@ class ConversationDetailApi(WebApi):
     def delete(self, request: Request, conversation_id: str) -> Response:
         services.conversation_delete(conversation=self._get(request, conversation_id))
         return Response(status=204)
+
+
+class ConversationExportApi(WebApi):
+    """One chat as Markdown (`?format=md`: the branch on screen) or JSON (`json`, the
+    default: every branch), as a download."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # `format` is this view's own parameter, not DRF's renderer override.
+        return super().perform_content_negotiation(request, force=True)
+
+    def get(self, request: Request, conversation_id: str) -> HttpResponse:
+        conversation = conversation_get_for_account(
+            account_id=request.user.pk, owner_id=request.auth.user_id, conversation_id=conversation_id
+        )
+        form = str(request.query_params.get("format", "json"))
+        if form not in ("json", "md"):
+            raise ApiError(400, "'format' is 'json' or 'md'.", param="format", code="invalid_format")
+        if form == "md":
+            response = HttpResponse(
+                export.conversation_markdown(conversation), content_type="text/markdown; charset=utf-8"
+            )
+        else:
+            document = {
+                "format": export.FORMAT,
+                "version": export.VERSION,
+                **export.conversation_document(conversation),
+            }
+            response = HttpResponse(dumps(document), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="{export.filename(conversation, form)}"'
+        return response
+
+
+class AccountExportApi(WebApi):
+    """Everything the person owns here as one ZIP (docs/export.md), streamed as it is written."""
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        limit_creation(request, "export", owner_rate="EXPORT_RATE")
+        chunks = export.account_zip(account_id=request.user.pk, owner_id=request.auth.user_id)
+        response = StreamingHttpResponse(chunks, content_type="application/zip")
+        stamp = timezone.now().strftime("%Y-%m-%d")
+        response["Content-Disposition"] = f'attachment; filename="ghostgpt-export-{stamp}.zip"'
+        return response
 
 
 class MessageModelViewApi(WebApi):

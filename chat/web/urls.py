@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/session/bootstrap", session.SessionBootstrapApi.as_view()),
     path("api/conversations", api.ConversationListApi.as_view()),
     path("api/conversations/<str:conversation_id>", api.ConversationDetailApi.as_view()),
+    path("api/conversations/<str:conversation_id>/export", api.ConversationExportApi.as_view()),
+    path("api/export", api.AccountExportApi.as_view()),
     path("api/conversations/<str:conversation_id>/messages", live.send_turn),
     path(
         "api/conversations/<str:conversation_id>/messages/<str:message_id>/model-view",

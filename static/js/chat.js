@@ -76,6 +76,7 @@ function renderSidebar() {
         "li",
         { class: c.id === state.conversation?.id ? "active" : "", "data-id": c.id },
         el("a", { href: `/?c=${c.id}`, onclick: (e) => (e.preventDefault(), openConversation(c.id)) }, c.title || gettext("New chat")),
+        el("a", { class: "icon", href: `/api/conversations/${c.id}/export?format=md`, download: "", title: gettext("Export as Markdown"), "aria-label": gettext("Export as Markdown") }, "⤓"),
         el("button", { type: "button", class: "icon", title: gettext("Rename"), "aria-label": gettext("Rename"), onclick: () => rename(c) }, "✎"),
         el("button", { type: "button", class: "icon", title: gettext("Delete"), "aria-label": gettext("Delete"), onclick: () => remove(c) }, "×"),
       ),
