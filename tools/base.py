@@ -56,7 +56,7 @@ def register(tool: Tool) -> Tool:
 
 def get_tool(name: str) -> Tool:
     # Import the tool modules so they register themselves.
-    from . import fetch_url, pdf, transcribe  # noqa: F401
+    from . import fetch_url, import_chats, pdf, transcribe  # noqa: F401
     from .research import tool  # noqa: F401
 
     return registry[name]

@@ -158,6 +158,26 @@ class UploadToolApi(ToolApi):
             path.unlink(missing_ok=True)
 
 
+class ImportChatsApi(UploadToolApi):
+    """Chats from an export (GhostGPT's, ChatGPT's conversations.json, Open WebUI's,
+    LibreChat's) into the caller's account, as a job (chat.web.importer). Needs a session or
+    a key: the chats become that person's."""
+
+    tool = "import-chats"
+    max_bytes_setting = "IMPORT_MAX_BYTES"
+    suffix = ".import"
+
+    def options_from(self, request: Request) -> dict[str, Any]:
+        if request.auth is None:
+            raise ApiError(
+                401, "Importing needs a session or an API key: the chats become yours.", code="missing_api_key"
+            )
+        return {"account_id": request.user.pk, "owner_id": request.auth.user_id}
+
+    def post(self, request: Request) -> Response:
+        return self.start_upload(request)
+
+
 class PdfExtractApi(UploadToolApi):
     tool = "pdf-extract"
     max_bytes_setting = "PDF_MAX_BYTES"

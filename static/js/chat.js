@@ -565,6 +565,26 @@ async function runTool(path, file, onProgress) {
   return job.result;
 }
 
+// Chats from an export (GhostGPT, ChatGPT, Open WebUI, LibreChat), as a job with progress.
+async function importChats(event) {
+  const file = event.target.files[0];
+  event.target.value = "";
+  if (!file) return;
+  const status = $("import-status");
+  try {
+    const result = await runTool("/api/import", file, (p) => (status.textContent = interpolate(gettext("Importing… %s%"), [p])));
+    status.textContent = "";
+    announce(interpolate(ngettext("%s chat imported.", "%s chats imported.", result.conversations), [result.conversations]));
+    if (result.missing_attachments?.length) {
+      showError(interpolate(gettext("Files the export names but does not hold: %s"), [result.missing_attachments.join(", ")]));
+    }
+    await loadConversations();
+  } catch (failure) {
+    status.textContent = "";
+    showError(describeFailure(failure));
+  }
+}
+
 function addFile(file) {
   const type = file.type || "";
   if (type.startsWith("image/")) return addImage(file);
@@ -787,6 +807,7 @@ function wire() {
   });
   $("jump").addEventListener("click", () => scrollToEnd(true));
   $("theme-toggle").addEventListener("click", toggleTheme);
+  $("import-file").addEventListener("change", importChats);
   $("menu-toggle").addEventListener("click", () => $("app").classList.toggle("menu-open"));
   $("share").addEventListener("click", shareConversation);
   $("share-copy").addEventListener("click", async () => {

@@ -202,7 +202,9 @@ class Command(BaseCommand):
             "WEB_SERVERS": "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in web),
             "TRUSTED_PEERS": "\n".join(f"        {network} 1;" for network in trusted_networks()),
             "BODY_MAX_BYTES": str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
-            "UPLOAD_MAX_BYTES": str(max(tools["PDF_MAX_BYTES"], tools["TRANSCRIBE_MAX_BYTES"]) + MULTIPART_ROOM),
+            "UPLOAD_MAX_BYTES": str(
+                max(tools["PDF_MAX_BYTES"], tools["TRANSCRIBE_MAX_BYTES"], tools["IMPORT_MAX_BYTES"]) + MULTIPART_ROOM
+            ),
         }
         return self.render("nginx.conf.template", values)
 
