@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from django.test import Client
 from chat.billing import ratelimit
 from chat.models import Account, Conversation, Message
 from chat.services import account_create_with_key
-from chat.web.importer import ImportRefused, import_chats
+from chat.web.importer import ENTRY_MAX_BYTES, ImportRefused, import_chats
 from chat.web.selectors import branch_to, conversation_list
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
@@ -119,6 +120,11 @@ def test_export_then_import_into_a_fresh_account_reproduces_chats_and_branches()
             "messages[0].createdAt",
         ),
         (b'[{"something": "else"}]', "[0]"),
+        (
+            b'[{"mapping": {"n": {"message": {"author": {"role": "user"}, "content": {"parts": ["hi"]}, '
+            b'"metadata": ["not", "an", "object"]}}}}]',
+            "[0].mapping.n.message.metadata",
+        ),
     ],
 )
 def test_a_malformed_file_names_its_first_bad_field_and_imports_nothing(data: bytes, path: str) -> None:
@@ -136,6 +142,11 @@ def test_what_is_not_an_export_is_refused() -> None:
     for data in (b"%PDF-1.7 ...", b"[1, 2", b"PK\x03\x04broken"):
         with pytest.raises(ImportRefused):
             _import(key.account, data)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("conversations/big.json", b" " * (ENTRY_MAX_BYTES + 1))
+    with pytest.raises(ImportRefused, match="unpacked"):
+        _import(key.account, bomb.getvalue())
 
 
 @pytest.mark.django_db(transaction=True)

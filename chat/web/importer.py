@@ -29,6 +29,7 @@ from chat.models import Conversation, Message
 
 ROLES = {"user": Message.Role.USER, "assistant": Message.Role.ASSISTANT}
 TITLE_MAX = 200
+ENTRY_MAX_BYTES = 64 * 1024 * 1024  # one conversation of a GhostGPT ZIP, unpacked
 
 
 class ImportRefused(Exception):
@@ -176,7 +177,7 @@ def chatgpt_chat(document: Any, path: str) -> Chat:
                 raise ImportRefused(f"{where}.message.content.parts[{n}]", "expected a string or an object")
         if "text" in content and not texts:  # code, execution output…
             texts.append(_text(content.get("text"), f"{where}.message.content.text"))
-        metadata = message.get("metadata") or {}
+        metadata = _object(message.get("metadata") or {}, f"{where}.message.metadata")
         for n, attachment in enumerate(
             _list(metadata.get("attachments") or [], f"{where}.message.metadata.attachments")
         ):
@@ -185,7 +186,7 @@ def chatgpt_chat(document: Any, path: str) -> Chat:
         text = "".join(texts)
         if not text and not missing:
             continue  # an empty turn (a hidden system prompt, a tool call's shell)
-        model = metadata.get("model_slug") if isinstance(metadata, dict) else None
+        model = metadata.get("model_slug")
         kept[node_id] = Turn(
             key=node_id,
             parent=None,
@@ -329,8 +330,11 @@ def _ghostgpt_zip(file: IO[bytes]) -> Iterator[Chat]:
         archive = zipfile.ZipFile(file)
     except zipfile.BadZipFile:
         raise ImportRefused("", "a damaged ZIP") from None
-    for name in sorted(archive.namelist()):
+    for info in sorted(archive.infolist(), key=lambda entry: entry.filename):
+        name = info.filename
         if name.startswith("conversations/") and name.endswith(".json"):
+            if info.file_size > ENTRY_MAX_BYTES:  # one conversation is read whole: not a ZIP bomb
+                raise ImportRefused(name, f"larger than {ENTRY_MAX_BYTES} bytes unpacked")
             try:
                 document = json.loads(archive.read(name))
             except (ValueError, zipfile.BadZipFile) as exc:
