@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from . import db
 from .billing.pricing import forget_prices
-from .models import Account, ApiKey, Budget, ModelPrice, StoredResponse, Tier, UsageRecord, hash_api_key
+from .models import Account, ApiKey, Budget, CachedResponse, ModelPrice, StoredResponse, Tier, UsageRecord, hash_api_key
 
 KEY_PREFIX = "gg-"
 SESSION_PREFIX = "ggs-"
@@ -216,6 +216,13 @@ def account_delete(*, account: Account) -> None:
     with transaction.atomic():
         request_text_purge(account_id=account.pk)
         account.delete()
+
+
+def cached_responses_purge() -> int:
+    """The response cache's expired database entries (chat.api.cache) go: the beat task;
+    Redis expires its own."""
+    deleted, _ = CachedResponse.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
 
 
 def request_text_purge(*, account_id: int | None = None) -> int:

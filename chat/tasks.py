@@ -24,9 +24,9 @@ def purge_expired_responses() -> int:
 @shared_task(name="chat.purge_response_cache")
 def purge_response_cache() -> int:
     """The response cache's expired database entries go (Redis expires its own)."""
-    from chat.api.cache import purge_expired
+    from .services import cached_responses_purge
 
-    return purge_expired()
+    return cached_responses_purge()
 
 
 @shared_task(name="chat.purge_request_text")

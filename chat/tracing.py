@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from django.conf import settings
@@ -85,7 +84,7 @@ def start_request(name: str, attributes: Mapping[str, Any], headers: Mapping[str
     """The span of one API request, continuing the caller's trace when its request carried
     a `traceparent`."""
     parent = propagate.extract(headers)
-    return TRACER.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=_clean(attributes))
+    return TRACER.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=present(attributes))
 
 
 @contextmanager
@@ -105,12 +104,17 @@ def child(parent: Span | None, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
     """A span under `parent` (None when the request is not traced)."""
     if parent is None:
         return None
-    return TRACER.start_span(name, context=trace.set_span_in_context(parent), kind=kind, attributes=_clean(attributes))
+    return TRACER.start_span(name, context=trace.set_span_in_context(parent), kind=kind, attributes=present(attributes))
+
+
+def step(parent: Span | None, name: str, **attributes: Any) -> AbstractContextManager[Span | None]:
+    """A child span around a block; an exception out of it marks it failed. Nothing at all
+    (not even a generator) when the request is not traced: this sits on the hot path."""
+    return nullcontext() if parent is None else _step(parent, name, attributes)
 
 
 @contextmanager
-def step(parent: Span | None, name: str, **attributes: Any) -> Iterator[Span | None]:
-    """A child span around a block; an exception out of it marks it failed."""
+def _step(parent: Span, name: str, attributes: Mapping[str, Any]) -> Iterator[Span | None]:
     span = child(parent, name, **attributes)
     try:
         yield span
@@ -129,7 +133,7 @@ def past(parent: Span | None, name: str, started: float, seconds: float, **attri
         return
     start = int(started * 1e9)
     span = TRACER.start_span(
-        name, context=trace.set_span_in_context(parent), start_time=start, attributes=_clean(attributes)
+        name, context=trace.set_span_in_context(parent), start_time=start, attributes=present(attributes)
     )
     span.end(end_time=start + int(seconds * 1e9))
 
@@ -149,10 +153,6 @@ def headers(span: Span | None) -> dict[str, str]:
     return carrier
 
 
-def now() -> float:
-    return time.time()
-
-
-def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
+def present(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """OpenTelemetry takes str, bool, int, float and lists of them; None means absent."""
     return {name: value for name, value in attributes.items() if value is not None}

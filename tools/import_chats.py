@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chat.web.importer import ImportRefused, import_chats
+from chat.web.importer import ImportRefused, import_chats, readable
 
 from .base import Progress, ToolError, register
 
@@ -18,8 +18,8 @@ class ImportChats:
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         path = Path(str(params.get("path") or ""))
         with path.open("rb") as file:
-            head = file.read(64).lstrip()
-        if not (head.startswith(b"PK") or head[:1] in (b"[", b"{")):
+            head = file.read(64)
+        if not readable(head):
             raise ToolError(
                 "Not an export this server reads: a GhostGPT ZIP or JSON, ChatGPT's conversations.json, "
                 "or Open WebUI's or LibreChat's JSON export.",

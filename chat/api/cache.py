@@ -111,7 +111,7 @@ def entry_key(scope: str, model: str, generation: GenerationRequest) -> str:
         tools=tuple(replace(t, cache_ttl=None) for t in generation.tools),
     )
     try:  # orjson writes the dataclasses itself, several times faster than asdict()
-        data = orjson.dumps([FORMAT, scope, normal])
+        data = orjson.dumps([FORMAT, scope, normal], option=orjson.OPT_SORT_KEYS)
     except TypeError:  # what orjson cannot write (an integer past 64 bits in a schema)
         data = dumps([FORMAT, scope, asdict(normal)])
     return _keyed(data)
@@ -373,12 +373,6 @@ def _database_put(*, scope: str, key: str, body: bytes) -> None:
     extra = list(stale[cap : cap + 100])
     if extra:
         CachedResponse.objects.filter(pk__in=extra).delete()
-
-
-def purge_expired() -> int:
-    """Delete the database's expired entries (the beat task; Redis expires its own)."""
-    deleted, _ = CachedResponse.objects.filter(expires_at__lte=timezone.now()).delete()
-    return deleted
 
 
 _instance: Store | None = None

@@ -184,7 +184,7 @@ class Meter:
         # A little more is captured than kept: what the cut falls inside (an address, a card
         # number) is still recognized and redacted whole.
         self._capture = self.text_limit + REDACTION_MARGIN if self.text_limit else 0
-        self.prompt_text = _last_user_text(request)[: self._capture]
+        self.prompt_text = _last_user_text(request)[: self._capture] if self._capture else ""
         self.request_body = ""
         self._answer: list[str] = []
         self._answer_length = 0

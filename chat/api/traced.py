@@ -61,7 +61,7 @@ def finish(span: Span, meter: Meter, encoder: Encoder, *, failed: bool, cache: s
             }
         )
     span.set_attributes(
-        tracing._clean(
+        tracing.present(
             {
                 "gen_ai.response.id": encoder.id,
                 "gen_ai.response.model": meter.model,

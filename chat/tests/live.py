@@ -279,13 +279,15 @@ def server_books(server: LiveServer, account_id: int) -> tuple[Decimal, Decimal,
 
 
 def server_rows(server: LiveServer, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows of a query (written with %s placeholders) on a live server's database."""
+    """Rows of a query (written with %s placeholders) on a live server's database; a
+    statement without rows (an UPDATE) is committed and gives []."""
     url = server.env.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         import psycopg
 
         with psycopg.connect(url) as conn:
-            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+            cursor = conn.execute(sql, params)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
     import sqlite3
 
     with sqlite3.connect(Path(server.env["GHOSTGPT_DATA_DIR"]) / "ghostgpt.sqlite3") as conn:

@@ -9,7 +9,6 @@ import contextlib
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
@@ -59,22 +58,12 @@ def _texts(server: LiveServer, account: int) -> list[tuple[str, str, str]]:
 
 def _age(server: LiveServer, usage_id: int, *, days: int) -> None:
     """Make a usage row `days` older, in the server's own database."""
-    url = server.env.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        import psycopg
-
-        with psycopg.connect(url) as conn:
-            conn.execute(
-                "update chat_usagerecord set created_at = created_at - make_interval(days => %s) where id = %s",
-                (days, usage_id),
-            )
-        return
-    import sqlite3
-
-    with sqlite3.connect(Path(server.env["GHOSTGPT_DATA_DIR"]) / "ghostgpt.sqlite3") as conn:
-        conn.execute(
-            "update chat_usagerecord set created_at = datetime(created_at, ?) where id = ?", (f"-{days} days", usage_id)
-        )
+    if server.env.get("DATABASE_URL", "").startswith("postgres"):
+        sql = "update chat_usagerecord set created_at = created_at - make_interval(days => %s) where id = %s"
+        server_rows(server, sql, (days, usage_id))
+    else:
+        sql = "update chat_usagerecord set created_at = datetime(created_at, %s) where id = %s"
+        server_rows(server, sql, (f"-{days} days", usage_id))
 
 
 def test_logs_are_redacted_shown_to_operators_and_excerpted_for_key_holders(site: LiveServer) -> None:

@@ -24,6 +24,7 @@ from chat.backends.base import (
     Usage,
 )
 from chat.models import CachedResponse
+from chat.services import cached_responses_purge
 
 REQUEST = GenerationRequest(
     model="alias",
@@ -53,6 +54,12 @@ def test_what_does_not_change_the_answer_does_not_change_the_key() -> None:
         tools=(ToolSpec("f", parameters={"type": "object"}, cache_ttl="1h"),),
     )
     assert cache.entry_key("a1:k1", "model", same) == key
+    # The same schema with its keys in another order is the same request.
+    schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}
+    reordered = {"properties": {"b": {"type": "integer"}, "a": {"type": "string"}}, "type": "object"}
+    assert cache.entry_key("a1:k1", "model", replace(REQUEST, tools=(ToolSpec("f", parameters=schema),))) == (
+        cache.entry_key("a1:k1", "model", replace(REQUEST, tools=(ToolSpec("f", parameters=reordered),)))
+    )
     for different in (
         replace(REQUEST, messages=(ChatMessage("user", "Hello!"),)),
         replace(REQUEST, sampling=SamplingParams(max_tokens=101, temperature=0)),
@@ -107,7 +114,7 @@ def test_the_database_keeps_at_most_max_entries_per_scope_and_none_expired(setti
     assert cache._database_get("k0") is None
     CachedResponse.objects.filter(key="k4").update(expires_at=timezone.now() - timedelta(seconds=1))
     assert cache._database_get("k4") is None  # expired: a miss before the purge runs
-    assert cache.purge_expired() == 1
+    assert cached_responses_purge() == 1
     assert CachedResponse.objects.count() == 3
 
 

@@ -92,7 +92,7 @@ def _time(value: Any, path: str) -> datetime | None:
         return None
     if isinstance(value, bool):
         raise ImportRefused(path, "expected a time")
-    if isinstance(value, int | float) or hasattr(value, "as_integer_ratio"):
+    if isinstance(value, int | float):
         seconds = float(value)
         if seconds > 1e11:  # milliseconds (or finer)
             seconds /= 1000 if seconds < 1e14 else 1e9
@@ -279,6 +279,11 @@ def librechat_chat(document: Any, path: str) -> Chat:
         created=_time(data.get("createdAt"), f"{path}.createdAt"),
         updated=_time(data.get("updatedAt"), f"{path}.updatedAt"),
     )
+
+
+def readable(head: bytes) -> bool:
+    """Whether a file's first bytes are a ZIP's or JSON's: all the sources are one of them."""
+    return head.startswith(b"PK") or head.lstrip()[:1] in (b"[", b"{")
 
 
 def chats(file: IO[bytes]) -> Iterator[Chat]:
