@@ -233,9 +233,13 @@ def test_a_request_that_waited_for_the_embedded_model_has_a_queue_span(
 
     with ThreadPoolExecutor(3) as pool:  # one sequence (GHOSTGPT_PARALLEL_SEQUENCES=1): two wait
         list(pool.map(ask, range(3)))
-    waits = wait_for(lambda: collector.named("queue wait") or None, "a queue wait span", within=20)
-    parents = {span["id"]: span for span in collector.named("chat ghostgpt")}
-    assert any(wait["parent"] in parents and wait["end"] > wait["start"] for wait in waits)
+
+    def waited() -> list[dict[str, Any]] | None:  # a parent ends (and is exported) after its child
+        parents = {span["id"] for span in collector.named("chat ghostgpt")}
+        return [wait for wait in collector.named("queue wait") if wait["parent"] in parents] or None
+
+    waits = wait_for(waited, "a queue wait span inside a request's span", within=20)
+    assert any(wait["end"] > wait["start"] for wait in waits)
 
 
 def test_prompt_text_is_recorded_only_when_the_operator_turns_it_on(
@@ -274,8 +278,13 @@ def test_a_tool_request_continues_its_trace_into_the_celery_worker(postgres_url:
         )
         assert response.status_code == 200, response.text
         spans = wait_for(
-            lambda: (s := collector.trace(trace_id)) and any(x["name"].startswith("run/") for x in s) and s,
-            "the worker's span of the job",
+            lambda: (
+                (s := collector.trace(trace_id))
+                and any(x["name"].startswith("run/") for x in s)
+                and any(x["name"] == "tool pdf-extract" for x in s)
+                and s
+            ),
+            "the worker's span of the job and the web process's span of the request",
             within=30,
         )
     finally:
