@@ -318,6 +318,11 @@ class Conversation(models.Model):
     model = models.CharField(max_length=200, blank=True)
     system_prompt = models.TextField(blank=True)
     current_leaf = models.UUIDField(null=True, blank=True)
+    # A project's chats go with it (deleting a project asks first, then deletes them).
+    project = models.ForeignKey(
+        "projects.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="conversations"
+    )
+    pinned_at = models.DateTimeField(null=True, blank=True, help_text="Pinned above the recent chats.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "audit",
     "payments",
     "alerts",
+    "projects",
     # Accounts, email verification, MFA (TOTP, recovery codes, passkeys), SSO, sessions:
     # django-allauth (people/ configures it; docs/operators.md lists the settings).
     "allauth",

@@ -31,6 +31,7 @@ urlpatterns = [
     # people's own pages (people/).
     path("accounts/", include("people.urls")),
     path("accounts/", include("allauth.urls")),
+    path("", include("projects.urls")),
     path("", include("chat.web.urls")),
     *api_urls.fallback,
 ]

@@ -6,13 +6,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from allauth.account.decorators import reauthentication_required
 from django.conf import settings
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import organizations, selectors, services
+from chat.models import Conversation
+
+from . import erasure, organizations, selectors, services
 from .models import Invitation, Role
 
 
@@ -25,6 +30,44 @@ def account_page(request: HttpRequest) -> HttpResponse:
         "currency": settings.GHOSTGPT["CURRENCY"],
     }  # type: ignore[arg-type]
     return render(request, "people/account.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@reauthentication_required
+def erasure_page(request: HttpRequest) -> HttpResponse:
+    """ "Delete my data": the chats, projects, files and shares — or the whole account (after
+    signing in again if the last sign-in is not recent: allauth's reauthentication)."""
+    user = request.user
+    context: dict[str, Any] = {}
+    if request.method == "POST":
+        what = request.POST.get("what")
+        if what == "data" and request.POST.get("confirm") == "yes":
+            counts = erasure.person_data_delete(user=user)
+            context["done"] = (
+                _("Deleted %(conversations)d chats, %(projects)d projects, %(files)d files and %(shares)d shares.")
+                % counts
+            )
+        elif what == "account":
+            expected = getattr(user, "email", "") or user.get_username()
+            if (request.POST.get("email") or "").strip().casefold() != expected.casefold():
+                context["error"] = _("The email does not match your account's: nothing was deleted.")
+            else:
+                refusal = erasure.deletion_refusal(user=user)
+                if refusal:
+                    context["error"] = refusal
+                else:
+                    logout(request)  # first: signing out revokes the browser's key by its person
+                    try:
+                        erasure.person_delete(user=user)
+                    except erasure.ErasureRefused as exc:  # a charge came in meanwhile
+                        return render(request, "people/refused.html", {"message": exc.message}, status=400)
+                    return render(request, "people/deleted.html")
+        else:
+            context["error"] = _("Tick the box to confirm: nothing was deleted.")
+    context["refusal"] = erasure.deletion_refusal(user=user)
+    context["conversations"] = Conversation.objects.filter(owner=user).count()
+    return render(request, "people/delete.html", context, status=400 if context.get("error") else 200)
 
 
 # --- Organizations ------------------------------------------------------------------------------

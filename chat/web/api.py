@@ -21,7 +21,14 @@ from chat.models import Conversation
 from chat.network import client_key
 
 from . import export, services
-from .selectors import conversation_get_for_account, conversation_list, message_get_for_conversation, share_get
+from .selectors import (
+    EVERYWHERE,
+    conversation_get_for_account,
+    conversation_list,
+    message_excerpts,
+    message_get_for_conversation,
+    share_get,
+)
 from .serializers import conversation_body, message_body
 
 LIST_LIMIT = 500
@@ -50,15 +57,32 @@ class WebApi(APIView):
 
 class ConversationListApi(WebApi):
     def get(self, request: Request) -> Response:
+        """`?q=` searches titles and messages (each result with the `match` to jump to);
+        `?project=<id>` lists one project's chats, `?project=none` those in none."""
         query = str(request.query_params.get("q", "")).strip()[:200]
-        rows = conversation_list(account_id=request.user.pk, owner_id=request.auth.user_id, query=query)[:LIST_LIMIT]
-        return Response({"object": "list", "data": [conversation_body(c) for c in rows]})
+        where = request.query_params.get("project")
+        project = EVERYWHERE if where in (None, "") else None if where == "none" else where
+        rows = list(
+            conversation_list(account_id=request.user.pk, owner_id=request.auth.user_id, query=query, project=project)[
+                :LIST_LIMIT
+            ]
+        )
+        data = [conversation_body(c) for c in rows]
+        if query:
+            excerpts = message_excerpts(message_ids=[c.match_id for c in rows], query=query)
+            for body, row in zip(data, rows, strict=True):
+                match = str(row.match_id) if row.match_id else None
+                body["match"] = {"message_id": match, "excerpt": excerpts.get(match, "")} if match else None
+        return Response({"object": "list", "data": data})
 
     def post(self, request: Request) -> Response:
         data = _object(request.data or {})
         limit_creation(request, "conversation", owner_rate="CONVERSATION_RATE")
+        project = services.project_for(
+            account_id=request.user.pk, owner_id=request.auth.user_id, project_id=data.get("project_id")
+        )
         conversation = services.conversation_create(
-            account=request.user, owner_id=request.auth.user_id, title=str(data.get("title", ""))
+            account=request.user, owner_id=request.auth.user_id, title=str(data.get("title", "")), project=project
         )
         if "system_prompt" in data or "model" in data:
             services.conversation_update(conversation=conversation, changes=data)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chat.jsonbytes import dumps
 from chat.models import Account, Conversation, Message, Share
+from projects.models import Project
 
 from .selectors import branch_to
 from .serializers import conversation_body, message_body
@@ -85,8 +86,8 @@ class _Pipe:
 
 
 def account_zip(*, account_id: int, owner_id: int | None) -> Iterator[bytes]:
-    """The person's chats (every branch) and the account's shares as a ZIP, chunk by chunk:
-    manifest.json, conversations/<id>.json each, shares.json."""
+    """The person's chats (every branch), projects and the account's shares as a ZIP, chunk
+    by chunk: manifest.json, conversations/<id>.json each, projects.json, shares.json."""
     pipe = _Pipe()
     conversations = Conversation.objects.filter(account_id=account_id, owner_id=owner_id).order_by("created_at", "id")
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[call-overload]
@@ -96,6 +97,9 @@ def account_zip(*, account_id: int, owner_id: int | None) -> Iterator[bytes]:
             with archive.open(f"conversations/{conversation.pk}.json", "w", force_zip64=True) as entry:
                 entry.write(dumps(_with_version(conversation_document(conversation))))
             yield pipe.take()
+        projects = Project.objects.filter(account_id=account_id, owner_id=owner_id).order_by("created_at", "id")
+        archive.writestr("projects.json", dumps(_with_version({"projects": [_project(p) for p in projects]})))
+        yield pipe.take()
         # An organization's shares are its members' together (a share records no author):
         # only a personal account's go with its person.
         personal = Account.objects.filter(pk=account_id, organization__isnull=True).exists()
@@ -115,6 +119,16 @@ def account_zip(*, account_id: int, owner_id: int | None) -> Iterator[bytes]:
 
 def _with_version(document: dict[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, **document}
+
+
+def _project(project: Project) -> dict[str, Any]:
+    return {
+        "id": str(project.pk),
+        "name": project.name,
+        "instructions": project.instructions,
+        "archived": project.archived_at is not None,
+        "created_at": project.created_at.isoformat(),
+    }
 
 
 def _shares(shares: QuerySet[Share]) -> Iterator[dict[str, Any]]:

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Conversation, Message
+from projects.models import Project
 
 ROLES = {"user": Message.Role.USER, "assistant": Message.Role.ASSISTANT}
 TITLE_MAX = 200
@@ -61,6 +62,17 @@ class Chat:
     system_prompt: str = ""
     created: datetime | None = None
     updated: datetime | None = None
+    project: str | None = None  # the source's project id (GhostGPT's export: projects.json)
+    pinned: bool = False
+
+
+@dataclass
+class ProjectSpec:
+    key: str
+    name: str
+    instructions: str = ""
+    archived: bool = False
+    created: datetime | None = None
 
 
 # --- reading what a field holds -------------------------------------------------------------
@@ -141,7 +153,30 @@ def ghostgpt_chat(document: Any, path: str) -> Chat:
         system_prompt=_text(data.get("system_prompt"), f"{path}.system_prompt"),
         created=_time(data.get("created_at"), f"{path}.created_at"),
         updated=_time(data.get("updated_at"), f"{path}.updated_at"),
+        project=_text(data.get("project_id"), f"{path}.project_id") or None,
+        pinned=data.get("pinned") is True,
     )
+
+
+def ghostgpt_projects(document: Any, path: str) -> list[ProjectSpec]:
+    data = _object(document, path)
+    specs = []
+    for i, item in enumerate(_list(data.get("projects"), f"{path}.projects")):
+        where = f"{path}.projects[{i}]"
+        project = _object(item, where)
+        name = _text(project.get("name"), f"{where}.name").strip()
+        if not name:
+            raise ImportRefused(f"{where}.name", "a project needs a name")
+        specs.append(
+            ProjectSpec(
+                key=_text(project.get("id"), f"{where}.id"),
+                name=name[:TITLE_MAX],
+                instructions=_text(project.get("instructions"), f"{where}.instructions"),
+                archived=project.get("archived") is True,
+                created=_time(project.get("created_at"), f"{where}.created_at"),
+            )
+        )
+    return specs
 
 
 def chatgpt_chat(document: Any, path: str) -> Chat:
@@ -286,12 +321,13 @@ def readable(head: bytes) -> bool:
     return head.startswith(b"PK") or head.lstrip()[:1] in (b"[", b"{")
 
 
-def chats(file: IO[bytes]) -> Iterator[Chat]:
-    """The chats in a file of any of the sources, one at a time."""
+def chats(file: IO[bytes], projects: list[ProjectSpec] | None = None) -> Iterator[Chat]:
+    """The chats in a file of any of the sources, one at a time; a GhostGPT ZIP's projects
+    are put in `projects` before its first chat."""
     head = file.read(64)
     file.seek(0)
     if head.startswith(b"PK"):
-        yield from _ghostgpt_zip(file)
+        yield from _ghostgpt_zip(file, projects if projects is not None else [])
         return
     start = head.lstrip()[:1]
     if start == b"[":
@@ -330,21 +366,26 @@ def _array_item(item: Any, path: str) -> Chat:
     raise ImportRefused(path, "not a conversation of a known export (no mapping, chat or messages)")
 
 
-def _ghostgpt_zip(file: IO[bytes]) -> Iterator[Chat]:
+def _ghostgpt_zip(file: IO[bytes], projects: list[ProjectSpec]) -> Iterator[Chat]:
     try:
         archive = zipfile.ZipFile(file)
     except zipfile.BadZipFile:
         raise ImportRefused("", "a damaged ZIP") from None
-    for info in sorted(archive.infolist(), key=lambda entry: entry.filename):
-        name = info.filename
+    entries = {info.filename: info for info in archive.infolist()}
+    if "projects.json" in entries:
+        projects += ghostgpt_projects(_zip_json(archive, entries["projects.json"]), "projects.json")
+    for name, info in sorted(entries.items()):
         if name.startswith("conversations/") and name.endswith(".json"):
-            if info.file_size > ENTRY_MAX_BYTES:  # one conversation is read whole: not a ZIP bomb
-                raise ImportRefused(name, f"larger than {ENTRY_MAX_BYTES} bytes unpacked")
-            try:
-                document = json.loads(archive.read(name))
-            except (ValueError, zipfile.BadZipFile) as exc:
-                raise ImportRefused(name, f"not JSON ({exc})") from None
-            yield ghostgpt_chat(document, name)
+            yield ghostgpt_chat(_zip_json(archive, info), name)
+
+
+def _zip_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
+    if info.file_size > ENTRY_MAX_BYTES:  # an entry is read whole: not a ZIP bomb
+        raise ImportRefused(info.filename, f"larger than {ENTRY_MAX_BYTES} bytes unpacked")
+    try:
+        return json.loads(archive.read(info.filename))
+    except (ValueError, zipfile.BadZipFile) as exc:
+        raise ImportRefused(info.filename, f"not JSON ({exc})") from None
 
 
 # --- saving --------------------------------------------------------------------------------
@@ -357,15 +398,45 @@ def import_chats(
     size = max(_size(file), 1)
     conversations = messages = 0
     missing: list[str] = []
+    specs: list[ProjectSpec] = []
+    projects: dict[str, Project] = {}
     with transaction.atomic():
-        for chat in chats(file):
-            saved, missing_here = _save(chat, account_id=account_id, owner_id=owner_id)
+        for chat in chats(file, specs):
+            _save_projects(specs, projects, account_id=account_id, owner_id=owner_id)
+            saved, missing_here = _save(
+                chat, account_id=account_id, owner_id=owner_id, project=projects.get(chat.project or "")
+            )
             conversations += 1
             messages += saved
             missing += missing_here
             if progress is not None:
                 progress(min(99, int(file.tell() * 100 / size)))
-    return {"conversations": conversations, "messages": messages, "missing_attachments": missing[:100]}
+        _save_projects(specs, projects, account_id=account_id, owner_id=owner_id)
+    return {
+        "conversations": conversations,
+        "messages": messages,
+        "projects": len(projects),
+        "missing_attachments": missing[:100],
+    }
+
+
+def _save_projects(
+    specs: list[ProjectSpec], saved: dict[str, Project], *, account_id: int, owner_id: int | None
+) -> None:
+    """The export's projects not made yet, as new projects of the importer's (new ids)."""
+    for spec in specs:
+        if spec.key in saved:
+            continue
+        project = Project.objects.create(
+            account_id=account_id,
+            owner_id=owner_id,
+            name=spec.name,
+            instructions=spec.instructions,
+            archived_at=timezone.now() if spec.archived else None,
+        )
+        if spec.created:
+            Project.objects.filter(pk=project.pk).update(created_at=spec.created)
+        saved[spec.key] = project
 
 
 def _size(file: IO[bytes]) -> int:
@@ -376,7 +447,7 @@ def _size(file: IO[bytes]) -> int:
     return size
 
 
-def _save(chat: Chat, *, account_id: int, owner_id: int | None) -> tuple[int, list[str]]:
+def _save(chat: Chat, *, account_id: int, owner_id: int | None, project: Project | None) -> tuple[int, list[str]]:
     ids = {turn.key: uuid.uuid4() for turn in chat.turns}
     if len(ids) != len(chat.turns):
         seen: set[str] = set()
@@ -389,6 +460,8 @@ def _save(chat: Chat, *, account_id: int, owner_id: int | None) -> tuple[int, li
         title=(chat.title or "Imported chat")[:TITLE_MAX],
         model=chat.model[:200],
         system_prompt=chat.system_prompt,
+        project=project,
+        pinned_at=now if chat.pinned else None,
     )
     rows = []
     for turn in _parents_first(chat.turns):

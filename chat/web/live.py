@@ -142,7 +142,9 @@ async def _check_before_writing(
     case past the account's (or the key's) TPM this window (429), or a prompt that cannot fit
     the model's context even at the fewest tokens its text can be (400). A malformed turn is
     left to the write, which says what is wrong."""
-    history = await sync_to_async(services.turn_preview)(conversation=conversation, body=body)
+    history = await sync_to_async(services.turn_preview)(
+        conversation=conversation, body=body, account_id=principal.account_id, owner_id=principal.user_id
+    )
     if history is None:
         return
     parsed = parse_chat({"model": model, "messages": history, **options}, settings.GHOSTGPT)
@@ -238,6 +240,7 @@ def _create_turn(
         parent_id=body.get("parent_id"),
         model=model,
         system_prompt=body.get("system_prompt"),
+        project_id=body.get("project_id"),
     )
 
 

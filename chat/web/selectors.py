@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from chat.models import Conversation, Message, Share
@@ -59,16 +59,42 @@ def message_get_for_conversation(*, conversation: Conversation, message_id: Any)
     return message
 
 
-def conversation_list(*, account_id: int, owner_id: int | None, query: str = "") -> QuerySet[Conversation]:
-    """Newest first; `query` matches titles and message text (case-insensitive)."""
+EVERYWHERE = object()  # conversation_list's `project` default: in any project or none
+
+
+def conversation_list(
+    *, account_id: int, owner_id: int | None, query: str = "", project: Any = EVERYWHERE
+) -> QuerySet[Conversation]:
+    """Newest first; in one project (`project`: its id), in none (None), or anywhere.
+    `query` matches titles and message text (case-insensitive); each match carries
+    `match_id`, its first message that holds the text (None when only the title does)."""
     conversations = Conversation.objects.filter(account_id=account_id, owner_id=owner_id)
+    if project is None:
+        conversations = conversations.filter(project__isnull=True)
+    elif project is not EVERYWHERE:
+        conversations = conversations.filter(project_id=_uuid(project))
     if query:
         # Only these conversations' messages: the join keeps the scan to them.
         in_messages = Message.objects.filter(
             conversation__account_id=account_id, conversation__owner_id=owner_id, content__icontains=query
         ).values("conversation_id")
-        conversations = conversations.filter(Q(title__icontains=query) | Q(pk__in=in_messages))
+        first = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query).order_by("created_at")
+        conversations = conversations.filter(Q(title__icontains=query) | Q(pk__in=in_messages)).annotate(
+            match_id=Subquery(first.values("pk")[:1])
+        )
     return conversations.order_by("-updated_at")
+
+
+def message_excerpts(*, message_ids: list[Any], query: str, width: int = 120) -> dict[str, str]:
+    """Each message's text around the first place it holds `query` (a search result's line)."""
+    excerpts = {}
+    needle = query.casefold()
+    for pk, content in Message.objects.filter(pk__in=[m for m in message_ids if m]).values_list("pk", "content"):
+        at = max(0, content.casefold().find(needle))
+        start = max(0, at - width // 3)
+        text = " ".join(content[start : start + width].split())
+        excerpts[str(pk)] = ("…" if start else "") + text + ("…" if start + width < len(content) else "")
+    return excerpts
 
 
 def branch_to(*, conversation: Conversation, leaf_id: uuid.UUID | None) -> list[Message]:

@@ -15,6 +15,8 @@ def conversation_body(conversation: Conversation) -> dict[str, Any]:
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
         "current_leaf": str(conversation.current_leaf) if conversation.current_leaf else None,
+        "project_id": str(conversation.project_id) if conversation.project_id else None,
+        "pinned": conversation.pinned_at is not None,
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

@@ -16,6 +16,7 @@ from django.utils import timezone
 from chat.api.errors import ApiError
 from chat.api.fields import string
 from chat.models import Account, Conversation, Message, Share
+from projects.models import Project
 
 from .selectors import branch_to
 
@@ -32,15 +33,53 @@ def _bad(message: str, param: str) -> ApiError:
 
 
 def conversation_create(
-    *, account: Account | int, owner_id: int | None = None, title: str = "", model: str = ""
+    *,
+    account: Account | int,
+    owner_id: int | None = None,
+    title: str = "",
+    model: str = "",
+    project: Project | None = None,
 ) -> Conversation:
     account_id = account if isinstance(account, int) else account.pk
-    return Conversation.objects.create(account_id=account_id, owner_id=owner_id, title=title[:200], model=model[:200])
+    return Conversation.objects.create(
+        account_id=account_id, owner_id=owner_id, title=title[:200], model=model[:200], project=project
+    )
+
+
+def project_for(*, account_id: int, owner_id: int | None, project_id: Any) -> Project | None:
+    """The owner's project a chat goes into (`project_id` None: none); 400 when it is not
+    theirs, or archived."""
+    if project_id is None:
+        return None
+    try:
+        pk = uuid.UUID(str(project_id))
+    except ValueError:
+        raise _bad("'project_id' must be a project id or null.", "project_id") from None
+    project = Project.objects.filter(pk=pk, account_id=account_id, owner_id=owner_id).first()
+    if project is None:
+        raise _bad("'project_id' is not one of your projects.", "project_id")
+    if project.archived_at is not None:
+        raise _bad("That project is archived: restore it first.", "project_id")
+    return project
 
 
 def conversation_update(*, conversation: Conversation, changes: dict[str, Any]) -> Conversation:
-    """Rename, choose a model or system prompt, or switch branch (`current_leaf`)."""
+    """Rename, choose a model or system prompt, switch branch (`current_leaf`), move into or
+    out of a project (`project_id`), pin or unpin (`pinned`)."""
     fields = []
+    if "project_id" in changes:
+        project = project_for(
+            account_id=conversation.account_id, owner_id=conversation.owner_id, project_id=changes["project_id"]
+        )
+        conversation.project = project
+        fields.append("project")
+    if "pinned" in changes:
+        pinned = changes["pinned"]
+        if not isinstance(pinned, bool):
+            raise _bad("'pinned' must be true or false.", "pinned")
+        if pinned != (conversation.pinned_at is not None):
+            conversation.pinned_at = timezone.now() if pinned else None
+            fields.append("pinned_at")
     for name in ("title", "model", "system_prompt"):
         if name in changes:
             value = changes[name]
@@ -139,18 +178,22 @@ def turn_create(
     parent_id: Any,
     model: str,
     system_prompt: Any = None,
+    project_id: Any = None,
 ) -> tuple[Conversation, Message, Message]:
     """A user message (a new branch when `parent_id` already has children) and the empty
-    assistant message its generation will fill; with no `conversation`, a new one (all or
-    nothing: bad input leaves no empty conversation behind)."""
+    assistant message its generation will fill; with no `conversation`, a new one — in
+    `project_id` when given (all or nothing: bad input leaves no empty conversation behind)."""
     if not isinstance(content, str) or len(content) > MAX_CONTENT:
         raise _bad(f"'content' must be a string of at most {MAX_CONTENT} characters.", "content")
     clean = clean_attachments(attachments)
     if not content.strip() and not clean:
         raise _bad("Write a message or attach something.", "content")
+    project = (
+        project_for(account_id=account_id, owner_id=owner_id, project_id=project_id) if conversation is None else None
+    )
     storage_take(account_id=account_id, size=turn_bytes(content, clean))
     if conversation is None:
-        conversation = conversation_create(account=account_id, owner_id=owner_id, model=model)
+        conversation = conversation_create(account=account_id, owner_id=owner_id, model=model, project=project)
         if system_prompt:
             conversation_update(conversation=conversation, changes={"system_prompt": system_prompt})
     parent = None
@@ -215,9 +258,12 @@ def prompt_messages(*, conversation: Conversation, assistant: Message) -> list[d
     )
 
 
-def turn_preview(*, conversation: Conversation | None, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+def turn_preview(
+    *, conversation: Conversation | None, body: dict[str, Any], account_id: int = 0, owner_id: int | None = None
+) -> list[dict[str, Any]] | None:
     """The `messages` a turn (or a regeneration) would send, before any row is written;
-    None for a malformed turn (its write says what is wrong)."""
+    None for a malformed turn (its write says what is wrong). A new conversation's project
+    is the owner's (`account_id`, `owner_id`)."""
     regenerate = body.get("regenerate")
     try:
         if regenerate:
@@ -235,18 +281,28 @@ def turn_preview(*, conversation: Conversation | None, body: dict[str, Any]) -> 
         turn = Message(role=Message.Role.USER, content=content, attachments=clean_attachments(body.get("attachments")))
         parent_id = body.get("parent_id")
         leaf = _uuid_or_400(parent_id, "parent_id") if parent_id is not None and conversation is not None else None
+        project = (
+            project_for(account_id=account_id, owner_id=owner_id, project_id=body.get("project_id"))
+            if conversation is None
+            else None
+        )
     except ApiError:
         return None
-    draft = conversation or Conversation(system_prompt=str(body.get("system_prompt") or ""))
+    draft = conversation or Conversation(system_prompt=str(body.get("system_prompt") or ""), project=project)
     branch = branch_to(conversation=conversation, leaf_id=leaf) if conversation is not None else []
     return history_messages(conversation=draft, branch=[*branch, turn])
 
 
 def history_messages(*, conversation: Conversation, branch: list[Message]) -> list[dict[str, Any]]:
-    """The OpenAI `messages` of a branch (root first), after the conversation's system prompt."""
+    """The OpenAI `messages` of a branch (root first), after one system message: the
+    project's instructions, then the conversation's own system prompt."""
     history: list[dict[str, Any]] = []
-    if conversation.system_prompt and settings.WEB["ALLOW_SYSTEM_PROMPT"]:
-        history.append({"role": "system", "content": conversation.system_prompt})
+    if settings.WEB["ALLOW_SYSTEM_PROMPT"]:
+        project = conversation.project if conversation.project_id else None
+        texts = [project.instructions if project else "", conversation.system_prompt]
+        system = "\n\n".join(text for text in texts if text.strip())
+        if system:
+            history.append({"role": "system", "content": system})
     for message in branch:
         if message.role == Message.Role.ASSISTANT:
             if message.content:

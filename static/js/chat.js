@@ -28,6 +28,10 @@ const state = {
   watching: null, // {id, source}
   pending: [], // attachments in the composer
   pinned: true, // follow the answer while it streams
+  project: null, // the project open in the sidebar: {id, name, instructions, archived, conversations}
+  projects: [],
+  showArchived: false,
+  searching: false,
 };
 
 // --- helpers ------------------------------------------------------------------------------
@@ -61,27 +65,168 @@ function showError(text) {
 }
 
 // --- sidebar ------------------------------------------------------------------------------
+// Projects, then pinned chats, then the recent ones; inside a project, its own chats. A
+// search lists matching chats, each with the line that matched: a click opens the message.
 
-async function loadConversations(query = "") {
-  const result = await api(`/api/conversations${query ? `?q=${encodeURIComponent(query)}` : ""}`);
+async function loadConversations() {
+  const query = $("search").value.trim();
+  const params = new URLSearchParams();
+  if (query) params.set("q", query);
+  const inProject = state.project && (!query || $("search-scope").value === "project");
+  if (inProject) params.set("project", state.project.id);
+  else if (!query) params.set("project", "none");
+  const [result, projects] = await Promise.all([
+    api(`/api/conversations?${params}`),
+    api(`/api/projects${state.showArchived ? "?archived=1" : ""}`),
+  ]);
   state.conversations = result.data;
+  state.searching = Boolean(query);
+  state.projects = projects.data;
+  if (state.project) state.project = state.projects.find((p) => p.id === state.project.id) || state.project;
   renderSidebar();
 }
 
+function conversationItem(c) {
+  const match = c.match;
+  return el(
+    "li",
+    { class: c.id === state.conversation?.id ? "active" : "", "data-id": c.id },
+    el("a", { href: `/?c=${c.id}`, onclick: (e) => (e.preventDefault(), openConversation(c.id, match?.message_id)) },
+      el("span", { class: "name" }, c.title || gettext("New chat")),
+      match?.excerpt ? el("span", { class: "excerpt" }, match.excerpt) : null),
+    el("button", { type: "button", class: "icon", title: c.pinned ? gettext("Unpin") : gettext("Pin"), "aria-label": c.pinned ? gettext("Unpin") : gettext("Pin"), "aria-pressed": String(c.pinned), onclick: () => pin(c) }, c.pinned ? "★" : "☆"),
+    el("button", { type: "button", class: "icon", title: gettext("Move to a project"), "aria-label": gettext("Move to a project"), onclick: () => move(c) }, "⇄"),
+    el("a", { class: "icon", href: `/api/conversations/${c.id}/export?format=md`, download: "", title: gettext("Export as Markdown"), "aria-label": gettext("Export as Markdown") }, "⤓"),
+    el("button", { type: "button", class: "icon", title: gettext("Rename"), "aria-label": gettext("Rename"), onclick: () => rename(c) }, "✎"),
+    el("button", { type: "button", class: "icon", title: gettext("Delete"), "aria-label": gettext("Delete"), onclick: () => remove(c) }, "×"),
+  );
+}
+
 function renderSidebar() {
-  const list = $("conversations");
-  list.replaceChildren(
-    ...state.conversations.map((c) =>
-      el(
-        "li",
-        { class: c.id === state.conversation?.id ? "active" : "", "data-id": c.id },
-        el("a", { href: `/?c=${c.id}`, onclick: (e) => (e.preventDefault(), openConversation(c.id)) }, c.title || gettext("New chat")),
-        el("a", { class: "icon", href: `/api/conversations/${c.id}/export?format=md`, download: "", title: gettext("Export as Markdown"), "aria-label": gettext("Export as Markdown") }, "⤓"),
-        el("button", { type: "button", class: "icon", title: gettext("Rename"), "aria-label": gettext("Rename"), onclick: () => rename(c) }, "✎"),
-        el("button", { type: "button", class: "icon", title: gettext("Delete"), "aria-label": gettext("Delete"), onclick: () => remove(c) }, "×"),
-      ),
+  const project = state.project;
+  $("project-bar").hidden = !project;
+  if (project) $("project-name").textContent = project.name + (project.archived ? ` (${gettext("archived")})` : "");
+  $("search-scope-label").hidden = !project;
+  $("projects-section").hidden = Boolean(project) || state.searching;
+  $("projects").replaceChildren(
+    ...state.projects.map((p) =>
+      el("li", { "data-id": p.id, class: p.archived ? "archived" : "" },
+        el("a", { href: `/?p=${p.id}`, onclick: (e) => (e.preventDefault(), openProject(p)) }, p.name),
+        el("span", { class: "count", title: gettext("Chats") }, String(p.conversations))),
     ),
   );
+  $("show-archived").textContent = state.showArchived ? gettext("Hide archived projects") : gettext("Show archived projects");
+  const pinned = state.searching ? [] : state.conversations.filter((c) => c.pinned);
+  $("pinned-section").hidden = !pinned.length;
+  $("pinned").replaceChildren(...pinned.map(conversationItem));
+  const rest = state.searching ? state.conversations : state.conversations.filter((c) => !c.pinned);
+  $("recent-heading").textContent = state.searching ? gettext("Found") : project ? gettext("Chats in this project") : gettext("Recent");
+  $("conversations").replaceChildren(...rest.map(conversationItem));
+}
+
+async function openProject(project) {
+  state.project = project;
+  state.conversations = []; // the other list's, until this one's arrive
+  $("search").value = "";
+  history.replaceState(null, "", `/?p=${project.id}`);
+  newChat();
+  await loadConversations();
+}
+
+async function leaveProject() {
+  state.project = null;
+  state.conversations = [];
+  $("search").value = "";
+  newChat();
+  await loadConversations();
+}
+
+function editProject(project) {
+  const dialog = $("project-dialog");
+  dialog.dataset.id = project?.id || "";
+  $("project-dialog-title").textContent = project ? gettext("Project") : gettext("New project");
+  $("project-form-name").value = project?.name || "";
+  $("project-form-instructions").value = project?.instructions || "";
+  $("project-form-error").hidden = true;
+  $("project-archive").hidden = $("project-delete").hidden = !project;
+  $("project-archive").textContent = project?.archived ? gettext("Restore") : gettext("Archive");
+  dialog.showModal();
+  $("project-form-name").focus();
+}
+
+async function saveProject(event) {
+  event.preventDefault();
+  const id = $("project-dialog").dataset.id;
+  const body = { name: $("project-form-name").value, instructions: $("project-form-instructions").value };
+  try {
+    const project = await api(id ? `/api/projects/${id}` : "/api/projects", { method: id ? "PATCH" : "POST", body });
+    $("project-dialog").close();
+    if (id) {
+      if (state.project?.id === id) state.project = project;
+      await loadConversations();
+    } else {
+      await openProject(project);
+    }
+  } catch (failure) {
+    $("project-form-error").textContent = describeFailure(failure);
+    $("project-form-error").hidden = false;
+  }
+}
+
+async function archiveProject() {
+  const id = $("project-dialog").dataset.id;
+  const project = state.projects.find((p) => p.id === id) || state.project;
+  const updated = await api(`/api/projects/${id}`, { method: "PATCH", body: { archived: !project.archived } });
+  $("project-dialog").close();
+  if (state.project?.id === id) state.project = updated;
+  if (updated.archived) announce(interpolate(gettext("“%s” is archived."), [updated.name]));
+  await loadConversations();
+}
+
+async function deleteProject() {
+  const id = $("project-dialog").dataset.id;
+  const project = state.projects.find((p) => p.id === id) || state.project;
+  const question = interpolate(
+    ngettext("Delete the project “%s” and its %s chat? This cannot be undone.", "Delete the project “%s” and its %s chats? This cannot be undone.", project.conversations),
+    [project.name, project.conversations],
+  );
+  if (!confirm(question)) return;
+  await api(`/api/projects/${id}`, { method: "DELETE" });
+  $("project-dialog").close();
+  if (state.conversation?.project_id === id) state.conversation = null;
+  await leaveProject();
+}
+
+async function pin(conversation) {
+  const updated = await api(`/api/conversations/${conversation.id}`, { method: "PATCH", body: { pinned: !conversation.pinned } });
+  conversation.pinned = updated.pinned;
+  renderSidebar();
+}
+
+function move(conversation) {
+  const select = $("move-project");
+  select.replaceChildren(
+    el("option", { value: "" }, gettext("No project")),
+    ...state.projects.filter((p) => !p.archived).map((p) => el("option", { value: p.id }, p.name)),
+  );
+  select.value = conversation.project_id || "";
+  $("move-dialog").dataset.id = conversation.id;
+  $("move-dialog").showModal();
+}
+
+async function moveChosen(event) {
+  event.preventDefault();
+  const id = $("move-dialog").dataset.id;
+  const project = $("move-project").value || null;
+  try {
+    const updated = await api(`/api/conversations/${id}`, { method: "PATCH", body: { project_id: project } });
+    if (state.conversation?.id === id) state.conversation.project_id = updated.project_id;
+    $("move-dialog").close();
+    await loadConversations();
+  } catch (failure) {
+    $("move-dialog").close();
+    showError(describeFailure(failure));
+  }
 }
 
 async function rename(conversation) {
@@ -111,8 +256,8 @@ function newChat() {
   state.conversation = null;
   state.messages.clear();
   state.path = [];
-  history.replaceState(null, "", "/");
-  $("conversation-title").textContent = gettext("New chat");
+  history.replaceState(null, "", state.project ? `/?p=${state.project.id}` : "/");
+  $("conversation-title").textContent = state.project ? `${state.project.name} / ${gettext("New chat")}` : gettext("New chat");
   $("share").disabled = true;
   if ($("system-prompt")) $("system-prompt").value = "";
   renderMessages();
@@ -121,28 +266,42 @@ function newChat() {
   $("input").focus();
 }
 
-async function openConversation(id) {
+// `found`: a message to show (a search's match) — on its own branch when it is on another.
+async function openConversation(id, found = null) {
   stopWatching();
   saveDraft();
   const conversation = await api(`/api/conversations/${id}`);
   state.conversation = conversation;
   state.messages = new Map(conversation.messages.map((m) => [m.id, m]));
   computePath();
+  const target = found && state.messages.get(found);
+  if (target && !state.path.includes(target)) {
+    indexTree();
+    state.conversation.current_leaf = latestLeaf(target).id;
+    computePath();
+  }
   history.replaceState(null, "", `/?c=${id}`);
   try {
     localStorage.setItem("gg-last", id);
   } catch {}
-  $("conversation-title").textContent = conversation.title || gettext("New chat");
+  $("conversation-title").textContent = titleOf(conversation);
   $("share").disabled = state.path.length === 0;
   if (conversation.model) $("model").value = conversation.model;
   if ($("system-prompt")) $("system-prompt").value = conversation.system_prompt || "";
   loadDraft();
-  renderMessages();
+  renderMessages(Boolean(target));
   renderSidebar();
   scrollToEnd(true);
+  if (target) showFound(target.id);
   const last = state.path[state.path.length - 1];
   if (last?.status === "streaming") watch(last.id);
   document.getElementById("app").classList.remove("menu-open");
+}
+
+function titleOf(conversation) {
+  const project = conversation.project_id && state.projects.find((p) => p.id === conversation.project_id);
+  const title = conversation.title || gettext("New chat");
+  return project ? `${project.name} / ${title}` : title;
 }
 
 function computePath() {
@@ -202,7 +361,17 @@ const EAGER_MESSAGES = 30; // drawn at once; older ones follow in idle time, new
 const CHUNK = 40;
 let renderRound = 0;
 
-function renderMessages() {
+function showFound(id) {
+  const article = document.querySelector(`article[data-id="${id}"]`);
+  if (!article) return;
+  state.pinned = false;
+  article.classList.add("found");
+  article.scrollIntoView({ block: "center" });
+  setTimeout(() => article.classList.remove("found"), 4000);
+}
+
+// `all`: draw every message at once (to scroll to one that may be old).
+function renderMessages(all = false) {
   const box = $("messages");
   const round = ++renderRound;
   box.replaceChildren();
@@ -213,7 +382,7 @@ function renderMessages() {
     );
     return;
   }
-  const split = Math.max(0, state.path.length - EAGER_MESSAGES);
+  const split = all ? 0 : Math.max(0, state.path.length - EAGER_MESSAGES);
   box.append(...state.path.slice(split).map(messageView));
   if (split > 0) renderOlder(round, state.path.slice(0, split));
 }
@@ -347,7 +516,7 @@ function adoptConversation(conversation) {
     state.conversation = { ...conversation };
     history.replaceState(null, "", `/?c=${conversation.id}`);
   }
-  $("conversation-title").textContent = conversation.title || gettext("New chat");
+  $("conversation-title").textContent = titleOf(state.conversation);
   $("share").disabled = false;
 }
 
@@ -357,7 +526,7 @@ async function startTurn(body) {
   if (state.watching) return false;
   setBusy(true);
   const target = state.conversation?.id || "new";
-  const system = state.conversation ? {} : { system_prompt: $("system-prompt")?.value || "" };
+  const system = state.conversation ? {} : { system_prompt: $("system-prompt")?.value || "", project_id: state.project?.id || null };
   let response;
   try {
     response = await fetch(`/api/conversations/${target}/messages`, {
@@ -435,6 +604,8 @@ async function readEvents(reader, onEvent) {
 // The sidebar learns about the turn locally (no request competing with the answer).
 function refreshSidebar() {
   const current = state.conversation;
+  const project = state.projects.find((p) => p.id === current.project_id);
+  if (project && !state.conversations.some((c) => c.id === current.id)) project.conversations += 1;
   state.conversations = [
     { ...current },
     ...state.conversations.filter((c) => c.id !== current.id),
@@ -799,7 +970,19 @@ function wire() {
   let searchTimer = 0;
   $("search").addEventListener("input", () => {
     clearTimeout(searchTimer);
-    searchTimer = setTimeout(() => loadConversations($("search").value.trim()), 200);
+    searchTimer = setTimeout(loadConversations, 200);
+  });
+  $("search-scope").addEventListener("change", loadConversations);
+  $("new-project").addEventListener("click", () => editProject(null));
+  $("project-edit").addEventListener("click", () => editProject(state.project));
+  $("project-back").addEventListener("click", leaveProject);
+  $("project-form").addEventListener("submit", saveProject);
+  $("project-archive").addEventListener("click", archiveProject);
+  $("project-delete").addEventListener("click", deleteProject);
+  $("move-form").addEventListener("submit", moveChosen);
+  $("show-archived").addEventListener("click", () => {
+    state.showArchived = !state.showArchived;
+    loadConversations();
   });
   $("messages").addEventListener("scroll", () => {
     state.pinned = nearBottom();
@@ -859,9 +1042,14 @@ async function boot() {
   wire();
   try {
     if (!data("has-session")) await api("/api/session/bootstrap", { method: "POST" });
+    const query = new URLSearchParams(location.search);
+    if (query.get("p")) state.project = { id: query.get("p"), name: "" };
     await Promise.all([loadConversations(), loadModels()]);
-    const wanted = new URLSearchParams(location.search).get("c");
-    if (wanted) await openConversation(wanted);
+    if (state.project && !state.projects.some((p) => p.id === state.project.id)) {
+      state.project = null; // not one of this person's (or archived and hidden): the plain list
+      await loadConversations();
+    }
+    if (query.get("c")) await openConversation(query.get("c"));
     else newChat();
   } catch (failure) {
     showError(describeFailure(failure));

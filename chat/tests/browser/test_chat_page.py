@@ -236,7 +236,8 @@ def test_image_attachment_preview_and_answer(tabs: Any) -> None:
     page.fill("#input", "What is in the picture?")
     page.keyboard.press("Enter")
     page.wait_for_selector("article.assistant:not(.streaming)", timeout=60_000)
-    assert page.locator("[role=alert]").count() == 0  # the text-only model got the image as text
+    alerts = page.locator("[role=alert]")
+    assert alerts.count() == 0, alerts.all_inner_texts()  # the text-only model got the image as text
     assert page.locator("article.user .attachments .chip").count() == 1
 
 

@@ -1,0 +1,65 @@
+"""GET/POST /api/projects, GET/PATCH/DELETE /api/projects/<id> — the browser product's
+projects, for the signed-in person (or the browser's anonymous key) like its chats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chat.web.api import WebApi, _object, limit_creation
+
+from . import services
+from .models import Project
+from .selectors import project_get_for_owner, project_list
+
+
+def project_body(project: Project) -> dict[str, Any]:
+    body = {
+        "id": str(project.pk),
+        "object": "project",
+        "name": project.name,
+        "instructions": project.instructions,
+        "archived": project.archived_at is not None,
+        "created_at": project.created_at.isoformat(),
+        "updated_at": project.updated_at.isoformat(),
+    }
+    count = getattr(project, "conversation_count", None)
+    body["conversations"] = count if count is not None else project.conversations.count()
+    return body
+
+
+class ProjectListApi(WebApi):
+    def get(self, request: Request) -> Response:
+        archived = str(request.query_params.get("archived", "")) in ("1", "true")
+        rows = project_list(account_id=request.user.pk, owner_id=request.auth.user_id, archived=archived)
+        return Response({"object": "list", "data": [project_body(p) for p in rows]})
+
+    def post(self, request: Request) -> Response:
+        data = _object(request.data or {})
+        limit_creation(request, "project", owner_rate="CONVERSATION_RATE")
+        project = services.project_create(
+            account_id=request.user.pk,
+            owner_id=request.auth.user_id,
+            name=data.get("name"),
+            instructions=data.get("instructions", ""),
+        )
+        return Response(project_body(project), status=201)
+
+
+class ProjectDetailApi(WebApi):
+    def _get(self, request: Request, project_id: str) -> Project:
+        return project_get_for_owner(account_id=request.user.pk, owner_id=request.auth.user_id, project_id=project_id)
+
+    def get(self, request: Request, project_id: str) -> Response:
+        return Response(project_body(self._get(request, project_id)))
+
+    def patch(self, request: Request, project_id: str) -> Response:
+        project = services.project_update(project=self._get(request, project_id), changes=_object(request.data))
+        return Response(project_body(project))
+
+    def delete(self, request: Request, project_id: str) -> Response:
+        """Deletes the project with its chats: the page confirms first."""
+        services.project_delete(project=self._get(request, project_id))
+        return Response(status=204)

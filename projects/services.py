@@ -1,0 +1,85 @@
+"""Writes of projects: create, rename, instruct, archive, delete (with their chats)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from chat.api.errors import ApiError
+from chat.models import Account, Message
+from chat.web.services import turn_bytes
+
+from .models import Project
+
+NAME_LENGTH = 200
+INSTRUCTIONS_LENGTH = 20_000
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, message, param=param, code="invalid_value")
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad("'name' must be a non-empty string.", "name")
+    name = " ".join(value.split())
+    if len(name) > NAME_LENGTH:
+        raise _bad(f"'name' may be at most {NAME_LENGTH} characters.", "name")
+    return name
+
+
+def _instructions(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _bad("'instructions' must be a string.", "instructions")
+    if len(value) > INSTRUCTIONS_LENGTH:
+        raise _bad(f"'instructions' may be at most {INSTRUCTIONS_LENGTH} characters.", "instructions")
+    if value.strip() and not settings.WEB["ALLOW_SYSTEM_PROMPT"]:
+        raise ApiError(403, "This server does not allow custom system prompts.", param="instructions", code="forbidden")
+    return value
+
+
+def project_create(*, account_id: int, owner_id: int | None, name: Any, instructions: Any = "") -> Project:
+    return Project.objects.create(
+        account_id=account_id, owner_id=owner_id, name=_name(name), instructions=_instructions(instructions)
+    )
+
+
+def project_update(*, project: Project, changes: dict[str, Any]) -> Project:
+    """Rename (`name`), instruct (`instructions`), archive or restore (`archived`: a bool)."""
+    fields = []
+    if "name" in changes:
+        project.name = _name(changes["name"])
+        fields.append("name")
+    if "instructions" in changes:
+        project.instructions = _instructions(changes["instructions"])
+        fields.append("instructions")
+    if "archived" in changes:
+        archived = changes["archived"]
+        if not isinstance(archived, bool):
+            raise _bad("'archived' must be true or false.", "archived")
+        if archived != (project.archived_at is not None):
+            project.archived_at = timezone.now() if archived else None
+            fields.append("archived_at")
+    if fields:
+        project.save(update_fields=[*fields, "updated_at"])
+    return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> int:
+    """The project and every chat in it (the page asks first); their bytes go back to the
+    account's storage quota. Returns how many chats went."""
+    rows = Message.objects.filter(conversation__project=project, role=Message.Role.USER).values_list(
+        "content", "attachments"
+    )
+    freed = sum(turn_bytes(content, attachments) for content, attachments in rows.iterator())
+    chats = project.conversations.count()
+    account_id = project.account_id
+    project.delete()  # its conversations cascade
+    Account.objects.filter(pk=account_id).update(storage_used=Greatest(F("storage_used") - freed, 0))
+    return chats
