@@ -432,6 +432,8 @@ WEB = {
     "SHARE_STORAGE_BYTES_ANONYMOUS": env_int("GHOSTGPT_SHARE_STORAGE_BYTES_ANONYMOUS", 20 * 1024 * 1024, minimum=1024),
     # New conversations per minute per owner.
     "CONVERSATION_RATE": env_int("GHOSTGPT_CONVERSATION_RATE", 60, minimum=1),
+    # Projects one person may keep (archived ones count); past it a new one is 403.
+    "PROJECTS_MAX": env_int("GHOSTGPT_PROJECTS_MAX", 500, minimum=1),
     # Whole-account exports (a ZIP of every chat) one account may start a rate window.
     "EXPORT_RATE": env_int("GHOSTGPT_EXPORT_RATE", 5, minimum=1),
     # May people set their own system prompt in the chat page?

@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from chat.web.api import WebApi, _object, limit_creation
+from chat.web.api import WebApi, json_object, limit_creation
 
 from . import services
 from .models import Project
@@ -37,7 +37,7 @@ class ProjectListApi(WebApi):
         return Response({"object": "list", "data": [project_body(p) for p in rows]})
 
     def post(self, request: Request) -> Response:
-        data = _object(request.data or {})
+        data = json_object(request.data or {})
         limit_creation(request, "project", owner_rate="CONVERSATION_RATE")
         project = services.project_create(
             account_id=request.user.pk,
@@ -56,7 +56,7 @@ class ProjectDetailApi(WebApi):
         return Response(project_body(self._get(request, project_id)))
 
     def patch(self, request: Request, project_id: str) -> Response:
-        project = services.project_update(project=self._get(request, project_id), changes=_object(request.data))
+        project = services.project_update(project=self._get(request, project_id), changes=json_object(request.data))
         return Response(project_body(project))
 
     def delete(self, request: Request, project_id: str) -> Response:

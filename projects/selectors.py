@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
-from chat.web.selectors import _uuid
+from chat.web.selectors import uuid_or_404
 
 from .models import Project
 
@@ -21,7 +21,7 @@ def project_list(*, account_id: int, owner_id: int | None, archived: bool = Fals
 
 
 def project_get_for_owner(*, account_id: int, owner_id: int | None, project_id: Any) -> Project:
-    project = Project.objects.filter(pk=_uuid(project_id), account_id=account_id, owner_id=owner_id).first()
+    project = Project.objects.filter(pk=uuid_or_404(project_id), account_id=account_id, owner_id=owner_id).first()
     if project is None:
         raise Http404("No such project.")
     return project

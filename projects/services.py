@@ -44,6 +44,12 @@ def _instructions(value: Any) -> str:
 
 
 def project_create(*, account_id: int, owner_id: int | None, name: Any, instructions: Any = "") -> Project:
+    """A new project; 403 project_limit once the person keeps GHOSTGPT_PROJECTS_MAX."""
+    most = int(settings.WEB["PROJECTS_MAX"])
+    if Project.objects.filter(account_id=account_id, owner_id=owner_id).count() >= most:
+        raise ApiError(
+            403, f"You keep {most} projects, the most this server allows: delete one first.", code="project_limit"
+        )
     return Project.objects.create(
         account_id=account_id, owner_id=owner_id, name=_name(name), instructions=_instructions(instructions)
     )

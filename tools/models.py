@@ -38,13 +38,22 @@ class Job(models.Model):
 
 
 class Upload(models.Model):
-    """The file a job works on (a PDF, an audio recording), kept in the database until the job
-    ends: every web process and every worker, on any machine, reaches the database, so no
-    node needs a shared directory. Uploads are bounded (GHOSTGPT_PDF_MAX_BYTES,
-    GHOSTGPT_TRANSCRIBE_MAX_BYTES: 25 MB by default) and short-lived, which a bytea/BLOB
-    column holds well; the row goes when its job ends (and with it, if the job is deleted)."""
+    """The file a job works on (a PDF, an audio recording, an export to import), kept in the
+    database until the job ends: every web process and every worker, on any machine, reaches
+    the database, so no node needs a shared directory. It is stored and read in pieces
+    (UploadChunk), so a 100 MB import never sits whole in a process's memory; the rows go
+    when the job ends (and with it, if the job is deleted)."""
 
     job = models.OneToOneField(Job, primary_key=True, on_delete=models.CASCADE, related_name="upload")
     size = models.PositiveIntegerField()
-    data = models.BinaryField()
+    chunk_bytes = models.PositiveIntegerField(help_text="The size of every piece but the last.")
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class UploadChunk(models.Model):
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["upload", "index"], name="upload_chunk_once")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import time
 import uuid
@@ -25,6 +24,7 @@ from chat.models import Account
 
 from .base import ToolError, get_tool
 from .models import Job, Upload
+from .uploads import open_upload, store_upload
 
 logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -42,24 +42,20 @@ def job_create(*, tool: str, params: dict[str, Any], account: Account | None = N
         else:
             stored = {name: value for name, value in clean.items() if name != "path"}
             job = Job.objects.create(tool=tool, params={**stored, "upload": True}, account=account)
-            data = upload.read_bytes()
-            Upload.objects.create(job=job, size=len(data), data=data)
+            store_upload(job=job, path=upload)
         transaction.on_commit(lambda: _enqueue(str(job.pk)))
     return job
 
 
 @contextlib.contextmanager
 def _uploaded_file(job: Job) -> Iterator[dict[str, Any]]:
-    """The job's params, with its stored upload (if any) as an in-memory file under `file`
-    for the duration of the run: nothing is written to the worker's disk, so a worker
-    killed mid-job leaves nothing behind (uploads are bounded: PDF_MAX_BYTES, TRANSCRIBE_MAX_BYTES)."""
+    """The job's params, with its stored upload (if any) as a file under `file` for the
+    duration of the run, read from the database a piece at a time (tools.uploads): nothing is
+    written to the worker's disk, so a worker killed mid-job leaves nothing behind."""
     if not job.params.get("upload"):
         yield job.params
         return
-    data = Upload.objects.filter(job_id=job.pk).values_list("data", flat=True).first()
-    if data is None:
-        raise ToolError("The uploaded file is gone; upload it again.", status=410, code="upload_gone")
-    with io.BytesIO(data) as file:  # bytes (SQLite) or a memoryview (PostgreSQL)
+    with open_upload(job) as file:
         yield {**job.params, "file": file}
 
 

@@ -34,7 +34,7 @@ from .serializers import conversation_body, message_body
 LIST_LIMIT = 500
 
 
-def _object(data: Any) -> dict[str, Any]:
+def json_object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
     return data
@@ -76,7 +76,7 @@ class ConversationListApi(WebApi):
         return Response({"object": "list", "data": data})
 
     def post(self, request: Request) -> Response:
-        data = _object(request.data or {})
+        data = json_object(request.data or {})
         limit_creation(request, "conversation", owner_rate="CONVERSATION_RATE")
         project = services.project_for(
             account_id=request.user.pk, owner_id=request.auth.user_id, project_id=data.get("project_id")
@@ -102,9 +102,8 @@ class ConversationDetailApi(WebApi):
 
     def patch(self, request: Request, conversation_id: str) -> Response:
         conversation = self._get(request, conversation_id)
-        return Response(
-            conversation_body(services.conversation_update(conversation=conversation, changes=_object(request.data)))
-        )
+        changes = json_object(request.data)
+        return Response(conversation_body(services.conversation_update(conversation=conversation, changes=changes)))
 
     def delete(self, request: Request, conversation_id: str) -> Response:
         services.conversation_delete(conversation=self._get(request, conversation_id))

@@ -14,7 +14,7 @@ from chat.models import Conversation, Message, Share
 MAX_DEPTH = 100_000  # a guard: a branch is never this deep (a parent loop would be endless)
 
 
-def _uuid(value: Any) -> uuid.UUID:
+def uuid_or_404(value: Any) -> uuid.UUID:
     try:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:
@@ -27,7 +27,7 @@ def _uuid(value: Any) -> uuid.UUID:
 
 def conversation_get_for_account(*, account_id: int, owner_id: int | None, conversation_id: Any) -> Conversation:
     conversation = Conversation.objects.filter(
-        pk=_uuid(conversation_id), account_id=account_id, owner_id=owner_id
+        pk=uuid_or_404(conversation_id), account_id=account_id, owner_id=owner_id
     ).first()
     if conversation is None:
         raise Http404("No such conversation.")
@@ -36,7 +36,7 @@ def conversation_get_for_account(*, account_id: int, owner_id: int | None, conve
 
 async def aconversation_get_for_account(*, account_id: int, owner_id: int | None, conversation_id: Any) -> Conversation:
     conversation = await Conversation.objects.filter(
-        pk=_uuid(conversation_id), account_id=account_id, owner_id=owner_id
+        pk=uuid_or_404(conversation_id), account_id=account_id, owner_id=owner_id
     ).afirst()
     if conversation is None:
         raise Http404("No such conversation.")
@@ -45,7 +45,7 @@ async def aconversation_get_for_account(*, account_id: int, owner_id: int | None
 
 async def amessage_get_for_account(*, account_id: int, owner_id: int | None, message_id: Any) -> Message:
     message = await Message.objects.filter(
-        pk=_uuid(message_id), conversation__account_id=account_id, conversation__owner_id=owner_id
+        pk=uuid_or_404(message_id), conversation__account_id=account_id, conversation__owner_id=owner_id
     ).afirst()
     if message is None:
         raise Http404("No such message.")
@@ -53,7 +53,7 @@ async def amessage_get_for_account(*, account_id: int, owner_id: int | None, mes
 
 
 def message_get_for_conversation(*, conversation: Conversation, message_id: Any) -> Message:
-    message = conversation.messages.filter(pk=_uuid(message_id)).first()
+    message = conversation.messages.filter(pk=uuid_or_404(message_id)).first()
     if message is None:
         raise Http404("No such message.")
     return message
@@ -72,7 +72,7 @@ def conversation_list(
     if project is None:
         conversations = conversations.filter(project__isnull=True)
     elif project is not EVERYWHERE:
-        conversations = conversations.filter(project_id=_uuid(project))
+        conversations = conversations.filter(project_id=uuid_or_404(project))
     if query:
         # Only these conversations' messages: the join keeps the scan to them.
         in_messages = Message.objects.filter(

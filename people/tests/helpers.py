@@ -57,6 +57,16 @@ def sign_in(client: Client, email: str, password: str = PASSWORD) -> Any:
     return submit(client, "/accounts/login/", {"login": email, "password": password})
 
 
+def signed_in(email: str) -> Client:
+    """A new person, signed up, verified and signed in, in a browser-like client."""
+    client = csrf_client()
+    sign_up(client, email)
+    verify(client, email)
+    client.logout()
+    sign_in(client, email)
+    return client
+
+
 def bootstrap(client: Client) -> dict[str, Any]:
     response = client.post("/api/session/bootstrap")
     assert response.status_code in (200, 201), response.content

@@ -19,7 +19,7 @@ from people.models import Membership, Organization, Role
 from projects.models import Project
 from tools.models import Job
 
-from .helpers import PASSWORD, api, csrf_client, sign_in, sign_up, submit, verify
+from .helpers import PASSWORD, api, signed_in, submit
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -27,11 +27,7 @@ PAGE = "/accounts/delete/"
 
 
 def _person(email: str) -> Client:
-    client = csrf_client()
-    sign_up(client, email)
-    verify(client, email)
-    client.logout()
-    sign_in(client, email)
+    client = signed_in(email)
     # Deleting asks for the password again (allauth's reauthentication), whatever the sign-in's age.
     assert client.get(PAGE)["Location"].startswith("/accounts/reauthenticate/")
     assert submit(client, "/accounts/reauthenticate/", {"password": PASSWORD}).status_code == 302

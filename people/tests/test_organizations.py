@@ -20,19 +20,14 @@ from audit.models import AuditEvent
 from chat.models import ApiKey, Conversation, hash_api_key
 from people.models import Invitation, Membership, Organization, Role
 
-from .helpers import api, csrf_client, post, sign_in, sign_up, submit, verify
+from .helpers import api, post, signed_in, submit
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
 
 
 def _person(email: str) -> Client:
-    client = csrf_client()
-    sign_up(client, email)
-    verify(client, email)
-    client.logout()
-    sign_in(client, email)
-    return client
+    return signed_in(email)
 
 
 def _act(client: Client, slug: str, action: str, **data: Any) -> Any:

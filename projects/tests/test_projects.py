@@ -105,6 +105,16 @@ def test_a_malformed_project_is_a_400_naming_the_field(body: dict[str, Any], par
     assert not Project.objects.exists()
 
 
+def test_a_person_keeps_at_most_the_servers_number_of_projects(settings: Any) -> None:
+    settings.WEB = {**settings.WEB, "PROJECTS_MAX": 2}
+    client, _ = _client()
+    for name in ("One", "Two"):
+        assert _post(client, "/api/projects", {"name": name}).status_code == 201
+    refused = _post(client, "/api/projects", {"name": "Three"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "project_limit"
+    assert Project.objects.count() == 2
+
+
 def test_archived_must_be_a_boolean() -> None:
     client, _ = _client()
     project = _post(client, "/api/projects", {"name": "P"}).json()

@@ -75,13 +75,14 @@ async function loadConversations() {
   const inProject = state.project && (!query || $("search-scope").value === "project");
   if (inProject) params.set("project", state.project.id);
   else if (!query) params.set("project", "none");
+  // While searching (a request per pause in typing) the projects are not shown: not asked for.
   const [result, projects] = await Promise.all([
     api(`/api/conversations?${params}`),
-    api(`/api/projects${state.showArchived ? "?archived=1" : ""}`),
+    query ? null : api(`/api/projects${state.showArchived ? "?archived=1" : ""}`),
   ]);
   state.conversations = result.data;
   state.searching = Boolean(query);
-  state.projects = projects.data;
+  if (projects) state.projects = projects.data;
   if (state.project) state.project = state.projects.find((p) => p.id === state.project.id) || state.project;
   renderSidebar();
 }
