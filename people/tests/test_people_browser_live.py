@@ -204,3 +204,49 @@ def test_a_passkey_signs_in_without_a_password(browser: Any, site: LiveServer, i
     assert page.inner_text("#person-email") == "noa@example.com"
     tab.close()
     assert tab.errors == []
+
+
+def test_delete_my_data_offers_the_export_then_deletes_the_account(
+    browser: Any,  # noqa: F811
+    site: LiveServer,
+    inbox: tuple[Inbox, int],
+) -> None:
+    mails, _ = inbox
+    tab = _tab(browser, site)
+    try:
+        page = tab.open("/")
+        page.click("#sign-in")
+        page.click("a[href*='/accounts/signup/']")
+        page.fill("input[name=email]", "leo@example.com")
+        page.fill("input[name=password1]", PASSWORD)
+        page.fill("input[name=password2]", PASSWORD)
+        page.click("form[action*='/accounts/signup/'] button[type=submit]")
+        page.wait_for_url("**/accounts/confirm-email/")
+        page.goto(mails.link_for("leo@example.com"))
+        page.click("main form button[type=submit]")
+        page.wait_for_selector("body[data-ready=true]")
+        _new_conversation(page, "to be deleted")
+
+        page.goto("/accounts/profile/")
+        page.click("#erasure-link")
+        page.wait_for_url("**/accounts/reauthenticate/**")  # the password again, however recent the sign-in
+        page.fill("input[name=password]", PASSWORD)
+        page.click("main form button[type=submit]")
+        page.wait_for_url("**/accounts/delete/")
+        assert page.get_attribute("#erasure-export", "href") == "/api/export"  # the copy is offered first
+        with page.expect_download() as download:
+            page.click("#erasure-export")
+        assert download.value.suggested_filename.endswith(".zip")
+        tab.shot("people-delete-my-data")
+
+        page.fill("#erase-account input[name=email]", "leo@example.com")
+        page.click("#erase-account button[type=submit]")
+        page.wait_for_selector("#erasure-gone")
+        page.goto("/")
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_visible("#sign-in") and page.locator("#conversations li").count() == 0
+        _sign_in(page, "leo@example.com")  # the sign-in is gone too
+        page.wait_for_selector("main form .errorlist, main [role=alert], main .error", timeout=10_000)
+        assert "/accounts/login/" in page.url
+    finally:
+        tab.close()
