@@ -9,6 +9,8 @@ seeded rows (tiers, content types) for whichever test comes next, in any order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -21,3 +23,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         kwargs = {**marker.kwargs, "transaction": True, "serialized_rollback": True}
         item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+
+
+@pytest.fixture
+def fresh_rate_limits() -> Iterator[None]:
+    """A limiter made afresh for the test (the process's one keeps its counters and settings)."""
+    from chat.billing import ratelimit
+
+    ratelimit._limiter = None
+    yield
+    ratelimit._limiter = None

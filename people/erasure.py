@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
 
-from chat.models import Account, ApiKey, Conversation, Message, Share
+from chat.models import Account, ApiKey, Conversation, Share
 from chat.services import request_text_purge
-from chat.web.services import turn_bytes
+from chat.web.services import conversations_delete
 from projects.models import Project
 from tools.models import Job
 
@@ -44,22 +41,15 @@ def person_data_delete(*, user: Any) -> dict[str, int]:
     """The person's chats (in every account they write in) and projects; their own
     account's shares, tool jobs with their files and results, and request-log text. Each
     account's storage quota gets the chats' bytes back. Returns how many of each went."""
-    conversations = Conversation.objects.filter(owner=user)
-    freed: dict[int, int] = defaultdict(int)
-    rows = Message.objects.filter(conversation__owner=user, role=Message.Role.USER)
-    for account_id, content, attachments in rows.values_list("conversation__account_id", "content", "attachments"):
-        freed[account_id] += turn_bytes(content, attachments)
-    counts = {"conversations": conversations.count()}
-    conversations.delete()
-    for account_id, size in freed.items():
-        Account.objects.filter(pk=account_id).update(storage_used=Greatest(F("storage_used") - size, 0))
-    counts["projects"], _ = Project.objects.filter(owner=user).delete()
+    counts = {"conversations": conversations_delete(conversations=Conversation.objects.filter(owner=user))}
+    _, deleted = Project.objects.filter(owner=user).delete()
+    counts["projects"] = deleted.get(Project._meta.label, 0)
     own = Account.objects.filter(user=user).first()
     counts["shares"] = counts["files"] = 0
     if own is not None:
         counts["shares"], _ = Share.objects.filter(account=own).delete()
-        counts["files"] = Job.objects.filter(account=own).count()
-        Job.objects.filter(account=own).delete()  # their uploads go with them
+        _, deleted = Job.objects.filter(account=own).delete()  # their uploads go with them
+        counts["files"] = deleted.get(Job._meta.label, 0)
         request_text_purge(account_id=own.pk)
     return counts
 

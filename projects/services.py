@@ -6,13 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from chat.api.errors import ApiError
-from chat.models import Account, Message
-from chat.web.services import turn_bytes
+from chat.web.services import conversations_delete
 
 from .models import Project
 
@@ -80,12 +77,6 @@ def project_update(*, project: Project, changes: dict[str, Any]) -> Project:
 def project_delete(*, project: Project) -> int:
     """The project and every chat in it (the page asks first); their bytes go back to the
     account's storage quota. Returns how many chats went."""
-    rows = Message.objects.filter(conversation__project=project, role=Message.Role.USER).values_list(
-        "content", "attachments"
-    )
-    freed = sum(turn_bytes(content, attachments) for content, attachments in rows.iterator())
-    chats = project.conversations.count()
-    account_id = project.account_id
-    project.delete()  # its conversations cascade
-    Account.objects.filter(pk=account_id).update(storage_used=Greatest(F("storage_used") - freed, 0))
+    chats = conversations_delete(conversations=project.conversations.all())
+    project.delete()
     return chats

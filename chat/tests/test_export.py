@@ -7,23 +7,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 
 import pytest
 from django.test import Client
 
-from chat.billing import ratelimit
 from chat.models import Account, Conversation, Message, Share
 from chat.services import account_create_with_key
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits() -> Iterator[None]:
-    ratelimit._limiter = None
-    yield
-    ratelimit._limiter = None
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 
 def _chat(account: Account, title: str = "Ghosts & lanterns") -> Conversation:

@@ -9,26 +9,18 @@ import io
 import json
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.test import Client
 
-from chat.billing import ratelimit
 from chat.models import Account, Conversation, Message
 from chat.services import account_create_with_key
 from chat.web.importer import ENTRY_MAX_BYTES, ImportRefused, import_chats
 from chat.web.selectors import branch_to, conversation_list
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits() -> Iterator[None]:
-    ratelimit._limiter = None
-    yield
-    ratelimit._limiter = None
+pytestmark = pytest.mark.usefixtures("fresh_rate_limits")
 
 
 def _import(account: Account, data: bytes) -> dict[str, object]:

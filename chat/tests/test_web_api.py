@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from chat.billing import ratelimit
 from chat.models import ApiKey, Conversation, Message, Share
 from chat.services import account_create_with_key
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 XSS = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits() -> Iterator[None]:
-    ratelimit._limiter = None
-    yield
-    ratelimit._limiter = None
 
 
 class Browser:

@@ -402,7 +402,8 @@ def import_chats(
     projects: dict[str, Project] = {}
     with transaction.atomic():
         for chat in chats(file, specs):
-            _save_projects(specs, projects, account_id=account_id, owner_id=owner_id)
+            if len(specs) > len(projects):  # the ZIP's projects.json, read before its first chat
+                _save_projects(specs, projects, account_id=account_id, owner_id=owner_id)
             saved, missing_here = _save(
                 chat, account_id=account_id, owner_id=owner_id, project=projects.get(chat.project or "")
             )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -125,13 +126,23 @@ def storage_take(*, account_id: int, size: int) -> None:
 
 
 @transaction.atomic
+def conversations_delete(*, conversations: QuerySet[Conversation]) -> int:
+    """These conversations and their messages; their bytes go back to each account's quota.
+    Returns how many conversations went."""
+    freed: dict[int, int] = defaultdict(int)
+    rows = Message.objects.filter(conversation__in=conversations, role=Message.Role.USER)
+    for account_id, content, attachments in rows.values_list(
+        "conversation__account_id", "content", "attachments"
+    ).iterator():
+        freed[account_id] += turn_bytes(content, attachments)
+    _, deleted = conversations.delete()
+    for account_id, size in freed.items():
+        Account.objects.filter(pk=account_id).update(storage_used=Greatest(F("storage_used") - size, 0))
+    return deleted.get(Conversation._meta.label, 0)
+
+
 def conversation_delete(*, conversation: Conversation) -> None:
-    """The conversation and its messages; their bytes go back to the account's quota."""
-    rows = conversation.messages.filter(role=Message.Role.USER).values_list("content", "attachments")
-    freed = sum(turn_bytes(content, attachments) for content, attachments in rows)
-    account_id = conversation.account_id
-    conversation.delete()
-    Account.objects.filter(pk=account_id).update(storage_used=Greatest(F("storage_used") - freed, 0))
+    conversations_delete(conversations=Conversation.objects.filter(pk=conversation.pk))
 
 
 def _uuid_or_400(value: Any, param: str) -> uuid.UUID:

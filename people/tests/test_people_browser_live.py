@@ -88,6 +88,20 @@ def _new_conversation(page: Any, title: str) -> None:
     assert status == 201
 
 
+def _sign_up(page: Any, mails: Inbox, email: str) -> None:
+    """From the chat page: sign up, then the link from the mail the SMTP server got; back on the chat."""
+    page.click("#sign-in")
+    page.click("a[href*='/accounts/signup/']")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("form[action*='/accounts/signup/'] button[type=submit]")
+    page.wait_for_url("**/accounts/confirm-email/")
+    page.goto(mails.link_for(email))
+    page.click("main form button[type=submit]")
+    page.wait_for_selector("body[data-ready=true]")
+
+
 def _sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.goto("/accounts/login/")
     page.fill("input[name=login]", email)
@@ -110,17 +124,7 @@ def test_sign_up_verify_totp_and_a_second_browser(
     laptop = _tab(browser, site)
     page = laptop.open("/")
     _new_conversation(page, "asked before signing up")
-    page.click("#sign-in")
-    page.click("a[href*='/accounts/signup/']")
-    page.fill("input[name=email]", "mia@example.com")
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.click("form[action*='/accounts/signup/'] button[type=submit]")
-    page.wait_for_url("**/accounts/confirm-email/")
-
-    page.goto(mails.link_for("mia@example.com"))  # the link from the mail the SMTP server got
-    page.click("main form button[type=submit]")
-    page.wait_for_selector("body[data-ready=true]")
+    _sign_up(page, mails, "mia@example.com")
     page.wait_for_selector("#conversations li:has-text('asked before signing up')", timeout=15_000)
     assert page.inner_text("#person") == "mia@example.com"
 
@@ -215,16 +219,7 @@ def test_delete_my_data_offers_the_export_then_deletes_the_account(
     tab = _tab(browser, site)
     try:
         page = tab.open("/")
-        page.click("#sign-in")
-        page.click("a[href*='/accounts/signup/']")
-        page.fill("input[name=email]", "leo@example.com")
-        page.fill("input[name=password1]", PASSWORD)
-        page.fill("input[name=password2]", PASSWORD)
-        page.click("form[action*='/accounts/signup/'] button[type=submit]")
-        page.wait_for_url("**/accounts/confirm-email/")
-        page.goto(mails.link_for("leo@example.com"))
-        page.click("main form button[type=submit]")
-        page.wait_for_selector("body[data-ready=true]")
+        _sign_up(page, mails, "leo@example.com")
         _new_conversation(page, "to be deleted")
 
         page.goto("/accounts/profile/")

@@ -7,27 +7,18 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from chat.billing import ratelimit
 from chat.models import Account, Conversation, Message
 from chat.services import account_create_with_key
 from chat.web import services as web_services
 from chat.web.importer import import_chats
 from projects.models import Project
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits() -> Iterator[None]:
-    ratelimit._limiter = None
-    yield
-    ratelimit._limiter = None
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 
 def _client(name: str = "owner") -> tuple[Client, Account]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,22 +19,24 @@ from tools.models import Job, UploadChunk
 pytestmark = pytest.mark.django_db
 
 
-def _stored(tmp_path: Path, data: bytes, chunk_bytes: int = 1000) -> Job:
-    path = tmp_path / "upload.bin"
-    path.write_bytes(data)
-    job = Job.objects.create(tool="import-chats", params={"upload": True})
-    original = uploads.CHUNK_BYTES
-    uploads.CHUNK_BYTES = chunk_bytes
-    try:
+@pytest.fixture
+def stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Job]:
+    """A job whose upload holds `data`, stored in pieces of `chunk_bytes`."""
+
+    def store(data: bytes, chunk_bytes: int = 1000) -> Job:
+        path = tmp_path / "upload.bin"
+        path.write_bytes(data)
+        job = Job.objects.create(tool="import-chats", params={"upload": True})
+        monkeypatch.setattr(uploads, "CHUNK_BYTES", chunk_bytes)
         uploads.store_upload(job=job, path=path)
-    finally:
-        uploads.CHUNK_BYTES = original
-    return job
+        return job
+
+    return store
 
 
-def test_the_file_reads_back_whole_in_pieces_and_seeks(tmp_path: Path) -> None:
+def test_the_file_reads_back_whole_in_pieces_and_seeks(stored: Callable[..., Job]) -> None:
     data = os.urandom(4321)
-    job = _stored(tmp_path, data)
+    job = stored(data)
     assert list(UploadChunk.objects.order_by("index").values_list("index", flat=True)) == [0, 1, 2, 3, 4]
     with uploads.open_upload(job) as file:
         assert file.read() == data
@@ -47,19 +50,19 @@ def test_the_file_reads_back_whole_in_pieces_and_seeks(tmp_path: Path) -> None:
             file.seek(-1)
 
 
-def test_a_zip_is_read_from_the_pieces(tmp_path: Path) -> None:
+def test_a_zip_is_read_from_the_pieces(stored: Callable[..., Job]) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr("a.json", b'{"x": 1}')
         archive.writestr("b.bin", os.urandom(5000))
-    job = _stored(tmp_path, buffer.getvalue(), chunk_bytes=777)
+    job = stored(buffer.getvalue(), chunk_bytes=777)
     with uploads.open_upload(job) as file, zipfile.ZipFile(file) as archive:
         assert archive.read("a.json") == b'{"x": 1}'
         assert archive.testzip() is None
 
 
-def test_a_missing_piece_is_a_410(tmp_path: Path) -> None:
-    job = _stored(tmp_path, os.urandom(2500))
+def test_a_missing_piece_is_a_410(stored: Callable[..., Job]) -> None:
+    job = stored(os.urandom(2500))
     UploadChunk.objects.filter(index=1).delete()
     with uploads.open_upload(job) as file:
         assert len(file.read(1000)) == 1000
