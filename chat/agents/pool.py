@@ -35,6 +35,7 @@ from chat.backends.base import (
 from chat.backends.wire.base import UpstreamFailed, UpstreamRejected, UpstreamTimeout, count, estimate_prompt_tokens
 from chat.backends.wire.openai import usage_of
 from chat.billing.estimate import text_bound
+from chat.layers import ChannelReader
 
 from . import services
 from .selectors import agent_pick
@@ -132,14 +133,13 @@ async def _attempt(
     job = secrets.token_hex(12)
     finished, served, delivered = False, False, 0
     await services.agent_job_started(connection_id=agent_id)
+    replies = ChannelReader(reply, what=f"agent job {job}")
     try:
         await layer.send(channel, {"type": "agent.job", "job": job, "reply": reply, "request": job_request(request)})
         timeout = pool.first_token_timeout
         while True:
-            try:
-                message = await asyncio.wait_for(layer.receive(reply), timeout)
-            except TimeoutError:
-                raise UpstreamTimeout(f"The agent said nothing for {timeout:.0f}s.") from None
+            if (message := await replies.get(timeout)) is None:
+                raise UpstreamTimeout(f"The agent said nothing for {timeout:.0f}s.")
             kind = message.get("type")
             if kind == "agent.accepted":
                 prompt = message.get("prompt_tokens")
@@ -167,6 +167,7 @@ async def _attempt(
                     raise AgentFailed(f"The agent failed: {text}")
                 raise UpstreamRejected(f"The agent refused the request: {text}")
     finally:
+        replies.close()
         if not finished:  # the client went away (or we timed out): stop the agent's work
             with contextlib.suppress(Exception):
                 await layer.send(channel, {"type": "agent.cancel", "job": job})

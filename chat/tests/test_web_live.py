@@ -368,7 +368,7 @@ def test_generations_survive_dropped_redis_connections(redis_url: str) -> None:
             assert _drop_blocked_reads(redis_url, at_least=2) >= 2
             read_past(events, watcher, len(watcher.text) + 20)  # the watcher reads on
             _drop_blocked_reads(redis_url, at_least=2)  # and again, just before the stop
-            stop_until_done(with_cookies_of(other.base_url, client), turn, watcher, events)
+            stop_until_done(with_cookies_of(other.base_url, client), turn, watcher, events, (owner, other))
             owner.wait_idle(within=10)
         finally:
             other.stop()

@@ -12,7 +12,8 @@ Channel-layer protocol, per assistant message id (hex):
   group `genctl.<id>`  watchers publish     gen.resync (send me everything so far)
                                            gen.stop (end it; keep what was published)
 A watcher joins `gen.<id>` first and then asks for a snapshot, so it misses nothing: the
-owner answers in order with the deltas it publishes.
+owner answers in order with the deltas it publishes. Every read goes through
+chat.layers.ChannelReader: a deadline or an ending never cancels a Redis read.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from chat.api.errors import ApiError, internal_error
 from chat.api.streaming import until_revoked, until_stopped
 from chat.api.views import fit_request, meter_for
 from chat.backends.base import Accepted, Backend, BackendError, GenerationRequest, TextDelta, Usage
+from chat.layers import ChannelReader
 from chat.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
 
 STOP_FLAG_SECONDS = 600
-LAYER_RETRY_SECONDS = 0.5  # after a failed channel-layer read, before the next
 _owned: dict[str, Generation] = {}  # generations this process runs, by message id
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -98,7 +99,8 @@ async def _own(generation: Generation) -> None:
     layer = get_channel_layer()
     control = await layer.new_channel()
     await layer.group_add(control_name(generation.message_id), control)
-    listener = asyncio.ensure_future(_listen(generation, control))
+    reader = ChannelReader(control, what=f"generation {generation.message_id}")
+    listener = asyncio.ensure_future(_listen(generation, reader))
     # Watchers that joined before the owner listened asked for a snapshot nobody heard.
     await _publish(generation, {"type": "gen.snapshot", "text": generation.text})
     try:
@@ -107,28 +109,29 @@ async def _own(generation: Generation) -> None:
         logger.exception("generation %s failed", generation.message_id)
         generation.status, generation.error = Message.Status.FAILED, internal_error().payload()["error"]
     finally:
-        listener.cancel()
+        listener.cancel()  # it waits on the reader's queue, never on the layer: it ends at once
         with contextlib.suppress(asyncio.CancelledError, Exception):  # never keeps the answer from being saved
             await listener
         await _finish(generation)
-        await layer.group_discard(control_name(generation.message_id), control)
+        reader.close()
+        with contextlib.suppress(Exception):  # the layer down: the group's entry expires by itself
+            await layer.group_discard(control_name(generation.message_id), control)
         _owned.pop(generation.message_id, None)
         generation.finished.set()
 
 
-async def _listen(generation: Generation, control: str) -> None:
-    layer = get_channel_layer()
+async def _listen(generation: Generation, reader: ChannelReader) -> None:
     while True:
-        try:
-            message = await layer.receive(control)
-        except Exception:  # a dropped Redis connection: the message waits in Redis for the next read
-            logger.warning("generation %s: reading the channel layer failed; reading again", generation.message_id)
-            await asyncio.sleep(LAYER_RETRY_SECONDS)
+        message = await reader.get()
+        if message is None:  # pragma: no cover - no deadline, so never
             continue
         if message.get("type") == "gen.stop":
             generation.stop_requested.set()
         elif message.get("type") == "gen.resync":
-            await _publish(generation, {"type": "gen.snapshot", "text": generation.text})
+            try:
+                await _publish(generation, {"type": "gen.snapshot", "text": generation.text})
+            except Exception:  # a dropped Redis connection: the watcher asks again
+                logger.warning("generation %s: answering a resync failed", generation.message_id)
 
 
 async def _publish(generation: Generation, event: dict[str, Any]) -> None:

@@ -29,11 +29,12 @@ from chat.backends import registry
 from chat.backends.base import Backend
 from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor
 from chat.billing.ratelimit import limiter
+from chat.layers import ChannelReader
 from chat.models import Conversation, Message
 
 from . import services
 from .api import owner_limits
-from .generation import LAYER_RETRY_SECONDS, Generation, control_name, generation_start, generation_stop, group_name
+from .generation import Generation, control_name, generation_start, generation_stop, group_name
 from .selectors import aconversation_get_for_account, amessage_get_for_account
 from .serializers import conversation_body, message_body
 
@@ -296,6 +297,7 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group_name(message.pk), channel)
+    reader = ChannelReader(channel, what=f"watching {message.pk}")
     try:
         await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
         asked, length = time.monotonic(), None  # length: characters sent so far, once synced
@@ -306,14 +308,7 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
             # synced yet, the snapshot lost) must not hold off the ping, the resync or the
             # database check — the "done" may be among the dropped messages.
             interval = RESYNC_SECONDS if length is None else PING_SECONDS
-            try:
-                event = await asyncio.wait_for(layer.receive(channel), max(0.0, checked + interval - time.monotonic()))
-            except TimeoutError:
-                event = None
-            except Exception:  # a dropped Redis connection: what was published waits in Redis
-                logger.warning("watching %s: reading the channel layer failed; reading again", message.pk)
-                await asyncio.sleep(LAYER_RETRY_SECONDS)
-                event = None
+            event = await reader.get(checked + interval - time.monotonic())
             if event is None or time.monotonic() - checked >= interval:
                 checked = time.monotonic()
                 yield b": ping\n\n"
@@ -354,6 +349,7 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
                 checked = time.monotonic()
                 yield _event("delta", {"offset": length - len(piece), "text": piece})
     finally:
+        reader.close()
         await layer.group_discard(group_name(message.pk), channel)
 
 
