@@ -131,6 +131,7 @@ INSTALLED_APPS = [
     "payments",
     "alerts",
     "projects",
+    "documents",
     # Accounts, email verification, MFA (TOTP, recovery codes, passkeys), SSO, sessions:
     # django-allauth (people/ configures it; docs/operators.md lists the settings).
     "allauth",
