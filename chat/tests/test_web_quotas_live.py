@@ -62,7 +62,8 @@ def test_tpm_and_the_context_are_checked_before_a_turn_is_written(server: LiveSe
 
 
 def test_first_turns_and_asks_count_as_new_conversations() -> None:
-    server = LiveServer(env={"GHOSTGPT_CONVERSATION_RATE": "2"})
+    # A day's window: a minute's could turn between the counted turns and the refused ones.
+    server = LiveServer(env={"GHOSTGPT_CONVERSATION_RATE": "2", "GHOSTGPT_RATE_WINDOW_SECONDS": "86400"})
     try:
         tab = browser(server)
         assert tab.post("/api/conversations", json={"title": "x"}).status_code == 201
