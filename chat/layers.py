@@ -27,13 +27,19 @@ _closing: set[asyncio.Task[None]] = set()
 
 
 class ChannelReader:
-    """Messages of one channel (a `new_channel()` name of this process), read as they come."""
+    """Messages of one channel (a `new_channel()` name of this process), read as they come.
 
-    def __init__(self, channel: str, *, what: str, layer: Any = None) -> None:
+    `limit`: at most this many unread messages are kept; later ones are dropped, as the layer
+    drops a group's messages for a full channel (a watcher whose page reads slowly notices the
+    gap and asks for a snapshot). None: all are kept (the reader of an agent's replies, whose
+    number the request's max_tokens bounds)."""
+
+    def __init__(self, channel: str, *, what: str, limit: int | None = None, layer: Any = None) -> None:
         self.channel = channel
         self._what = what  # names the reader in the log
         self._layer = layer or get_channel_layer()
-        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=limit or 0)
+        self.dropped = 0
         self._task = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -46,7 +52,10 @@ class ChannelReader:
                 continue
             if message.get("type") == _CLOSE:
                 return
-            self._messages.put_nowait(message)
+            try:
+                self._messages.put_nowait(message)
+            except asyncio.QueueFull:
+                self.dropped += 1
 
     async def get(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next message; None once `timeout` seconds passed without one."""

@@ -92,3 +92,22 @@ def test_a_reader_whose_layer_is_down_is_cancelled_not_awaited() -> None:
         return reader._task.cancelled()
 
     assert asyncio.run(run())
+
+
+def test_a_reader_keeps_at_most_its_limit_of_unread_messages() -> None:
+    # A page that reads slowly must not make its watcher hold a whole answer's deltas in
+    # memory: past the limit they are dropped (the watcher notices the gap and resyncs).
+    async def run() -> tuple[list[int], int, Any]:
+        layer = InMemoryChannelLayer(capacity=1000)
+        channel = await layer.new_channel()
+        reader = ChannelReader(channel, what="test", limit=3, layer=layer)
+        for number in range(10):
+            await layer.send(channel, {"type": "n", "n": number})
+        await asyncio.sleep(0.1)  # the reader drains the layer, nobody reads the reader
+        kept = [message["n"] for message in [await reader.get(0.1) for _ in range(3)] if message]
+        after = await reader.get(0.05)
+        reader.close()
+        return kept, reader.dropped, after
+
+    kept, dropped, after = asyncio.run(run())
+    assert kept == [0, 1, 2] and dropped == 7 and after is None

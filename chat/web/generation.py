@@ -41,6 +41,7 @@ from chat.models import Conversation, Message
 logger = logging.getLogger(__name__)
 
 STOP_FLAG_SECONDS = 600
+CONTROL_BACKLOG = 100  # unread stops and resyncs kept (a stop also waits in the cache)
 _owned: dict[str, Generation] = {}  # generations this process runs, by message id
 _tasks: set[asyncio.Task[None]] = set()
 
@@ -99,7 +100,7 @@ async def _own(generation: Generation) -> None:
     layer = get_channel_layer()
     control = await layer.new_channel()
     await layer.group_add(control_name(generation.message_id), control)
-    reader = ChannelReader(control, what=f"generation {generation.message_id}")
+    reader = ChannelReader(control, what=f"generation {generation.message_id}", limit=CONTROL_BACKLOG)
     listener = asyncio.ensure_future(_listen(generation, reader))
     # Watchers that joined before the owner listened asked for a snapshot nobody heard.
     await _publish(generation, {"type": "gen.snapshot", "text": generation.text})

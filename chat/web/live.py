@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 RESYNC_SECONDS = 1.5  # how long a watcher waits for the owner's snapshot before asking again
 PING_SECONDS = 5.0  # also how often a quiet, synced watcher checks the database for the end
 STOP_WAIT_SECONDS = 5.0
+WATCH_BACKLOG = 200  # unread messages a watcher keeps; past them it resyncs (a page reading slowly)
 # Sampling settings a turn may carry; checked by the same parameter policy as /v1.
 TURN_SETTINGS = ("temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty")
 
@@ -297,7 +298,7 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group_name(message.pk), channel)
-    reader = ChannelReader(channel, what=f"watching {message.pk}")
+    reader = ChannelReader(channel, what=f"watching {message.pk}", limit=WATCH_BACKLOG)
     try:
         await layer.group_send(control_name(message.pk), {"type": "gen.resync"})
         asked, length = time.monotonic(), None  # length: characters sent so far, once synced
