@@ -57,10 +57,12 @@ class ChannelReader:
             except asyncio.QueueFull:
                 self.dropped += 1
 
-    async def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+    async def next(self) -> dict[str, Any]:
+        """The next message, whenever it comes."""
+        return await self._messages.get()
+
+    async def get(self, timeout: float) -> dict[str, Any] | None:
         """The next message; None once `timeout` seconds passed without one."""
-        if timeout is None:
-            return await self._messages.get()
         try:
             async with asyncio.timeout(max(0.0, timeout)):
                 return await self._messages.get()

@@ -123,9 +123,7 @@ async def _own(generation: Generation) -> None:
 
 async def _listen(generation: Generation, reader: ChannelReader) -> None:
     while True:
-        message = await reader.get()
-        if message is None:  # pragma: no cover - no deadline, so never
-            continue
+        message = await reader.next()
         if message.get("type") == "gen.stop":
             generation.stop_requested.set()
         elif message.get("type") == "gen.resync":

@@ -22,7 +22,7 @@ from chat.tests.conftest import fake  # noqa: F401  (the loopback upstream fixtu
 from chat.tests.fake_upstream import FakeUpstream
 from chat.tests.live import LiveServer, manage, operator_call
 
-from .test_people_browser_live import PASSWORD, Inbox, inbox  # noqa: F401  (the SMTP fixture)
+from .test_people_browser_live import Inbox, fill_sign_up, inbox  # noqa: F401  (the SMTP fixture)
 
 ADMIN_KEY = "admin-key-for-organization-tests"
 INVITATION = re.compile(r"https?://\S+/accounts/invitations/\S+/")
@@ -61,14 +61,7 @@ def _invitation_link(mails: Inbox, address: str, timeout: float = 20) -> str:
 
 def _sign_up(page: Any, mails: Inbox, email: str) -> None:
     page.goto("/accounts/signup/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.click("form[action*='/accounts/signup/'] button[type=submit]")
-    page.wait_for_url("**/accounts/confirm-email/")
-    page.goto(mails.link_for(email))
-    page.click("main form button[type=submit]")
-    page.wait_for_selector("body[data-ready=true]")
+    fill_sign_up(page, mails, email)
 
 
 def _stream(base_url: str, secret: str, out: dict[str, Any]) -> None:

@@ -92,6 +92,11 @@ def _sign_up(page: Any, mails: Inbox, email: str) -> None:
     """From the chat page: sign up, then the link from the mail the SMTP server got; back on the chat."""
     page.click("#sign-in")
     page.click("a[href*='/accounts/signup/']")
+    fill_sign_up(page, mails, email)
+
+
+def fill_sign_up(page: Any, mails: Inbox, email: str) -> None:
+    """On the sign-up page: the form, then the link from the mail the SMTP server got."""
     page.fill("input[name=email]", email)
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
