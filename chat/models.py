@@ -356,6 +356,9 @@ class Message(models.Model):
     error = models.JSONField(null=True, blank=True)
     model = models.CharField(max_length=200, blank=True)
     usage = models.JSONField(null=True, blank=True)
+    # An answer's documents: what went in ("whole" or "passages", the numbered sources, what
+    # was cut) — documents.context.record; None when the turn read no documents.
+    retrieval = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

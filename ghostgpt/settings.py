@@ -205,6 +205,8 @@ TEMPLATES = [
 
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'ghostgpt.sqlite3'}"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's SQLite backend on pysqlite3 with sqlite-vec loaded (ghostgpt/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "ghostgpt.sqlite"
     # WAL: readers do not block the writer; NORMAL sync is durable across process crashes
     # and skips an fsync per commit (the embedded default runs on one machine).
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = (
@@ -410,6 +412,19 @@ TOOLS = {
     "RATE_ANONYMOUS": env_int("GHOSTGPT_TOOLS_RATE_ANONYMOUS", 10, minimum=1),
     "RATE_KEY": env_int("GHOSTGPT_TOOLS_RATE_KEY", 60, minimum=1),
     "RATE_SESSION": env_int("GHOSTGPT_TOOLS_RATE_SESSION", 30, minimum=1),
+}
+
+# --- Documents (documents/: files in chats and projects, retrieved every turn) ---------
+
+DOCUMENTS = {
+    "MAX_BYTES": env_int("GHOSTGPT_DOCUMENT_MAX_BYTES", 25 * 1024 * 1024, minimum=1024),
+    # Passages indexed per file (a 2,000-page PDF makes about 6,000).
+    "MAX_PASSAGES": env_int("GHOSTGPT_DOCUMENT_MAX_PASSAGES", 20_000, minimum=1),
+    "MAX_PER_PERSON": env_int("GHOSTGPT_DOCUMENTS_MAX", 1000, minimum=1),
+    # Passages a turn sends when the documents do not fit whole (the best, within the budget).
+    "CONTEXT_PASSAGES": env_int("GHOSTGPT_DOCUMENT_PASSAGES", 8, minimum=1, maximum=100),
+    # Tokens kept free for the answer when the turn sets no max_tokens.
+    "ANSWER_TOKENS": env_int("GHOSTGPT_DOCUMENT_ANSWER_TOKENS", 1024, minimum=16),
 }
 
 # --- The browser product -----------------------------------------------------------

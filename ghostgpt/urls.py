@@ -32,6 +32,7 @@ urlpatterns = [
     path("accounts/", include("people.urls")),
     path("accounts/", include("allauth.urls")),
     path("", include("projects.urls")),
+    path("", include("documents.urls")),
     path("", include("chat.web.urls")),
     *api_urls.fallback,
 ]

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from chat.api.errors import ApiError
 from chat.web.services import conversations_delete
+from documents.services import documents_delete
 
 from .models import Project
 
@@ -78,5 +79,6 @@ def project_delete(*, project: Project) -> int:
     """The project and every chat in it (the page asks first); their bytes go back to the
     account's storage quota. Returns how many chats went."""
     chats = conversations_delete(conversations=project.conversations.all())
+    documents_delete(documents=project.documents.all())
     project.delete()
     return chats

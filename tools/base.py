@@ -56,6 +56,8 @@ def register(tool: Tool) -> Tool:
 
 def get_tool(name: str) -> Tool:
     # Import the tool modules so they register themselves.
+    from documents import indexing  # noqa: F401
+
     from . import fetch_url, import_chats, pdf, transcribe  # noqa: F401
     from .research import tool  # noqa: F401
 

@@ -134,6 +134,16 @@ def _load(url: str, param: str) -> bytes:
 
 def describe(data: bytes, number: int, param: str = "messages") -> str:
     """`[Image N: PNG, 640×160 pixels. …]` with the text OCR found, for a text-only model."""
+    facts, lines = read_image(data, number, param)
+    head = f"[Image {number}: {facts}. This model cannot see images; GhostGPT read the image for it."
+    if not lines:
+        return head + " No text was found in it.]"
+    text = "\n".join(lines)
+    return f'{head} Text found in it (OCR):\n"""\n{text}\n"""\n]'
+
+
+def read_image(data: bytes, number: int, param: str = "messages") -> tuple[str, list[str]]:
+    """An image's facts ("PNG, 640×160 pixels") and the lines of text OCR finds in it."""
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = settings.GHOSTGPT["IMAGE_MAX_PIXELS"]
@@ -147,12 +157,7 @@ def describe(data: bytes, number: int, param: str = "messages") -> str:
         raise ApiError(413, f"Image {number} has too many pixels.", param=param) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise ApiError(400, f"Image {number} in '{param}' is not an image GhostGPT can read.", param=param) from None
-    lines = _ocr(prepared)
-    head = f"[Image {number}: {facts}. This model cannot see images; GhostGPT read the image for it."
-    if not lines:
-        return head + " No text was found in it.]"
-    text = "\n".join(lines)
-    return f'{head} Text found in it (OCR):\n"""\n{text}\n"""\n]'
+    return facts, _ocr(prepared)
 
 
 def _check_pixels(image: Any, param: str) -> None:

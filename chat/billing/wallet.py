@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,6 +34,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, tra
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Field
 from django.utils import timezone
+from pysqlite3 import dbapi2 as sqlite3  # the SQLite engine's module (ghostgpt/sqlite)
 
 from chat.billing.budgets import PeriodKeys, hold_statement, period_keys, settle_statements
 from chat.models import Account, LedgerEntry, UsageHour, UsageRecord

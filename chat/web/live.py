@@ -31,11 +31,12 @@ from chat.billing.estimate import completion_bound, prompt_bound, prompt_floor
 from chat.billing.ratelimit import limiter
 from chat.layers import ChannelReader
 from chat.models import Conversation, Message
+from documents import context as documents_context
 
 from . import services
 from .api import owner_limits
 from .generation import Generation, control_name, generation_start, generation_stop, group_name
-from .selectors import aconversation_get_for_account, amessage_get_for_account
+from .selectors import aconversation_get_for_account, amessage_get_for_account, branch_to
 from .serializers import conversation_body, message_body
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,17 @@ async def _start(
     options: dict[str, Any],
 ) -> Generation:
     """Start generating `assistant` from the branch above it, on this server's loop."""
-    history = await sync_to_async(services.prompt_messages)(conversation=conversation, assistant=assistant)
+    branch = await sync_to_async(branch_to)(conversation=conversation, leaf_id=assistant.parent_id)
+    history = await sync_to_async(services.history_messages)(conversation=conversation, branch=branch)
+    max_tokens = options.get("max_tokens")
+    history = await documents_context.for_turn(  # every turn reads its documents again
+        conversation=conversation,
+        assistant=assistant,
+        branch=branch,
+        history=history,
+        context_length=registry.canonical_info(backend).context_length,
+        max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
+    )
     try:
         parsed = parse_chat(
             {"model": assistant.model, "messages": history, "stream": True, **options}, settings.GHOSTGPT
@@ -218,6 +229,7 @@ async def _start(
         request=parsed.generation,
         request_id=request.request_id,  # type: ignore[attr-defined]
     )
+    generation.retrieval = assistant.retrieval
     generation_start(generation)
     return generation
 
@@ -279,16 +291,16 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 
 def _done(message: Message, shown: int | None = None) -> bytes:
-    return _end(message.content, message.status, message.error, shown)
+    return _end(message.content, message.status, message.error, shown, message.retrieval)
 
 
-def _end(text: str, status: str, error: Any, shown: int | None) -> bytes:
+def _end(text: str, status: str, error: Any, shown: int | None, retrieval: Any = None) -> bytes:
     """The "done" event, after a last delta with what this watcher was not shown (the layer
     may drop deltas: a slow reader, a dropped connection), so its deltas add up to the text."""
     catch_up = (
         _event("delta", {"offset": shown, "text": text[shown:]}) if shown is not None and len(text) > shown else b""
     )
-    return catch_up + _event("done", {"text": text, "status": status, "error": error})
+    return catch_up + _event("done", {"text": text, "status": status, "error": error, "retrieval": retrieval})
 
 
 async def _watch(message: Message) -> AsyncIterator[bytes]:
@@ -331,7 +343,7 @@ async def _watch(message: Message) -> AsyncIterator[bytes]:
             kind = event.get("type")
             heard = time.monotonic()
             if kind == "gen.done":
-                yield _end(event["text"], event["status"], event["error"], length)
+                yield _end(event["text"], event["status"], event["error"], length, event.get("retrieval"))
                 return
             if kind == "gen.snapshot" and length is None:
                 length = len(event["text"])

@@ -81,6 +81,7 @@ def limits() -> dict[str, Any]:
         "max_body_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
         "share_max_bytes": settings.WEB["SHARE_MAX_BYTES"],
         "pdf_max_bytes": settings.TOOLS["PDF_MAX_BYTES"],
+        "document_max_bytes": settings.DOCUMENTS["MAX_BYTES"],
         "audio_max_bytes": settings.TOOLS["TRANSCRIBE_MAX_BYTES"],
         "image_max_bytes": tiers["IMAGE_MAX_BYTES"],
         "tools_per_window": {

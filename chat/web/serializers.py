@@ -32,5 +32,6 @@ def message_body(message: Message) -> dict[str, Any]:
         "status": message.status,
         "error": message.error,
         "model": message.model,
+        "retrieval": message.retrieval,
         "created_at": message.created_at.isoformat(),
     }

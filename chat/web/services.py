@@ -17,12 +17,13 @@ from django.utils import timezone
 from chat.api.errors import ApiError
 from chat.api.fields import string
 from chat.models import Account, Conversation, Message, Share
+from documents.models import Document
 from projects.models import Project
 
 from .selectors import branch_to
 
 TITLE_LENGTH = 80
-ATTACHMENT_KINDS = {"pdf", "image", "audio", "web", "url", "text"}
+ATTACHMENT_KINDS = {"pdf", "image", "audio", "web", "url", "text", "document"}
 MAX_ATTACHMENTS = 10
 MAX_ATTACHMENT_TEXT = 400_000
 MAX_CONTENT = 200_000
@@ -135,6 +136,9 @@ def conversations_delete(*, conversations: QuerySet[Conversation]) -> int:
         "conversation__account_id", "content", "attachments"
     ).iterator():
         freed[account_id] += turn_bytes(content, attachments)
+    from documents.services import documents_delete  # the files attached in them (their storage too)
+
+    documents_delete(documents=Document.objects.filter(conversation__in=conversations))
     _, deleted = conversations.delete()
     for account_id, size in freed.items():
         Account.objects.filter(pk=account_id).update(storage_used=Greatest(F("storage_used") - size, 0))
@@ -171,6 +175,12 @@ def clean_attachments(raw: Any) -> list[dict[str, Any]]:
             if not isinstance(data_url, str) or not data_url.startswith("data:image/"):
                 raise _bad(f"'{where}.data_url' must be a data:image/… URL.", f"{where}.data_url")
             entry["data_url"] = data_url
+        if item["kind"] == "document":  # a file indexed on the server (documents/): read by retrieval
+            try:
+                entry["document_id"] = str(uuid.UUID(str(item.get("document_id"))))
+            except ValueError:
+                raise _bad(f"'{where}.document_id' must be a document id.", f"{where}.document_id") from None
+            entry["format"] = str(item.get("format") or "")[:16]
         for extra in ("pages", "job_id", "sources", "url"):
             if extra in item:
                 entry[extra] = item[extra]
@@ -215,6 +225,11 @@ def turn_create(
     user = Message.objects.create(
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content, attachments=clean
     )
+    documents = [uuid.UUID(item["document_id"]) for item in clean if item["kind"] == "document"]
+    if documents:
+        from documents.services import documents_attach
+
+        documents_attach(conversation=conversation, document_ids=documents)
     assistant = _assistant_for(conversation, user, model)
     if not conversation.title:
         conversation.title = _title(content, clean)

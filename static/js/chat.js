@@ -18,6 +18,8 @@ const $ = (id) => document.getElementById(id);
 const data = (id) => JSON.parse($(id).textContent);
 const LIMITS = data("limits");
 const POLL_MS = 400;
+const DOCUMENT_TYPES = /\.(pdf|docx|txt|text|md|markdown|csv|html?)$/i; // files the server indexes (documents/extract.py)
+const DOCUMENT_MEDIA = ["application/pdf", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "text/plain", "text/markdown", "text/csv", "text/html"];
 const OPTIONS = ["temperature", "max_tokens", "seed"]; // sampling settings sent with each turn
 
 const state = {
@@ -151,8 +153,82 @@ function editProject(project) {
   $("project-form-error").hidden = true;
   $("project-archive").hidden = $("project-delete").hidden = !project;
   $("project-archive").textContent = project?.archived ? gettext("Restore") : gettext("Archive");
+  $("project-files").hidden = !project;
+  $("project-files-list").replaceChildren();
   dialog.showModal();
   $("project-form-name").focus();
+  if (project) loadProjectFiles(project.id);
+}
+
+// --- a project's files ------------------------------------------------------------------------
+
+async function loadProjectFiles(id) {
+  const list = await api(`/api/documents?project=${id}`);
+  if ($("project-dialog").dataset.id !== id) return;
+  $("project-files-list").replaceChildren(...list.data.map(projectFileItem));
+  for (const document of list.data) if (document.status === "queued" || document.status === "indexing") followProjectFile(document);
+}
+
+function projectFileItem(document) {
+  const status = document.status === "ready"
+    ? interpolate(ngettext("%s page", "%s pages", document.pages), [document.pages])
+    : document.status === "failed" ? errorText(document.error || {}) : interpolate(gettext("indexing… %s%"), [document.progress || 0]);
+  return el("li", { "data-id": document.id, "data-status": document.status },
+    el("button", { type: "button", class: "link name", onclick: () => openDocument({ ...document, document_id: document.id, format: document.kind }) }, document.name),
+    el("span", { class: document.status === "failed" ? "status error" : "status" }, status),
+    el("button", { type: "button", class: "icon", "aria-label": interpolate(gettext("Remove %s"), [document.name]), onclick: () => removeProjectFile(document) }, "✕"));
+}
+
+function showProjectFile(document) {
+  const list = $("project-files-list");
+  const item = projectFileItem(document);
+  const old = list.querySelector(`li[data-id="${document.id}"]`);
+  if (old) old.replaceWith(item);
+  else list.append(item);
+}
+
+async function followProjectFile(document) {
+  try {
+    showProjectFile(await waitForDocument(document, (progress) => showProjectFile({ ...document, status: "indexing", progress })));
+  } catch (failure) {
+    showProjectFile({ ...document, status: "failed", error: failure.error || { message: describeFailure(failure) } });
+  }
+}
+
+async function addProjectFiles(event) {
+  const id = $("project-dialog").dataset.id;
+  const files = [...event.target.files];
+  event.target.value = "";
+  for (const file of files) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("project_id", id);
+    try {
+      const document = await api("/api/documents", { method: "POST", form });
+      showProjectFile(document);
+      followProjectFile(document);
+    } catch (failure) {
+      showError(describeFailure(failure));
+    }
+  }
+}
+
+async function addProjectPage() {
+  const url = $("project-url").value.trim();
+  if (!url) return;
+  try {
+    const document = await api("/api/documents", { method: "POST", body: { url, project_id: $("project-dialog").dataset.id } });
+    $("project-url").value = "";
+    showProjectFile(document);
+    followProjectFile(document);
+  } catch (failure) {
+    showError(describeFailure(failure));
+  }
+}
+
+async function removeProjectFile(document) {
+  await api(`/api/documents/${document.id}`, { method: "DELETE" });
+  $("project-files-list").querySelector(`li[data-id="${document.id}"]`)?.remove();
 }
 
 async function saveProject(event) {
@@ -415,8 +491,8 @@ function attachmentChips(message) {
     "div",
     { class: "attachments" },
     ...message.attachments.map((a) =>
-      el("button", { type: "button", class: "chip", onclick: () => openViewer({ ...a, dataUrl: a.data_url, blob: a.blob }) },
-        `${{ pdf: "PDF", image: gettext("Image"), audio: gettext("Audio"), web: gettext("Web"), url: gettext("Link") }[a.kind] || ""}: `, el("span", { class: "name" }, a.name || a.kind)),
+      el("button", { type: "button", class: "chip", onclick: () => (a.kind === "document" ? openDocument(a) : openViewer({ ...a, dataUrl: a.data_url, blob: a.blob })) },
+        `${{ pdf: "PDF", image: gettext("Image"), audio: gettext("Audio"), web: gettext("Web"), url: gettext("Link"), document: gettext("File") }[a.kind] || ""}: `, el("span", { class: "name" }, a.name || a.kind)),
     ),
   );
 }
@@ -425,13 +501,17 @@ function messageView(message) {
   const isUser = message.role === "user";
   const bubble = el("div", { class: isUser ? "bubble" : "bubble markdown" });
   if (isUser) bubble.textContent = message.content;
-  else renderMarkdown(bubble, message.content);
+  else {
+    renderMarkdown(bubble, message.content);
+    if (message.status !== "streaming") linkCitations(bubble, message.retrieval);
+  }
   const article = el(
     "article",
     { class: `msg ${message.role}${message.status === "streaming" ? " streaming" : ""}`, "data-id": message.id, "aria-busy": message.status === "streaming" ? "true" : "false" },
     el("div", { class: "role" }, isUser ? gettext("You") : message.model || "GhostGPT"),
     bubble,
     attachmentChips(message),
+    retrievalLine(message.retrieval),
     message.error ? el("div", { class: "error", role: "alert" }, errorText(message.error)) : null,
     message.status === "stopped" ? el("div", { class: "status" }, gettext("Stopped")) : null,
     actions(message),
@@ -668,7 +748,7 @@ function watch(id) {
 
 function finish(id, done) {
   const message = state.messages.get(id);
-  if (message && done) Object.assign(message, { content: done.text, status: done.status, error: done.error });
+  if (message && done) Object.assign(message, { content: done.text, status: done.status, error: done.error, retrieval: done.retrieval ?? message.retrieval });
   stopWatching();
   if (state.path.some((m) => m.id === id)) {
     const article = document.querySelector(`article[data-id="${id}"]`);
@@ -760,8 +840,8 @@ async function importChats(event) {
 function addFile(file) {
   const type = file.type || "";
   if (type.startsWith("image/")) return addImage(file);
-  if (type === "application/pdf" || file.name.toLowerCase().endsWith(".pdf")) return addPdf(file);
   if (type.startsWith("audio/") || type === "video/webm" || /\.(mp3|m4a|ogg|oga|opus|wav|webm)$/i.test(file.name)) return transcribe(file);
+  if (DOCUMENT_TYPES.test(file.name) || DOCUMENT_MEDIA.includes(type)) return addDocument(file);
   showError(interpolate(gettext("%s: this file type is not supported."), [file.name]));
 }
 
@@ -777,18 +857,81 @@ function addImage(file) {
   renderChips();
 }
 
-async function addPdf(file) {
-  const item = { kind: "pdf", name: file.name, blob: file, progress: 0 };
+// A file for this chat (PDF, DOCX, text, Markdown, CSV, HTML): uploaded and indexed on the
+// server, then read by every turn (the best passages, or the whole text when it fits).
+async function addDocument(file) {
+  const item = { kind: "document", name: file.name, blob: file, progress: 0, format: file.name.split(".").pop().toLowerCase() };
   state.pending.push(item);
   renderChips();
-  if (file.size > LIMITS.pdf_max_bytes) return failPending(item, gettext("too large"));
+  if (file.size > LIMITS.document_max_bytes) return failPending(item, gettext("too large"));
   try {
-    const result = await runTool("/api/pdf/extract", file, (p) => ((item.progress = p), renderChips()));
-    Object.assign(item, { text: result.text, pages: result.pages, progress: 100 });
+    const document = await uploadDocument(file, state.conversation ? { conversation_id: state.conversation.id } : {}, (p) => ((item.progress = p), renderChips()));
+    Object.assign(item, { document_id: document.id, pages: document.pages, progress: 100 });
     renderChips();
   } catch (failure) {
     failPending(item, describeFailure(failure));
   }
+}
+
+// Uploads a document and waits for it to be indexed, reporting progress (0-100).
+export async function uploadDocument(file, where, onProgress) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  for (const [name, value] of Object.entries(where)) form.append(name, value);
+  return waitForDocument(await api("/api/documents", { method: "POST", form }), onProgress);
+}
+
+export async function waitForDocument(document, onProgress) {
+  while (document.status === "queued" || document.status === "indexing") {
+    onProgress(document.progress || 0);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    document = await api(`/api/documents/${document.id}`);
+  }
+  if (document.status === "failed") throw new ApiFailure(document.error?.status || 422, document.error);
+  return document;
+}
+
+export function openDocument(item, page) {
+  const format = item.format || item.kind;
+  openViewer({ name: item.name, kind: format === "pdf" ? "pdf" : "text", url: `/api/documents/${item.document_id}/file`, page, textUrl: format === "pdf" ? null : `/api/documents/${item.document_id}/file` });
+}
+
+// [1], [2] in an answer become links that open the cited source at its page.
+function linkCitations(bubble, retrieval) {
+  const sources = new Map((retrieval?.sources || []).map((s) => [String(s.n), s]));
+  if (!sources.size) return;
+  const walker = document.createTreeWalker(bubble, NodeFilter.SHOW_TEXT);
+  const nodes = [];
+  while (walker.nextNode()) if (/\[\d+\]/.test(walker.currentNode.nodeValue) && !walker.currentNode.parentElement.closest("pre,code")) nodes.push(walker.currentNode);
+  for (const node of nodes) {
+    const parts = node.nodeValue.split(/(\[\d+\])/);
+    const fragment = document.createDocumentFragment();
+    for (const part of parts) {
+      const source = sources.get(part.slice(1, -1));
+      if (!/^\[\d+\]$/.test(part) || !source) {
+        fragment.append(part);
+        continue;
+      }
+      const where = source.page ? interpolate(gettext("%s, page %s"), [source.name, source.page]) : source.name;
+      fragment.append(el("button", { type: "button", class: "cite", title: where, "aria-label": interpolate(gettext("Source %s: %s"), [source.n, where]), onclick: () => openDocument({ ...source, format: source.name.toLowerCase().endsWith(".pdf") ? "pdf" : "text" }, source.page) }, part));
+    }
+    node.replaceWith(fragment);
+  }
+}
+
+// What went in from the documents: never a silent cut.
+function retrievalLine(retrieval) {
+  if (!retrieval) return null;
+  let text;
+  if (retrieval.mode === "whole") {
+    text = retrieval.files_total === 1 ? gettext("Whole document") : interpolate(gettext("Whole documents: %s files"), [retrieval.files_total]);
+  } else {
+    text = interpolate(ngettext("%s passage", "%s passages", retrieval.passages), [retrieval.passages]) + " " +
+      interpolate(ngettext("from %s file", "from %s files", retrieval.files), [retrieval.files]);
+    const cut = retrieval.pages_total - retrieval.pages_sent;
+    if (cut > 0) text += " · " + interpolate(gettext("cut: %s of %s pages did not fit"), [cut, retrieval.pages_total]);
+  }
+  return el("div", { class: "retrieval" }, text);
 }
 
 function failPending(item, reason) {
@@ -867,7 +1010,7 @@ async function send() {
     announce(gettext("Wait for the attachments to finish."));
     return;
   }
-  const attachments = state.pending.filter((p) => !p.failed).map(({ kind, name, text, data_url, pages, url }) => ({ kind, name, text, data_url, pages, url }));
+  const attachments = state.pending.filter((p) => !p.failed).map(({ kind, name, text, data_url, pages, url, document_id, format }) => ({ kind, name, text, data_url, pages, url, document_id, format }));
   if (!content && !attachments.length) return;
   if ($("research").checked && content) {
     try {
@@ -978,6 +1121,8 @@ function wire() {
   $("project-edit").addEventListener("click", () => editProject(state.project));
   $("project-back").addEventListener("click", leaveProject);
   $("project-form").addEventListener("submit", saveProject);
+  $("project-file-input").addEventListener("change", addProjectFiles);
+  $("project-url-add").addEventListener("click", addProjectPage);
   $("project-archive").addEventListener("click", archiveProject);
   $("project-delete").addEventListener("click", deleteProject);
   $("move-form").addEventListener("submit", moveChosen);

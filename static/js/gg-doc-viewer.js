@@ -1,7 +1,8 @@
 // gg-doc-viewer: previews an attachment in a dialog. Served as /gg-doc-viewer.js.
-//   openViewer({name, kind: "pdf"|"image"|"audio"|"text"|…, blob?, url?, text?})
-// PDFs are drawn with pdf.js (/vendor/pdf.min.mjs), page by page onto canvases; images and
-// audio use the browser's own elements; anything else shows its text.
+//   openViewer({name, kind: "pdf"|"image"|"audio"|"text"|…, blob?, url?, text?, textUrl?, page?})
+// PDFs are drawn with pdf.js (/vendor/pdf.min.mjs), page by page onto canvases, from `page`
+// (a citation's) on, scrolled to it; images and audio use the browser's own elements;
+// anything else shows its text (fetched from `textUrl` when given).
 /* global gettext */
 
 const MAX_PDF_PAGES = 50; // drawn at once; the rest are listed as text
@@ -39,7 +40,7 @@ function sourceUrl({ blob, url }) {
   return url || null;
 }
 
-async function drawPdf(body, source, fallbackText) {
+async function drawPdf(body, source, fallbackText, wanted) {
   const status = document.createElement("p");
   status.textContent = gettext("Loading PDF…");
   body.append(status);
@@ -49,7 +50,9 @@ async function drawPdf(body, source, fallbackText) {
   const pdf = await pdfjs.getDocument(data ? { data } : { url: source.url }).promise;
   status.textContent = interpolate(ngettext("%s page", "%s pages", pdf.numPages), [pdf.numPages]);
   const width = Math.min(body.clientWidth || 800, 900) - 24;
-  for (let number = 1; number <= Math.min(pdf.numPages, MAX_PDF_PAGES); number++) {
+  const target = Math.min(Math.max(Number(wanted) || 1, 1), pdf.numPages);
+  const first = Math.max(1, Math.min(target - 2, pdf.numPages - MAX_PDF_PAGES + 1));
+  for (let number = first; number <= Math.min(pdf.numPages, first + MAX_PDF_PAGES - 1); number++) {
     const page = await pdf.getPage(number);
     const base = page.getViewport({ scale: 1 });
     const viewport = page.getViewport({ scale: (width / base.width) * (window.devicePixelRatio || 1) });
@@ -58,9 +61,15 @@ async function drawPdf(body, source, fallbackText) {
     canvas.height = viewport.height;
     canvas.style.width = `${width}px`;
     canvas.setAttribute("aria-label", interpolate(gettext("Page %s"), [number]));
+    canvas.dataset.page = number;
     body.append(canvas);
     await page.render({ canvas, canvasContext: canvas.getContext("2d"), viewport }).promise;
+    if (number === target && wanted) {
+      canvas.classList.add("cited");
+      canvas.scrollIntoView({ block: "start" });
+    }
   }
+  if (wanted) body.closest("dialog").dataset.page = target;
   if (pdf.numPages > MAX_PDF_PAGES && fallbackText) showText(body, fallbackText);
 }
 
@@ -81,7 +90,11 @@ export async function openViewer(item) {
   const url = sourceUrl(item);
   try {
     if (item.kind === "pdf" && url) {
-      await drawPdf(body, item, item.text);
+      await drawPdf(body, item, item.text, item.page);
+    } else if (item.textUrl) {
+      const response = await fetch(item.textUrl, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(String(response.status));
+      showText(body, await response.text());
     } else if (item.kind === "image" && (url || item.dataUrl)) {
       const img = document.createElement("img");
       img.src = url || item.dataUrl;

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from openai import OpenAI
+from pysqlite3 import dbapi2 as sqlite3
 
 from chat.tests.live import LiveServer, funded_account, manage
 

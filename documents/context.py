@@ -1,0 +1,206 @@
+"""What a chat turn reads from its documents — on every turn, not only the first.
+
+The documents in context are the project's files and the files attached on the turn's
+branch. When all their text fits the chosen model's context (with room for the answer and
+the conversation), it goes whole; otherwise the best passages for the question — asked in
+the context of the conversation: the question alone and together with the previous one,
+by meaning (vectors) and by words (full text), fused by reciprocal rank — as many as fit.
+Either way the model gets numbered sources to cite as [1], [2], and the answer records
+what went in (`Message.retrieval`), which the page shows under it: never a silent cut.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from chat.models import Conversation, Message
+
+from . import store
+from .embedding import embed_texts
+from .models import Document, Passage
+from .retrieval import fuse
+from .selectors import documents_in_context
+
+DEPTH = 50  # how deep each ranking goes before fusion
+BYTES_PER_TOKEN = 3  # a conservative estimate for the chat model's tokens (real ones: 3.5–5 on English)
+SOURCE_OVERHEAD = 16  # tokens of a source's label ("[3] report.pdf, page 12:")
+INSTRUCTIONS = (
+    "Sources from the user's documents follow, numbered. Answer from them where they help and cite "
+    "each claim's source by its number in square brackets, like [1] or [2]. If they do not hold the "
+    "answer, say so."
+)
+
+
+def estimate(text: str) -> int:
+    return math.ceil(len(text.encode()) / BYTES_PER_TOKEN)
+
+
+@dataclass
+class Source:
+    document: Document
+    page: int | None
+    heading: str
+    texts: list[str]
+
+    def label(self, number: int) -> str:
+        where = f", page {self.page}" if self.page else (f", “{self.heading}”" if self.heading else "")
+        return f"[{number}] {self.document.name}{where}:"
+
+    def body(self) -> dict[str, Any]:
+        return {"document_id": str(self.document.pk), "name": self.document.name, "page": self.page}
+
+
+@dataclass
+class Plan:
+    """What a turn sends from its documents, ready to go into the prompt."""
+
+    documents: list[Document]
+    budget: int
+    query: str
+    context: str  # the previous user turn's text, for the question in context
+
+    @property
+    def ids(self) -> list[str]:
+        return [store.document_key(d.pk) for d in self.documents]
+
+
+def _attached(branch: list[Message]) -> list[Any]:
+    return [
+        item.get("document_id")
+        for message in branch
+        if message.role == Message.Role.USER
+        for item in message.attachments or []
+        if isinstance(item, dict) and item.get("kind") == "document"
+    ]
+
+
+def plan(
+    *,
+    conversation: Conversation,
+    branch: list[Message],
+    history: list[dict[str, Any]],
+    context_length: int,
+    max_tokens: int | None,
+) -> Plan | None:
+    """(Sync.) The documents this turn reads and the tokens they may take; None without any."""
+    documents = [
+        d
+        for d in documents_in_context(conversation=conversation, attached=_attached(branch))
+        if d.status == Document.Status.READY
+    ]
+    if not documents:
+        return None
+    asked = [m.content for m in branch if m.role == Message.Role.USER]
+    used = sum(estimate(str(m.get("content") or "")) + 8 for m in history)
+    reserve = max_tokens or settings.DOCUMENTS["ANSWER_TOKENS"]
+    budget = context_length - reserve - used - estimate(INSTRUCTIONS) - 32
+    return Plan(documents, max(budget, 0), asked[-1] if asked else "", asked[-2] if len(asked) > 1 else "")
+
+
+def _sources(passages: list[Passage], documents: dict[Any, Document]) -> list[Source]:
+    """Passages grouped by document and page (or section), in the order given."""
+    grouped: OrderedDict[tuple[Any, Any, str], Source] = OrderedDict()
+    for passage in passages:
+        key = (passage.document_id, passage.page, passage.heading if passage.page is None else "")
+        if key not in grouped:
+            grouped[key] = Source(documents[passage.document_id], passage.page, passage.heading, [])
+        grouped[key].texts.append(passage.text)
+    return list(grouped.values())
+
+
+def whole(chosen: Plan) -> list[Source] | None:
+    """(Sync.) Every document's text as sources, page by page — None when it does not fit."""
+    total = sum(d.text_bytes for d in chosen.documents)
+    pages = sum(max(d.pages, 1) for d in chosen.documents)
+    if math.ceil(total / BYTES_PER_TOKEN) + pages * SOURCE_OVERHEAD > chosen.budget:
+        return None
+    passages = list(
+        Passage.objects.filter(document__in=chosen.documents).order_by("document__created_at", "document_id", "ordinal")
+    )
+    return _sources(passages, {d.pk: d for d in chosen.documents})
+
+
+def best(chosen: Plan, vectors: Any) -> list[Source]:
+    """(Sync.) The best passages for the question, as many as fit the budget.
+    `vectors`: the question's embedding, and the question's with the previous turn's."""
+    rankings = [store.nearest(vector, chosen.ids, DEPTH) for vector in vectors]
+    rankings.append(store.matching(chosen.query, chosen.ids, DEPTH))
+    ranked = [pk for pk, _ in fuse(rankings)]
+    rows = Passage.objects.in_bulk(ranked[: DEPTH * 2])
+    picked: list[Passage] = []
+    left = chosen.budget
+    for pk in ranked:
+        passage = rows.get(pk)
+        if passage is None:
+            continue
+        cost = estimate(passage.text) + SOURCE_OVERHEAD
+        if cost > left:
+            continue
+        picked.append(passage)
+        left -= cost
+        if len(picked) >= settings.DOCUMENTS["CONTEXT_PASSAGES"]:
+            break
+    return _sources(picked, {d.pk: d for d in chosen.documents})
+
+
+def record(chosen: Plan, sources: list[Source], *, mode: str) -> dict[str, Any]:
+    """What went in, as the answer keeps it (`Message.retrieval`) and the page shows it."""
+    pages_total = sum(max(d.pages, 1) for d in chosen.documents)
+    pages_sent = len({(s.document.pk, s.page, s.heading) for s in sources}) if mode == "passages" else pages_total
+    return {
+        "mode": mode,
+        "files": len({s.document.pk for s in sources}),
+        "files_total": len(chosen.documents),
+        "passages": sum(len(s.texts) for s in sources),
+        "pages_total": pages_total,
+        "pages_sent": pages_sent,
+        "sources": [{"n": n, **source.body()} for n, source in enumerate(sources, start=1)],
+    }
+
+
+def prompt_with(history: list[dict[str, Any]], sources: list[Source]) -> list[dict[str, Any]]:
+    """The turn's messages with the numbered sources after the user's question."""
+    if not sources or not history or history[-1].get("role") != "user":
+        return history
+    blocks = [INSTRUCTIONS]
+    for number, source in enumerate(sources, start=1):
+        blocks.append(source.label(number) + "\n" + "\n".join(source.texts))
+    text = "\n\n".join(blocks)
+    last = dict(history[-1])
+    content = last.get("content")
+    if isinstance(content, list):
+        last["content"] = [*content, {"type": "text", "text": text}]
+    else:
+        last["content"] = f"{content}\n\n{text}" if content else text
+    return [*history[:-1], last]
+
+
+async def for_turn(
+    *,
+    conversation: Conversation,
+    assistant: Message,
+    branch: list[Message],
+    history: list[dict[str, Any]],
+    context_length: int,
+    max_tokens: int | None,
+) -> list[dict[str, Any]]:
+    """`history` with what the turn reads from its documents; the answer records what went in."""
+    chosen = await sync_to_async(plan)(
+        conversation=conversation, branch=branch, history=history, context_length=context_length, max_tokens=max_tokens
+    )
+    if chosen is None:
+        return history
+    sources, mode = await sync_to_async(whole)(chosen), "whole"
+    if sources is None:
+        questions = [chosen.query] + ([f"{chosen.context}\n{chosen.query}"] if chosen.context else [])
+        vectors = await sync_to_async(embed_texts, thread_sensitive=False)(questions)
+        sources, mode = await sync_to_async(best)(chosen, vectors), "passages"
+    assistant.retrieval = record(chosen, sources, mode=mode)
+    await Message.objects.filter(pk=assistant.pk).aupdate(retrieval=assistant.retrieval)
+    return prompt_with(history, sources)

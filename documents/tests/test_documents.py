@@ -1,0 +1,240 @@
+"""Documents through /api/documents (jobs run as under `make run`), on the database the suite
+runs on — SQLite with sqlite-vec, or PostgreSQL with pgvector: indexing by kind, clear
+errors with nothing half-indexed, search by meaning and by words, what a turn reads."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import Client
+
+from chat.models import Account, Conversation, Message
+from chat.services import account_create_with_key
+from documents import context, store
+from documents.embedding import embed_texts
+from documents.models import Document, Passage
+from projects.models import Project
+from tools.tests.fixtures import text_pdf
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_rate_limits")]
+
+PAGES = [
+    "The lighthouse of Varnholm was built in 1871 from grey granite quarried on the island.",
+    "Fishing boats leave the harbour at dawn; the catch is mostly cod and herring in winter.",
+    "The annual lantern festival is held on the first Saturday of August by the old pier.",
+]
+
+
+def _client(name: str = "reader") -> tuple[Client, Account]:
+    key, secret = account_create_with_key(name=name)
+    return Client(HTTP_AUTHORIZATION=f"Bearer {secret}"), key.account
+
+
+def _upload(client: Client, name: str, data: bytes, content_type: str, **fields: Any) -> Any:
+    return client.post("/api/documents", {"file": SimpleUploadedFile(name, data, content_type), **fields})
+
+
+def _ready(client: Client, body: dict[str, Any], seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while body["status"] in ("queued", "indexing"):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+        body = client.get(f"/api/documents/{body['id']}").json()
+    return body
+
+
+def _docx(paragraphs: list[tuple[str, str]]) -> bytes:
+    import docx
+
+    document = docx.Document()
+    for style, text in paragraphs:
+        if style == "heading":
+            document.add_heading(text, level=1)
+        else:
+            document.add_paragraph(text)
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Harbour master", "Ingrid Vale"
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_a_pdf_is_indexed_page_by_page_and_searchable_by_meaning_and_words() -> None:
+    client, account = _client()
+    response = _upload(client, "varnholm.pdf", text_pdf(PAGES), "application/pdf")
+    assert response.status_code == 202, response.content
+    body = _ready(client, response.json())
+    assert body["status"] == "ready" and body["pages"] == 3 and body["kind"] == "pdf", body
+    passages = list(Passage.objects.filter(document_id=body["id"]).order_by("ordinal"))
+    assert [p.page for p in passages] == [1, 2, 3]
+    assert client.get(f"/api/documents/{body['id']}/file").getvalue().startswith(b"%PDF-")
+    account.refresh_from_db()
+    assert account.storage_used >= body["size"] > 0
+
+    key = store.document_key(passages[0].document_id)
+    question = embed_texts(["When is the festival with lanterns?"])[0]
+    assert store.nearest(question, [key], 3)[0] == passages[2].pk
+    assert store.matching("which fish do the boats catch", [key], 3)[0] == passages[1].pk
+    other, _ = _client("someone else")
+    assert other.get(f"/api/documents/{body['id']}").status_code == 404
+    assert other.get(f"/api/documents/{body['id']}/file").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "name, data, content_type, expected",
+    [
+        (
+            "notes.md",
+            b"# Harbour\nBoats leave at dawn.\n\n## Festival\nLanterns in August.\n",
+            "text/markdown",
+            ["Harbour", "Festival"],
+        ),
+        ("plain.txt", "Caf\u00e9 au lait at the pier.".encode(), "text/plain", [""]),
+        ("boats.csv", b"name,length\nSeagull,12 m\nTern,9 m\n", "text/csv", ["Rows 1\u20132"]),
+        (
+            "page.html",
+            b"<html><head><title>Pier</title></head><body><article><p>The old pier is 300 metres long "
+            b"and was rebuilt after the storm of 1953.</p></article></body></html>",
+            "text/html",
+            ["Pier"],
+        ),
+    ],
+)
+def test_text_kinds_keep_their_sections(name: str, data: bytes, content_type: str, expected: list[str]) -> None:
+    client, _ = _client()
+    body = _ready(client, _upload(client, name, data, content_type).json())
+    assert body["status"] == "ready", body
+    headings = list(
+        Passage.objects.filter(document_id=body["id"]).order_by("ordinal").values_list("heading", flat=True)
+    )
+    assert headings == expected
+
+
+def test_a_docx_is_read_with_its_headings_and_tables() -> None:
+    client, _ = _client()
+    data = _docx(
+        [("heading", "History"), ("p", "The lighthouse dates from 1871."), ("heading", "People"), ("p", "Staff.")]
+    )
+    body = _ready(client, _upload(client, "guide.docx", data, "application/octet-stream").json())
+    assert body["status"] == "ready" and body["kind"] == "docx", body
+    rows = list(Passage.objects.filter(document_id=body["id"]).order_by("ordinal").values_list("heading", "text"))
+    assert rows[0] == ("History", "The lighthouse dates from 1871.")
+    assert rows[1][0] == "People" and "Harbour master | Ingrid Vale." in rows[1][1]
+
+
+@pytest.mark.parametrize(
+    "name, data, code",
+    [
+        ("locked.pdf", text_pdf(["secret"], password="hunter2"), "pdf_encrypted"),
+        ("broken.pdf", b"%PDF-1.7\n" + b"garbage " * 100, "pdf_unreadable"),
+        ("broken.docx", b"PK\x03\x04 not really a zip", "docx_unreadable"),
+        ("blank.pdf", text_pdf(["", ""]), "no_text"),
+        ("latin1.txt", "caf\xe9".encode("latin-1"), "not_text"),
+    ],
+)
+def test_a_file_that_cannot_be_read_fails_clearly_and_leaves_nothing(name: str, data: bytes, code: str) -> None:
+    client, account = _client()
+    body = _ready(client, _upload(client, name, data, "application/octet-stream").json())
+    assert body["status"] == "failed" and body["error"]["code"] == code, body
+    assert not Passage.objects.filter(document_id=body["id"]).exists()
+    account.refresh_from_db()
+    assert account.storage_used == 0
+
+
+def test_bad_requests_are_clear_4xx() -> None:
+    client, _ = _client()
+    response = _upload(client, "song.mp3", b"ID3", "audio/mpeg")
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_file_type"
+    assert client.post("/api/documents", {}).status_code == 400
+    response = client.post("/api/documents", json.dumps({"url": "ftp://x"}), content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["param"] == "url"
+    stranger = Project.objects.create(account=_client("other")[1], name="theirs")
+    response = _upload(client, "a.txt", b"text", "text/plain", project_id=str(stranger.pk))
+    assert response.status_code == 400 and response.json()["error"]["param"] == "project_id"
+    assert Client().post("/api/documents", {}).status_code == 401
+    assert client.get("/api/documents/not-an-id").status_code == 404
+
+
+def test_deleting_gives_the_storage_back_and_removes_vectors() -> None:
+    client, account = _client()
+    body = _ready(client, _upload(client, "v.pdf", text_pdf(PAGES), "application/pdf").json())
+    key = store.document_key(Document.objects.get(pk=body["id"]).pk)
+    assert store.nearest(embed_texts(["lighthouse"])[0], [key], 5)
+    assert client.delete(f"/api/documents/{body['id']}").status_code == 204
+    account.refresh_from_db()
+    assert account.storage_used == 0
+    assert store.nearest(embed_texts(["lighthouse"])[0], [key], 5) == []
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {store.VECTOR_TABLE}")
+            assert cursor.fetchone()[0] == 0
+
+
+def _turn(account: Account, question: str, *, documents: list[str], project: Project | None = None) -> tuple[Any, ...]:
+    conversation = Conversation.objects.create(account=account, project=project, title="t")
+    attachments = [{"kind": "document", "name": "x", "document_id": d} for d in documents]
+    user = Message.objects.create(conversation=conversation, role="user", content=question, attachments=attachments)
+    assistant = Message.objects.create(conversation=conversation, parent=user, role="assistant", status="streaming")
+    return conversation, user, assistant
+
+
+def test_a_turn_reads_the_whole_document_when_it_fits_and_the_best_passages_when_not() -> None:
+    client, account = _client()
+    body = _ready(client, _upload(client, "varnholm.pdf", text_pdf(PAGES), "application/pdf").json())
+    conversation, user, assistant = _turn(account, "When is the lantern festival?", documents=[body["id"]])
+    history = [{"role": "user", "content": user.content}]
+
+    sent = async_to_sync(context.for_turn)(
+        conversation=conversation,
+        assistant=assistant,
+        branch=[user],
+        history=history,
+        context_length=8192,
+        max_tokens=None,
+    )
+    assistant.refresh_from_db()
+    assert assistant.retrieval["mode"] == "whole" and assistant.retrieval["pages_sent"] == 3
+    assert "[3] varnholm.pdf, page 3:\nThe annual lantern festival" in sent[-1]["content"]
+
+    sent = async_to_sync(context.for_turn)(
+        conversation=conversation,
+        assistant=assistant,
+        branch=[user],
+        history=history,
+        context_length=1200,
+        max_tokens=1024,
+    )
+    assistant.refresh_from_db()
+    record = assistant.retrieval
+    assert record["mode"] == "passages" and record["pages_total"] == 3 and record["pages_sent"] < 3, record
+    assert record["sources"][0] == {"n": 1, "document_id": body["id"], "name": "varnholm.pdf", "page": 3}
+    assert "[1] varnholm.pdf, page 3:\nThe annual lantern festival" in sent[-1]["content"]
+
+
+def test_a_project_s_files_are_read_by_every_chat_in_it() -> None:
+    client, account = _client()
+    project = Project.objects.create(account=account, name="Island")
+    body = _ready(
+        client, _upload(client, "v.pdf", text_pdf(PAGES), "application/pdf", project_id=str(project.pk)).json()
+    )
+    assert body["project_id"] == str(project.pk)
+    conversation, user, assistant = _turn(account, "Who catches cod?", documents=[], project=project)
+    async_to_sync(context.for_turn)(
+        conversation=conversation,
+        assistant=assistant,
+        branch=[user],
+        history=[{"role": "user", "content": "q"}],
+        context_length=8192,
+        max_tokens=None,
+    )
+    assistant.refresh_from_db()
+    assert assistant.retrieval["files_total"] == 1
+    listed = client.get(f"/api/documents?project={project.pk}").json()["data"]
+    assert [d["id"] for d in listed] == [body["id"]]
