@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from chat.backends.embeddings import DIMENSIONS
 
@@ -28,6 +28,7 @@ from .retrieval import fts5_query
 VECTOR_TABLE = "documents_passage_vector"
 FTS_TABLE = "documents_passage_fts"
 HNSW_EF_SEARCH = 100  # candidates the HNSW walk keeps (pgvector's default 40 trades recall)
+EXACT_MAX = 20_000  # passages in scope ranked exactly rather than through the HNSW index
 
 _PG_VECTOR = [
     "CREATE EXTENSION IF NOT EXISTS vector",
@@ -134,14 +135,7 @@ def nearest(vector: np.ndarray, documents: Sequence[str], k: int) -> list[int]:
         return []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH}")
-            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cursor.execute(
-                "SELECT id FROM documents_passage WHERE document_id = ANY(%s::uuid[]) "
-                "ORDER BY embedding <=> %s::vector LIMIT %s",
-                [list(documents), _vector_text(vector), k],
-            )
-            return [row[0] for row in cursor.fetchall()]
+            return _pg_nearest(cursor, _vector_text(vector), list(documents), k)
         blob = vector.astype(np.float32).tobytes()
         found: list[tuple[float, int]] = []
         for document in documents:  # a partition each: only that document's vectors are read
@@ -151,6 +145,34 @@ def nearest(vector: np.ndarray, documents: Sequence[str], k: int) -> list[int]:
             )
             found.extend((distance, pk) for pk, distance in cursor.fetchall())
         return [pk for _, pk in sorted(found)[:k]]
+
+
+# The two ways PostgreSQL ranks a scope's passages by meaning (bench/documents.py runs these).
+PG_SCOPE_SIZE = "SELECT count(*) FROM documents_passage WHERE document_id = ANY(%s::uuid[])"
+PG_EXACT = (
+    "SELECT id FROM (SELECT id, embedding FROM documents_passage WHERE document_id = ANY(%s::uuid[]) "
+    "OFFSET 0) scope ORDER BY embedding <=> %s::vector LIMIT %s"
+)
+PG_HNSW_SETTINGS = [f"SET LOCAL hnsw.ef_search = {HNSW_EF_SEARCH}", "SET LOCAL hnsw.iterative_scan = relaxed_order"]
+PG_HNSW = (
+    "SELECT id FROM documents_passage WHERE document_id = ANY(%s::uuid[]) ORDER BY embedding <=> %s::vector LIMIT %s"
+)
+
+
+def _pg_nearest(cursor: Any, vector: str, documents: list[str], k: int) -> list[int]:
+    """A few documents' passages (a chat's files, a small project's) are ranked exactly — a
+    scan of their rows by the document index, cheaper than the graph and never missing one;
+    past EXACT_MAX passages the HNSW index answers, walking on (iterative scan) until `k`
+    passages of these documents are found."""
+    cursor.execute(PG_SCOPE_SIZE, [documents])
+    if cursor.fetchone()[0] <= EXACT_MAX:
+        cursor.execute(PG_EXACT, [documents, vector, k])
+        return [row[0] for row in cursor.fetchall()]
+    with transaction.atomic(using=cursor.db.alias):  # SET LOCAL lasts for this transaction
+        for statement in PG_HNSW_SETTINGS:
+            cursor.execute(statement)
+        cursor.execute(PG_HNSW, [documents, vector, k])
+        return [row[0] for row in cursor.fetchall()]
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -17,6 +17,8 @@ from django.db import transaction
 from chat.models import Account, ApiKey, Conversation, Share
 from chat.services import request_text_purge
 from chat.web.services import conversations_delete
+from documents.models import Document
+from documents.services import documents_delete
 from projects.models import Project
 from tools.models import Job
 
@@ -42,6 +44,7 @@ def person_data_delete(*, user: Any) -> dict[str, int]:
     account's shares, tool jobs with their files and results, and request-log text. Each
     account's storage quota gets the chats' bytes back. Returns how many of each went."""
     counts = {"conversations": conversations_delete(conversations=Conversation.objects.filter(owner=user))}
+    counts["documents"] = documents_delete(documents=Document.objects.filter(owner=user))
     _, deleted = Project.objects.filter(owner=user).delete()
     counts["projects"] = deleted.get(Project._meta.label, 0)
     own = Account.objects.filter(user=user).first()

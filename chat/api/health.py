@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from chat import db
 from chat.backends import registry
 from chat.metrics import allowed as metrics_allowed
+from documents.store import readiness as documents_readiness
 
 from .errors import error_payload
 
@@ -88,8 +89,15 @@ async def ready(request: HttpRequest) -> HttpResponse:
         if checks[name] not in ("ok",) and not checks[name].startswith("not ")
     ]
     missing += [f"model {model} ({state})" for model, state in models.items() if state != "ready"]
+    # Documents need pgvector on PostgreSQL: without it the rest serves, and this says why
+    # documents are refused (503 documents_unavailable) — never a silent slow path.
+    documents_ready, reason = (True, "") if checks["database"] != "ok" else await db.run(documents_readiness)
+    checks["documents"] = "ok" if documents_ready else f"unavailable: {reason}"
     if not missing:
-        return JsonResponse({"status": "ready", "checks": checks})
+        ready: dict[str, Any] = {"status": "ready", "checks": checks}
+        if not documents_ready:
+            ready["degraded"] = ["documents"]
+        return JsonResponse(ready)
     body = error_payload(f"Not ready: {', '.join(missing)}.", "service_unavailable_error", code="not_ready")
     response = JsonResponse({**body, "status": "unavailable", "missing": missing, "checks": checks}, status=503)
     response["Retry-After"] = "5"

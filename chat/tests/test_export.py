@@ -84,7 +84,13 @@ def test_the_whole_history_is_a_streamed_zip_in_the_documented_shape() -> None:
     archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
     names = sorted(archive.namelist())
     assert names == sorted(
-        ["manifest.json", "projects.json", "shares.json", *(f"conversations/{c.pk}.json" for c in chats)]
+        [
+            "documents.json",
+            "manifest.json",
+            "projects.json",
+            "shares.json",
+            *(f"conversations/{c.pk}.json" for c in chats),
+        ]
     )
     manifest = json.loads(archive.read("manifest.json"))
     assert (manifest["format"], manifest["version"]) == ("ghostgpt.export", 1)

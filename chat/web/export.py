@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chat.jsonbytes import dumps
 from chat.models import Account, Conversation, Message, Share
+from documents.models import Document, DocumentFile
 from projects.models import Project
 
 from .selectors import branch_to
@@ -86,8 +87,9 @@ class _Pipe:
 
 
 def account_zip(*, account_id: int, owner_id: int | None) -> Iterator[bytes]:
-    """The person's chats (every branch), projects and the account's shares as a ZIP, chunk
-    by chunk: manifest.json, conversations/<id>.json each, projects.json, shares.json."""
+    """The person's chats (every branch), projects, documents and the account's shares as a
+    ZIP, chunk by chunk: conversations/<id>.json each, projects.json, documents.json with
+    files/<document id>/<name> each, shares.json, manifest.json."""
     pipe = _Pipe()
     conversations = Conversation.objects.filter(account_id=account_id, owner_id=owner_id).order_by("created_at", "id")
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:  # type: ignore[call-overload]
@@ -100,6 +102,17 @@ def account_zip(*, account_id: int, owner_id: int | None) -> Iterator[bytes]:
         projects = Project.objects.filter(account_id=account_id, owner_id=owner_id).order_by("created_at", "id")
         archive.writestr("projects.json", dumps(_with_version({"projects": [_project(p) for p in projects]})))
         yield pipe.take()
+        # Documents: their list, then each file as uploaded, one at a time.
+        documents = Document.objects.filter(account_id=account_id, owner_id=owner_id).order_by("created_at", "id")
+        archive.writestr("documents.json", dumps(_with_version({"documents": [_document(d) for d in documents]})))
+        yield pipe.take()
+        for document in documents.filter(status=Document.Status.READY).iterator(chunk_size=ROWS_AT_ONCE):
+            stored = DocumentFile.objects.filter(document_id=document.pk).first()
+            if stored is None:
+                continue
+            with archive.open(_file_path(document), "w", force_zip64=True) as entry:
+                entry.write(bytes(stored.data))
+            yield pipe.take()
         # An organization's shares are its members' together (a share records no author):
         # only a personal account's go with its person.
         personal = Account.objects.filter(pk=account_id, organization__isnull=True).exists()
@@ -128,6 +141,27 @@ def _project(project: Project) -> dict[str, Any]:
         "instructions": project.instructions,
         "archived": project.archived_at is not None,
         "created_at": project.created_at.isoformat(),
+    }
+
+
+def _file_path(document: Document) -> str:
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in document.name)[-100:].lstrip(".") or "file"
+    return f"files/{document.pk}/{name}"
+
+
+def _document(document: Document) -> dict[str, Any]:
+    return {
+        "id": str(document.pk),
+        "name": document.name,
+        "kind": document.kind,
+        "content_type": document.content_type,
+        "url": document.url or None,
+        "status": document.status,
+        "pages": document.pages,
+        "project_id": str(document.project_id) if document.project_id else None,
+        "conversation_id": str(document.conversation_id) if document.conversation_id else None,
+        "file": _file_path(document) if document.status == Document.Status.READY else None,
+        "created_at": document.created_at.isoformat(),
     }
 
 

@@ -64,6 +64,7 @@ class Chat:
     updated: datetime | None = None
     project: str | None = None  # the source's project id (GhostGPT's export: projects.json)
     pinned: bool = False
+    source: str | None = None  # the source's conversation id (GhostGPT's export: its documents name it)
 
 
 @dataclass
@@ -155,6 +156,7 @@ def ghostgpt_chat(document: Any, path: str) -> Chat:
         updated=_time(data.get("updated_at"), f"{path}.updated_at"),
         project=_text(data.get("project_id"), f"{path}.project_id") or None,
         pinned=data.get("pinned") is True,
+        source=str(data.get("id") or "") or None,
     )
 
 
@@ -321,13 +323,17 @@ def readable(head: bytes) -> bool:
     return head.startswith(b"PK") or head.lstrip()[:1] in (b"[", b"{")
 
 
-def chats(file: IO[bytes], projects: list[ProjectSpec] | None = None) -> Iterator[Chat]:
+def chats(
+    file: IO[bytes], projects: list[ProjectSpec] | None = None, documents: list[Any] | None = None
+) -> Iterator[Chat]:
     """The chats in a file of any of the sources, one at a time; a GhostGPT ZIP's projects
-    are put in `projects` before its first chat."""
+    and documents are put in `projects` and `documents` before its first chat."""
     head = file.read(64)
     file.seek(0)
     if head.startswith(b"PK"):
-        yield from _ghostgpt_zip(file, projects if projects is not None else [])
+        yield from _ghostgpt_zip(
+            file, projects if projects is not None else [], documents if documents is not None else []
+        )
         return
     start = head.lstrip()[:1]
     if start == b"[":
@@ -366,7 +372,7 @@ def _array_item(item: Any, path: str) -> Chat:
     raise ImportRefused(path, "not a conversation of a known export (no mapping, chat or messages)")
 
 
-def _ghostgpt_zip(file: IO[bytes], projects: list[ProjectSpec]) -> Iterator[Chat]:
+def _ghostgpt_zip(file: IO[bytes], projects: list[ProjectSpec], documents: list[Any]) -> Iterator[Chat]:
     try:
         archive = zipfile.ZipFile(file)
     except zipfile.BadZipFile:
@@ -374,6 +380,10 @@ def _ghostgpt_zip(file: IO[bytes], projects: list[ProjectSpec]) -> Iterator[Chat
     entries = {info.filename: info for info in archive.infolist()}
     if "projects.json" in entries:
         projects += ghostgpt_projects(_zip_json(archive, entries["projects.json"]), "projects.json")
+    if "documents.json" in entries:
+        from documents.importing import document_specs
+
+        documents += document_specs(_zip_json(archive, entries["documents.json"]), "documents.json", archive, entries)
     for name, info in sorted(entries.items()):
         if name.startswith("conversations/") and name.endswith(".json"):
             yield ghostgpt_chat(_zip_json(archive, info), name)
@@ -400,23 +410,39 @@ def import_chats(
     missing: list[str] = []
     specs: list[ProjectSpec] = []
     projects: dict[str, Project] = {}
+    files: list[Any] = []  # the ZIP's documents (documents.importing.DocumentSpec)
+    made: dict[str, Any] | None = None
     with transaction.atomic():
-        for chat in chats(file, specs):
+        for chat in chats(file, specs, files):
             if len(specs) > len(projects):  # the ZIP's projects.json, read before its first chat
                 _save_projects(specs, projects, account_id=account_id, owner_id=owner_id)
-            saved, missing_here = _save(
+            if files and made is None:  # its documents.json too: the files, to be indexed again
+                made = _restore_documents(files, account_id=account_id, owner_id=owner_id, projects=projects)
+            if made:
+                from documents.importing import attachments_remap
+
+                for turn in chat.turns:
+                    turn.attachments = attachments_remap(turn.attachments, made)
+            saved, missing_here, conversation = _save(
                 chat, account_id=account_id, owner_id=owner_id, project=projects.get(chat.project or "")
             )
+            if made and chat.source:
+                from documents.importing import documents_place
+
+                documents_place(files, made, source=chat.source, chat=conversation)
             conversations += 1
             messages += saved
             missing += missing_here
             if progress is not None:
                 progress(min(99, int(file.tell() * 100 / size)))
         _save_projects(specs, projects, account_id=account_id, owner_id=owner_id)
+        if files and made is None:
+            made = _restore_documents(files, account_id=account_id, owner_id=owner_id, projects=projects)
     return {
         "conversations": conversations,
         "messages": messages,
         "projects": len(projects),
+        "documents": len(made or {}),
         "missing_attachments": missing[:100],
     }
 
@@ -448,7 +474,17 @@ def _size(file: IO[bytes]) -> int:
     return size
 
 
-def _save(chat: Chat, *, account_id: int, owner_id: int | None, project: Project | None) -> tuple[int, list[str]]:
+def _restore_documents(
+    files: list[Any], *, account_id: int, owner_id: int | None, projects: dict[str, Project]
+) -> dict[str, Any]:
+    from documents.importing import documents_restore
+
+    return documents_restore(files, account_id=account_id, owner_id=owner_id, projects=projects)
+
+
+def _save(
+    chat: Chat, *, account_id: int, owner_id: int | None, project: Project | None
+) -> tuple[int, list[str], Conversation]:
     ids = {turn.key: uuid.uuid4() for turn in chat.turns}
     if len(ids) != len(chat.turns):
         seen: set[str] = set()
@@ -491,7 +527,7 @@ def _save(chat: Chat, *, account_id: int, owner_id: int | None, project: Project
         current_leaf=leaf, created_at=chat.created or now, updated_at=chat.updated or chat.created or now
     )
     missing = [str(a.get("name")) for turn in chat.turns for a in turn.attachments if a.get("missing")]
-    return len(created), missing
+    return len(created), missing, conversation
 
 
 def _parents_first(turns: list[Turn]) -> list[Turn]:

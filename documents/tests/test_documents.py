@@ -238,3 +238,35 @@ def test_a_project_s_files_are_read_by_every_chat_in_it() -> None:
     assert assistant.retrieval["files_total"] == 1
     listed = client.get(f"/api/documents?project={project.pk}").json()["data"]
     assert [d["id"] for d in listed] == [body["id"]]
+
+
+def test_the_export_carries_the_files_and_the_import_indexes_them_again() -> None:
+    import zipfile
+
+    from chat.web.importer import import_chats
+
+    client, account = _client()
+    project = Project.objects.create(account=account, name="Island")
+    _ready(client, _upload(client, "p.pdf", text_pdf(PAGES), "application/pdf", project_id=str(project.pk)).json())
+    attached = _ready(client, _upload(client, "notes.md", b"# Boats\nCod in winter.\n", "text/markdown").json())
+    conversation, _, _ = _turn(account, "What is caught?", documents=[attached["id"]])
+    Document.objects.filter(pk=attached["id"]).update(conversation=conversation)
+
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(client.get("/api/export").streaming_content)))
+    listed = json.loads(archive.read("documents.json"))["documents"]
+    assert {d["name"] for d in listed} == {"p.pdf", "notes.md"}
+    held = {d["name"]: archive.read(d["file"]) for d in listed}
+    assert held["p.pdf"].startswith(b"%PDF-") and held["notes.md"] == b"# Boats\nCod in winter.\n"
+
+    other, someone = _client("importer")
+    buffer = io.BytesIO(b"".join(client.get("/api/export").streaming_content))
+    result = import_chats(buffer, account_id=someone.pk, owner_id=None)
+    assert result["documents"] == 2 and result["projects"] == 1
+    copies = {d.name: d for d in Document.objects.filter(account=someone)}
+    assert copies["p.pdf"].project.name == "Island" and copies["p.pdf"].project.account_id == someone.pk
+    chat = Conversation.objects.get(account=someone, title="t")
+    assert copies["notes.md"].conversation_id == chat.pk
+    message = chat.messages.get(role="user")
+    assert message.attachments[0]["document_id"] == str(copies["notes.md"].pk)
+    for copy in copies.values():
+        assert _ready(other, other.get(f"/api/documents/{copy.pk}").json())["status"] == "ready"

@@ -36,7 +36,9 @@ TOWN = [
 ]
 # Each page padded with parish records, so that the two files (about 1,300 tokens) fit
 # gpt-docs whole and gpt-small only in part.
-FILLER = " ".join(f"Parish record {n} notes the weather, the tides and the ships that called that week." for n in range(8))
+FILLER = " ".join(
+    f"Parish record {n} notes the weather, the tides and the ships that called that week." for n in range(8)
+)
 LABEL = re.compile(r"^\[(\d+)\] (.+?)(?:, page (\d+))?:$", re.MULTILINE)
 
 
