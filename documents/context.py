@@ -24,6 +24,7 @@ from chat.models import Conversation, Message
 from . import store
 from .embedding import embed_texts
 from .models import Document, Passage
+from .passages import sentences
 from .retrieval import fuse
 from .selectors import documents_in_context
 
@@ -104,13 +105,27 @@ def plan(
 
 
 def _sources(passages: list[Passage], documents: dict[Any, Document]) -> list[Source]:
-    """Passages grouped by document and page (or section), in the order given."""
+    """Passages grouped by document and page (or section), in the order given. A passage
+    that follows the one before it opens with that one's last sentence when it was short
+    (documents.passages): read together, it is said once."""
     grouped: OrderedDict[tuple[Any, Any, str], Source] = OrderedDict()
+    previous: Passage | None = None
     for passage in passages:
         key = (passage.document_id, passage.page, passage.heading if passage.page is None else "")
         if key not in grouped:
             grouped[key] = Source(documents[passage.document_id], passage.page, passage.heading, [])
-        grouped[key].texts.append(passage.text)
+        text = passage.text
+        follows = previous is not None and (previous.document_id, previous.ordinal + 1) == (
+            passage.document_id,
+            passage.ordinal,
+        )
+        if follows and grouped[key].texts:
+            carried = sentences(previous.text)[-1:]  # type: ignore[union-attr]
+            if carried and text.startswith(carried[0]):
+                text = text[len(carried[0]) :].lstrip()
+        if text:
+            grouped[key].texts.append(text)
+        previous = passage
     return list(grouped.values())
 
 

@@ -53,6 +53,7 @@ CONTENT_TYPES = {
     "image/webp": "image",
     "image/gif": "image",
 }
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 MEDIA_TYPES = {
     "pdf": "application/pdf",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",

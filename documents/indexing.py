@@ -64,6 +64,8 @@ class DocumentIndexTool:
         document = Document.objects.filter(pk=document_id).first()
         if document is None:  # deleted before its turn came
             return {"document_id": document_id, "status": "deleted"}
+        if document.status == Document.Status.READY:  # a redelivered job whose first run committed
+            return {"document_id": document_id, "status": "ready", "pages": document.pages}
         try:
             return self._index(document, params, progress)
         except ToolError as exc:

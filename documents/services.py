@@ -20,7 +20,7 @@ from tools.base import ToolError
 from tools.services import job_create
 
 from . import store
-from .extract import MEDIA_TYPES, kind_of
+from .extract import IMAGE_TYPES, MEDIA_TYPES, kind_of
 from .models import Document
 
 
@@ -83,7 +83,11 @@ def document_create(
                 param="file",
                 code="unsupported_file_type",
             )
-        content_type = MEDIA_TYPES.get(kind) or content_type or "application/octet-stream"
+        # What the file is served as (the viewer): never a type the uploader names for text
+        # kinds, and for images only an image type.
+        content_type = MEDIA_TYPES.get(kind) or (
+            content_type if content_type in IMAGE_TYPES else "application/octet-stream"
+        )
     else:
         kind = Document.Kind.HTML
     with transaction.atomic():

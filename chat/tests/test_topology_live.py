@@ -187,6 +187,53 @@ def test_a_share_and_a_tool_job_cross_processes(topology: Topology) -> None:
         assert conn.execute("select count(*) from tools_upload").fetchone()[0] == 0
 
 
+def test_a_document_is_indexed_by_the_worker_in_pgvector_and_read_by_a_turn(
+    topology: Topology, fake: FakeUpstream
+) -> None:
+    """Uploaded through one web process, indexed by the Celery worker (its own copy of the
+    embedding model) into PostgreSQL's pgvector column, read by a turn served by the other."""
+    first, second = topology.web
+    headers = {"Authorization": f"Bearer {topology.api_key}"}
+    pdf = text_pdf(["The harbour bell rings at noon.", "Herring is landed on the north quay every Tuesday."])
+    accepted = httpx.post(
+        first + "/api/documents", files={"file": ("quay.pdf", pdf, "application/pdf")}, headers=headers, timeout=30
+    )
+    assert accepted.status_code == 202, accepted.text
+    document = accepted.json()
+    ready = wait_for(
+        lambda: (
+            (d := httpx.get(f"{second}/api/documents/{document['id']}", headers=headers, timeout=10).json())["status"]
+            in ("ready", "failed")
+            and d
+        ),
+        "the worker to index the document",
+        within=180,
+    )
+    assert ready["status"] == "ready" and ready["pages"] == 2, ready
+    with psycopg.connect(topology.database.url) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM documents_passage WHERE document_id = %s AND embedding IS NOT NULL", [document["id"]]
+        ).fetchone()
+        assert stored == (2,)
+
+    turn = {
+        "content": "When is herring landed?",
+        "model": "fake",
+        "attachments": [{"kind": "document", "name": "quay.pdf", "document_id": document["id"]}],
+    }
+    sent = len(fake.requests)
+    with httpx.stream(
+        "POST", topology.url + "/api/conversations/new/messages", json=turn, headers=headers, timeout=60
+    ) as response:
+        assert response.status_code == 200, response.read()
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    done = events[-1]
+    assert done["status"] == "complete" and done["retrieval"]["mode"] == "whole", done
+    assert done["retrieval"]["sources"][1] == {"n": 2, "document_id": document["id"], "name": "quay.pdf", "page": 2}
+    prompt = fake.requests[sent]["body"]["messages"][-1]["content"]
+    assert "[2] quay.pdf, page 2:\nHerring is landed on the north quay every Tuesday." in prompt
+
+
 def _job(topology: Topology, base: str, location: str) -> dict[str, Any]:
     response = httpx.get(base + location, headers={"Authorization": f"Bearer {topology.api_key}"}, timeout=10)
     assert response.status_code == 200, response.text

@@ -5,6 +5,7 @@ errors with nothing half-indexed, search by meaning and by words, what a turn re
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import time
 from typing import Any
@@ -270,3 +271,23 @@ def test_the_export_carries_the_files_and_the_import_indexes_them_again() -> Non
     assert message.attachments[0]["document_id"] == str(copies["notes.md"].pk)
     for copy in copies.values():
         assert _ready(other, other.get(f"/api/documents/{copy.pk}").json())["status"] == "ready"
+
+
+def test_whole_documents_say_a_sentence_carried_between_passages_once() -> None:
+    client, account = _client()
+    text = " ".join(f"Record {n} of the quay names a boat that sailed from the harbour." for n in range(80))
+    body = _ready(client, _upload(client, "quay.txt", text.encode(), "text/plain").json())
+    passages = list(Passage.objects.filter(document_id=body["id"]).order_by("ordinal"))
+    carried = [b for a, b in itertools.pairwise(passages) if b.text.split(".")[0] in a.text]
+    assert len(passages) > 1 and carried, "a short last sentence opens the next passage too"
+    conversation, user, assistant = _turn(account, "Which boats sailed?", documents=[body["id"]])
+    sent = async_to_sync(context.for_turn)(
+        conversation=conversation,
+        assistant=assistant,
+        branch=[user],
+        history=[{"role": "user", "content": user.content}],
+        context_length=32000,
+        max_tokens=None,
+    )
+    content = sent[-1]["content"]
+    assert all(content.count(f"Record {n} of the quay") == 1 for n in range(80))

@@ -98,12 +98,15 @@ def _ask(page: Any, text: str, answers: int) -> str:
     return page.locator("article.assistant").nth(answers - 1).inner_text()
 
 
-def _open_citation(page: Any, answer: int, expected_page: int) -> None:
+def _open_citation(tab: Tab, answer: int, expected_page: int, shot: str = "") -> None:
+    page = tab.page
     page.locator("article.assistant").nth(answer - 1).locator("button.cite").first.click()
     wait_until(page, "document.querySelector('dialog.gg-viewer')?.dataset.rendered === 'true'", timeout=30_000)
     assert page.get_attribute("dialog.gg-viewer", "data-page") == str(expected_page)
     cited = page.locator("dialog.gg-viewer canvas.cited")
     assert cited.get_attribute("aria-label") == f"Page {expected_page}"
+    if shot:
+        tab.shot(shot)
     page.click("dialog.gg-viewer header button")
 
 
@@ -133,8 +136,7 @@ def test_a_project_s_pdfs_are_cited_to_the_page_on_every_turn(browser: Any, site
         sent = upstream.bodies[-1]["messages"]
         assert sent[0]["role"] == "system" and sent[0]["content"].endswith(INSTRUCTIONS)
         assert "[3] varnholm.pdf, page 3:" in sent[-1]["content"]
-        _open_citation(page, 1, 3)
-        tab.shot("documents-02-cited-page")
+        _open_citation(tab, 1, 3, "documents-02-cited-page")
 
         # A follow-up on a model whose context cannot hold both files: retrieved again, the
         # best passages only, and the line says what did not fit.
@@ -143,7 +145,7 @@ def test_a_project_s_pdfs_are_cited_to_the_page_on_every_turn(browser: Any, site
         last = upstream.bodies[-1]["messages"][-1]["content"]
         assert "eskeby.pdf, page 3:\nThe Eskeby bakery" in last, last
         assert re.search(r"\d+ passages? from \d files? · cut: \d of 6 pages did not fit", answer), answer
-        _open_citation(page, 2, 3)
+        _open_citation(tab, 2, 3)
         tab.shot("documents-03-cut")
         assert not tab.errors, tab.errors
     finally:
@@ -167,7 +169,7 @@ def test_a_file_attached_in_a_new_chat_is_read_by_its_turns(browser: Any, site: 
         answer = _ask(page, "And about granite?", 2)
         assert "[1]" in answer, answer
         assert "[1] varnholm.pdf, page 1:" in upstream.bodies[-1]["messages"][-1]["content"]
-        _open_citation(page, 2, 1)
+        _open_citation(tab, 2, 1)
         assert not tab.errors, tab.errors
     finally:
         tab.close()
