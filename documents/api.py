@@ -25,8 +25,9 @@ from tools.services import job_get
 from tools.views import save_upload
 
 from . import services
+from .context import sent_sources
 from .models import Document, DocumentFile
-from .selectors import document_get_for_owner, document_list
+from .selectors import document_get_for_owner, document_list, message_get_for_owner
 
 
 def document_body(document: Document) -> dict[str, Any]:
@@ -129,3 +130,14 @@ class DocumentFileApi(WebApi):
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "sandbox"  # an HTML file never runs as our origin
         return response
+
+
+class SourcesApi(WebApi):
+    """GET /api/messages/<id>/sources: what an answer was given from its documents, as the
+    model read it (the line under the answer opens it)."""
+
+    def get(self, request: Request, message_id: str) -> Response:
+        message = message_get_for_owner(
+            account_id=request.user.pk, owner_id=request.auth.user_id, message_id=message_id
+        )
+        return Response({"object": "message.sources", "text": sent_sources(message)})

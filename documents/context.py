@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -48,6 +48,7 @@ class Source:
     page: int | None
     heading: str
     texts: list[str]
+    passages: list[int] = field(default_factory=list)
 
     def label(self, number: int) -> str:
         where = f", page {self.page}" if self.page else (f", “{self.heading}”" if self.heading else "")
@@ -55,6 +56,9 @@ class Source:
 
     def body(self) -> dict[str, Any]:
         return {"document_id": str(self.document.pk), "name": self.document.name, "page": self.page}
+
+    def text(self, number: int) -> str:
+        return self.label(number) + "\n" + "\n".join(self.texts)
 
 
 @dataclass
@@ -125,6 +129,7 @@ def _sources(passages: list[Passage], documents: dict[Any, Document]) -> list[So
                 text = text[len(carried[0]) :].lstrip()
         if text:
             grouped[key].texts.append(text)
+        grouped[key].passages.append(passage.pk)
         previous = passage
     return list(grouped.values())
 
@@ -176,17 +181,34 @@ def record(chosen: Plan, sources: list[Source], *, mode: str) -> dict[str, Any]:
         "pages_total": pages_total,
         "pages_sent": pages_sent,
         "sources": [{"n": n, **source.body()} for n, source in enumerate(sources, start=1)],
+        "passage_ids": [source.passages for source in sources],
     }
+
+
+def sources_text(sources: list[Source]) -> str:
+    """The numbered sources as the model reads them."""
+    return "\n\n".join([INSTRUCTIONS, *(source.text(n) for n, source in enumerate(sources, start=1))])
+
+
+def sent_sources(message: Message) -> str:
+    """(Sync.) What an answer was given from its documents, rebuilt from the passages it
+    recorded ("" when it read none; a passage deleted since is left out)."""
+    record = message.retrieval or {}
+    ids = record.get("passage_ids") or []
+    rows = Passage.objects.in_bulk([pk for group in ids for pk in group])
+    documents = {d.pk: d for d in Document.objects.filter(pk__in={p.document_id for p in rows.values()})}
+    sources = []
+    for group in ids:
+        passages = [rows[pk] for pk in group if pk in rows]
+        sources += _sources(passages, documents) if passages else []
+    return sources_text(sources) if sources else ""
 
 
 def prompt_with(history: list[dict[str, Any]], sources: list[Source]) -> list[dict[str, Any]]:
     """The turn's messages with the numbered sources after the user's question."""
     if not sources or not history or history[-1].get("role") != "user":
         return history
-    blocks = [INSTRUCTIONS]
-    for number, source in enumerate(sources, start=1):
-        blocks.append(source.label(number) + "\n" + "\n".join(source.texts))
-    text = "\n\n".join(blocks)
+    text = sources_text(sources)
     last = dict(history[-1])
     content = last.get("content")
     if isinstance(content, list):

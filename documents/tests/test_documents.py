@@ -217,6 +217,10 @@ def test_a_turn_reads_the_whole_document_when_it_fits_and_the_best_passages_when
     assert record["mode"] == "passages" and record["pages_total"] == 3 and record["pages_sent"] < 3, record
     assert record["sources"][0] == {"n": 1, "document_id": body["id"], "name": "varnholm.pdf", "page": 3}
     assert "[1] varnholm.pdf, page 3:\nThe annual lantern festival" in sent[-1]["content"]
+    # What went in, as the model read it, for the answer's owner only.
+    shown = client.get(f"/api/messages/{assistant.pk}/sources").json()["text"]
+    assert shown in sent[-1]["content"] and shown.startswith(context.INSTRUCTIONS)
+    assert _client("someone else")[0].get(f"/api/messages/{assistant.pk}/sources").status_code == 404
 
 
 def test_a_project_s_files_are_read_by_every_chat_in_it() -> None:

@@ -786,7 +786,7 @@ function renderChips() {
   $("chips").replaceChildren(
     ...state.pending.map((item) =>
       el("span", { class: `chip${item.failed ? " failed" : ""}` },
-        el("button", { type: "button", class: "name", title: item.name, onclick: () => openViewer(item) }, item.name),
+        el("button", { type: "button", class: "name", title: item.name, onclick: () => (item.kind === "document" ? previewDocument(item) : openViewer(item)) }, item.name),
         item.progress !== undefined && item.progress < 100 && !item.failed
           ? el("progress", { max: 100, value: item.progress, "aria-label": interpolate(gettext("%s: processing"), [item.name]) })
           : null,
@@ -891,6 +891,13 @@ export async function waitForDocument(document, onProgress) {
   return document;
 }
 
+// A file in the composer: a PDF drawn from the file itself; any other kind as its text.
+async function previewDocument(item) {
+  if (item.format === "pdf") return openViewer({ name: item.name, kind: "pdf", blob: item.blob });
+  if (item.document_id) return openDocument(item);
+  openViewer({ name: item.name, kind: "text", text: await item.blob.text() });
+}
+
 export function openDocument(item, page) {
   const format = item.format || item.kind;
   openViewer({ name: item.name, kind: format === "pdf" ? "pdf" : "text", url: `/api/documents/${item.document_id}/file`, page, textUrl: format === "pdf" ? null : `/api/documents/${item.document_id}/file` });
@@ -931,7 +938,12 @@ function retrievalLine(retrieval) {
     const cut = retrieval.pages_total - retrieval.pages_sent;
     if (cut > 0) text += " · " + interpolate(gettext("cut: %s of %s pages did not fit"), [cut, retrieval.pages_total]);
   }
-  return el("div", { class: "retrieval" }, text);
+  return el("button", { type: "button", class: "retrieval link", title: gettext("What went in from the documents"), onclick: (event) => showSources(event.target.closest("article").dataset.id) }, text);
+}
+
+async function showSources(id) {
+  const sources = await api(`/api/messages/${id}/sources`);
+  openViewer({ name: gettext("What went in from the documents"), kind: "text", text: sources.text });
 }
 
 function failPending(item, reason) {

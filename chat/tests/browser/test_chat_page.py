@@ -154,7 +154,9 @@ def test_share_link_opens_elsewhere_and_content_stays_inert(tabs: Any) -> None:
     assert visitor.page.goto(made["body"]["url"]).status == 404
 
 
-def test_pdf_attachment_progress_preview_and_model_view(tabs: Any) -> None:
+def test_pdf_attachment_progress_preview_and_what_went_in(tabs: Any) -> None:
+    """A PDF in the composer is indexed on the server with progress, previews page by page,
+    and the answer's line opens exactly what the model was given from it."""
     tab = tabs()
     page = tab.open("/")
     page.evaluate(
@@ -176,10 +178,11 @@ def test_pdf_attachment_progress_preview_and_model_view(tabs: Any) -> None:
     page.fill("#input", "What is in the file?")
     page.keyboard.press("Enter")
     page.wait_for_selector("article.assistant:not(.streaming)", timeout=60_000)
-    page.click("article.user >> text=What the model saw")
+    assert page.inner_text("article.assistant .retrieval") == "Whole document"
+    page.click("article.assistant .retrieval")
     page.wait_for_selector("dialog.gg-viewer[open] pre")
     seen = page.inner_text("dialog.gg-viewer pre")
-    assert "What is in the file?" in seen and "Flying Dutchman" in seen and "ghosts.pdf" in seen
+    assert "[2] ghosts.pdf, page 2:\nThe Flying Dutchman" in seen and "Fata Morgana" in seen
 
 
 def test_audio_upload_puts_the_transcript_in_the_composer(tabs: Any) -> None:

@@ -14,7 +14,9 @@ made on first use, as pgserver itself does.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import subprocess
 import warnings
 from pathlib import Path
@@ -24,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 SYSTEM_USER = "pgserver"
 
+logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every command it runs at INFO
 with warnings.catch_warnings():  # pgserver's import asks platformdirs for a runtime directory it does not use here
     warnings.simplefilter("ignore")
     import pgserver  # noqa: F401
@@ -65,6 +68,11 @@ def _running(data: Path) -> bool:
     return result.returncode == 0
 
 
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def has_pgvector(url: str) -> bool:
     import psycopg
 
@@ -102,6 +110,10 @@ class Command(BaseCommand):
         if not (data / "PG_VERSION").exists():
             initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=data, user=_as_user())
         if not _running(data):
+            if _port_taken(options["port"]):
+                raise CommandError(
+                    f"127.0.0.1:{options['port']} is taken by another server: stop it, or choose another --port"
+                )
             server = f"-h 127.0.0.1 -p {options['port']} -k {data} -c max_connections=300"
             pg_ctl(["-w", "-t", "60", "-l", str(data / "log"), "-o", server, "start"], pgdata=data, user=_as_user())
         self.stdout.write(f"postgresql://postgres@127.0.0.1:{options['port']}/postgres")
