@@ -108,6 +108,10 @@ def plan(
     return Plan(documents, max(budget, 0), asked[-1] if asked else "", asked[-2] if len(asked) > 1 else "")
 
 
+def _follows(first: Passage, then: Passage) -> bool:
+    return first.document_id == then.document_id and first.ordinal + 1 == then.ordinal
+
+
 def _sources(passages: list[Passage], documents: dict[Any, Document]) -> list[Source]:
     """Passages grouped by document and page (or section), in the order given. A passage
     that follows the one before it opens with that one's last sentence when it was short
@@ -119,12 +123,8 @@ def _sources(passages: list[Passage], documents: dict[Any, Document]) -> list[So
         if key not in grouped:
             grouped[key] = Source(documents[passage.document_id], passage.page, passage.heading, [])
         text = passage.text
-        follows = previous is not None and (previous.document_id, previous.ordinal + 1) == (
-            passage.document_id,
-            passage.ordinal,
-        )
-        if follows and grouped[key].texts:
-            carried = sentences(previous.text)[-1:]  # type: ignore[union-attr]
+        if previous is not None and grouped[key].texts and _follows(previous, passage):
+            carried = sentences(previous.text)[-1:]
             if carried and text.startswith(carried[0]):
                 text = text[len(carried[0]) :].lstrip()
         if text:
