@@ -223,7 +223,11 @@ def test_a_document_is_indexed_by_the_worker_in_pgvector_and_read_by_a_turn(
     }
     sent = len(fake.requests)
     with httpx.stream(
-        "POST", topology.url + "/api/conversations/new/messages", json=turn, headers=headers, timeout=60
+        "POST",
+        topology.url + "/api/conversations/new/messages",
+        json=turn,
+        headers={**headers, "Accept": "text/event-stream"},
+        timeout=60,
     ) as response:
         assert response.status_code == 200, response.read()
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
