@@ -32,6 +32,8 @@ def body_limit(path: str) -> int:
         return tools["PDF_MAX_BYTES"] + MULTIPART_ALLOWANCE
     if path == "/api/import":
         return tools["IMPORT_MAX_BYTES"] + MULTIPART_ALLOWANCE
+    if path == "/api/documents":
+        return settings.DOCUMENTS["MAX_BYTES"] + MULTIPART_ALLOWANCE
     if path in ("/api/transcribe", "/v1/audio/transcriptions"):
         return tools["TRANSCRIBE_MAX_BYTES"] + MULTIPART_ALLOWANCE
     if path == "/api/share":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -173,3 +174,37 @@ def test_a_file_attached_in_a_new_chat_is_read_by_its_turns(browser: Any, site: 
         assert not tab.errors, tab.errors
     finally:
         tab.close()
+
+
+def test_a_file_past_the_json_body_limit_uploads_through_the_server(site: Any) -> None:
+    """The ASGI body limit (and nginx's) lets a document through up to its own limit, not the
+    JSON APIs' 10 MB."""
+    import io
+
+    import httpx
+    from pypdf import PdfReader, PdfWriter
+    from pypdf.generic import StreamObject
+
+    server, _ = site
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(text_pdf(ISLAND))))
+    padding = StreamObject()
+    padding.set_data(b"\0" * (11 * 1024 * 1024))  # an unreferenced object: pages read as before
+    writer._add_object(padding)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    assert buffer.tell() > 11 * 1024 * 1024
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    response = httpx.post(
+        server.base_url + "/api/documents",
+        files={"file": ("big.pdf", buffer.getvalue(), "application/pdf")},
+        headers=headers,
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    document = response.json()
+    for _ in range(300):
+        document = httpx.get(f"{server.base_url}/api/documents/{document['id']}", headers=headers).json()
+        if document["status"] not in ("queued", "indexing"):
+            break
+        time.sleep(0.2)
+    assert document["status"] == "ready" and document["pages"] == 3, document

@@ -203,7 +203,13 @@ class Command(BaseCommand):
             "TRUSTED_PEERS": "\n".join(f"        {network} 1;" for network in trusted_networks()),
             "BODY_MAX_BYTES": str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
             "UPLOAD_MAX_BYTES": str(
-                max(tools["PDF_MAX_BYTES"], tools["TRANSCRIBE_MAX_BYTES"], tools["IMPORT_MAX_BYTES"]) + MULTIPART_ROOM
+                max(
+                    tools["PDF_MAX_BYTES"],
+                    tools["TRANSCRIBE_MAX_BYTES"],
+                    tools["IMPORT_MAX_BYTES"],
+                    settings.DOCUMENTS["MAX_BYTES"],
+                )
+                + MULTIPART_ROOM
             ),
         }
         return self.render("nginx.conf.template", values)
