@@ -21,13 +21,15 @@ from rest_framework.response import Response
 
 from chat.api.errors import ApiError
 from chat.web.api import WebApi, json_object, limit_creation
+from chat.web.selectors import message_get_for_account
+from tools.base import ToolError, get_tool
 from tools.services import job_get
 from tools.views import save_upload
 
 from . import services
 from .context import sent_sources
 from .models import Document, DocumentFile
-from .selectors import document_get_for_owner, document_list, message_get_for_owner
+from .selectors import document_get_for_owner, document_list
 
 
 def document_body(document: Document) -> dict[str, Any]:
@@ -87,16 +89,15 @@ class DocumentListApi(WebApi):
                 upload.unlink(missing_ok=True)
         else:
             data = json_object(request.data or {})
-            url = data.get("url")
-            if not isinstance(url, str) or not url.strip().lower().startswith(("http://", "https://")):
-                raise ApiError(400, 'Send a file (multipart \'file\') or {"url": "https://…"}.', param="url")
-            if len(url) > 2048:
-                raise ApiError(400, "'url' is longer than 2048 characters.", param="url")
+            try:  # what fetch-url accepts: http(s), at most 2,048 characters
+                url = get_tool("fetch-url").validate({"url": data.get("url")})["url"]
+            except ToolError as exc:
+                raise ApiError(400, exc.message, param="url", code=exc.code) from None
             document = services.document_create(
                 **owner,
-                name=url.strip()[:255],
+                name=url[:255],
                 content_type="text/html",
-                url=url.strip(),
+                url=url,
                 project_id=data.get("project_id"),
                 conversation_id=data.get("conversation_id"),
             )
@@ -137,7 +138,7 @@ class SourcesApi(WebApi):
     model read it (the line under the answer opens it)."""
 
     def get(self, request: Request, message_id: str) -> Response:
-        message = message_get_for_owner(
+        message = message_get_for_account(
             account_id=request.user.pk, owner_id=request.auth.user_id, message_id=message_id
         )
         return Response({"object": "message.sources", "text": sent_sources(message)})

@@ -38,16 +38,12 @@ def _fail(document_id: str, error: dict[str, Any]) -> None:
 
 def _fetched(url: str) -> tuple[str, bytes, str]:
     """(kind, body, content type) of a page fetched by URL, through the SSRF-safe fetcher."""
+    from tools.fetch_url import _decode
     from tools.fetching import SafeFetcher
 
     page = SafeFetcher().fetch(url)
     kind = {"application/pdf": "pdf", "text/plain": "text"}.get(page.content_type, "html")
-    body = page.body
-    if kind != "pdf" and page.charset and page.charset.lower() not in ("utf-8", "utf8"):
-        try:
-            body = body.decode(page.charset).encode()
-        except (LookupError, UnicodeDecodeError):
-            body = body.decode("utf-8", errors="replace").encode()
+    body = page.body if kind == "pdf" else _decode(page.body, page.charset).encode()  # kept as UTF-8
     return kind, body, page.content_type
 
 

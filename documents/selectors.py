@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from chat.models import Conversation, Message
+from chat.models import Conversation
 from chat.web.selectors import uuid_or_404
 
 from .models import Document
@@ -53,12 +53,3 @@ def documents_in_context(*, conversation: Conversation, attached: Iterable[Any])
             "created_at"
         )
     )
-
-
-def message_get_for_owner(*, account_id: int, owner_id: int | None, message_id: Any) -> Message:
-    message = Message.objects.filter(
-        pk=uuid_or_404(message_id), conversation__account_id=account_id, conversation__owner_id=owner_id
-    ).first()
-    if message is None:
-        raise Http404("No such message.")
-    return message

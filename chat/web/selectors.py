@@ -43,10 +43,21 @@ async def aconversation_get_for_account(*, account_id: int, owner_id: int | None
     return conversation
 
 
-async def amessage_get_for_account(*, account_id: int, owner_id: int | None, message_id: Any) -> Message:
-    message = await Message.objects.filter(
+def _messages_of(*, account_id: int, owner_id: int | None, message_id: Any) -> QuerySet[Message]:
+    return Message.objects.filter(
         pk=uuid_or_404(message_id), conversation__account_id=account_id, conversation__owner_id=owner_id
-    ).afirst()
+    )
+
+
+async def amessage_get_for_account(*, account_id: int, owner_id: int | None, message_id: Any) -> Message:
+    message = await _messages_of(account_id=account_id, owner_id=owner_id, message_id=message_id).afirst()
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
+def message_get_for_account(*, account_id: int, owner_id: int | None, message_id: Any) -> Message:
+    message = _messages_of(account_id=account_id, owner_id=owner_id, message_id=message_id).first()
     if message is None:
         raise Http404("No such message.")
     return message

@@ -23,6 +23,7 @@ from documents.embedding import embed_texts
 from documents.models import Document, Passage
 from projects.models import Project
 from tools.tests.fixtures import text_pdf
+from tools.tests.test_tools_api import allow_site, site  # noqa: F401  (fixtures: a loopback site the fetcher may reach)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_rate_limits")]
 
@@ -295,3 +296,30 @@ def test_whole_documents_say_a_sentence_carried_between_passages_once() -> None:
     )
     content = sent[-1]["content"]
     assert all(content.count(f"Record {n} of the quay") == 1 for n in range(80))
+
+
+@pytest.mark.parametrize(
+    "path, status, expected",
+    [
+        ("/article", "ready", "Flying Dutchman"),
+        ("/doc.pdf", "ready", "Page one text"),
+        ("/gone", "failed", "upstream_status"),
+    ],
+)
+def test_a_page_by_its_address_is_fetched_safely_and_indexed(
+    allow_site: Any,  # noqa: F811  (the fixture)
+    path: str,
+    status: str,
+    expected: str,
+) -> None:
+    client, _ = _client()
+    response = client.post(
+        "/api/documents", json.dumps({"url": allow_site.url + path}), content_type="application/json"
+    )
+    assert response.status_code == 202, response.content
+    body = _ready(client, response.json())
+    assert body["status"] == status, body
+    if status == "ready":
+        assert expected in " ".join(Passage.objects.filter(document_id=body["id"]).values_list("text", flat=True))
+    else:
+        assert body["error"]["code"] == expected
