@@ -143,6 +143,14 @@ def api_key_auth_sync(*, secret: str) -> KeyAuth | None:
     return None
 
 
+def api_key_auth_by_id(*, key_id: int) -> KeyAuth | None:
+    """The key `key_id` as a request would see it (limits, budgets, balance): for work done
+    later on its behalf, away from any request (a document's passages embedded by a job)."""
+    for row in _with_membership(ApiKey.objects.filter(pk=key_id)).order_by().values_list(*_KEY_AUTH_COLUMNS)[:1]:
+        return KeyAuth(*row)
+    return None
+
+
 def api_key_get_for_auth_sync(*, secret: str) -> ApiKey | None:
     return _keys_for_auth(secret).first()
 

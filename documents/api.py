@@ -28,6 +28,7 @@ from tools.views import save_upload
 
 from . import services
 from .context import sent_sources
+from .embedding import MODEL_ID
 from .models import Document, DocumentFile
 from .selectors import document_get_for_owner, document_list
 
@@ -49,6 +50,8 @@ def document_body(document: Document) -> dict[str, Any]:
         "size": document.size,
         "pages": document.pages,
         "tokens": document.tokens,
+        # The model that embedded it (the shipped one's id for the default), once it has been.
+        "embedding_model": (document.embedding_model or MODEL_ID) if document.status == Document.Status.READY else None,
         "status": status,
         "progress": progress,
         "error": error,
@@ -84,6 +87,7 @@ class DocumentListApi(WebApi):
                     upload=upload,
                     project_id=request.data.get("project_id"),
                     conversation_id=request.data.get("conversation_id"),
+                    key_id=request.auth.pk,
                 )
             finally:
                 upload.unlink(missing_ok=True)
@@ -100,6 +104,7 @@ class DocumentListApi(WebApi):
                 url=url,
                 project_id=data.get("project_id"),
                 conversation_id=data.get("conversation_id"),
+                key_id=request.auth.pk,
             )
         return Response(document_body(document), status=202)
 

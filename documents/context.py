@@ -7,6 +7,11 @@ the context of the conversation: the question alone and together with the previo
 by meaning (vectors) and by words (full text), fused by reciprocal rank — as many as fit.
 Either way the model gets numbered sources to cite as [1], [2], and the answer records
 what went in (`Message.retrieval`), which the page shows under it: never a silent cut.
+
+A question is embedded by each model that embedded the documents in context (the shipped
+one; a project's routed model, billed to whoever asks) and compared with those documents'
+passages only. Where a routed model cannot embed it (the balance, the upstream), those
+documents are searched by their words alone and the line under the answer says so.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from chat.api.auth import Principal
+from chat.api.errors import ApiError
 from chat.models import Conversation, Message
 
 from . import store
-from .embedding import embed_texts
+from .embedding import embed_routed, embed_texts
 from .models import Document, Passage
 from .passages import sentences
 from .retrieval import fuse
@@ -73,6 +80,23 @@ class Plan:
     @property
     def ids(self) -> list[str]:
         return [store.document_key(d.pk) for d in self.documents]
+
+    def by_model(self) -> dict[tuple[str, int], list[str]]:
+        """The documents' keys by the model (and vector length) that embedded them."""
+        groups: dict[tuple[str, int], list[str]] = {}
+        for document in self.documents:
+            groups.setdefault((document.embedding_model, document.dimensions), []).append(
+                store.document_key(document.pk)
+            )
+        return groups
+
+
+@dataclass
+class Questions:
+    """The question's vectors for each group of documents, and why a group has none."""
+
+    groups: list[tuple[list[str], int, Any]] = field(default_factory=list)  # (keys, length, vectors)
+    words_only: list[dict[str, str]] = field(default_factory=list)  # {"model", "reason"}
 
 
 def _attached(branch: list[Message]) -> list[Any]:
@@ -146,10 +170,15 @@ def whole(chosen: Plan) -> list[Source] | None:
     return _sources(passages, {d.pk: d for d in chosen.documents})
 
 
-def best(chosen: Plan, vectors: Any) -> list[Source]:
-    """(Sync.) The best passages for the question, as many as fit the budget.
-    `vectors`: the question's embedding, and the question's with the previous turn's."""
-    rankings = [store.nearest(vector, chosen.ids, DEPTH) for vector in vectors]
+def best(chosen: Plan, questions: Questions) -> list[Source]:
+    """(Sync.) The best passages for the question, as many as fit the budget. `questions`:
+    for each group of documents, the question's embedding and the question's with the
+    previous turn's, by the group's model."""
+    rankings = [
+        store.nearest(vector, keys, DEPTH, dimensions=dimensions)
+        for keys, dimensions, vectors in questions.groups
+        for vector in vectors
+    ]
     rankings.append(store.matching(chosen.query, chosen.ids, DEPTH))
     ranked = [pk for pk, _ in fuse(rankings)]
     rows = Passage.objects.in_bulk(ranked[: DEPTH * 2])
@@ -169,7 +198,9 @@ def best(chosen: Plan, vectors: Any) -> list[Source]:
     return _sources(picked, {d.pk: d for d in chosen.documents})
 
 
-def record(chosen: Plan, sources: list[Source], *, mode: str) -> dict[str, Any]:
+def record(
+    chosen: Plan, sources: list[Source], *, mode: str, words_only: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     """What went in, as the answer keeps it (`Message.retrieval`) and the page shows it."""
     pages_total = sum(max(d.pages, 1) for d in chosen.documents)
     pages_sent = len({(s.document.pk, s.page, s.heading) for s in sources}) if mode == "passages" else pages_total
@@ -182,6 +213,8 @@ def record(chosen: Plan, sources: list[Source], *, mode: str) -> dict[str, Any]:
         "pages_sent": pages_sent,
         "sources": [{"n": n, **source.body()} for n, source in enumerate(sources, start=1)],
         "passage_ids": [source.passages for source in sources],
+        # Documents whose model could not embed the question: searched by their words alone.
+        "words_only": words_only or [],
     }
 
 
@@ -218,8 +251,28 @@ def prompt_with(history: list[dict[str, Any]], sources: list[Source]) -> list[di
     return [*history[:-1], last]
 
 
+async def embed_questions(chosen: Plan, principal: Principal) -> Questions:
+    """The question (and the question with the previous one) embedded by each model that
+    embedded the documents; a routed model that cannot (402, its upstream down) leaves its
+    documents to the word search, with a note saying so."""
+    texts = [chosen.query] + ([f"{chosen.context}\n{chosen.query}"] if chosen.context else [])
+    questions = Questions()
+    for (model, dimensions), keys in chosen.by_model().items():
+        if not model:
+            vectors = await sync_to_async(embed_texts, thread_sensitive=False)(texts)
+        else:
+            try:
+                vectors = await embed_routed(model, principal, texts, purpose="question")
+            except ApiError as exc:
+                questions.words_only.append({"model": model, "reason": exc.message})
+                continue
+        questions.groups.append((keys, dimensions, vectors))
+    return questions
+
+
 async def for_turn(
     *,
+    principal: Principal,
     conversation: Conversation,
     assistant: Message,
     branch: list[Message],
@@ -233,11 +286,10 @@ async def for_turn(
     )
     if chosen is None:
         return history
-    sources, mode = await sync_to_async(whole)(chosen), "whole"
+    sources, mode, words_only = await sync_to_async(whole)(chosen), "whole", []
     if sources is None:
-        questions = [chosen.query] + ([f"{chosen.context}\n{chosen.query}"] if chosen.context else [])
-        vectors = await sync_to_async(embed_texts, thread_sensitive=False)(questions)
-        sources, mode = await sync_to_async(best)(chosen, vectors), "passages"
-    assistant.retrieval = record(chosen, sources, mode=mode)
+        questions = await embed_questions(chosen, principal)
+        sources, mode, words_only = await sync_to_async(best)(chosen, questions), "passages", questions.words_only
+    assistant.retrieval = record(chosen, sources, mode=mode, words_only=words_only)
     await Message.objects.filter(pk=assistant.pk).aupdate(retrieval=assistant.retrieval)
     return prompt_with(history, sources)

@@ -49,6 +49,10 @@ class Document(models.Model):
     pages = models.PositiveIntegerField(default=0, help_text="PDF pages; sections for other kinds.")
     tokens = models.PositiveIntegerField(default=0, help_text="The text's word pieces, for the context budget.")
     text_bytes = models.PositiveBigIntegerField(default=0)
+    # Which model embedded its passages (a routed model's canonical id; blank: the shipped
+    # all-MiniLM-L6-v2) and its vectors' length: questions are embedded by the same model.
+    embedding_model = models.CharField(max_length=200, blank=True)
+    dimensions = models.PositiveSmallIntegerField(default=384)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     error = models.JSONField(null=True, blank=True)
     job = models.ForeignKey("tools.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -10,6 +10,7 @@ from django.http import Http404
 
 from chat.models import Conversation
 from chat.web.selectors import uuid_or_404
+from projects.models import Project
 
 from .models import Document
 
@@ -53,3 +54,21 @@ def documents_in_context(*, conversation: Conversation, attached: Iterable[Any])
             "created_at"
         )
     )
+
+
+def documents_of_project(*, project_id: Any) -> QuerySet[Document]:
+    """A project's documents: its files and the files attached in its chats (all embedded by
+    the project's model)."""
+    return Document.objects.filter(Q(project_id=project_id) | Q(conversation__project_id=project_id))
+
+
+def embedding_model_for(document: Document) -> str:
+    """The model that should embed `document` now: its project's (a project file, or a file of
+    a chat in a project), else the shipped one ("")."""
+    project_id = document.project_id
+    if project_id is None and document.conversation_id is not None:
+        chat = Conversation.objects.filter(pk=document.conversation_id)
+        project_id = chat.values_list("project_id", flat=True).first()
+    if project_id is None:
+        return ""
+    return Project.objects.filter(pk=project_id).values_list("embedding_model", flat=True).first() or ""

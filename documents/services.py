@@ -69,9 +69,11 @@ def document_create(
     url: str = "",
     project_id: Any = None,
     conversation_id: Any = None,
+    key_id: int | None = None,
 ) -> Document:
     """A document from an uploaded file (`upload`, a local temporary file) or a page
-    (`url`), and the job that indexes it; 400/413/415 for what cannot be one."""
+    (`url`), and the job that indexes it; 400/413/415 for what cannot be one. `key_id`: the
+    key a routed embeddings model (the project's choice) bills for its passages."""
     _ready_or_503()
     place = _place(account_id=account.pk, owner_id=owner_id, project_id=project_id, conversation_id=conversation_id)
     if upload is not None:
@@ -101,7 +103,7 @@ def document_create(
             url=url,
             **place,
         )
-        params: dict[str, Any] = {"document_id": str(document.pk)}
+        params: dict[str, Any] = {"document_id": str(document.pk), "key_id": key_id}
         if url:
             params["url"] = url
         try:
@@ -142,3 +144,11 @@ def documents_attach(*, conversation: Conversation, document_ids: list[uuid.UUID
         project__isnull=True,
         conversation__isnull=True,
     ).update(conversation=conversation)
+
+
+def project_reembed(*, project_id: Any, account: Account, key_id: int | None) -> None:
+    """Embed the project's documents again by its (new) model, in a job billed to `key_id`."""
+    try:
+        job_create(tool="document-reembed", params={"project_id": str(project_id), "key_id": key_id}, account=account)
+    except ToolError as exc:
+        raise ApiError(exc.status, exc.message, code=exc.code) from None

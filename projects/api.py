@@ -9,24 +9,35 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat.web.api import WebApi, json_object, limit_creation
+from documents.embedding import MODEL_ID
+from documents.models import Document
+from documents.selectors import documents_of_project
 
 from . import services
 from .models import Project
 from .selectors import project_get_for_owner, project_list
 
 
-def project_body(project: Project) -> dict[str, Any]:
-    body = {
+def project_body(project: Project, *, detail: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "id": str(project.pk),
         "object": "project",
         "name": project.name,
         "instructions": project.instructions,
+        "embedding_model": project.embedding_model or MODEL_ID,
         "archived": project.archived_at is not None,
         "created_at": project.created_at.isoformat(),
         "updated_at": project.updated_at.isoformat(),
     }
     count = getattr(project, "conversation_count", None)
     body["conversations"] = count if count is not None else project.conversations.count()
+    if detail:  # files still embedded by an earlier choice of model (being embedded again)
+        body["embedding_pending"] = (
+            documents_of_project(project_id=project.pk)
+            .filter(status=Document.Status.READY)
+            .exclude(embedding_model=project.embedding_model)
+            .count()
+        )
     return body
 
 
@@ -44,8 +55,10 @@ class ProjectListApi(WebApi):
             owner_id=request.auth.user_id,
             name=data.get("name"),
             instructions=data.get("instructions", ""),
+            embedding_model=data.get("embedding_model"),
+            key_id=request.auth.pk,
         )
-        return Response(project_body(project), status=201)
+        return Response(project_body(project, detail=True), status=201)
 
 
 class ProjectDetailApi(WebApi):
@@ -53,11 +66,13 @@ class ProjectDetailApi(WebApi):
         return project_get_for_owner(account_id=request.user.pk, owner_id=request.auth.user_id, project_id=project_id)
 
     def get(self, request: Request, project_id: str) -> Response:
-        return Response(project_body(self._get(request, project_id)))
+        return Response(project_body(self._get(request, project_id), detail=True))
 
     def patch(self, request: Request, project_id: str) -> Response:
-        project = services.project_update(project=self._get(request, project_id), changes=json_object(request.data))
-        return Response(project_body(project))
+        project = services.project_update(
+            project=self._get(request, project_id), changes=json_object(request.data), key_id=request.auth.pk
+        )
+        return Response(project_body(project, detail=True))
 
     def delete(self, request: Request, project_id: str) -> Response:
         """Deletes the project with its chats: the page confirms first."""

@@ -20,6 +20,9 @@ class Project(models.Model):
     )
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True, help_text="A system prompt every chat in the project gets.")
+    # The project's files are embedded by this routed embeddings model (its canonical id),
+    # billed to whoever adds a file or chooses the model; blank: the shipped model (free).
+    embedding_model = models.CharField(max_length=200, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

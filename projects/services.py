@@ -8,9 +8,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat.api.auth import principal_for_key
 from chat.api.errors import ApiError
 from chat.web.services import conversations_delete
-from documents.services import documents_delete
+from documents.embedding import choose
+from documents.selectors import documents_of_project
+from documents.services import documents_delete, project_reembed
 
 from .models import Project
 
@@ -41,21 +44,46 @@ def _instructions(value: Any) -> str:
     return value
 
 
-def project_create(*, account_id: int, owner_id: int | None, name: Any, instructions: Any = "") -> Project:
-    """A new project; 403 project_limit once the person keeps GHOSTGPT_PROJECTS_MAX."""
+def project_create(
+    *,
+    account_id: int,
+    owner_id: int | None,
+    name: Any,
+    instructions: Any = "",
+    embedding_model: Any = None,
+    key_id: int | None = None,
+) -> Project:
+    """A new project; 403 project_limit once the person keeps GHOSTGPT_PROJECTS_MAX.
+    `embedding_model`: a routed embeddings model for its files (one `key_id` may use)."""
     most = int(settings.WEB["PROJECTS_MAX"])
     if Project.objects.filter(account_id=account_id, owner_id=owner_id).count() >= most:
         raise ApiError(
             403, f"You keep {most} projects, the most this server allows: delete one first.", code="project_limit"
         )
+    model = choose(embedding_model, principal_for_key(key_id)) if embedding_model and key_id is not None else ""
     return Project.objects.create(
-        account_id=account_id, owner_id=owner_id, name=_name(name), instructions=_instructions(instructions)
+        account_id=account_id,
+        owner_id=owner_id,
+        name=_name(name),
+        instructions=_instructions(instructions),
+        embedding_model=model,
     )
 
 
-def project_update(*, project: Project, changes: dict[str, Any]) -> Project:
-    """Rename (`name`), instruct (`instructions`), archive or restore (`archived`: a bool)."""
-    fields = []
+@transaction.atomic
+def project_update(*, project: Project, changes: dict[str, Any], key_id: int | None = None) -> Project:
+    """Rename (`name`), instruct (`instructions`), archive or restore (`archived`: a bool),
+    choose the embeddings model of its files (`embedding_model`; null: the shipped one):
+    its documents are embedded again by a job billed to `key_id`."""
+    fields, reembed = [], False
+    if "embedding_model" in changes:
+        if key_id is None:
+            raise ApiError(403, "Choosing an embeddings model needs a key to bill.", param="embedding_model")
+        model = choose(changes["embedding_model"], principal_for_key(key_id))
+        if model != project.embedding_model:
+            project.embedding_model = model
+            fields.append("embedding_model")
+            reembed = documents_of_project(project_id=project.pk).exists()
     if "name" in changes:
         project.name = _name(changes["name"])
         fields.append("name")
@@ -71,6 +99,8 @@ def project_update(*, project: Project, changes: dict[str, Any]) -> Project:
             fields.append("archived_at")
     if fields:
         project.save(update_fields=[*fields, "updated_at"])
+    if reembed:  # in this transaction: a job that cannot be queued undoes the change
+        project_reembed(project_id=project.pk, account=project.account, key_id=key_id)
     return project
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from chat.billing.ratelimit import Limits
 from chat.keycache import key_auth
 from chat.models import ApiKey
-from chat.selectors import KeyAuth
+from chat.selectors import KeyAuth, api_key_auth_by_id
 from chat.services import api_key_mark_used
 
 from .errors import ApiError
@@ -223,6 +223,16 @@ def session_csrf_error(request: HttpRequest) -> ApiError | None:
         error_type="permission_error",
         code="csrf_failed",
     )
+
+
+def principal_for_key(key_id: int) -> Principal:
+    """(Sync.) The Principal of a key for work done on its behalf after its request ended (a
+    job billing the person who started it); 401 when the key is gone or no longer usable."""
+    key = api_key_auth_by_id(key_id=key_id)
+    if key is None:
+        raise _unauthorized("The key (or browser session) that started this work no longer exists.", "invalid_api_key")
+    check_usable(key)
+    return Principal.authenticated(key)
 
 
 async def authenticate(request: HttpRequest) -> Principal:

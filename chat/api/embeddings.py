@@ -16,7 +16,7 @@ from chat.backends import registry
 from chat.backends.base import Accepted, GenerationRequest, SamplingParams, Usage
 from chat.backends.embeddings import DIMENSIONS, embed_pool
 
-from .auth import authenticate
+from .auth import Principal, authenticate
 from .errors import ApiError, bad_request
 from .metering import Meter
 from .params import parse_json_object
@@ -155,6 +155,62 @@ async def _embed_upstream(
         if isinstance(item, dict)
     ]
     return data, Usage(prompt_tokens if isinstance(prompt_tokens, int) else meter.prompt_bound, 0)
+
+
+MAX_DIMENSIONS = 4096  # the longest vectors a document's passages keep (text-embedding-3-large: 3072)
+
+
+async def embed_billed(principal: Principal, backend: Any, texts: list[str], *, request_id: str) -> np.ndarray:
+    """`texts` embedded by a routed embeddings model for work that is not a /v1 request (a
+    document's passages, a chat turn's question), metered as /v1/embeddings is: priced by the
+    canonical model id, the byte bound held and reserved before the upstream is called (429 /
+    402 otherwise), the upstream's count billed. One float32 row per text, as it answered."""
+    generation = GenerationRequest(
+        model=registry.canonical_info(backend).id, sampling=SamplingParams(max_tokens=0), prompts=tuple(texts)
+    )
+    meter = await meter_for(generation, backend, principal, request_id, dialect="documents")
+    await meter.admit()
+    usage: Usage | None = None
+    try:
+        data, usage = await _embed_upstream(backend, meter, list(texts), "base64", None, None)
+    finally:
+        await meter.settle(reported=usage, delivered_tokens=0, failed=usage is None)
+    return _vectors(data, len(texts), backend)
+
+
+def _vectors(data: list[dict[str, Any]], count: int, backend: Any) -> np.ndarray:
+    """The answer's vectors by their index (base64 little-endian float32, or numbers); 502
+    for an answer that is not one vector of one length per text."""
+    model = registry.canonical_info(backend).id
+    rows: dict[int, np.ndarray] = {}
+    try:
+        for item in data:
+            value = item["embedding"]
+            vector = (
+                np.frombuffer(base64.b64decode(value), dtype="<f4")
+                if isinstance(value, str)
+                else np.asarray(value, dtype=np.float32)
+            )
+            rows[int(item["index"])] = vector.astype(np.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        message = f"The embeddings model '{model}' answered a malformed vector."
+        raise ApiError(502, message, error_type="server_error") from exc
+    lengths = {len(v) for v in rows.values()}
+    if sorted(rows) != list(range(count)) or len(lengths) != 1:
+        raise ApiError(
+            502,
+            f"The embeddings model '{model}' answered {len(rows)} vectors of {len(lengths)} lengths for {count} texts.",
+            error_type="server_error",
+        )
+    (length,) = lengths
+    if not 1 <= length <= MAX_DIMENSIONS:
+        raise ApiError(
+            502,
+            f"The embeddings model '{model}' makes {length}-dimension vectors; "
+            f"documents keep at most {MAX_DIMENSIONS}.",
+            error_type="server_error",
+        )
+    return np.stack([rows[i] for i in range(count)])
 
 
 def _json(payload: dict[str, Any]) -> HttpResponse:

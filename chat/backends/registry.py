@@ -18,6 +18,7 @@ from .upstream import Prober
 
 _lock = threading.Lock()
 _routes: dict[str, Backend] | None = None
+_routed: dict[str, Backend] | None = None
 
 
 def bundled_model_path() -> str:
@@ -77,6 +78,23 @@ def routes() -> dict[str, Backend]:
             if _routes is None:
                 _routes = _build()
     return _routes
+
+
+def routed() -> dict[str, Backend]:
+    """The routed models alone, for a process that only calls upstreams on someone's behalf
+    (a Celery worker embedding a document's passages): the process's full table when it has
+    one (a web process: the same backends, their connections and health), else one built
+    from the routes file only — no embedded model is loaded for it."""
+    global _routed
+    if _routes is not None:
+        return _routes
+    if _routed is None:
+        with _lock:
+            if _routed is None:
+                file = settings.GHOSTGPT["ROUTES_FILE"]
+                models = load_routes(file) if file else []
+                _routed = {name: model for model in models for name in (model.info.id, *model.aliases)}
+    return _routed
 
 
 def warm_up() -> None:

@@ -252,8 +252,14 @@ def test_prompt_text_is_recorded_only_when_the_operator_turns_it_on(
         httpx.post(
             server.base_url + "/v1/chat/completions",
             headers={"Authorization": f"Bearer {server.api_key}", "traceparent": f"00-{trace_id}-{CLIENT_PARENT}-01"},
-            json={"model": "ghostgpt", "messages": [{"role": "user", "content": "Say the word bonjour."}]},
-            timeout=60,
+            # A bounded answer: with no max_tokens the embedded model may talk for its whole
+            # 4096-token budget, minutes on two cores (the CI failure of stop 38).
+            json={
+                "model": "ghostgpt",
+                "messages": [{"role": "user", "content": "Say the word bonjour."}],
+                "max_tokens": 32,
+            },
+            timeout=120,
         ).raise_for_status()
         [request] = _spans(collector, trace_id, "chat ghostgpt")["chat ghostgpt"]
     finally:

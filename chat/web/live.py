@@ -207,6 +207,7 @@ async def _start(
     history = await sync_to_async(services.history_messages)(conversation=conversation, branch=branch)
     max_tokens = options.get("max_tokens")
     history = await documents_context.for_turn(  # every turn reads its documents again
+        principal=principal,
         conversation=conversation,
         assistant=assistant,
         branch=branch,

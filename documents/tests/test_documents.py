@@ -10,13 +10,15 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
-from chat.models import Account, Conversation, Message
+from chat.api.auth import Principal, principal_for_key
+from chat.models import Account, ApiKey, Conversation, Message
 from chat.services import account_create_with_key
 from documents import context, store
 from documents.embedding import embed_texts
@@ -37,6 +39,10 @@ PAGES = [
 def _client(name: str = "reader") -> tuple[Client, Account]:
     key, secret = account_create_with_key(name=name)
     return Client(HTTP_AUTHORIZATION=f"Bearer {secret}"), key.account
+
+
+def _principal(account: Account) -> Principal:
+    return principal_for_key(ApiKey.objects.filter(account=account).values_list("pk", flat=True).first())
 
 
 def _upload(client: Client, name: str, data: bytes, content_type: str, **fields: Any) -> Any:
@@ -194,6 +200,7 @@ def test_a_turn_reads_the_whole_document_when_it_fits_and_the_best_passages_when
     history = [{"role": "user", "content": user.content}]
 
     sent = async_to_sync(context.for_turn)(
+        principal=_principal(account),
         conversation=conversation,
         assistant=assistant,
         branch=[user],
@@ -206,6 +213,7 @@ def test_a_turn_reads_the_whole_document_when_it_fits_and_the_best_passages_when
     assert "[3] varnholm.pdf, page 3:\nThe annual lantern festival" in sent[-1]["content"]
 
     sent = async_to_sync(context.for_turn)(
+        principal=_principal(account),
         conversation=conversation,
         assistant=assistant,
         branch=[user],
@@ -233,6 +241,7 @@ def test_a_project_s_files_are_read_by_every_chat_in_it() -> None:
     assert body["project_id"] == str(project.pk)
     conversation, user, assistant = _turn(account, "Who catches cod?", documents=[], project=project)
     async_to_sync(context.for_turn)(
+        principal=_principal(account),
         conversation=conversation,
         assistant=assistant,
         branch=[user],
@@ -287,6 +296,7 @@ def test_whole_documents_say_a_sentence_carried_between_passages_once() -> None:
     assert len(passages) > 1 and carried, "a short last sentence opens the next passage too"
     conversation, user, assistant = _turn(account, "Which boats sailed?", documents=[body["id"]])
     sent = async_to_sync(context.for_turn)(
+        principal=_principal(account),
         conversation=conversation,
         assistant=assistant,
         branch=[user],
@@ -323,3 +333,59 @@ def test_a_page_by_its_address_is_fetched_safely_and_indexed(
         assert expected in " ".join(Passage.objects.filter(document_id=body["id"]).values_list("text", flat=True))
     else:
         assert body["error"]["code"] == expected
+
+
+@pytest.mark.parametrize("dimensions", [64, 3072])  # 3,072 (text-embedding-3-large): past HNSW's `vector` limit
+def test_a_routed_model_s_vectors_of_any_length_are_stored_searched_and_deleted(
+    dimensions: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = _client()
+    body = _ready(client, _upload(client, "v.pdf", text_pdf(PAGES), "application/pdf").json())
+    document = Document.objects.get(pk=body["id"])
+    passages = list(document.passages.order_by("ordinal"))
+    vectors = np.random.default_rng(7).normal(size=(len(passages), dimensions)).astype(np.float32)
+    key = store.document_key(document.pk)
+    store.vectors_ready(dimensions)
+    with transaction.atomic():  # what re-embedding does: the shipped model's vectors out, the routed model's in
+        store.vectors_drop([p.pk for p in passages], dimensions=384)
+        store.vectors_set([(p.pk, key, v) for p, v in zip(passages, vectors, strict=True)], dimensions=dimensions)
+    assert store.nearest(embed_texts(["lighthouse"])[0], [key], 5) == [], "no vector left of the other model"
+    near = vectors + np.random.default_rng(8).normal(scale=0.1, size=vectors.shape).astype(np.float32)
+    for i, passage in enumerate(passages):
+        assert store.nearest(near[i], [key], 3, dimensions=dimensions)[0] == passage.pk
+    assert store.matching("which fish do the boats catch", [key], 3)[0] == passages[1].pk, "the text index stays"
+    if connection.vendor == "postgresql":  # a scope past EXACT_MAX goes through the length's own HNSW index
+        monkeypatch.setattr(store, "EXACT_MAX", 0)
+        for i, passage in enumerate(passages):
+            assert store.nearest(near[i], [key], 3, dimensions=dimensions)[0] == passage.pk
+        _, hnsw = store._pg_routed_queries(dimensions)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + hnsw, [[key], store._vector_text(near[0]), 3])
+            plan = " ".join(row[0] for row in cursor.fetchall())
+        assert f"documents_passage_embedding_{dimensions}" in plan, plan
+    assert client.delete(f"/api/documents/{body['id']}").status_code == 204
+    assert store.nearest(near[0], [key], 3, dimensions=dimensions) == []
+
+
+def test_documents_whose_model_cannot_embed_the_question_are_searched_by_words_and_the_answer_says_so() -> None:
+    client, account = _client()
+    body = _ready(client, _upload(client, "varnholm.pdf", text_pdf(PAGES), "application/pdf").json())
+    # Embedded by a routed model this server no longer serves (its routes changed since).
+    Document.objects.filter(pk=body["id"]).update(embedding_model="text-embedding-gone", dimensions=64)
+    conversation, user, assistant = _turn(account, "Which fish do the boats catch?", documents=[body["id"]])
+    sent = async_to_sync(context.for_turn)(
+        principal=_principal(account),
+        conversation=conversation,
+        assistant=assistant,
+        branch=[user],
+        history=[{"role": "user", "content": user.content}],
+        context_length=1200,
+        max_tokens=1024,
+    )
+    assistant.refresh_from_db()
+    record = assistant.retrieval
+    assert record["mode"] == "passages" and record["sources"][0]["page"] == 2, record
+    [skipped] = record["words_only"]
+    assert skipped["model"] == "text-embedding-gone" and "not a routed embeddings model" in skipped["reason"]
+    assert "[1] varnholm.pdf, page 2:\nFishing boats" in sent[-1]["content"]

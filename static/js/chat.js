@@ -150,6 +150,7 @@ function editProject(project) {
   $("project-dialog-title").textContent = project ? gettext("Project") : gettext("New project");
   $("project-form-name").value = project?.name || "";
   $("project-form-instructions").value = project?.instructions || "";
+  fillEmbeddingModels(project?.embedding_model);
   $("project-form-error").hidden = true;
   $("project-archive").hidden = $("project-delete").hidden = !project;
   $("project-archive").textContent = project?.archived ? gettext("Restore") : gettext("Archive");
@@ -158,6 +159,22 @@ function editProject(project) {
   dialog.showModal();
   $("project-form-name").focus();
   if (project) loadProjectFiles(project.id);
+}
+
+// The model that embeds a project's files: the built-in one, or a routed embeddings model
+// (priced: whoever adds a file, or changes the model, pays for its passages).
+const BUILT_IN_EMBEDDINGS = "all-MiniLM-L6-v2";
+
+function fillEmbeddingModels(current) {
+  const routed = state.embeddingModels || [];
+  const select = $("project-form-embedding");
+  const priced = (m) => m.pricing && m.pricing.prompt_per_million;
+  select.replaceChildren(
+    el("option", { value: BUILT_IN_EMBEDDINGS }, interpolate(gettext("Built in (%s, free)"), [BUILT_IN_EMBEDDINGS])),
+    ...routed.map((m) => el("option", { value: m.id }, priced(m) ? `${m.id} · ${gettext("priced")}` : m.id)));
+  select.value = current && [BUILT_IN_EMBEDDINGS, ...routed.map((m) => m.id)].includes(current) ? current : BUILT_IN_EMBEDDINGS;
+  select.dataset.initial = select.value;
+  $("project-form-embedding-label").hidden = !routed.length;
 }
 
 // --- a project's files ------------------------------------------------------------------------
@@ -235,9 +252,14 @@ async function saveProject(event) {
   event.preventDefault();
   const id = $("project-dialog").dataset.id;
   const body = { name: $("project-form-name").value, instructions: $("project-form-instructions").value };
+  const embedding = $("project-form-embedding");
+  if (embedding.value !== embedding.dataset.initial) body.embedding_model = embedding.value;
   try {
     const project = await api(id ? `/api/projects/${id}` : "/api/projects", { method: id ? "PATCH" : "POST", body });
     $("project-dialog").close();
+    if (project.embedding_pending) {
+      announce(interpolate(ngettext("%s file is being read again by %s.", "%s files are being read again by %s.", project.embedding_pending), [project.embedding_pending, project.embedding_model]));
+    }
     if (id) {
       if (state.project?.id === id) state.project = project;
       await loadConversations();
@@ -937,6 +959,9 @@ function retrievalLine(retrieval) {
       interpolate(ngettext("from %s file", "from %s files", retrieval.files), [retrieval.files]);
     const cut = retrieval.pages_total - retrieval.pages_sent;
     if (cut > 0) text += " · " + interpolate(gettext("cut: %s of %s pages did not fit"), [cut, retrieval.pages_total]);
+    for (const skipped of retrieval.words_only || []) {
+      text += " · " + interpolate(gettext("searched by words only: %s could not read the question"), [skipped.model]);
+    }
   }
   return el("button", { type: "button", class: "retrieval link", title: gettext("What went in from the documents"), onclick: (event) => showSources(event.target.closest("article").dataset.id) }, text);
 }
@@ -1053,6 +1078,7 @@ async function loadModels() {
     // Only models that chat (an embedding model answers every message with a 400), each
     // with where it runs and whether it is priced.
     const chat = models.data.filter((m) => m.mode !== "embedding");
+    state.embeddingModels = models.data.filter((m) => m.mode === "embedding" && m.source !== "local");
     const sources = { local: gettext("local"), routed: gettext("routed"), agents: gettext("agents") };
     const label = (m) => {
       const price = m.pricing && (m.pricing.prompt_per_million || m.pricing.completion_per_million);
