@@ -205,11 +205,12 @@ def reembed_later(document: Document, *, key_id: Any) -> None:
 
 
 class DocumentReembedTool:
-    """A project's ready documents embedded again by the project's model, where another
-    embedded them: each document's passages re-embedded, then its vectors swapped in one
-    transaction (the passages, their ids and text index stay — answers that cite them still
-    do). A failure (402: the balance ran out) stops the job; the documents not reached keep
-    the previous model's vectors and stay searchable by it."""
+    """A project's ready documents (`project_id`), or a chat's (`conversation_id`), embedded
+    again by their project's model where another embedded them: each document's passages
+    re-embedded, then its vectors swapped in one transaction (the passages, their ids and
+    text index stay — answers that cite them still do). A failure (402: the balance ran
+    out) stops the job; the documents not reached keep the previous model's vectors and
+    stay searchable by it."""
 
     name = "document-reembed"
 
@@ -217,12 +218,12 @@ class DocumentReembedTool:
         return params
 
     def run(self, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        project_id, done = params["project_id"], 0
-        pending = list(
-            documents_of_project(project_id=project_id)
-            .filter(status=Document.Status.READY)
-            .values_list("pk", flat=True)
+        scope = (
+            documents_of_project(project_id=params["project_id"])
+            if params.get("project_id")
+            else Document.objects.filter(conversation_id=params["conversation_id"])
         )
+        done, pending = 0, list(scope.filter(status=Document.Status.READY).values_list("pk", flat=True))
         for n, document_id in enumerate(pending):
             document = Document.objects.filter(pk=document_id, status=Document.Status.READY).first()
             if document is None:
@@ -259,7 +260,7 @@ class DocumentReembedTool:
                 )
                 Document.objects.filter(pk=locked.pk).update(embedding_model=model, dimensions=dimensions, error=None)
             done += 1
-        return {"project_id": str(project_id), "reembedded": done}
+        return {"reembedded": done}
 
 
 register(DocumentReembedTool())

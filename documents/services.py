@@ -134,16 +134,36 @@ def document_delete(*, document: Document) -> None:
     documents_delete(documents=Document.objects.filter(pk=document.pk))
 
 
-def documents_attach(*, conversation: Conversation, document_ids: list[uuid.UUID]) -> None:
+def documents_attach(*, conversation: Conversation, document_ids: list[uuid.UUID], key_id: int | None) -> None:
     """Documents added in the composer of a chat not started yet belong to it from its
-    first turn on (deleted with it)."""
-    Document.objects.filter(
+    first turn on (deleted with it), embedded by its project's model (`key_id` pays)."""
+    attached = Document.objects.filter(
         pk__in=document_ids,
         account_id=conversation.account_id,
         owner_id=conversation.owner_id,
         project__isnull=True,
         conversation__isnull=True,
     ).update(conversation=conversation)
+    if attached:
+        documents_follow(conversation=conversation, key_id=key_id)
+
+
+def documents_follow(*, conversation: Conversation, key_id: int | None) -> None:
+    """A chat given files, or moved into or out of a project: its ready files embedded by
+    another model than its project's (or the shipped one, outside any) are embedded again,
+    in a job billed to `key_id` (files still being indexed take the project's model then)."""
+    model = conversation.project.embedding_model if conversation.project_id else ""
+    ready = Document.objects.filter(conversation=conversation, status=Document.Status.READY)
+    if not ready.exclude(embedding_model=model).exists():
+        return
+    try:
+        job_create(
+            tool="document-reembed",
+            params={"conversation_id": str(conversation.pk), "key_id": key_id},
+            account=conversation.account,
+        )
+    except ToolError as exc:
+        raise ApiError(exc.status, exc.message, code=exc.code) from None
 
 
 def project_reembed(*, project_id: Any, account: Account, key_id: int | None) -> None:

@@ -103,7 +103,8 @@ class ConversationDetailApi(WebApi):
     def patch(self, request: Request, conversation_id: str) -> Response:
         conversation = self._get(request, conversation_id)
         changes = json_object(request.data)
-        return Response(conversation_body(services.conversation_update(conversation=conversation, changes=changes)))
+        updated = services.conversation_update(conversation=conversation, changes=changes, key_id=request.auth.pk)
+        return Response(conversation_body(updated))
 
     def delete(self, request: Request, conversation_id: str) -> Response:
         services.conversation_delete(conversation=self._get(request, conversation_id))

@@ -256,6 +256,7 @@ def _create_turn(
         model=model,
         system_prompt=body.get("system_prompt"),
         project_id=body.get("project_id"),
+        key_id=principal.key_id,
     )
 
 

@@ -65,16 +65,25 @@ def project_for(*, account_id: int, owner_id: int | None, project_id: Any) -> Pr
     return project
 
 
-def conversation_update(*, conversation: Conversation, changes: dict[str, Any]) -> Conversation:
+@transaction.atomic
+def conversation_update(
+    *, conversation: Conversation, changes: dict[str, Any], key_id: int | None = None
+) -> Conversation:
     """Rename, choose a model or system prompt, switch branch (`current_leaf`), move into or
-    out of a project (`project_id`), pin or unpin (`pinned`)."""
+    out of a project (`project_id`: its files are then embedded by the project's model, in a
+    job billed to `key_id`), pin or unpin (`pinned`)."""
     fields = []
     if "project_id" in changes:
         project = project_for(
             account_id=conversation.account_id, owner_id=conversation.owner_id, project_id=changes["project_id"]
         )
+        moved = project != conversation.project
         conversation.project = project
         fields.append("project")
+        if moved:  # its job starts once this commits (a job that cannot be queued undoes the move)
+            from documents.services import documents_follow
+
+            documents_follow(conversation=conversation, key_id=key_id)
     if "pinned" in changes:
         pinned = changes["pinned"]
         if not isinstance(pinned, bool):
@@ -200,6 +209,7 @@ def turn_create(
     model: str,
     system_prompt: Any = None,
     project_id: Any = None,
+    key_id: int | None = None,
 ) -> tuple[Conversation, Message, Message]:
     """A user message (a new branch when `parent_id` already has children) and the empty
     assistant message its generation will fill; with no `conversation`, a new one — in
@@ -229,7 +239,7 @@ def turn_create(
     if documents:
         from documents.services import documents_attach
 
-        documents_attach(conversation=conversation, document_ids=documents)
+        documents_attach(conversation=conversation, document_ids=documents, key_id=key_id)
     assistant = _assistant_for(conversation, user, model)
     if not conversation.title:
         conversation.title = _title(content, clean)

@@ -389,3 +389,34 @@ def test_documents_whose_model_cannot_embed_the_question_are_searched_by_words_a
     [skipped] = record["words_only"]
     assert skipped["model"] == "text-embedding-gone" and "not a routed embeddings model" in skipped["reason"]
     assert "[1] varnholm.pdf, page 2:\nFishing boats" in sent[-1]["content"]
+
+
+def test_a_chat_moved_out_of_a_project_has_its_files_embedded_by_the_shipped_model_again() -> None:
+    client, account = _client()
+    project = Project.objects.create(account=account, name="Island")
+    chat = client.post("/api/conversations", {"project_id": str(project.pk)}, content_type="application/json").json()
+    added = _upload(client, "v.pdf", text_pdf(PAGES), "application/pdf", conversation_id=chat["id"])
+    body = _ready(client, added.json())
+    assert body["status"] == "ready", body
+    # As the project's routed model (no longer served here) had embedded it: 64-length vectors.
+    Project.objects.filter(pk=project.pk).update(embedding_model="text-embedding-gone")
+    document = Document.objects.get(pk=body["id"])
+    passages = list(document.passages.order_by("ordinal"))
+    key = store.document_key(document.pk)
+    store.vectors_ready(64)
+    with transaction.atomic():
+        store.vectors_drop([p.pk for p in passages], dimensions=384)
+        store.vectors_set([(p.pk, key, np.ones(64, dtype=np.float32)) for p in passages], dimensions=64)
+        Document.objects.filter(pk=document.pk).update(embedding_model="text-embedding-gone", dimensions=64)
+
+    moved = client.patch(f"/api/conversations/{chat['id']}", {"project_id": None}, content_type="application/json")
+    assert moved.status_code == 200 and moved.json()["project_id"] is None, moved.content
+    deadline = time.monotonic() + 60
+    while Document.objects.get(pk=document.pk).embedding_model:
+        assert time.monotonic() < deadline, "the file was not embedded again"
+        time.sleep(0.2)
+    assert client.get(f"/api/documents/{document.pk}").json()["embedding_model"] == "all-MiniLM-L6-v2"
+    question = embed_texts(["When is the festival with lanterns?"])[0]
+    assert store.nearest(question, [key], 3)[0] == passages[2].pk, "searched by the shipped model's vectors"
+    assert store.nearest(np.ones(64, dtype=np.float32), [key], 3, dimensions=64) == []
+    assert list(document.passages.order_by("ordinal")) == passages, "the same passages (answers cite their ids)"
