@@ -1,5 +1,7 @@
 """GET/POST /api/projects, GET/PATCH/DELETE /api/projects/<id> — the browser product's
-projects, for the signed-in person (or the browser's anonymous key) like its chats."""
+projects, for the signed-in person (or the browser's anonymous key) like its chats: a name,
+instructions, and the embeddings model of its files (`embedding_model`: a routed model, billed
+to the person; the shipped all-MiniLM-L6-v2 by default)."""
 
 from __future__ import annotations
 

@@ -139,6 +139,7 @@ def _project(project: Project) -> dict[str, Any]:
         "id": str(project.pk),
         "name": project.name,
         "instructions": project.instructions,
+        "embedding_model": project.embedding_model or None,  # None: the shipped model
         "archived": project.archived_at is not None,
         "created_at": project.created_at.isoformat(),
     }
@@ -158,6 +159,7 @@ def _document(document: Document) -> dict[str, Any]:
         "url": document.url or None,
         "status": document.status,
         "pages": document.pages,
+        "embedding_model": document.embedding_model or None,
         "project_id": str(document.project_id) if document.project_id else None,
         "conversation_id": str(document.conversation_id) if document.conversation_id else None,
         "file": _file_path(document) if document.status == Document.Status.READY else None,
