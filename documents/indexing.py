@@ -36,6 +36,7 @@ from .extract import sections_of
 from .models import Document, DocumentFile, Passage
 from .passages import split
 from .selectors import documents_of_project, embedding_model_for
+from .services import documents_follow, project_reembed
 
 logger = logging.getLogger(__name__)
 EMBED_BATCH = 64  # passages per embedding call (progress moves between them)
@@ -187,21 +188,25 @@ class DocumentIndexTool:
                 embedding_model=model,
                 dimensions=dimensions,
             )
-        if embedding_model_for(document) != model:  # the project changed its model meanwhile
-            reembed_later(document, key_id=params.get("key_id"))
+        if embedding_model_for(document) != model:  # its project changed its model (or it moved) meanwhile
+            _reembed_later(document, key_id=params.get("key_id"))
         return {"document_id": str(document.pk), "status": "ready", "passages": len(passages), "pages": pages}
 
 
 register(DocumentIndexTool())
 
 
-def reembed_later(document: Document, *, key_id: Any) -> None:
-    """Queue the re-embedding of `document`'s project (the job takes whatever is behind)."""
-    from .services import project_reembed
-
-    project_id = document.project_id or (document.conversation.project_id if document.conversation_id else None)
-    if project_id is not None:
-        project_reembed(project_id=project_id, account=document.account, key_id=key_id)
+def _reembed_later(document: Document, *, key_id: Any) -> None:
+    """Queue the re-embedding of where `document` belongs (a project's files, or a chat's):
+    the job takes whatever is behind. The document stays searchable by the model that
+    embedded it if the job cannot be queued (the next change of model queues one again)."""
+    try:
+        if document.project_id is not None:
+            project_reembed(project_id=document.project_id, account=document.account, key_id=key_id)
+        elif document.conversation_id is not None:
+            documents_follow(conversation=document.conversation, key_id=key_id)
+    except ApiError:
+        logger.warning("document %s: its re-embedding could not be queued", document.pk, exc_info=True)
 
 
 class DocumentReembedTool:

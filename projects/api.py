@@ -71,9 +71,11 @@ class ProjectDetailApi(WebApi):
         return Response(project_body(self._get(request, project_id), detail=True))
 
     def patch(self, request: Request, project_id: str) -> Response:
-        project = services.project_update(
-            project=self._get(request, project_id), changes=json_object(request.data), key_id=request.auth.pk
-        )
+        changes = json_object(request.data)
+        if "embedding_model" in changes:  # may embed every file again: as many a minute as new files
+            limit_creation(request, "document", owner_rate="CONVERSATION_RATE")
+        project = self._get(request, project_id)
+        project = services.project_update(project=project, changes=changes, key_id=request.auth.pk)
         return Response(project_body(project, detail=True))
 
     def delete(self, request: Request, project_id: str) -> Response:
