@@ -16,6 +16,9 @@ its files are embedded again, one file at a time, without a wrong comparison in 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import dataclasses
 import functools
 import os
 import threading
@@ -84,6 +87,18 @@ def choose(model: Any, principal: Principal) -> str:
     return canonical
 
 
+def in_the_background(principal: Principal) -> Principal:
+    """`principal` for a job's calls: not refused for the account's (or key's) tokens per
+    minute — a document's batch is far past a chat request's size, and its job sends one
+    batch at a time — though its tokens still count in the account's minute once billed."""
+    key_limits = principal.key_limits
+    return dataclasses.replace(
+        principal,
+        limits=dataclasses.replace(principal.limits, tpm=None),
+        key_limits=dataclasses.replace(key_limits, tpm=None) if key_limits is not None else None,
+    )
+
+
 async def embed_routed(model: str, principal: Principal, texts: list[str], *, purpose: str) -> np.ndarray:
     """`texts` embedded by the routed model `model`, billed to `principal` (429, 402, or the
     upstream's failure as an ApiError)."""
@@ -114,3 +129,18 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """(Sync.) `coroutine`'s result, run on this process's documents loop."""
     return asyncio.run_coroutine_threadsafe(coroutine, _background_loop()).result()
+
+
+async def _close_sessions() -> None:
+    for backend in set(registry.routed().values()):
+        for deployment in getattr(backend, "deployments", ()):
+            await deployment.upstream.close()
+
+
+@atexit.register
+def _close_loop() -> None:
+    """At exit, the documents loop's upstream connections are closed (not left to the
+    garbage collector, which logs each as an error)."""
+    if _loop is not None and _loop[0] == os.getpid():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_close_sessions(), _loop[1]).result(timeout=5)

@@ -31,7 +31,7 @@ from chat.web.services import storage_take
 from tools.base import Progress, ToolError, register
 
 from . import store
-from .embedding import ROUTED_BATCH, embed_routed, embed_texts, run_async
+from .embedding import ROUTED_BATCH, embed_routed, embed_texts, in_the_background, run_async
 from .extract import sections_of
 from .models import Document, DocumentFile, Passage
 from .passages import split
@@ -64,7 +64,7 @@ def embed_passages(
             code="embedding_key_missing",
         )
     try:
-        principal = principal_for_key(key_id) if model else None
+        principal = in_the_background(principal_for_key(key_id)) if model else None
         batch = ROUTED_BATCH if model else EMBED_BATCH
         vectors = []
         for start in range(0, len(texts), batch):

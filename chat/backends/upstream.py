@@ -111,6 +111,12 @@ class Upstream:
     def headers(self) -> dict[str, str]:
         return self.wire.headers(self.api_key, self.options)
 
+    async def close(self) -> None:
+        """Close the running loop's session (for a loop that ends before the process)."""
+        session = self._sessions.pop(id(asyncio.get_running_loop()), None)
+        if session is not None:
+            await session.close()
+
 
 @dataclass
 class Deployment:

@@ -19,12 +19,20 @@ import numpy as np
 import pytest
 import redis
 
-from chat.tests.live import LiveServer, funded_account, manage, server_books, server_rows, wait_for
+from chat.tests.live import (
+    LiveServer,
+    funded_account,
+    manage,
+    operator_call,
+    server_books,
+    server_rows,
+    wait_for,
+)
 from chat.tests.loopback import Answer, Loopback, openai_stream
 from tools.tests.test_worker_live import Worker
 
 ADMIN_KEY = "sk-admin-routed-embeddings-0123456789"
-PRICE = 20  # per million tokens, as text-embedding-3-small's $0.02
+PRICE = 20  # per million tokens (1,000 times text-embedding-3-small's $0.02: every token shows)
 LENGTH = 64
 # A harbour guide long enough not to fit the chat model's context whole: passages are chosen.
 SECTIONS = [
@@ -100,8 +108,8 @@ def _client(server: LiveServer, key: str) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
 
-def _added(client: httpx.Client, project_id: str, name: str = "harbour.txt") -> dict[str, Any]:
-    text = "\n\n".join(SECTIONS).encode()
+def _added(client: httpx.Client, project_id: str, name: str = "harbour.txt", text: bytes = b"") -> dict[str, Any]:
+    text = text or "\n\n".join(SECTIONS).encode()
     response = client.post(
         "/api/documents", files={"file": (name, text, "text/plain")}, data={"project_id": project_id}
     )
@@ -188,6 +196,24 @@ def test_a_project_s_files_and_questions_are_embedded_by_its_routed_model_billed
     for wrong in ("chat-up", "no-such-model", 7):
         refused = client.patch(f"/api/projects/{project['id']}", json={"embedding_model": wrong})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "embedding_model", refused.text
+
+
+def test_a_file_past_the_account_s_tokens_per_minute_is_embedded_in_the_background(
+    routed: tuple[LiveServer, Upstream],
+) -> None:
+    """The "regular" tier holds a request's worst case against 40,000 tokens a minute; a
+    file's batch is held to its balance and budgets, not to that (its tokens count after)."""
+    server, _ = routed
+    user = operator_call(server.base_url, ADMIN_KEY, "/admin/users/add", {"name": "regular", "tier": "regular"})
+    topup = {"user_id": user["user_id"], "amount": "10", "idempotency_key": "regular"}
+    operator_call(server.base_url, ADMIN_KEY, "/admin/topup", topup)
+    client = _client(server, user["token"])
+    project = client.post("/api/projects", json={"name": "Big", "embedding_model": "text-embedding-3-small"}).json()
+    text = "\n\n".join(SECTIONS * 3).encode()
+    assert len(text) > 40_000  # one batch's byte bound past the tier's tokens per minute
+    document = _added(client, project["id"], "big.txt", text)
+    assert document["status"] == "ready", document["error"]
+    assert document["embedding_model"] == "text-embedding-3-small"
 
 
 def test_a_balance_too_low_for_a_file_is_refused_before_the_upstream_is_called(
