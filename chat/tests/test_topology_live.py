@@ -238,6 +238,45 @@ def test_a_document_is_indexed_by_the_worker_in_pgvector_and_read_by_a_turn(
     assert "[2] quay.pdf, page 2:\nHerring is landed on the north quay every Tuesday." in prompt
 
 
+def test_a_project_s_routed_embeddings_model_embeds_its_file_on_the_worker(
+    topology: Topology, fake: FakeUpstream
+) -> None:
+    """The worker reads the operator's routes too: a project whose files a routed model
+    embeds has them embedded by it (into pgvector's column for routed vectors) on the worker."""
+    first, second = topology.web
+    headers = {"Authorization": f"Bearer {topology.api_key}"}
+    project = httpx.post(
+        first + "/api/projects", json={"name": "Quay", "embedding_model": "fake-embed"}, headers=headers, timeout=30
+    )
+    assert project.status_code == 201, project.text
+    sent = len(fake.requests)
+    accepted = httpx.post(
+        first + "/api/documents",
+        files={"file": ("quay.txt", b"Herring is landed on the north quay every Tuesday.", "text/plain")},
+        data={"project_id": project.json()["id"]},
+        headers=headers,
+        timeout=30,
+    )
+    assert accepted.status_code == 202, accepted.text
+    document = accepted.json()
+    ready = wait_for(
+        lambda: (
+            (d := httpx.get(f"{second}/api/documents/{document['id']}", headers=headers, timeout=10).json())["status"]
+            in ("ready", "failed")
+            and d
+        ),
+        "the worker to embed the document by the routed model",
+        within=180,
+    )
+    assert ready["status"] == "ready" and ready["embedding_model"] == "fake-embed", ready
+    assert any(r["path"].endswith("/embeddings") for r in fake.requests[sent:]), "the upstream embedded it"
+    with psycopg.connect(topology.database.url) as conn:
+        stored = conn.execute(
+            "SELECT vector_dims(embedding_routed) FROM documents_passage WHERE document_id = %s", [document["id"]]
+        ).fetchall()
+    assert stored == [(8,)], stored  # the fake's 8-dimension vectors
+
+
 def _job(topology: Topology, base: str, location: str) -> dict[str, Any]:
     response = httpx.get(base + location, headers={"Authorization": f"Bearer {topology.api_key}"}, timeout=10)
     assert response.status_code == 200, response.text

@@ -49,6 +49,10 @@ class Topology:
                         "fake": {"deployments": [{"upstream": "fake", "model": "gpt-4o"}]},
                         "paid": {"deployments": [{"upstream": "fake", "model": "gpt-4o"}]},
                         "stall": {"deployments": [{"upstream": "stall", "model": "gpt-4o"}]},
+                        "fake-embed": {
+                            "embeddings": True,
+                            "deployments": [{"upstream": "fake", "model": "text-embedding-3-small"}],
+                        },
                     },
                 }
             )

@@ -178,6 +178,8 @@ class Command(BaseCommand):
             f"{celery} -A ghostgpt worker --loglevel=INFO --concurrency={int(worker)} "
             f"--max-memory-per-child={int(memory)} --prefetch-multiplier=1",
             30,  # a job cut by the stop is run again (acks_late): waiting out a 10-minute job is not needed
+            # A project's routed embeddings model embeds its files on the worker (documents/).
+            GHOSTGPT_ROUTES_FILE=str(folder / "routes.yaml"),
         )
         program("beat", f"{celery} -A ghostgpt beat --loglevel=INFO --schedule={folder}/celerybeat-schedule", 10)
         program("nginx", f'/usr/sbin/nginx -c {folder}/nginx.conf -g "daemon off;"', 10)
