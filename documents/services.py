@@ -3,6 +3,7 @@ deleting (the storage it took given back)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from tools.services import job_create
 from . import store
 from .extract import IMAGE_TYPES, MEDIA_TYPES, kind_of
 from .models import Document
+
+logger = logging.getLogger(__name__)
 
 
 def _ready_or_503() -> None:
@@ -145,7 +148,10 @@ def documents_attach(*, conversation: Conversation, document_ids: list[uuid.UUID
         conversation__isnull=True,
     ).update(conversation=conversation)
     if attached:
-        documents_follow(conversation=conversation, key_id=key_id)
+        try:
+            documents_follow(conversation=conversation, key_id=key_id)
+        except ApiError:  # the turn goes on: the files stay searchable by the model that embedded them
+            logger.warning("chat %s: re-embedding its files could not be queued", conversation.pk, exc_info=True)
 
 
 def documents_follow(*, conversation: Conversation, key_id: int | None) -> None:

@@ -12,6 +12,7 @@ from chat.api.auth import principal_for_key
 from chat.api.errors import ApiError
 from chat.web.services import conversations_delete
 from documents.embedding import choose
+from documents.models import Document
 from documents.selectors import documents_of_project
 from documents.services import documents_delete, project_reembed
 
@@ -83,7 +84,14 @@ def project_update(*, project: Project, changes: dict[str, Any], key_id: int | N
         if model != project.embedding_model:
             project.embedding_model = model
             fields.append("embedding_model")
-            reembed = documents_of_project(project_id=project.pk).exists()
+        # Files embedded by another model (this change, or an earlier one whose job failed:
+        # choosing the same model again retries it) are embedded again.
+        reembed = (
+            documents_of_project(project_id=project.pk)
+            .filter(status=Document.Status.READY)
+            .exclude(embedding_model=model)
+            .exists()
+        )
     if "name" in changes:
         project.name = _name(changes["name"])
         fields.append("name")
