@@ -187,6 +187,19 @@ def test_a_share_and_a_tool_job_cross_processes(topology: Topology) -> None:
         assert conn.execute("select count(*) from tools_upload").fetchone()[0] == 0
 
 
+def _indexed(base: str, headers: dict[str, str], document_id: str) -> dict[str, Any]:
+    """The document once the worker has indexed it (or failed to), read through `base`."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: (
+            (d := httpx.get(f"{base}/api/documents/{document_id}", headers=headers, timeout=10).json())["status"]
+            in ("ready", "failed")
+            and d
+        ),
+        f"the worker to index document {document_id}",
+        within=180,
+    )
+
+
 def test_a_document_is_indexed_by_the_worker_in_pgvector_and_read_by_a_turn(
     topology: Topology, fake: FakeUpstream
 ) -> None:
@@ -200,15 +213,7 @@ def test_a_document_is_indexed_by_the_worker_in_pgvector_and_read_by_a_turn(
     )
     assert accepted.status_code == 202, accepted.text
     document = accepted.json()
-    ready = wait_for(
-        lambda: (
-            (d := httpx.get(f"{second}/api/documents/{document['id']}", headers=headers, timeout=10).json())["status"]
-            in ("ready", "failed")
-            and d
-        ),
-        "the worker to index the document",
-        within=180,
-    )
+    ready = _indexed(second, headers, document["id"])
     assert ready["status"] == "ready" and ready["pages"] == 2, ready
     with psycopg.connect(topology.database.url) as conn:
         stored = conn.execute(
@@ -259,15 +264,7 @@ def test_a_project_s_routed_embeddings_model_embeds_its_file_on_the_worker(
     )
     assert accepted.status_code == 202, accepted.text
     document = accepted.json()
-    ready = wait_for(
-        lambda: (
-            (d := httpx.get(f"{second}/api/documents/{document['id']}", headers=headers, timeout=10).json())["status"]
-            in ("ready", "failed")
-            and d
-        ),
-        "the worker to embed the document by the routed model",
-        within=180,
-    )
+    ready = _indexed(second, headers, document["id"])
     assert ready["status"] == "ready" and ready["embedding_model"] == "fake-embed", ready
     assert any(r["path"].endswith("/embeddings") for r in fake.requests[sent:]), "the upstream embedded it"
     with psycopg.connect(topology.database.url) as conn:
