@@ -62,6 +62,12 @@ def documents_of_project(*, project_id: Any) -> QuerySet[Document]:
     return Document.objects.filter(Q(project_id=project_id) | Q(conversation__project_id=project_id))
 
 
+def documents_behind(documents: QuerySet[Document], model: str) -> QuerySet[Document]:
+    """Of `documents`, the ready ones embedded by another model than `model` (waiting to be
+    embedded again)."""
+    return documents.filter(status=Document.Status.READY).exclude(embedding_model=model)
+
+
 def embedding_model_for(document: Document) -> str:
     """The model that should embed `document` now: its project's (a project file, or a file of
     a chat in a project), else the shipped one ("")."""

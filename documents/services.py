@@ -23,6 +23,7 @@ from tools.services import job_create
 from . import store
 from .extract import IMAGE_TYPES, MEDIA_TYPES, kind_of
 from .models import Document
+from .selectors import documents_behind
 
 logger = logging.getLogger(__name__)
 
@@ -159,22 +160,17 @@ def documents_follow(*, conversation: Conversation, key_id: int | None) -> None:
     another model than its project's (or the shipped one, outside any) are embedded again,
     in a job billed to `key_id` (files still being indexed take the project's model then)."""
     model = conversation.project.embedding_model if conversation.project_id else ""
-    ready = Document.objects.filter(conversation=conversation, status=Document.Status.READY)
-    if not ready.exclude(embedding_model=model).exists():
-        return
-    try:
-        job_create(
-            tool="document-reembed",
-            params={"conversation_id": str(conversation.pk), "key_id": key_id},
-            account=conversation.account,
-        )
-    except ToolError as exc:
-        raise ApiError(exc.status, exc.message, code=exc.code) from None
+    if documents_behind(Document.objects.filter(conversation=conversation), model).exists():
+        _reembed(params={"conversation_id": str(conversation.pk), "key_id": key_id}, account=conversation.account)
 
 
 def project_reembed(*, project_id: Any, account: Account, key_id: int | None) -> None:
     """Embed the project's documents again by its (new) model, in a job billed to `key_id`."""
+    _reembed(params={"project_id": str(project_id), "key_id": key_id}, account=account)
+
+
+def _reembed(*, params: dict[str, Any], account: Account) -> None:
     try:
-        job_create(tool="document-reembed", params={"project_id": str(project_id), "key_id": key_id}, account=account)
+        job_create(tool="document-reembed", params=params, account=account)
     except ToolError as exc:
         raise ApiError(exc.status, exc.message, code=exc.code) from None

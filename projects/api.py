@@ -12,8 +12,7 @@ from rest_framework.response import Response
 
 from chat.web.api import WebApi, json_object, limit_creation
 from documents.embedding import MODEL_ID
-from documents.models import Document
-from documents.selectors import documents_of_project
+from documents.selectors import documents_behind, documents_of_project
 
 from . import services
 from .models import Project
@@ -34,12 +33,8 @@ def project_body(project: Project, *, detail: bool = False) -> dict[str, Any]:
     count = getattr(project, "conversation_count", None)
     body["conversations"] = count if count is not None else project.conversations.count()
     if detail:  # files still embedded by an earlier choice of model (being embedded again)
-        body["embedding_pending"] = (
-            documents_of_project(project_id=project.pk)
-            .filter(status=Document.Status.READY)
-            .exclude(embedding_model=project.embedding_model)
-            .count()
-        )
+        pending = documents_behind(documents_of_project(project_id=project.pk), project.embedding_model)
+        body["embedding_pending"] = pending.count()
     return body
 
 

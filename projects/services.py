@@ -12,8 +12,7 @@ from chat.api.auth import principal_for_key
 from chat.api.errors import ApiError
 from chat.web.services import conversations_delete
 from documents.embedding import choose
-from documents.models import Document
-from documents.selectors import documents_of_project
+from documents.selectors import documents_behind, documents_of_project
 from documents.services import documents_delete, project_reembed
 
 from .models import Project
@@ -45,6 +44,13 @@ def _instructions(value: Any) -> str:
     return value
 
 
+def _embedding_model(value: Any, key_id: int | None) -> str:
+    """The model a choice names (documents.embedding.choose), checked against the key that pays."""
+    if key_id is None:
+        raise ApiError(403, "Choosing an embeddings model needs a key to bill.", param="embedding_model")
+    return choose(value, principal_for_key(key_id))
+
+
 def project_create(
     *,
     account_id: int,
@@ -61,7 +67,7 @@ def project_create(
         raise ApiError(
             403, f"You keep {most} projects, the most this server allows: delete one first.", code="project_limit"
         )
-    model = choose(embedding_model, principal_for_key(key_id)) if embedding_model and key_id is not None else ""
+    model = _embedding_model(embedding_model, key_id) if embedding_model not in (None, "") else ""
     return Project.objects.create(
         account_id=account_id,
         owner_id=owner_id,
@@ -78,20 +84,13 @@ def project_update(*, project: Project, changes: dict[str, Any], key_id: int | N
     its documents are embedded again by a job billed to `key_id`."""
     fields, reembed = [], False
     if "embedding_model" in changes:
-        if key_id is None:
-            raise ApiError(403, "Choosing an embeddings model needs a key to bill.", param="embedding_model")
-        model = choose(changes["embedding_model"], principal_for_key(key_id))
+        model = _embedding_model(changes["embedding_model"], key_id)
         if model != project.embedding_model:
             project.embedding_model = model
             fields.append("embedding_model")
         # Files embedded by another model (this change, or an earlier one whose job failed:
         # choosing the same model again retries it) are embedded again.
-        reembed = (
-            documents_of_project(project_id=project.pk)
-            .filter(status=Document.Status.READY)
-            .exclude(embedding_model=model)
-            .exists()
-        )
+        reembed = documents_behind(documents_of_project(project_id=project.pk), model).exists()
     if "name" in changes:
         project.name = _name(changes["name"])
         fields.append("name")

@@ -122,6 +122,13 @@ def _added(client: httpx.Client, project_id: str, name: str = "harbour.txt", tex
     )
 
 
+def _routed_project(client: httpx.Client, name: str) -> dict[str, Any]:
+    """A new project whose files the routed model embeds."""
+    made = client.post("/api/projects", json={"name": name, "embedding_model": "text-embedding-3-small"})
+    assert made.status_code == 201, made.text
+    return made.json()  # type: ignore[no-any-return]
+
+
 def _passages(server: LiveServer, document_id: str) -> list[int]:
     query = "select id from documents_passage where document_id = %s order by ordinal"
     rows = server_rows(server, query, (document_id.replace("-", ""),))  # SQLite keeps a UUID as hex
@@ -134,9 +141,7 @@ def test_a_project_s_files_and_questions_are_embedded_by_its_routed_model_billed
     server, upstream = routed
     account_id, key = funded_account(server.base_url, ADMIN_KEY, "reader", Decimal("1"))
     client = _client(server, key)
-    chosen = client.post("/api/projects", json={"name": "Harbour", "embedding_model": "text-embedding-3-small"})
-    assert chosen.status_code == 201, chosen.text
-    project = chosen.json()
+    project = _routed_project(client, "Harbour")
     assert project["embedding_model"] == "text-embedding-3-small"
 
     document = _added(client, project["id"])
@@ -208,7 +213,7 @@ def test_a_file_past_the_account_s_tokens_per_minute_is_embedded_in_the_backgrou
     topup = {"user_id": user["user_id"], "amount": "10", "idempotency_key": "regular"}
     operator_call(server.base_url, ADMIN_KEY, "/admin/topup", topup)
     client = _client(server, user["token"])
-    project = client.post("/api/projects", json={"name": "Big", "embedding_model": "text-embedding-3-small"}).json()
+    project = _routed_project(client, "Big")
     text = "\n\n".join(SECTIONS * 3).encode()
     assert len(text) > 40_000  # one batch's byte bound past the tier's tokens per minute
     document = _added(client, project["id"], "big.txt", text)
@@ -222,7 +227,7 @@ def test_a_balance_too_low_for_a_file_is_refused_before_the_upstream_is_called(
     server, upstream = routed
     _, key = funded_account(server.base_url, ADMIN_KEY, "poor", Decimal("0.000001"))
     client = _client(server, key)
-    project = client.post("/api/projects", json={"name": "P", "embedding_model": "text-embedding-3-small"}).json()
+    project = _routed_project(client, "P")
     calls = len(upstream.embedded)
     document = _added(client, project["id"])
     assert document["status"] == "failed" and document["error"]["code"] == "insufficient_balance", document
@@ -242,7 +247,7 @@ def test_on_postgresql_a_celery_worker_embeds_the_file_by_the_routed_model(postg
         manage(server, "set_price", "text-embedding-3-small", "--prompt", str(PRICE), "--completion", "0")
         account_id, key = funded_account(server.base_url, ADMIN_KEY, "worker-reader", Decimal("1"))
         client = _client(server, key)
-        project = client.post("/api/projects", json={"name": "H", "embedding_model": "text-embedding-3-small"}).json()
+        project = _routed_project(client, "H")
         document = _added(client, project["id"])
         assert document["status"] == "ready", document["error"]
         assert document["embedding_model"] == "text-embedding-3-small"
